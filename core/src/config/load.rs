@@ -1,0 +1,941 @@
+//! Reading the TOML configuration into the validated model, with errors that point at the
+//! file, line, column and key, and say what is allowed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml_edit::{Array, ArrayOfTables, Document, Item, TableLike, Value};
+
+use super::{
+    BodyRegex, Check, CheckKind, Config, DaemonSettings, ExecCheck, FailureAction, FallbackMode,
+    HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet, Timing, TlsSettings,
+    VirtualService,
+};
+use crate::table::{
+    Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams,
+};
+use crate::time::{format_duration, parse_duration};
+
+/// A configuration that cannot be used, with where and why.
+///
+/// Its `Display` is a compiler-style report: `file:line:column: key: message`, then the
+/// offending line with the spot marked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or other source) name.
+    pub origin: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// Dotted path of the key at fault, e.g. `service[0].server[1].weight`; empty for syntax
+    /// errors.
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+    source_line: String,
+    width: usize,
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.origin, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        writeln!(f, "{}", self.message)?;
+        let gutter = self.line.to_string().len();
+        writeln!(f, "{:gutter$} |", "")?;
+        writeln!(f, "{} | {}", self.line, self.source_line)?;
+        write!(
+            f,
+            "{:gutter$} | {}{}",
+            "",
+            " ".repeat(self.column.saturating_sub(1)),
+            "^".repeat(self.width.max(1))
+        )
+    }
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Ctx<'_> {
+    fn error(&self, span: Option<Range<usize>>, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = span.unwrap_or(0..0);
+        let start = span.start.min(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line = self.text[..start].matches('\n').count() + 1;
+        let column = self.text[line_start..start].chars().count() + 1;
+        let end = span.end.clamp(start, line_end);
+        let width = self.text[start..end].chars().count();
+        ConfigError {
+            origin: self.origin.to_string(),
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+            source_line: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
+            width,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// A document node: a key's item, or an array element.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Item(&'a Item),
+    Value(&'a Value),
+}
+
+impl<'a> Node<'a> {
+    fn value(self) -> Option<&'a Value> {
+        match self {
+            Node::Item(i) => i.as_value(),
+            Node::Value(v) => Some(v),
+        }
+    }
+    fn as_str(self) -> Option<&'a str> {
+        self.value()?.as_str()
+    }
+    fn as_integer(self) -> Option<i64> {
+        self.value()?.as_integer()
+    }
+    fn as_bool(self) -> Option<bool> {
+        self.value()?.as_bool()
+    }
+    fn as_array(self) -> Option<&'a Array> {
+        self.value()?.as_array()
+    }
+    fn as_table_like(self) -> Option<&'a dyn TableLike> {
+        match self {
+            Node::Item(i) => i.as_table_like(),
+            Node::Value(v) => v.as_inline_table().map(|t| t as &dyn TableLike),
+        }
+    }
+    fn as_array_of_tables(self) -> Option<&'a ArrayOfTables> {
+        match self {
+            Node::Item(i) => i.as_array_of_tables(),
+            Node::Value(_) => None,
+        }
+    }
+    fn type_name(self) -> &'static str {
+        match self {
+            Node::Item(Item::Table(_)) => "table",
+            Node::Item(Item::ArrayOfTables(_)) => "array of tables",
+            Node::Item(Item::None) => "nothing",
+            Node::Item(Item::Value(v)) | Node::Value(v) => v.type_name(),
+        }
+    }
+}
+
+/// A value at a key path.
+struct Field<'a> {
+    ctx: &'a Ctx<'a>,
+    item: Node<'a>,
+    path: String,
+    span: Option<Range<usize>>,
+}
+
+impl<'a> Field<'a> {
+    fn err(&self, message: impl Into<String>) -> ConfigError {
+        self.ctx.error(self.span.clone(), &self.path, message)
+    }
+
+    fn found(&self) -> String {
+        let raw = self
+            .span
+            .clone()
+            .and_then(|s| self.ctx.text.get(s))
+            .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        let kind = self.item.type_name();
+        if raw.is_empty() || raw.len() > 40 || self.item.value().is_none() {
+            kind.to_string()
+        } else {
+            format!("{kind} {raw}")
+        }
+    }
+
+    fn str(&self) -> Result<&'a str> {
+        self.item.as_str().ok_or_else(|| self.err(format!("expected a string, found {}", self.found())))
+    }
+
+    fn int(&self, min: i64, max: i64) -> Result<i64> {
+        match self.item.as_integer() {
+            Some(v) if (min..=max).contains(&v) => Ok(v),
+            Some(v) => Err(self.err(format!("expected an integer from {min} to {max}, found {v}"))),
+            None => Err(self.err(format!(
+                "expected an integer from {min} to {max}, found {}",
+                self.found()
+            ))),
+        }
+    }
+
+    fn bool(&self) -> Result<bool> {
+        self.item
+            .as_bool()
+            .ok_or_else(|| self.err(format!("expected true or false, found {}", self.found())))
+    }
+
+    fn duration(&self) -> Result<Duration> {
+        let text = self.item.as_str().ok_or_else(|| {
+            self.err(format!(
+                "expected a duration string such as \"5s\" or \"250ms\", found {}",
+                self.found()
+            ))
+        })?;
+        parse_duration(text).map_err(|e| self.err(e))
+    }
+
+    fn positive_duration(&self) -> Result<Duration> {
+        let d = self.duration()?;
+        if d.is_zero() {
+            return Err(self.err("must be longer than 0s"));
+        }
+        Ok(d)
+    }
+
+    fn choice(&self, allowed: &[&str]) -> Result<&'a str> {
+        let text = self.item.as_str();
+        match text {
+            Some(t) if allowed.contains(&t) => Ok(t),
+            _ => Err(self.err(format!(
+                "expected one of {}, found {}",
+                allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "),
+                self.found()
+            ))),
+        }
+    }
+
+    fn table(&self) -> Result<Tbl<'a>> {
+        let table = self
+            .item
+            .as_table_like()
+            .ok_or_else(|| self.err(format!("expected a table, found {}", self.found())))?;
+        Ok(Tbl::new(self.ctx, table, self.path.clone(), self.span.clone()))
+    }
+
+    /// `[[key]]` tables, or an array of inline tables.
+    fn tables(&self) -> Result<Vec<Tbl<'a>>> {
+        if let Some(aot) = self.item.as_array_of_tables() {
+            return Ok(aot
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let span = t.span().or_else(|| self.span.clone());
+                    Tbl::new(self.ctx, t, format!("{}[{i}]", self.path), span)
+                })
+                .collect());
+        }
+        if let Some(arr) = self.item.as_array() {
+            let mut out = Vec::new();
+            for (i, v) in arr.iter().enumerate() {
+                let path = format!("{}[{i}]", self.path);
+                let t = v.as_inline_table().ok_or_else(|| {
+                    self.ctx.error(v.span(), &path, format!("expected a table, found {}", v.type_name()))
+                })?;
+                out.push(Tbl::new(self.ctx, t, path, v.span()));
+            }
+            return Ok(out);
+        }
+        Err(self.err(format!(
+            "expected [[{}]] tables or an array of tables, found {}",
+            self.path.rsplit('.').next().unwrap_or(&self.path),
+            self.found()
+        )))
+    }
+
+    fn array(&self) -> Result<Vec<Field<'a>>> {
+        let arr = self
+            .item
+            .as_array()
+            .ok_or_else(|| self.err(format!("expected an array, found {}", self.found())))?;
+        Ok(arr
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Field {
+                ctx: self.ctx,
+                item: Node::Value(v),
+                path: format!("{}[{i}]", self.path),
+                span: v.span(),
+            })
+            .collect())
+    }
+}
+
+/// A table being read: every key read is recorded, and `finish` rejects the rest.
+struct Tbl<'a> {
+    ctx: &'a Ctx<'a>,
+    table: &'a dyn TableLike,
+    path: String,
+    span: Option<Range<usize>>,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Tbl<'a> {
+    fn new(ctx: &'a Ctx<'a>, table: &'a dyn TableLike, path: String, span: Option<Range<usize>>) -> Self {
+        Tbl { ctx, table, path, span, known: Vec::new() }
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn err(&self, message: impl Into<String>) -> ConfigError {
+        self.ctx.error(self.span.clone(), &self.path, message)
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<Field<'a>> {
+        if !self.known.contains(&key) {
+            self.known.push(key);
+        }
+        let (k, item) = self.table.get_key_value(key)?;
+        let span = item.span().or_else(|| k.span());
+        Some(Field { ctx: self.ctx, item: Node::Item(item), path: self.key_path(key), span })
+    }
+
+    fn req(&mut self, key: &'static str, what: &str) -> Result<Field<'a>> {
+        match self.get(key) {
+            Some(f) => Ok(f),
+            None => Err(self.err(format!("missing key `{key}` ({what})"))),
+        }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    fn key_err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = self.table.key(key).and_then(|k| k.span());
+        self.ctx.error(span, &self.key_path(key), message)
+    }
+
+    fn finish(self) -> Result<()> {
+        for (key, _) in self.table.iter() {
+            if !self.known.contains(&key) {
+                let mut allowed = self.known.clone();
+                allowed.sort_unstable();
+                return Err(self.key_err(
+                    key,
+                    format!("unknown key `{key}`; allowed here: {}", allowed.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
+    let ctx = Ctx { text, origin };
+    let doc = Document::parse(text).map_err(|e| {
+        ctx.error(e.span(), "", format!("invalid TOML: {}", e.message().trim_end()))
+    })?;
+    let root_table = doc.as_item().as_table_like().expect("a document's root is a table");
+    let mut root = Tbl::new(&ctx, root_table, String::new(), Some(0..0));
+
+    let daemon = match root.get("daemon") {
+        Some(f) => read_daemon(f.table()?)?,
+        None => DaemonSettings::default(),
+    };
+    let service_field = root.req("service", "at least one [[service]]")?;
+    let mut services = Vec::new();
+    let mut seen: BTreeMap<ServiceKey, usize> = BTreeMap::new();
+    for (i, tbl) in service_field.tables()?.into_iter().enumerate() {
+        let (svc, key_field) = read_service(tbl)?;
+        if let Some(first) = seen.insert(svc.key, i) {
+            return Err(key_field.err(format!("service {} is already defined by service[{first}]", svc.key)));
+        }
+        services.push(svc);
+    }
+    if services.is_empty() {
+        return Err(service_field.err("at least one service is needed"));
+    }
+    root.finish()?;
+    Ok(Config { daemon, services })
+}
+
+fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
+    let mut d = DaemonSettings::default();
+    if let Some(f) = t.get("resync_interval") {
+        d.resync_interval = f.duration()?;
+        if d.resync_interval < Duration::from_millis(100) {
+            return Err(f.err("must be at least 100ms"));
+        }
+    }
+    if let Some(f) = t.get("retry_backoff") {
+        d.retry_backoff = f.positive_duration()?;
+    }
+    if let Some(f) = t.get("retry_backoff_max") {
+        d.retry_backoff_max = f.positive_duration()?;
+        if d.retry_backoff_max < d.retry_backoff {
+            return Err(f.err(format!(
+                "must not be shorter than retry_backoff ({})",
+                format_duration(d.retry_backoff)
+            )));
+        }
+    }
+    if let Some(f) = t.get("manage") {
+        d.manage = match f.choice(&["configured", "all"])? {
+            "all" => Manage::All,
+            _ => Manage::Configured,
+        };
+    }
+    if let Some(f) = t.get("probe_concurrency") {
+        d.probe_concurrency = f.int(1, 1_000_000)? as usize;
+    }
+    t.finish()?;
+    Ok(d)
+}
+
+const SCHEDULER_HELP: &str = "a kernel scheduler name of 1 to 15 lowercase letters, digits or `_` \
+                              (rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos)";
+
+fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
+    let name = match t.get("name") {
+        Some(f) => Some(f.str()?.to_string()),
+        None => None,
+    };
+    let (key, key_field) = read_service_key(&mut t)?;
+
+    let mut params = ServiceParams::new("wlc");
+    if let Some(f) = t.get("scheduler") {
+        let s = f.str()?;
+        let ok = !s.is_empty()
+            && s.len() < 16
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(f.err(format!("`{s}` is not {SCHEDULER_HELP}")));
+        }
+        params.scheduler = s.to_string();
+    }
+    if let Some(f) = t.get("persistence") {
+        params.persistence = Some(read_persistence(&f, key.family())?);
+    }
+    if let Some(f) = t.get("one_packet") {
+        params.one_packet = f.bool()?;
+        if params.one_packet && matches!(key, ServiceKey::Tcp(_) | ServiceKey::Sctp(_)) {
+            return Err(f.err("one-packet scheduling is for UDP and firewall-mark services only"));
+        }
+    }
+    if let Some(f) = t.get("sched_flags") {
+        for flag in f.array()? {
+            let name = flag.str()?;
+            let bits = SchedFlags::parse_name(name).ok_or_else(|| {
+                flag.err(format!(
+                    "unknown scheduler flag `{name}`; allowed: flag-1, flag-2, flag-3, \
+                     sh-fallback, sh-port, mh-fallback, mh-port"
+                ))
+            })?;
+            let prefix = name.split('-').next().unwrap_or("");
+            if (prefix == "sh" || prefix == "mh") && prefix != params.scheduler {
+                return Err(flag.err(format!(
+                    "`{name}` applies to the {prefix} scheduler, not {}",
+                    params.scheduler
+                )));
+            }
+            params.sched_flags = params.sched_flags.union(bits);
+        }
+    }
+    let forward = match t.get("forward") {
+        Some(f) => read_forward(&f)?,
+        None => Forward::Dr,
+    };
+    let fallback_mode = match t.get("fallback_mode") {
+        Some(f) => match f.choice(&["alongside", "exclusive"])? {
+            "exclusive" => FallbackMode::Exclusive,
+            _ => FallbackMode::Alongside,
+        },
+        None => FallbackMode::Alongside,
+    };
+    let action = match t.get("on_failure") {
+        Some(f) => f.choice(&["remove", "zero", "drain"])?,
+        None => "remove",
+    };
+    let on_failure = match (action, t.get("drain_timeout")) {
+        ("drain", None) => FailureAction::Drain { timeout: Duration::from_secs(300) },
+        ("drain", Some(f)) => FailureAction::Drain { timeout: f.positive_duration()? },
+        (_, Some(f)) => return Err(f.err("drain_timeout needs on_failure = \"drain\"")),
+        ("zero", None) => FailureAction::Zero,
+        _ => FailureAction::Remove,
+    };
+    let new_servers = match t.get("new_servers") {
+        Some(f) => match f.choice(&["wait", "in"])? {
+            "in" => NewServers::In,
+            _ => NewServers::Wait,
+        },
+        None => NewServers::Wait,
+    };
+    let default_checks = match t.get("check") {
+        Some(f) => read_checks(&f)?,
+        None => Vec::new(),
+    };
+
+    let servers_field = t.req("server", "the real servers, as [[service.server]] tables")?;
+    let mut servers = Vec::new();
+    let mut addrs: BTreeMap<SocketAddr, String> = BTreeMap::new();
+    for st in servers_field.tables()? {
+        let (s, addr_field) = read_server(st, &key, forward, &default_checks)?;
+        if let Some(prev) = addrs.insert(s.addr, addr_field.path.clone()) {
+            return Err(addr_field.err(format!("server {} is already listed as {prev}", s.addr)));
+        }
+        servers.push(s);
+    }
+    if servers.is_empty() {
+        return Err(servers_field.err("a service needs at least one server"));
+    }
+    let mut fallbacks = Vec::new();
+    if let Some(ff) = t.get("fallback") {
+        for st in ff.tables()? {
+            let (s, addr_field) = read_server(st, &key, forward, &[])?;
+            if let Some(prev) = addrs.insert(s.addr, addr_field.path.clone()) {
+                return Err(addr_field.err(format!("{} is already listed as {prev}", s.addr)));
+            }
+            fallbacks.push(s);
+        }
+    }
+    let quorum = match t.get("quorum") {
+        Some(f) => {
+            let q = f.int(1, i64::MAX)? as usize;
+            if q > servers.len() {
+                return Err(f.err(format!(
+                    "quorum {q} exceeds the {} real servers of this service: it could never be met",
+                    servers.len()
+                )));
+            }
+            q
+        }
+        None => 1,
+    };
+    t.finish()?;
+    let svc = VirtualService {
+        name,
+        key,
+        params,
+        servers,
+        fallbacks,
+        quorum,
+        fallback_mode,
+        on_failure,
+        new_servers,
+    };
+    Ok((svc, key_field))
+}
+
+fn read_service_key<'a>(t: &mut Tbl<'a>) -> Result<(ServiceKey, Field<'a>)> {
+    let address = t.get("address");
+    let fwmark = t.get("fwmark");
+    let protocol = t.get("protocol");
+    let family = t.get("family");
+    match (address, fwmark) {
+        (Some(_), Some(f)) => Err(f.err("a service has either `address` or `fwmark`, not both")),
+        (None, None) => Err(t.err(
+            "missing key `address` (the virtual IP and port, e.g. \"192.168.0.101:80\") or `fwmark`",
+        )),
+        (Some(a), None) => {
+            if let Some(f) = family {
+                return Err(f.err("`family` is for fwmark services; an address has its own"));
+            }
+            let proto = match &protocol {
+                Some(p) => match p.choice(&["tcp", "udp", "sctp"])? {
+                    "udp" => Protocol::Udp,
+                    "sctp" => Protocol::Sctp,
+                    _ => Protocol::Tcp,
+                },
+                None => Protocol::Tcp,
+            };
+            let text = a.str()?;
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                a.err(format!(
+                    "`{text}` is not an address with a port, e.g. \"192.168.0.101:80\" or \"[2001:db8::1]:80\""
+                ))
+            })?;
+            if addr.port() == 0 && addr.ip().is_unspecified() {
+                return Err(a.err("neither the address nor the port may be 0 here"));
+            }
+            if addr.port() == 0 {
+                return Err(a.err("port 0 is not a service port; use a firewall-mark service to match all ports"));
+            }
+            Ok((ServiceKey::inet(proto, addr), a))
+        }
+        (None, Some(f)) => {
+            if let Some(p) = protocol {
+                return Err(p.err("`protocol` is for address services; a firewall mark matches what netfilter marks"));
+            }
+            let mark = f.int(1, i64::from(u32::MAX))? as u32;
+            let family = match family {
+                Some(fam) => match fam.choice(&["ipv4", "ipv6"])? {
+                    "ipv6" => Family::Ipv6,
+                    _ => Family::Ipv4,
+                },
+                None => Family::Ipv4,
+            };
+            Ok((ServiceKey::Fwmark { mark, family }, f))
+        }
+    }
+}
+
+fn read_persistence(f: &Field<'_>, family: Family) -> Result<Persistence> {
+    let timeout_of = |f: &Field<'_>| -> Result<u32> {
+        let d = f.duration()?;
+        if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > 86400 * 31 {
+            return Err(f.err("persistence timeout must be whole seconds from 1s to 31 days"));
+        }
+        Ok(d.as_secs() as u32)
+    };
+    if f.item.as_str().is_some() {
+        return Ok(Persistence { timeout: timeout_of(f)?, prefix: family.max_prefix() });
+    }
+    let mut t = f.table().map_err(|_| {
+        f.err(format!(
+            "expected a timeout such as \"300s\" or a table {{ timeout = \"300s\", netmask = ... }}, found {}",
+            f.found()
+        ))
+    })?;
+    let timeout = timeout_of(&t.req("timeout", "how long a client sticks, e.g. \"300s\"")?)?;
+    let prefix = match t.get("netmask") {
+        None => family.max_prefix(),
+        Some(m) => {
+            if let Some(n) = m.item.as_integer() {
+                if !(1..=i64::from(family.max_prefix())).contains(&n) {
+                    return Err(m.err(format!(
+                        "expected a prefix length from 1 to {}, found {n}",
+                        family.max_prefix()
+                    )));
+                }
+                n as u8
+            } else if family == Family::Ipv4 {
+                let text = m.str()?;
+                let mask: std::net::Ipv4Addr = text
+                    .parse()
+                    .map_err(|_| m.err(format!("`{text}` is not a netmask such as \"255.255.255.0\" or 24")))?;
+                let bits = u32::from(mask);
+                let ones = bits.leading_ones();
+                if bits.checked_shl(ones).unwrap_or(0) != 0 || ones == 0 {
+                    return Err(m.err(format!("`{text}` is not a contiguous netmask")));
+                }
+                ones as u8
+            } else {
+                return Err(m.err(format!("expected an IPv6 prefix length from 1 to 128, found {}", m.found())));
+            }
+        }
+    };
+    t.finish()?;
+    Ok(Persistence { timeout, prefix })
+}
+
+fn read_forward(f: &Field<'_>) -> Result<Forward> {
+    Ok(match f.choice(&["dr", "nat", "tun"])? {
+        "nat" => Forward::Nat,
+        "tun" => Forward::Tun,
+        _ => Forward::Dr,
+    })
+}
+
+fn read_server<'a>(
+    mut t: Tbl<'a>,
+    service: &ServiceKey,
+    default_forward: Forward,
+    default_checks: &[Arc<Check>],
+) -> Result<(Server, Field<'a>)> {
+    let af = t.req("address", "the server's address, e.g. \"192.168.0.179:80\"")?;
+    let text = af.str()?;
+    let default_port = service.port();
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, default_port),
+            Err(_) => {
+                return Err(af.err(format!(
+                    "`{text}` is not an address, e.g. \"192.168.0.179:80\", \"192.168.0.179\" \
+                     (the service's port) or \"[2001:db8::2]:80\""
+                )))
+            }
+        },
+    };
+    if Family::of(addr.ip()) != service.family() {
+        let hint = if matches!(service, ServiceKey::Fwmark { .. }) {
+            " (set the service's family)"
+        } else {
+            ""
+        };
+        return Err(af.err(format!(
+            "{} is {} but the service is {}{hint}",
+            addr,
+            Family::of(addr.ip()),
+            service.family()
+        )));
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+        return Err(af.err(format!("{} cannot receive forwarded traffic", addr.ip())));
+    }
+    let weight = match t.get("weight") {
+        Some(f) => f.int(0, 65535)? as u32,
+        None => 1,
+    };
+    let forward = match t.get("forward") {
+        Some(f) => read_forward(&f)?,
+        None => default_forward,
+    };
+    if forward != Forward::Nat && default_port != 0 && addr.port() != default_port {
+        return Err(af.err(format!(
+            "{} forwarding cannot change the port (service port {default_port}, server port {}): \
+             use forward = \"nat\" or port {default_port}",
+            forward.config_name(),
+            addr.port()
+        )));
+    }
+    let upper = match t.get("upper_threshold") {
+        Some(f) => f.int(0, i64::from(i32::MAX))? as u32,
+        None => 0,
+    };
+    let lower = match t.get("lower_threshold") {
+        Some(f) => {
+            let l = f.int(0, i64::from(i32::MAX))? as u32;
+            if l > upper {
+                return Err(f.err(format!(
+                    "lower_threshold {l} exceeds upper_threshold {upper}; the kernel refuses that"
+                )));
+            }
+            l
+        }
+        None => 0,
+    };
+    let checks = match t.get("check") {
+        Some(f) => read_checks(&f)?,
+        None => default_checks.to_vec(),
+    };
+    for c in &checks {
+        let needs_port = !matches!(c.kind, CheckKind::Exec(_));
+        if needs_port && addr.port() == 0 && c.port.is_none() {
+            return Err(af.err(format!(
+                "{} has no port, so its {} check needs one: set `port` in the check",
+                addr.ip(),
+                c.label()
+            )));
+        }
+    }
+    t.finish()?;
+    Ok((Server { addr, weight, forward, upper, lower, checks }, af))
+}
+
+fn read_checks(f: &Field<'_>) -> Result<Vec<Arc<Check>>> {
+    let mut out: Vec<Arc<Check>> = Vec::new();
+    for t in f.tables()? {
+        let c = read_check(t)?;
+        out.push(Arc::new(c));
+    }
+    Ok(out)
+}
+
+fn read_check(mut t: Tbl<'_>) -> Result<Check> {
+    let kind_field = t.req("type", "one of \"http\", \"https\", \"tcp\", \"exec\"")?;
+    let kind_name = kind_field.choice(&["http", "https", "tcp", "exec"])?;
+
+    let interval = match t.get("interval") {
+        Some(f) => f.positive_duration()?,
+        None => Duration::from_secs(5),
+    };
+    let timeout = match t.get("timeout") {
+        Some(f) => f.positive_duration()?,
+        None => Duration::from_secs(2).min(interval),
+    };
+    let fail_interval = match t.get("failing_interval") {
+        Some(f) => {
+            let d = f.positive_duration()?;
+            if d > interval {
+                return Err(f.err(format!(
+                    "failing_interval is the faster interval used while failing; it must not exceed interval ({})",
+                    format_duration(interval)
+                )));
+            }
+            d
+        }
+        None => interval,
+    };
+    let rise = match t.get("rise") {
+        Some(f) => f.int(1, 1000)? as u32,
+        None => 2,
+    };
+    let fall = match t.get("fall") {
+        Some(f) => f.int(1, 1000)? as u32,
+        None => 3,
+    };
+    let jitter = match t.get("jitter") {
+        Some(f) => {
+            let j = f.duration()?;
+            if j >= fail_interval {
+                return Err(f.err(format!(
+                    "jitter must be shorter than the interval ({})",
+                    format_duration(fail_interval)
+                )));
+            }
+            j
+        }
+        None => fail_interval / 10,
+    };
+    let port = match t.get("port") {
+        Some(f) => Some(f.int(1, 65535)? as u16),
+        None => None,
+    };
+    let source = match t.get("source") {
+        Some(f) => {
+            let s = f.str()?;
+            Some(s.parse::<IpAddr>().map_err(|_| f.err(format!("`{s}` is not an IP address")))?)
+        }
+        None => None,
+    };
+    let kind = match kind_name {
+        "tcp" => CheckKind::Tcp,
+        "exec" => CheckKind::Exec(read_exec(&mut t)?),
+        "https" => CheckKind::Https(read_http(&mut t, true)?),
+        _ => CheckKind::Http(read_http(&mut t, false)?),
+    };
+    t.finish()?;
+    Ok(Check { kind, port, source, timing: Timing { interval, fail_interval, timeout, rise, fall, jitter } })
+}
+
+fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
+    let method = match t.get("method") {
+        Some(f) => match f.choice(&["GET", "HEAD"])? {
+            "HEAD" => HttpMethod::Head,
+            _ => HttpMethod::Get,
+        },
+        None => HttpMethod::Get,
+    };
+    let path = match t.get("path") {
+        Some(f) => {
+            let p = f.str()?;
+            if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+                return Err(f.err(format!("`{p}` is not a request path: it starts with `/` and has no spaces")));
+            }
+            p.to_string()
+        }
+        None => "/".to_string(),
+    };
+    let host = match t.get("host") {
+        Some(f) => {
+            let h = f.str()?;
+            if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+                return Err(f.err(format!("`{h}` is not a Host header value")));
+            }
+            Some(h.to_string())
+        }
+        None => None,
+    };
+    let expect_status = match t.get("expect_status") {
+        Some(f) => read_statuses(&f)?,
+        None => StatusSet::new(vec![(200, 299)]),
+    };
+    let expect_body = match t.get("expect_body") {
+        Some(f) => Some(f.str()?.to_string()),
+        None => None,
+    };
+    let expect_body_regex = match t.get("expect_body_regex") {
+        Some(f) => {
+            let s = f.str()?;
+            Some(BodyRegex::new(s).map_err(|e| f.err(format!("invalid regular expression: {e}")))?)
+        }
+        None => None,
+    };
+    if method == HttpMethod::Head && (expect_body.is_some() || expect_body_regex.is_some()) {
+        let key = if t.has("expect_body") { "expect_body" } else { "expect_body_regex" };
+        return Err(t.key_err(key, "a HEAD response has no body: use method = \"GET\""));
+    }
+    let body_limit = match t.get("body_limit") {
+        Some(f) => f.int(1, 16 << 20)? as usize,
+        None => 64 << 10,
+    };
+    let tls = if tls {
+        let sni = match t.get("sni") {
+            Some(f) => Some(f.str()?.to_string()),
+            None => None,
+        };
+        let verify = match t.get("verify") {
+            Some(f) => f.bool()?,
+            None => true,
+        };
+        let ca_file = match t.get("ca_file") {
+            Some(f) => Some(f.str()?.to_string()),
+            None => None,
+        };
+        Some(TlsSettings { sni, verify, ca_file })
+    } else {
+        None
+    };
+    Ok(HttpCheck { method, path, host, expect_status, expect_body, expect_body_regex, body_limit, tls })
+}
+
+fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {
+    let mut ranges = Vec::new();
+    let items = if f.item.as_array().is_some() {
+        f.array()?
+    } else {
+        vec![Field { ctx: f.ctx, item: f.item, path: f.path.clone(), span: f.span.clone() }]
+    };
+    for item in items {
+        let bad = |item: &Field<'_>| {
+            item.err(format!(
+                "expected a status from 100 to 599 or a range such as \"200-299\", found {}",
+                item.found()
+            ))
+        };
+        let range = if let Some(n) = item.item.as_integer() {
+            (n, n)
+        } else if let Some(s) = item.item.as_str() {
+            let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+            match (lo.trim().parse::<i64>(), hi.trim().parse::<i64>()) {
+                (Ok(lo), Ok(hi)) => (lo, hi),
+                _ => return Err(bad(&item)),
+            }
+        } else {
+            return Err(bad(&item));
+        };
+        if !(100..=599).contains(&range.0) || !(100..=599).contains(&range.1) || range.0 > range.1 {
+            return Err(bad(&item));
+        }
+        ranges.push((range.0 as u16, range.1 as u16));
+    }
+    if ranges.is_empty() {
+        return Err(f.err("at least one status is needed"));
+    }
+    Ok(StatusSet::new(ranges))
+}
+
+fn read_exec(t: &mut Tbl<'_>) -> Result<ExecCheck> {
+    let f = t.req("command", "the program and its arguments, e.g. [\"/usr/local/bin/check\", \"{ip}\"]")?;
+    let mut argv = Vec::new();
+    for a in f.array()? {
+        argv.push(a.str()?.to_string());
+    }
+    match argv.first() {
+        None => return Err(f.err("the command needs at least the program")),
+        Some(p) if !p.starts_with('/') => {
+            return Err(f.err(format!(
+                "`{p}` must be an absolute path: exec checks run without a shell and without PATH lookup"
+            )))
+        }
+        _ => {}
+    }
+    let dynamic_weight = match t.get("dynamic_weight") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
+    Ok(ExecCheck { argv, dynamic_weight })
+}
+

@@ -1,0 +1,393 @@
+//! The validated configuration model.
+//!
+//! A [`Config`] is built only by [`Config::from_toml`], which checks everything, so a `Config`
+//! that exists is valid: every service key is unique, every server belongs to its service's
+//! address family, every check can run. The TOML format is documented in `examples/full.toml`.
+
+mod load;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use load::ConfigError;
+
+use crate::table::{DestParams, Forward, ServiceKey, ServiceParams};
+use crate::time::format_duration;
+
+/// A whole lvs-hc configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Settings of the daemon itself.
+    pub daemon: DaemonSettings,
+    /// The virtual services lvs-hc manages, in file order.
+    pub services: Vec<VirtualService>,
+}
+
+impl Config {
+    /// Parses and validates a TOML configuration. `origin` names the source (a file path) in
+    /// errors, which give its line, column and key.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        load::load(text, origin)
+    }
+
+    /// The keys of the services this configuration names.
+    pub fn service_keys(&self) -> BTreeSet<ServiceKey> {
+        self.services.iter().map(|s| s.key).collect()
+    }
+
+    /// Every real server address over all services (fallbacks excluded).
+    pub fn real_server_addrs(&self) -> BTreeSet<SocketAddr> {
+        self.services.iter().flat_map(|s| s.servers.iter().map(|r| r.addr)).collect()
+    }
+}
+
+/// Settings of the daemon itself (`[daemon]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// How often the kernel table is re-read to repair changes made outside lvs-hc.
+    pub resync_interval: Duration,
+    /// First delay before a failed operation is retried; it doubles per failure.
+    pub retry_backoff: Duration,
+    /// Longest delay between retries of a failed operation.
+    pub retry_backoff_max: Duration,
+    /// Which services lvs-hc owns in the kernel table.
+    pub manage: Manage,
+    /// Most probes in flight at once.
+    pub probe_concurrency: usize,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            resync_interval: Duration::from_secs(5),
+            retry_backoff: Duration::from_millis(250),
+            retry_backoff_max: Duration::from_secs(30),
+            manage: Manage::Configured,
+            probe_concurrency: 1024,
+        }
+    }
+}
+
+/// Which services of the kernel table lvs-hc owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Manage {
+    /// Only the services the configuration names; others are left alone (the default).
+    Configured,
+    /// The whole table: services the configuration does not name are deleted.
+    All,
+}
+
+/// One virtual service with its servers and policy (`[[service]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtualService {
+    /// An optional label for logs and status.
+    pub name: Option<String>,
+    /// The kernel key.
+    pub key: ServiceKey,
+    /// Scheduler, persistence and flags.
+    pub params: ServiceParams,
+    /// The real servers.
+    pub servers: Vec<Server>,
+    /// Fallback ("sorry") servers, in while fewer than `quorum` real servers are healthy.
+    pub fallbacks: Vec<Server>,
+    /// Fewest healthy real servers that keep the fallback out.
+    pub quorum: usize,
+    /// Whether healthy real servers stay in while the fallback is in.
+    pub fallback_mode: FallbackMode,
+    /// What a failed real server becomes.
+    pub on_failure: FailureAction,
+    /// Whether a new server waits for a passing probe before it enters the table.
+    pub new_servers: NewServers,
+}
+
+impl VirtualService {
+    /// `web (TCP 192.168.0.101:80)`, or just the key when unnamed.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n} ({})", self.key),
+            None => self.key.to_string(),
+        }
+    }
+}
+
+/// What happens to the real servers while a fallback is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FallbackMode {
+    /// Healthy real servers keep serving beside the fallback (the default).
+    Alongside,
+    /// Only the fallback serves while it is in (keepalived's behaviour).
+    Exclusive,
+}
+
+/// What a real server that failed its checks becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureAction {
+    /// Deleted from the table (the seed's `ipvsadm -d`).
+    Remove,
+    /// Kept at weight 0: no new connections, existing ones continue.
+    Zero,
+    /// Weight 0, then deleted once its connections reach 0 or `timeout` passes.
+    Drain {
+        /// Longest time a failed server stays at weight 0 before it is deleted.
+        timeout: Duration,
+    },
+}
+
+/// How a server new to lvs-hc enters the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewServers {
+    /// Out of the table until its first passing probe (the default).
+    Wait,
+    /// In the table at once; out after `fall` consecutive failures.
+    In,
+}
+
+/// A real or fallback server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// Where IPVS sends traffic.
+    pub addr: SocketAddr,
+    /// Configured weight.
+    pub weight: u32,
+    /// Forwarding method.
+    pub forward: Forward,
+    /// Upper connection threshold, 0 for none.
+    pub upper: u32,
+    /// Lower connection threshold, 0 for none.
+    pub lower: u32,
+    /// Checks that must all pass; none means always healthy.
+    pub checks: Vec<Arc<Check>>,
+}
+
+impl Server {
+    /// The destination settings for a given weight.
+    pub fn dest_params(&self, weight: u32) -> DestParams {
+        DestParams { weight, forward: self.forward, upper: self.upper, lower: self.lower }
+    }
+}
+
+/// One health check of a server.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Check {
+    /// What the probe does.
+    pub kind: CheckKind,
+    /// Probe this port instead of the server's.
+    pub port: Option<u16>,
+    /// Bind probes to this source address.
+    pub source: Option<IpAddr>,
+    /// When probes run and how results count.
+    pub timing: Timing,
+}
+
+impl Check {
+    /// A short name for logs: `http GET /health`, `tcp`, `exec /usr/bin/check`.
+    pub fn label(&self) -> String {
+        let base = match &self.kind {
+            CheckKind::Http(h) => format!("http {} {}", h.method.as_str(), h.path),
+            CheckKind::Https(h) => format!("https {} {}", h.method.as_str(), h.path),
+            CheckKind::Tcp => "tcp".to_string(),
+            CheckKind::Exec(e) => format!("exec {}", e.argv[0]),
+        };
+        match self.port {
+            Some(p) => format!("{base} (port {p})"),
+            None => base,
+        }
+    }
+}
+
+/// When probes run and how results turn into state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timing {
+    /// Time between probe starts.
+    pub interval: Duration,
+    /// Time between probe starts while the last probe failed.
+    pub fail_interval: Duration,
+    /// Bound on a whole probe: connect, request and response.
+    pub timeout: Duration,
+    /// Consecutive passes that bring a failed server back.
+    pub rise: u32,
+    /// Consecutive failures that take a server out.
+    pub fall: u32,
+    /// Up to this much random delay is added to each interval (and the first probe).
+    pub jitter: Duration,
+}
+
+/// What a probe does.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckKind {
+    /// An HTTP request.
+    Http(HttpCheck),
+    /// An HTTP request over TLS.
+    Https(HttpCheck),
+    /// A TCP connect.
+    Tcp,
+    /// A program run without a shell.
+    Exec(ExecCheck),
+}
+
+/// An HTTP(S) check.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HttpCheck {
+    /// GET or HEAD.
+    pub method: HttpMethod,
+    /// Request path with query, starting with `/`.
+    pub path: String,
+    /// Host header; the server's address when absent.
+    pub host: Option<String>,
+    /// Statuses that pass.
+    pub expect_status: StatusSet,
+    /// A substring the body must contain.
+    pub expect_body: Option<String>,
+    /// A regular expression the body must match.
+    pub expect_body_regex: Option<BodyRegex>,
+    /// Most body bytes read; a match must occur within them.
+    pub body_limit: usize,
+    /// TLS settings (https only).
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS settings of an https check.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TlsSettings {
+    /// Server name sent (SNI) and verified; the Host header when absent.
+    pub sni: Option<String>,
+    /// Whether the certificate is verified.
+    pub verify: bool,
+    /// PEM file of extra trusted roots.
+    pub ca_file: Option<String>,
+}
+
+/// GET or HEAD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HttpMethod {
+    /// GET: status and body are checked.
+    Get,
+    /// HEAD: only the status is checked.
+    Head,
+}
+
+impl HttpMethod {
+    /// `GET` or `HEAD`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Head => "HEAD",
+        }
+    }
+}
+
+/// A set of HTTP statuses as inclusive ranges.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StatusSet(Vec<(u16, u16)>);
+
+impl StatusSet {
+    /// From inclusive ranges.
+    pub fn new(ranges: Vec<(u16, u16)>) -> StatusSet {
+        StatusSet(ranges)
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+impl fmt::Display for StatusSet {
+    /// `200-299`, `200,204,301-302`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A compiled body regex, compared by its source text.
+#[derive(Clone, Debug)]
+pub struct BodyRegex {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl BodyRegex {
+    /// Compiles `source`.
+    pub fn new(source: &str) -> Result<BodyRegex, regex::Error> {
+        Ok(BodyRegex { source: source.to_string(), regex: regex::Regex::new(source)? })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.regex.is_match(text)
+    }
+}
+
+impl PartialEq for BodyRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+impl Eq for BodyRegex {}
+impl PartialOrd for BodyRegex {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for BodyRegex {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.source.cmp(&other.source)
+    }
+}
+impl std::hash::Hash for BodyRegex {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state)
+    }
+}
+
+/// An exec check: a program run without a shell.
+///
+/// `{ip}` and `{port}` in the arguments become the server's address and (check) port, and the
+/// same values are in the environment as `LVS_HC_IP` and `LVS_HC_PORT`. Exit status 0 passes,
+/// anything else fails. With `dynamic_weight`, a passing run whose standard output's last line is
+/// `weight=N` (0 to 65535) sets the server's weight to N until a later run says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExecCheck {
+    /// Program and arguments; the program is `argv[0]`.
+    pub argv: Vec<String>,
+    /// Whether `weight=N` on standard output sets the server's weight.
+    pub dynamic_weight: bool,
+}
+
+impl fmt::Display for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "every {}, timeout {}, rise {}, fall {}",
+            format_duration(self.interval),
+            format_duration(self.timeout),
+            self.rise,
+            self.fall
+        )?;
+        if self.fail_interval != self.interval {
+            write!(f, ", every {} while failing", format_duration(self.fail_interval))?;
+        }
+        if !self.jitter.is_zero() {
+            write!(f, ", jitter {}", format_duration(self.jitter))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! The table there should be: from configuration, health and policy, one service at a time.
+
+use std::collections::BTreeMap;
+
+use crate::config::{FailureAction, FallbackMode, NewServers, VirtualService};
+use crate::health::Health;
+use crate::table::ServiceEntry;
+
+/// Which server of a service: a real server or a fallback, by index in the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServerRef {
+    /// `servers[i]`.
+    Real(usize),
+    /// `fallbacks[i]`.
+    Fallback(usize),
+}
+
+/// What the desired table needs to know of one server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerView {
+    /// Its combined health.
+    pub health: Health,
+    /// Its weight while in service: configured, or reported by a dynamic-weight check.
+    pub weight: u32,
+    /// Whether it is failed and still draining (weight 0 until its connections end).
+    pub draining: bool,
+}
+
+/// A service's desired entry, and how many real servers counted as healthy for the quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredService {
+    /// The entry the kernel should hold.
+    pub entry: ServiceEntry,
+    /// Real servers counted as healthy: up, or (waiting for a first verdict) already serving in
+    /// the kernel table, or starting in with `new_servers = "in"`.
+    pub healthy: usize,
+    /// Whether the fallback servers are in.
+    pub fallback_in: bool,
+}
+
+/// What `svc` should look like in the kernel.
+///
+/// - Up servers are in at their weight.
+/// - Servers without a verdict yet stay as the kernel has them (`believed`): nothing is removed
+///   that is not known to be failed, nothing added that has not passed (restart safety). With
+///   `new_servers = "in"` they are in.
+/// - Failed servers are removed, kept at weight 0, or kept at weight 0 while draining.
+/// - Fallbacks (those that are up, or have no checks) are in exactly when fewer than `quorum`
+///   real servers are healthy; with `fallback_mode = "exclusive"` the real servers leave then.
+pub fn desired_service(
+    svc: &VirtualService,
+    believed: Option<&ServiceEntry>,
+    view: impl Fn(ServerRef) -> ServerView,
+) -> DesiredService {
+    let mut reals = Vec::with_capacity(svc.servers.len());
+    let mut healthy = 0;
+    for (i, server) in svc.servers.iter().enumerate() {
+        let v = view(ServerRef::Real(i));
+        let params = match v.health {
+            Health::Up => {
+                healthy += 1;
+                Some(server.dest_params(v.weight))
+            }
+            Health::Unknown => match svc.new_servers {
+                NewServers::In => {
+                    healthy += 1;
+                    Some(server.dest_params(v.weight))
+                }
+                NewServers::Wait => {
+                    let kept = believed.and_then(|b| b.dests.get(&server.addr)).copied();
+                    if kept.is_some_and(|p| p.weight > 0) {
+                        healthy += 1;
+                    }
+                    kept
+                }
+            },
+            Health::Down => match svc.on_failure {
+                FailureAction::Remove => None,
+                FailureAction::Zero => Some(server.dest_params(0)),
+                FailureAction::Drain { .. } => v.draining.then(|| server.dest_params(0)),
+            },
+        };
+        reals.push((server.addr, params));
+    }
+
+    let mut dests = BTreeMap::new();
+    let mut fallback_in = false;
+    if healthy < svc.quorum {
+        for (i, fb) in svc.fallbacks.iter().enumerate() {
+            let v = view(ServerRef::Fallback(i));
+            if v.health == Health::Up {
+                dests.insert(fb.addr, fb.dest_params(v.weight));
+                fallback_in = true;
+            }
+        }
+    }
+    let exclusive = fallback_in && svc.fallback_mode == FallbackMode::Exclusive;
+    if !exclusive {
+        for (addr, params) in reals {
+            if let Some(p) = params {
+                dests.insert(addr, p);
+            }
+        }
+    }
+    DesiredService {
+        entry: ServiceEntry { params: svc.params.clone(), dests },
+        healthy,
+        fallback_in,
+    }
+}

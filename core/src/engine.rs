@@ -1,0 +1,872 @@
+//! The sans-IO engine: inputs in, outputs out, time as a value.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Check, Config, FailureAction, Manage, Server};
+use crate::desired::{desired_service, ServerRef, ServerView};
+use crate::diff::{diff, diff_service};
+use crate::event::{Event, EventKind};
+use crate::health::{Health, Hysteresis, ProbeOutcome};
+use crate::op::{ApplyError, Op, Target};
+use crate::rng::SplitMix64;
+use crate::table::{Counters, ServiceKey, Table};
+use crate::time::Instant;
+
+/// Identifies one probe request, so its result can find its way back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProbeId(pub u64);
+
+/// A probe the driver must run now and report with [`Input::ProbeResult`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRequest {
+    /// Echo this in the result.
+    pub id: ProbeId,
+    /// The server probed (the check's `port` may redirect the probe, see [`Self::target`]).
+    pub server: SocketAddr,
+    /// What to do.
+    pub check: Arc<Check>,
+    /// When the engine asked; the probe must end by `started + check.timing.timeout`.
+    pub started: Instant,
+}
+
+impl ProbeRequest {
+    /// The address to connect to: the server's, with the check's port if it has one.
+    pub fn target(&self) -> SocketAddr {
+        SocketAddr::new(self.server.ip(), self.check.port.unwrap_or(self.server.port()))
+    }
+
+    /// The bound on the whole probe.
+    pub fn timeout(&self) -> Duration {
+        self.check.timing.timeout
+    }
+}
+
+/// Everything the engine learns. Each input carries the time it happened.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// The deadline from [`Output::Timeout`] (or any later time) has come.
+    Timeout(Instant),
+    /// A probe finished.
+    ProbeResult {
+        /// When it finished.
+        now: Instant,
+        /// The request's id.
+        id: ProbeId,
+        /// Its verdict.
+        outcome: ProbeOutcome,
+    },
+    /// The kernel table as it is (answer to [`Output::ReadTable`], or unsolicited).
+    Snapshot {
+        /// When it was read.
+        now: Instant,
+        /// The services and destinations.
+        table: Table,
+        /// Their counters.
+        counters: Counters,
+    },
+    /// Reading the kernel table failed.
+    SnapshotFailed {
+        /// When.
+        now: Instant,
+        /// The backend's error.
+        error: String,
+    },
+    /// An operation from [`Output::Apply`] was applied, or failed.
+    Applied {
+        /// When.
+        now: Instant,
+        /// The operation, as emitted.
+        op: Op,
+        /// Its result.
+        result: Result<(), ApplyError>,
+    },
+    /// A new configuration; health of unchanged checks is kept.
+    Reload {
+        /// When.
+        now: Instant,
+        /// The new configuration.
+        config: Config,
+    },
+}
+
+impl Input {
+    /// When the input happened.
+    pub fn now(&self) -> Instant {
+        match self {
+            Input::Timeout(now)
+            | Input::ProbeResult { now, .. }
+            | Input::Snapshot { now, .. }
+            | Input::SnapshotFailed { now, .. }
+            | Input::Applied { now, .. }
+            | Input::Reload { now, .. } => *now,
+        }
+    }
+}
+
+/// Everything the engine asks for or reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Run this probe.
+    Probe(ProbeRequest),
+    /// Apply this operation, in the order emitted, and report [`Input::Applied`].
+    Apply(Op),
+    /// Read the kernel table and report [`Input::Snapshot`] or [`Input::SnapshotFailed`].
+    ReadTable,
+    /// Something happened.
+    Event(Event),
+    /// Nothing more to do until this instant: feed [`Input::Timeout`] then (or any input
+    /// before). This is always the last output of a drain.
+    Timeout(Instant),
+}
+
+#[derive(Clone, Debug)]
+struct ProbeSlot {
+    server: SocketAddr,
+    check: Arc<Check>,
+    hysteresis: Hysteresis,
+    /// `Some` while scheduled (not in flight).
+    due: Option<Instant>,
+    in_flight: Option<(ProbeId, Instant)>,
+    last_result: Option<(Instant, ProbeOutcome)>,
+    weight: Option<u32>,
+    /// The servers this probe speaks for.
+    users: Vec<(usize, ServerRef)>,
+}
+
+#[derive(Clone, Debug)]
+struct ServerSlot {
+    addr: SocketAddr,
+    probes: Vec<usize>,
+    health: Health,
+    since: Instant,
+    reason: String,
+}
+
+#[derive(Clone, Debug)]
+struct ServiceSlot {
+    reals: Vec<ServerSlot>,
+    fallbacks: Vec<ServerSlot>,
+    fallback_in: Option<bool>,
+}
+
+impl ServiceSlot {
+    fn server(&self, r: ServerRef) -> &ServerSlot {
+        match r {
+            ServerRef::Real(i) => &self.reals[i],
+            ServerRef::Fallback(i) => &self.fallbacks[i],
+        }
+    }
+    fn server_mut(&mut self, r: ServerRef) -> &mut ServerSlot {
+        match r {
+            ServerRef::Real(i) => &mut self.reals[i],
+            ServerRef::Fallback(i) => &mut self.fallbacks[i],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    attempts: u32,
+    not_before: Instant,
+    armed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    deadline: Instant,
+    finished: bool,
+}
+
+/// What the engine knows of one server, for status pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// The service.
+    pub service: ServiceKey,
+    /// The server.
+    pub server: SocketAddr,
+    /// Whether it is a fallback.
+    pub fallback: bool,
+    /// Its combined health.
+    pub health: Health,
+    /// Since when.
+    pub since: Instant,
+    /// Why it is in this state.
+    pub reason: String,
+    /// Its weight while in service.
+    pub weight: u32,
+    /// Whether it is draining.
+    pub draining: bool,
+    /// The most recent probe result of each check: (check label, when, outcome).
+    pub checks: Vec<(String, Option<(Instant, ProbeOutcome)>)>,
+}
+
+/// The health-checking engine: configuration, probe schedule, health, and reconciliation of the
+/// kernel table.
+///
+/// Drive it by feeding [`Input`]s to [`Engine::handle_input`] and draining
+/// [`Engine::poll_output`] until it returns [`Output::Timeout`]. See the crate documentation for
+/// the loop.
+#[derive(Debug)]
+pub struct Engine {
+    config: Config,
+    now: Instant,
+    rng: SplitMix64,
+    probes: Vec<ProbeSlot>,
+    schedule: BTreeSet<(Instant, usize)>,
+    in_flight: HashMap<ProbeId, usize>,
+    next_probe_id: u64,
+    services: Vec<ServiceSlot>,
+    service_index: BTreeMap<ServiceKey, usize>,
+    retiring: BTreeSet<ServiceKey>,
+    believed: Option<Table>,
+    counters: Counters,
+    pending: HashMap<Target, String>,
+    retries: HashMap<Target, Retry>,
+    drains: HashMap<(ServiceKey, SocketAddr), Drain>,
+    dirty: BTreeSet<ServiceKey>,
+    dirty_all: bool,
+    resync_due: Instant,
+    resync_outstanding: bool,
+    snapshot_failures: u32,
+    outputs: VecDeque<Output>,
+}
+
+impl Engine {
+    /// An engine for `config`, starting at `now`. `seed` fixes the jitter sequence.
+    ///
+    /// It asks for a table snapshot first and applies nothing before it has one.
+    pub fn new(config: Config, now: Instant, seed: u64) -> Engine {
+        let mut engine = Engine {
+            config: Config { daemon: config.daemon.clone(), services: Vec::new() },
+            now,
+            rng: SplitMix64::new(seed),
+            probes: Vec::new(),
+            schedule: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            next_probe_id: 0,
+            services: Vec::new(),
+            service_index: BTreeMap::new(),
+            retiring: BTreeSet::new(),
+            believed: None,
+            counters: Counters::default(),
+            pending: HashMap::new(),
+            retries: HashMap::new(),
+            drains: HashMap::new(),
+            dirty: BTreeSet::new(),
+            dirty_all: true,
+            resync_due: now,
+            resync_outstanding: false,
+            snapshot_failures: 0,
+            outputs: VecDeque::new(),
+        };
+        engine.apply_config(config, false);
+        engine.tick();
+        engine
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The latest time the engine has seen.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The kernel table as the engine believes it (managed services only), once it has read one.
+    pub fn believed_table(&self) -> Option<&Table> {
+        self.believed.as_ref()
+    }
+
+    /// Whether a first snapshot has been read.
+    pub fn has_snapshot(&self) -> bool {
+        self.believed.is_some()
+    }
+
+    /// Number of distinct probes (servers reached by several services with the same check count
+    /// once).
+    pub fn probe_count(&self) -> usize {
+        self.probes.len()
+    }
+
+    /// Operations emitted and not yet reported back.
+    pub fn pending_ops(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds one input. Drain [`Engine::poll_output`] afterwards.
+    pub fn handle_input(&mut self, input: Input) {
+        self.now = self.now.max(input.now());
+        match input {
+            Input::Timeout(_) => {}
+            Input::ProbeResult { id, outcome, .. } => self.handle_probe_result(id, outcome),
+            Input::Snapshot { table, counters, .. } => self.handle_snapshot(table, counters),
+            Input::SnapshotFailed { error, .. } => self.handle_snapshot_failed(error),
+            Input::Applied { op, result, .. } => self.handle_applied(op, result),
+            Input::Reload { config, .. } => self.apply_config(config, true),
+        }
+        self.tick();
+    }
+
+    /// The next output; [`Output::Timeout`] when there is nothing more to do for now.
+    pub fn poll_output(&mut self) -> Output {
+        match self.outputs.pop_front() {
+            Some(o) => o,
+            None => Output::Timeout(self.next_deadline()),
+        }
+    }
+
+    /// The state of every server, service by service in configuration order.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        let mut out = Vec::new();
+        for (si, svc) in self.config.services.iter().enumerate() {
+            let slot = &self.services[si];
+            let refs = (0..svc.servers.len())
+                .map(ServerRef::Real)
+                .chain((0..svc.fallbacks.len()).map(ServerRef::Fallback));
+            for r in refs {
+                let s = slot.server(r);
+                let view = self.server_view(si, r);
+                out.push(ServerStatus {
+                    service: svc.key,
+                    server: s.addr,
+                    fallback: matches!(r, ServerRef::Fallback(_)),
+                    health: s.health,
+                    since: s.since,
+                    reason: s.reason.clone(),
+                    weight: view.weight,
+                    draining: view.draining,
+                    checks: s
+                        .probes
+                        .iter()
+                        .map(|&p| (self.probes[p].check.label(), self.probes[p].last_result.clone()))
+                        .collect(),
+                });
+            }
+        }
+        out
+    }
+
+    fn emit(&mut self, kind: EventKind) {
+        self.outputs.push_back(Output::Event(Event { at: self.now, kind }));
+    }
+
+    fn config_server(&self, si: usize, r: ServerRef) -> &Server {
+        let svc = &self.config.services[si];
+        match r {
+            ServerRef::Real(i) => &svc.servers[i],
+            ServerRef::Fallback(i) => &svc.fallbacks[i],
+        }
+    }
+
+    fn server_view(&self, si: usize, r: ServerRef) -> ServerView {
+        let slot = self.services[si].server(r);
+        let configured = self.config_server(si, r).weight;
+        let reported = slot.probes.iter().filter_map(|&p| self.probes[p].weight).min();
+        let key = self.config.services[si].key;
+        let draining = self.drains.get(&(key, slot.addr)).is_some_and(|d| !d.finished);
+        ServerView { health: slot.health, weight: reported.unwrap_or(configured), draining }
+    }
+
+    fn jitter(&mut self, timing_jitter: Duration) -> Duration {
+        let max = u64::try_from(timing_jitter.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(self.rng.up_to(max))
+    }
+
+    fn manages(&self, key: &ServiceKey) -> bool {
+        self.config.daemon.manage == Manage::All
+            || self.service_index.contains_key(key)
+            || self.retiring.contains(key)
+    }
+
+    // ---- configuration -------------------------------------------------------------------
+
+    fn apply_config(&mut self, config: Config, reload: bool) {
+        let now = self.now;
+        // Probes: one per distinct (server, check); state carries over for unchanged ones.
+        let mut old_probes: HashMap<(SocketAddr, Arc<Check>), ProbeSlot> = self
+            .probes
+            .drain(..)
+            .map(|p| ((p.server, p.check.clone()), p))
+            .collect();
+        let mut index: HashMap<(SocketAddr, Arc<Check>), usize> = HashMap::new();
+        let mut probes: Vec<ProbeSlot> = Vec::new();
+        let mut services = Vec::with_capacity(config.services.len());
+        let mut old_servers: HashMap<(ServiceKey, SocketAddr, bool), ServerSlot> = HashMap::new();
+        for (svc, slot) in self.config.services.iter().zip(self.services.drain(..)) {
+            for s in slot.reals {
+                old_servers.insert((svc.key, s.addr, false), s);
+            }
+            for s in slot.fallbacks {
+                old_servers.insert((svc.key, s.addr, true), s);
+            }
+        }
+        let mut carried = 0usize;
+        let mut fresh = 0usize;
+        for (si, svc) in config.services.iter().enumerate() {
+            let mut slot = ServiceSlot { reals: Vec::new(), fallbacks: Vec::new(), fallback_in: None };
+            let groups = [(false, &svc.servers), (true, &svc.fallbacks)];
+            for (is_fallback, servers) in groups {
+                for (i, server) in servers.iter().enumerate() {
+                    let r = if is_fallback { ServerRef::Fallback(i) } else { ServerRef::Real(i) };
+                    let mut probe_ids = Vec::with_capacity(server.checks.len());
+                    for check in &server.checks {
+                        let key = (server.addr, check.clone());
+                        let pi = match index.get(&key) {
+                            Some(&pi) => pi,
+                            None => {
+                                let slot = match old_probes.remove(&key) {
+                                    Some(mut old) => {
+                                        old.users.clear();
+                                        carried += 1;
+                                        old
+                                    }
+                                    None => {
+                                        fresh += 1;
+                                        ProbeSlot {
+                                            server: server.addr,
+                                            check: check.clone(),
+                                            hysteresis: Hysteresis::new(
+                                                check.timing.rise,
+                                                check.timing.fall,
+                                            ),
+                                            due: None,
+                                            in_flight: None,
+                                            last_result: None,
+                                            weight: None,
+                                            users: Vec::new(),
+                                        }
+                                    }
+                                };
+                                probes.push(slot);
+                                index.insert(key, probes.len() - 1);
+                                probes.len() - 1
+                            }
+                        };
+                        probes[pi].users.push((si, r));
+                        probe_ids.push(pi);
+                    }
+                    let health = Health::all(probe_ids.iter().map(|&p| probes[p].hysteresis.state()));
+                    let (since, reason) = match old_servers.remove(&(svc.key, server.addr, is_fallback)) {
+                        Some(old) if old.health == health => (old.since, old.reason),
+                        _ if server.checks.is_empty() => (now, "no checks configured".to_string()),
+                        _ => (now, "waiting for the first probe".to_string()),
+                    };
+                    let s = ServerSlot { addr: server.addr, probes: probe_ids, health, since, reason };
+                    if is_fallback {
+                        slot.fallbacks.push(s);
+                    } else {
+                        slot.reals.push(s);
+                    }
+                }
+            }
+            services.push(slot);
+        }
+        // Probe ids in flight keep flowing for carried-over probes; others are forgotten.
+        self.in_flight.clear();
+        self.schedule.clear();
+        for (pi, p) in probes.iter_mut().enumerate() {
+            if let Some((id, _)) = p.in_flight {
+                self.in_flight.insert(id, pi);
+            } else {
+                let due = match p.due {
+                    Some(d) => d,
+                    None => now + {
+                        let max = u64::try_from(p.check.timing.jitter.as_nanos()).unwrap_or(0);
+                        Duration::from_nanos(self.rng.up_to(max))
+                    },
+                };
+                p.due = Some(due);
+                self.schedule.insert((due, pi));
+            }
+        }
+        let old_keys: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
+        let new_keys = config.service_keys();
+        if reload {
+            for k in old_keys.difference(&new_keys) {
+                self.retiring.insert(*k);
+            }
+        }
+        for k in &new_keys {
+            self.retiring.remove(k);
+        }
+        let real_addrs: BTreeSet<(ServiceKey, SocketAddr)> = config
+            .services
+            .iter()
+            .flat_map(|s| s.servers.iter().map(move |r| (s.key, r.addr)))
+            .collect();
+        self.drains.retain(|k, _| real_addrs.contains(k));
+        self.service_index = config.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
+        self.probes = probes;
+        self.services = services;
+        if reload {
+            let added = new_keys.difference(&old_keys).count();
+            let removed = old_keys.difference(&new_keys).count();
+            let summary = format!(
+                "{} services ({added} new, {removed} removed), {} probes ({carried} kept with their state, {fresh} new)",
+                new_keys.len(),
+                self.probes.len()
+            );
+            self.config = config;
+            self.emit(EventKind::ConfigApplied { summary });
+        } else {
+            self.config = config;
+        }
+        self.dirty_all = true;
+    }
+
+    // ---- probes --------------------------------------------------------------------------
+
+    fn handle_probe_result(&mut self, id: ProbeId, outcome: ProbeOutcome) {
+        let Some(pi) = self.in_flight.remove(&id) else { return };
+        let now = self.now;
+        let p = &mut self.probes[pi];
+        let started = p.in_flight.take().map_or(now, |(_, s)| s);
+        let transition = p.hysteresis.record(&outcome);
+        let mut weight_changed = None;
+        if let ProbeOutcome::Pass { weight: Some(w) } = outcome {
+            if p.weight != Some(w) {
+                p.weight = Some(w);
+                weight_changed = Some(w);
+            }
+        }
+        p.last_result = Some((now, outcome));
+        let timing = p.check.timing;
+        let period = if p.hysteresis.failing() { timing.fail_interval } else { timing.interval };
+        let jitter = self.jitter(timing.jitter);
+        let due = (started + period + jitter).max(now);
+        let p = &mut self.probes[pi];
+        p.due = Some(due);
+        self.schedule.insert((due, pi));
+        let users = p.users.clone();
+        let server = p.server;
+        if let Some(weight) = weight_changed {
+            self.emit(EventKind::WeightReported { server, weight });
+            for &(si, _) in &users {
+                self.dirty.insert(self.config.services[si].key);
+            }
+        }
+        if let Some(t) = transition {
+            for (si, r) in users {
+                self.update_server_health(si, r, &t.reason);
+            }
+        }
+    }
+
+    fn update_server_health(&mut self, si: usize, r: ServerRef, reason: &str) {
+        let now = self.now;
+        let slot = self.services[si].server(r);
+        let health = Health::all(slot.probes.iter().map(|&p| self.probes[p].hysteresis.state()));
+        if health == slot.health {
+            return;
+        }
+        let from = slot.health;
+        let checks = slot.probes.len();
+        let label = if checks > 1 {
+            let pi = slot
+                .probes
+                .iter()
+                .copied()
+                .find(|&p| self.probes[p].hysteresis.state() == health)
+                .unwrap_or(slot.probes[0]);
+            format!("{}: {reason}", self.probes[pi].check.label())
+        } else {
+            reason.to_string()
+        };
+        let addr = slot.addr;
+        let key = self.config.services[si].key;
+        let s = self.services[si].server_mut(r);
+        s.health = health;
+        s.since = now;
+        s.reason = label.clone();
+        self.emit(EventKind::ServerHealth {
+            service: key,
+            server: addr,
+            fallback: matches!(r, ServerRef::Fallback(_)),
+            from,
+            to: health,
+            reason: label,
+        });
+        if let (ServerRef::Real(_), FailureAction::Drain { timeout }) =
+            (r, self.config.services[si].on_failure)
+        {
+            match health {
+                Health::Down => {
+                    let present = self.believed.as_ref().is_some_and(|b| b.dest(&key, &addr).is_some());
+                    if present {
+                        self.drains.insert(
+                            (key, addr),
+                            Drain { deadline: now + timeout, finished: false },
+                        );
+                        self.emit(EventKind::DrainStarted { service: key, server: addr, timeout });
+                    }
+                }
+                _ => {
+                    self.drains.remove(&(key, addr));
+                }
+            }
+        }
+        self.dirty.insert(key);
+    }
+
+    // ---- the kernel table ----------------------------------------------------------------
+
+    fn handle_snapshot(&mut self, table: Table, counters: Counters) {
+        let now = self.now;
+        let manage_all = self.config.daemon.manage == Manage::All;
+        let scoped = if manage_all { table } else { table.filtered(|k| self.manages(k)) };
+        if let Some(old) = &self.believed {
+            let changes: Vec<Op> = diff(&scoped, old)
+                .into_iter()
+                .filter(|op| !self.pending.contains_key(&op.target()))
+                .collect();
+            if !changes.is_empty() {
+                self.emit(EventKind::Drift { changes });
+            }
+        }
+        self.retiring.retain(|k| scoped.services.contains_key(k));
+        self.believed = Some(scoped);
+        // Drains end when the kernel shows no connections left (or the server is gone).
+        let mut finished = Vec::new();
+        for ((key, addr), d) in &self.drains {
+            if d.finished {
+                continue;
+            }
+            let dest = self.believed.as_ref().and_then(|b| b.dest(key, addr));
+            let conns = counters.dests.get(&(*key, *addr)).map(|c| c.connections());
+            match dest {
+                None => finished.push((*key, *addr, "no longer in the table")),
+                // Counted only once the kernel shows weight 0: before that, new connections
+                // could still arrive.
+                Some(p) if p.weight == 0 && conns == Some(0) => {
+                    finished.push((*key, *addr, "connections reached 0"))
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, addr, reason) in finished {
+            if let Some(d) = self.drains.get_mut(&(key, addr)) {
+                d.finished = true;
+            }
+            self.emit(EventKind::DrainFinished { service: key, server: addr, reason: reason.into() });
+        }
+        self.counters = counters;
+        self.resync_outstanding = false;
+        self.snapshot_failures = 0;
+        self.resync_due = now + self.config.daemon.resync_interval;
+        self.dirty_all = true;
+    }
+
+    fn handle_snapshot_failed(&mut self, error: String) {
+        self.snapshot_failures = self.snapshot_failures.saturating_add(1);
+        let retry_in = self.backoff(self.snapshot_failures).min(self.config.daemon.resync_interval);
+        self.resync_outstanding = false;
+        self.resync_due = self.now + retry_in;
+        self.emit(EventKind::SnapshotFailed { error, retry_in });
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let d = &self.config.daemon;
+        let factor = 1u32.checked_shl(attempts.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        d.retry_backoff.saturating_mul(factor).min(d.retry_backoff_max)
+    }
+
+    fn handle_applied(&mut self, op: Op, result: Result<(), ApplyError>) {
+        let target = op.target();
+        let reason = self.pending.remove(&target).unwrap_or_default();
+        self.dirty.insert(op.service());
+        match result {
+            Ok(()) => {
+                if let Some(b) = self.believed.as_mut() {
+                    b.apply_lenient(&op);
+                }
+                self.retries.remove(&target);
+                self.emit(EventKind::Applied { op, reason });
+            }
+            Err(error) => {
+                let attempts = self.retries.get(&target).map_or(0, |r| r.attempts) + 1;
+                let retry_in = self.backoff(attempts);
+                self.retries.insert(
+                    target,
+                    Retry { attempts, not_before: self.now + retry_in, armed: true },
+                );
+                // The failure says our picture of the table may be wrong: look again soon.
+                if !self.resync_outstanding {
+                    self.resync_due = self.resync_due.min(self.now);
+                }
+                self.emit(EventKind::ApplyFailed { op, error, attempt: attempts, retry_in });
+            }
+        }
+    }
+
+    // ---- time ----------------------------------------------------------------------------
+
+    fn tick(&mut self) {
+        let now = self.now;
+        while let Some(&(due, pi)) = self.schedule.first() {
+            if due > now {
+                break;
+            }
+            self.schedule.pop_first();
+            let id = ProbeId(self.next_probe_id);
+            self.next_probe_id += 1;
+            let p = &mut self.probes[pi];
+            p.due = None;
+            p.in_flight = Some((id, now));
+            self.in_flight.insert(id, pi);
+            let request = ProbeRequest { id, server: p.server, check: p.check.clone(), started: now };
+            self.outputs.push_back(Output::Probe(request));
+        }
+        let mut timed_out = Vec::new();
+        for ((key, addr), d) in self.drains.iter_mut() {
+            if !d.finished && d.deadline <= now {
+                d.finished = true;
+                timed_out.push((*key, *addr));
+            }
+        }
+        for (key, addr) in timed_out {
+            self.dirty.insert(key);
+            self.emit(EventKind::DrainFinished {
+                service: key,
+                server: addr,
+                reason: "drain timeout passed".into(),
+            });
+        }
+        let mut expired = Vec::new();
+        for (target, r) in self.retries.iter_mut() {
+            if r.armed && r.not_before <= now {
+                r.armed = false;
+                expired.push(*target);
+            }
+        }
+        for t in expired {
+            self.dirty.insert(match t {
+                Target::Service(k) | Target::Dest(k, _) => k,
+            });
+        }
+        if !self.resync_outstanding && self.resync_due <= now {
+            self.resync_outstanding = true;
+            self.outputs.push_back(Output::ReadTable);
+        }
+        self.reconcile();
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = Instant::FAR_FUTURE;
+        if let Some(&(due, _)) = self.schedule.first() {
+            deadline = deadline.min(due);
+        }
+        for d in self.drains.values() {
+            if !d.finished {
+                deadline = deadline.min(d.deadline);
+            }
+        }
+        for r in self.retries.values() {
+            if r.armed {
+                deadline = deadline.min(r.not_before);
+            }
+        }
+        if !self.resync_outstanding {
+            deadline = deadline.min(self.resync_due);
+        }
+        deadline
+    }
+
+    // ---- reconciliation ------------------------------------------------------------------
+
+    fn reconcile(&mut self) {
+        let Some(believed) = &self.believed else { return };
+        let keys: BTreeSet<ServiceKey> = if self.dirty_all {
+            let mut all: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
+            all.extend(believed.services.keys().copied());
+            all
+        } else {
+            std::mem::take(&mut self.dirty)
+        };
+        self.dirty_all = false;
+        self.dirty.clear();
+        for key in keys {
+            self.reconcile_service(key);
+        }
+    }
+
+    fn reconcile_service(&mut self, key: ServiceKey) {
+        let Some(believed) = &self.believed else { return };
+        let actual = believed.services.get(&key);
+        let desired = match self.service_index.get(&key) {
+            Some(&si) => {
+                let d = desired_service(&self.config.services[si], actual, |r| self.server_view(si, r));
+                Some((si, d))
+            }
+            None if self.manages(&key) => None,
+            None => return,
+        };
+        let mut ops = Vec::new();
+        diff_service(&key, desired.as_ref().map(|(_, d)| &d.entry), actual, &mut ops);
+        let service_present = actual.is_some();
+        if let Some((si, d)) = &desired {
+            let svc = &self.config.services[*si];
+            if self.services[*si].fallback_in != Some(d.fallback_in) {
+                let first = self.services[*si].fallback_in.is_none();
+                self.services[*si].fallback_in = Some(d.fallback_in);
+                if !(first && !d.fallback_in) && !svc.fallbacks.is_empty() {
+                    let (active, healthy, quorum) = (d.fallback_in, d.healthy, svc.quorum);
+                    self.emit(EventKind::Fallback { service: key, active, healthy, quorum });
+                }
+            }
+        }
+        let mut service_added = false;
+        for op in ops {
+            let target = op.target();
+            if self.pending.contains_key(&target) {
+                continue;
+            }
+            if self.retries.get(&target).is_some_and(|r| r.not_before > self.now) {
+                continue;
+            }
+            if matches!(target, Target::Dest(..)) && !service_present && !service_added {
+                continue;
+            }
+            if matches!(op, Op::AddService { .. }) {
+                service_added = true;
+            }
+            let reason = self.reason_for(&op, desired.as_ref().map(|(si, _)| *si));
+            self.pending.insert(target, reason);
+            self.outputs.push_back(Output::Apply(op));
+        }
+    }
+
+    fn reason_for(&self, op: &Op, si: Option<usize>) -> String {
+        let Some(si) = si else {
+            return if self.retiring.contains(&op.service()) {
+                "service removed from the configuration".into()
+            } else {
+                "service not in the configuration (manage = \"all\")".into()
+            };
+        };
+        let svc = &self.config.services[si];
+        let dest = match op {
+            Op::AddService { .. } => return "service in the configuration, not in the kernel".into(),
+            Op::EditService { .. } => return "service settings differ from the configuration".into(),
+            Op::DelService { .. } => return "service not in the configuration".into(),
+            Op::AddDest { dest, .. } | Op::EditDest { dest, .. } | Op::DelDest { dest, .. } => *dest,
+        };
+        let slot = &self.services[si];
+        if let Some(i) = svc.fallbacks.iter().position(|f| f.addr == dest) {
+            let s = &slot.fallbacks[i];
+            let state = if slot.fallback_in == Some(true) { "in" } else { "out" };
+            return format!("fallback {state} (quorum {}); fallback {} {}", svc.quorum, s.health, s.reason);
+        }
+        if let Some(i) = svc.servers.iter().position(|f| f.addr == dest) {
+            let s = &slot.reals[i];
+            let draining = self.drains.get(&(svc.key, dest)).is_some_and(|d| !d.finished);
+            let extra = if draining { ", draining" } else { "" };
+            return format!("{dest} {}{extra}: {}", s.health, s.reason);
+        }
+        "destination not in the configuration".into()
+    }
+}

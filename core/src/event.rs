@@ -1,0 +1,166 @@
+//! What happened, and why: the engine's account of itself for logs, metrics and status.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::health::Health;
+use crate::op::{ApplyError, Op};
+use crate::table::ServiceKey;
+use crate::time::{format_duration, Instant};
+
+/// One thing that happened at a point in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// When.
+    pub at: Instant,
+    /// What.
+    pub kind: EventKind,
+}
+
+/// The kinds of events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A server's combined health changed.
+    ServerHealth {
+        /// The service it belongs to.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// Whether it is a fallback server.
+        fallback: bool,
+        /// Health before.
+        from: Health,
+        /// Health now.
+        to: Health,
+        /// Why: `3 consecutive failures, last: connection refused`.
+        reason: String,
+    },
+    /// A dynamic-weight check reported a new weight.
+    WeightReported {
+        /// The server.
+        server: SocketAddr,
+        /// The new weight.
+        weight: u32,
+    },
+    /// The fallback servers of a service went in or out.
+    Fallback {
+        /// The service.
+        service: ServiceKey,
+        /// In (true) or out.
+        active: bool,
+        /// Real servers counted healthy.
+        healthy: usize,
+        /// The quorum.
+        quorum: usize,
+    },
+    /// A failed server went to weight 0 to drain.
+    DrainStarted {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// Longest the drain may take.
+        timeout: Duration,
+    },
+    /// A drain ended; the server will be deleted.
+    DrainFinished {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// `connections reached 0` or `drain timeout passed`.
+        reason: String,
+    },
+    /// An operation succeeded.
+    Applied {
+        /// The operation.
+        op: Op,
+        /// Why it was needed.
+        reason: String,
+    },
+    /// An operation failed and will be retried.
+    ApplyFailed {
+        /// The operation.
+        op: Op,
+        /// The kernel's (or backend's) error.
+        error: ApplyError,
+        /// How many times in a row it failed.
+        attempt: u32,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
+    /// A snapshot showed changes lvs-hc did not make; they are being repaired.
+    Drift {
+        /// What was changed, as the operations that would make such a change.
+        changes: Vec<Op>,
+    },
+    /// Reading the kernel table failed.
+    SnapshotFailed {
+        /// The backend's error.
+        error: String,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
+    /// A new configuration took effect.
+    ConfigApplied {
+        /// What changed, in words.
+        summary: String,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.at, self.kind)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventKind::ServerHealth { service, server, fallback, to, reason, .. } => {
+                let role = if *fallback { "fallback " } else { "" };
+                write!(f, "{service}: {role}{server} {to}: {reason}")
+            }
+            EventKind::WeightReported { server, weight } => {
+                write!(f, "{server} reports weight {weight}")
+            }
+            EventKind::Fallback { service, active, healthy, quorum } => {
+                let state = if *active { "in" } else { "out" };
+                write!(f, "{service}: fallback {state}: {healthy} healthy, quorum {quorum}")
+            }
+            EventKind::DrainStarted { service, server, timeout } => write!(
+                f,
+                "{service}: draining {server} (weight 0 until its connections end, at most {})",
+                format_duration(*timeout)
+            ),
+            EventKind::DrainFinished { service, server, reason } => {
+                write!(f, "{service}: drain of {server} finished: {reason}")
+            }
+            EventKind::Applied { op, reason } => write!(f, "applied `{op}`: {reason}"),
+            EventKind::ApplyFailed { op, error, attempt, retry_in } => write!(
+                f,
+                "`{op}` failed ({error}), attempt {attempt}, retrying in {}",
+                format_duration(*retry_in)
+            ),
+            EventKind::Drift { changes } => {
+                write!(f, "table changed outside lvs-hc ({} difference", changes.len())?;
+                if changes.len() != 1 {
+                    f.write_str("s")?;
+                }
+                f.write_str("), repairing")?;
+                if let Some(first) = changes.first() {
+                    write!(f, "; as if by `{first}`")?;
+                }
+                Ok(())
+            }
+            EventKind::SnapshotFailed { error, retry_in } => write!(
+                f,
+                "reading the IPVS table failed ({error}), retrying in {}",
+                format_duration(*retry_in)
+            ),
+            EventKind::ConfigApplied { summary } => write!(f, "configuration applied: {summary}"),
+        }
+    }
+}

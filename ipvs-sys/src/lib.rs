@@ -1,0 +1,1 @@
+//! lvs-hc's kernel adapters (filled by the kernel issue).

@@ -1,0 +1,1 @@
+//! Deterministic simulations of lvs-hc (filled by the simulation issue).
