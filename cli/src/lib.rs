@@ -1,1 +1,8 @@
-//! lvs-hc
+//! The library behind the `lvs-hc` binary: command-line definitions, configuration loading and
+//! the commands themselves. `main.rs` only parses arguments, calls in here and prints.
+
+pub mod cli;
+pub mod commands;
+pub mod load;
+
+pub use load::{load_config, read_actual, LoadError};

@@ -1,1 +1,44 @@
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lvs_hc::cli::{Cli, Command};
+use lvs_hc::commands::{check_summary, plan_lines, resolve_down};
+use lvs_hc::{load_config, read_actual};
+use lvs_hc_core::Table;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = load_config(&config)?;
+            stdout.write_all(check_summary(&cfg, &config.display().to_string()).as_bytes())?;
+        }
+        Command::Plan { config, actual, down } => {
+            let cfg = load_config(&config)?;
+            let table = match actual {
+                Some(path) => read_actual(&path)?,
+                None => Table::new(),
+            };
+            let down = resolve_down(&cfg, &down)?;
+            let lines = plan_lines(&cfg, &table, &down);
+            if lines.is_empty() {
+                eprintln!("# nothing to do: the table matches the configuration");
+            }
+            stdout.write_all(lines.as_bytes()).context("writing the plan")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

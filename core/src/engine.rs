@@ -865,7 +865,14 @@ impl Engine {
             let s = &slot.reals[i];
             let draining = self.drains.get(&(svc.key, dest)).is_some_and(|d| !d.finished);
             let extra = if draining { ", draining" } else { "" };
-            return format!("{dest} {}{extra}: {}", s.health, s.reason);
+            let change = match (op, self.believed.as_ref().and_then(|b| b.dest(&svc.key, &dest))) {
+                (Op::EditDest { params, .. }, Some(old)) if old.weight != params.weight => {
+                    format!("weight {} -> {}; ", old.weight, params.weight)
+                }
+                (Op::EditDest { .. }, Some(_)) => "settings differ from the configuration; ".into(),
+                _ => String::new(),
+            };
+            return format!("{change}{dest} {}{extra}: {}", s.health, s.reason);
         }
         "destination not in the configuration".into()
     }

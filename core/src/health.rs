@@ -124,9 +124,10 @@ impl Hysteresis {
         self.failures
     }
 
-    /// Whether the most recent conclusive result was a failure.
+    /// Whether the check is failing or recovering: down, or its latest conclusive result was a
+    /// failure. Probes run at the faster failing interval then.
     pub fn failing(&self) -> bool {
-        self.failures > 0
+        self.state == Health::Down || self.failures > 0
     }
 
     /// Counts one result; returns the transition it caused, if any.

@@ -1,0 +1,212 @@
+//! A runtime-free harness: the engine, a strict in-memory kernel table, and scripted servers.
+//! Time jumps straight to the next deadline or probe completion.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lvs_hc_core::{
+    ApplyError, Config, Counters, Engine, Event, EventKind, Input, Instant, Op, Output,
+    ProbeOutcome, Table,
+};
+
+/// How a scripted server answers probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Passes after 1ms.
+    Healthy,
+    /// Fails after 1ms: connection refused.
+    Refused,
+    /// Fails at the check's timeout.
+    Blackhole,
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub now: Instant,
+    pub kernel: Table,
+    pub counters: Counters,
+    pub behaviour: HashMap<SocketAddr, Behaviour>,
+    pub events: Vec<Event>,
+    pub applied: Vec<(Instant, Op)>,
+    /// Operations fail (with "injected") while this is true.
+    pub fail_ops: bool,
+    pub probes_sent: HashMap<SocketAddr, usize>,
+    probes: Vec<(Instant, Input)>,
+    immediate: Vec<Input>,
+}
+
+pub fn at(secs_f: f64) -> Instant {
+    Instant::from_nanos((secs_f * 1e9).round() as u64)
+}
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+impl Harness {
+    pub fn new(config_toml: &str, kernel: Table) -> Harness {
+        let config = Config::from_toml(config_toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        let engine = Engine::new(config, Instant::ZERO, 7);
+        Harness {
+            engine,
+            now: Instant::ZERO,
+            kernel,
+            counters: Counters::default(),
+            behaviour: HashMap::new(),
+            events: Vec::new(),
+            applied: Vec::new(),
+            fail_ops: false,
+            probes_sent: HashMap::new(),
+            probes: Vec::new(),
+            immediate: Vec::new(),
+        }
+    }
+
+    pub fn set(&mut self, server: &str, b: Behaviour) {
+        self.behaviour.insert(addr(server), b);
+    }
+
+    /// Runs until `until`, answering every output.
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            let deadline = self.drain();
+            if !self.immediate.is_empty() {
+                for input in std::mem::take(&mut self.immediate) {
+                    self.engine.handle_input(input);
+                }
+                continue;
+            }
+            let next_probe = self.probes.iter().map(|(t, _)| *t).min().unwrap_or(Instant::FAR_FUTURE);
+            let next = deadline.min(next_probe);
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            let (ready, rest): (Vec<_>, Vec<_>) = self.probes.drain(..).partition(|(t, _)| *t <= now);
+            self.probes = rest;
+            let mut ready = ready;
+            ready.sort_by_key(|(t, _)| *t);
+            for (_, input) in ready {
+                self.engine.handle_input(input);
+            }
+            self.engine.handle_input(Input::Timeout(now));
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    fn drain(&mut self) -> Instant {
+        loop {
+            match self.engine.poll_output() {
+                Output::Probe(req) => {
+                    *self.probes_sent.entry(req.server).or_default() += 1;
+                    let b = self.behaviour.get(&req.server).copied().unwrap_or(Behaviour::Healthy);
+                    let (delay, outcome) = match b {
+                        Behaviour::Healthy => (Duration::from_millis(1), ProbeOutcome::Pass { weight: None }),
+                        Behaviour::Refused => (
+                            Duration::from_millis(1),
+                            ProbeOutcome::Fail { reason: "connection refused".into() },
+                        ),
+                        Behaviour::Blackhole => (
+                            req.timeout(),
+                            ProbeOutcome::Fail { reason: format!("timed out after {:?}", req.timeout()) },
+                        ),
+                    };
+                    let done = self.now + delay;
+                    self.probes.push((done, Input::ProbeResult { now: done, id: req.id, outcome }));
+                }
+                Output::Apply(op) => {
+                    let result = if self.fail_ops {
+                        Err(ApplyError::Other("injected".into()))
+                    } else {
+                        self.kernel.apply(&op)
+                    };
+                    if result.is_ok() {
+                        self.applied.push((self.now, op.clone()));
+                    }
+                    self.immediate.push(Input::Applied { now: self.now, op, result });
+                }
+                Output::ReadTable => self.immediate.push(Input::Snapshot {
+                    now: self.now,
+                    table: self.kernel.clone(),
+                    counters: self.counters.clone(),
+                }),
+                Output::Event(e) => self.events.push(e),
+                Output::Timeout(t) => return t,
+            }
+        }
+    }
+
+    /// The destinations of the only service, as `addr weight` strings.
+    pub fn dests(&self) -> Vec<String> {
+        self.kernel
+            .services
+            .values()
+            .flat_map(|s| s.dests.iter().map(|(a, p)| format!("{a} w{}", p.weight)))
+            .collect()
+    }
+
+    pub fn applied_lines(&self) -> Vec<String> {
+        self.applied.iter().map(|(_, op)| op.to_string()).collect()
+    }
+
+    pub fn event_lines(&self) -> Vec<String> {
+        self.events.iter().map(|e| e.kind.to_string()).collect()
+    }
+
+    /// When the first event matching `pred` happened.
+    pub fn first_event(&self, pred: impl Fn(&EventKind) -> bool) -> Option<Instant> {
+        self.events.iter().find(|e| pred(&e.kind)).map(|e| e.at)
+    }
+
+    /// When `op_line` was applied.
+    pub fn applied_at(&self, op_line: &str) -> Option<Instant> {
+        self.applied.iter().find(|(_, op)| op.to_string() == op_line).map(|(t, _)| *t)
+    }
+}
+
+/// The seed topology with the given check settings.
+pub fn seed_config(check: &str, policy: &str) -> String {
+    format!(
+        r#"
+[daemon]
+resync_interval = "5s"
+
+[[service]]
+address = "192.168.0.101:80"
+scheduler = "wlc"
+{policy}
+
+[[service.check]]
+type = "http"
+{check}
+
+[[service.server]]
+address = "192.168.0.179:80"
+weight = 2
+
+[[service.server]]
+address = "192.168.0.180:80"
+weight = 1
+
+[[service.fallback]]
+address = "127.0.0.1:80"
+weight = 5
+"#
+    )
+}
+
+impl Harness {
+    /// Feeds a new configuration now.
+    pub fn reload(&mut self, config_toml: &str) {
+        let config = Config::from_toml(config_toml, "reload.toml").unwrap_or_else(|e| panic!("{e}"));
+        self.engine.handle_input(Input::Reload { now: self.now, config });
+    }
+}
