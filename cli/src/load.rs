@@ -11,7 +11,7 @@ use lvs_hc_core::{Config, ConfigError, Table};
 #[non_exhaustive]
 pub enum LoadError {
     /// The file could not be read: check the path and permissions.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The path given.
         path: PathBuf,
@@ -19,10 +19,10 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The configuration is invalid: the message points at the line and key.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// The table file is not `ipvsadm-save -n` output: the message names the line.
-    #[error("{origin}:{error}")]
+    #[error("{origin}: {error}")]
     Table {
         /// Where the table came from.
         origin: String,

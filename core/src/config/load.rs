@@ -331,9 +331,15 @@ impl<'a> Tbl<'a> {
             if !self.known.contains(&key) {
                 let mut allowed = self.known.clone();
                 allowed.sort_unstable();
+                let hint = allowed
+                    .iter()
+                    .filter(|k| edit_distance(k, key) <= 2)
+                    .min_by_key(|k| edit_distance(k, key))
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
                 return Err(self.key_err(
                     key,
-                    format!("unknown key `{key}`; allowed here: {}", allowed.join(", ")),
+                    format!("unknown key `{key}`{hint}; allowed here: {}", allowed.join(", ")),
                 ));
             }
         }
@@ -514,7 +520,7 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
             let q = f.int(1, i64::MAX)? as usize;
             if q > servers.len() {
                 return Err(f.err(format!(
-                    "quorum {q} exceeds the {} real servers of this service: it could never be met",
+                    "quorum {q} exceeds the number of real servers ({}): it could never be met",
                     servers.len()
                 )));
             }
@@ -849,7 +855,12 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
     let expect_body_regex = match t.get("expect_body_regex") {
         Some(f) => {
             let s = f.str()?;
-            Some(BodyRegex::new(s).map_err(|e| f.err(format!("invalid regular expression: {e}")))?)
+            Some(BodyRegex::new(s).map_err(|e| {
+                // The regex crate's message spans lines; its last line says what is wrong.
+                let text = e.to_string();
+                let what = text.lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
+                f.err(format!("invalid regular expression: {what}"))
+            })?)
         }
         None => None,
     };
@@ -939,3 +950,32 @@ fn read_exec(t: &mut Tbl<'_>) -> Result<ExecCheck> {
     Ok(ExecCheck { argv, dynamic_weight })
 }
 
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(cur) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("weight", "wieght"), 2);
+        assert_eq!(edit_distance("port", "ports"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}

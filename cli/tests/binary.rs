@@ -1,0 +1,83 @@
+//! The `lvs-hc` binary as a user runs it: exit codes, standard input, and errors on stderr.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn lvs_hc(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lvs-hc"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_accepts_the_seed_example() {
+    let out = lvs_hc(&["check", "--config", "examples/seed.toml"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("examples/seed.toml: valid\n"));
+}
+
+#[test]
+fn check_rejects_a_bad_config_with_its_location() {
+    let dir = std::env::temp_dir().join(format!("lvs-hc-bin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[[service]]\naddress = \"192.168.0.101:80\"\nscheduler = 5\n").unwrap();
+    let out = lvs_hc(&["check", "--config", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.toml:3:13: service[0].scheduler: expected a string, found integer 5"), "{err}");
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn check_names_a_missing_file() {
+    let out = lvs_hc(&["check", "--config", "no/such.toml"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read no/such.toml"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plan_reads_the_actual_table_from_stdin() {
+    let table = "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n";
+    let out = lvs_hc(&["plan", "--config", "examples/seed.toml", "--actual", "-", "--down", "192.168.0.179:80"], table);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ipvsadm -a -t 192.168.0.101:80 -r 192.168.0.180:80 -g -w 1\n\
+         ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80\n"
+    );
+}
+
+#[test]
+fn plan_with_nothing_to_do_prints_nothing_on_stdout() {
+    let table = "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n\
+                 -a -t 192.168.0.101:80 -r 192.168.0.180:80 -g -w 1\n";
+    let out = lvs_hc(&["plan", "--config", "examples/seed.toml", "--actual", "-"], table);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("nothing to do"));
+}
+
+#[test]
+fn plan_rejects_a_malformed_table_naming_the_line() {
+    let out = lvs_hc(&["plan", "--config", "examples/seed.toml", "--actual", "-"], "-A -t 192.168.0.101:80\n-X\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("<stdin>: line 2: unknown or unsupported option `-X`"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = lvs_hc(&["plan"], "");
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,75 @@
+//! Every configuration error names the file, line, column and key, and says what is allowed.
+//! The messages are snapshots: a change to one is a change operators will see.
+
+use lvs_hc_core::Config;
+
+const BASE: &str = r#"[[service]]
+address = "192.168.0.101:80"
+
+[[service.check]]
+type = "http"
+
+[[service.server]]
+address = "192.168.0.179:80"
+weight = 2
+"#;
+
+fn error_of(text: &str) -> String {
+    match Config::from_toml(text, "lvs-hc.toml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+macro_rules! bad_config {
+    ($name:ident, $text:expr) => {
+        #[test]
+        fn $name() {
+            insta::assert_snapshot!(stringify!($name), error_of(&$text));
+        }
+    };
+}
+
+bad_config!(unknown_key_lists_the_allowed_ones, BASE.replace("weight = 2", "weight = 2\nwieght = 3"));
+bad_config!(weight_out_of_range, BASE.replace("weight = 2", "weight = 70000"));
+bad_config!(weight_of_the_wrong_type, BASE.replace("weight = 2", "weight = \"2\""));
+bad_config!(duration_without_unit, BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"5\""));
+bad_config!(unknown_check_type, BASE.replace("type = \"http\"", "type = \"icmp\""));
+bad_config!(http_key_on_a_tcp_check, BASE.replace("type = \"http\"", "type = \"tcp\"\npath = \"/\""));
+bad_config!(bad_service_address, BASE.replace("192.168.0.101:80", "192.168.0.101"));
+bad_config!(server_of_the_wrong_family, BASE.replace("192.168.0.179:80", "[2001:db8::1]:80"));
+bad_config!(dr_cannot_change_the_port, BASE.replace("192.168.0.179:80", "192.168.0.179:8080"));
+bad_config!(quorum_above_the_server_count, BASE.replace("[[service.check]]", "quorum = 3\n\n[[service.check]]"));
+bad_config!(duplicate_server, format!("{BASE}\n[[service.server]]\naddress = \"192.168.0.179\"\n"));
+bad_config!(duplicate_service, format!("{BASE}\n{BASE}"));
+bad_config!(missing_servers, "[[service]]\naddress = \"192.168.0.101:80\"\n");
+bad_config!(no_service_at_all, "[daemon]\nresync_interval = \"5s\"\n");
+bad_config!(toml_syntax_error, BASE.replace("weight = 2", "weight = = 2"));
+bad_config!(bad_regex, BASE.replace("type = \"http\"", "type = \"http\"\nexpect_body_regex = \"(unclosed\""));
+bad_config!(bad_status_range, BASE.replace("type = \"http\"", "type = \"http\"\nexpect_status = [\"299-200\"]"));
+bad_config!(exec_needs_an_absolute_path, BASE.replace("type = \"http\"", "type = \"exec\"\ncommand = [\"check.sh\"]"));
+bad_config!(jitter_not_below_interval, BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"1s\"\njitter = \"1s\""));
+bad_config!(lower_threshold_above_upper, BASE.replace("weight = 2", "weight = 2\nlower_threshold = 5"));
+bad_config!(head_with_body_match, BASE.replace("type = \"http\"", "type = \"http\"\nmethod = \"HEAD\"\nexpect_body = \"ok\""));
+bad_config!(drain_timeout_without_drain, BASE.replace("[[service.check]]", "drain_timeout = \"1m\"\n\n[[service.check]]"));
+bad_config!(fwmark_server_without_check_port, "[[service]]\nfwmark = 1\n[[service.check]]\ntype = \"tcp\"\n[[service.server]]\naddress = \"10.0.0.1\"\n");
+bad_config!(sh_flag_on_another_scheduler, BASE.replace("[[service.check]]", "sched_flags = [\"sh-port\"]\n\n[[service.check]]"));
+
+#[test]
+fn error_fields_locate_the_problem() {
+    let e = Config::from_toml(&BASE.replace("weight = 2", "weight = -1"), "x.toml").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.line, e.column), ("x.toml", 9, 10));
+    assert_eq!(e.key, "service[0].server[0].weight");
+    assert_eq!(e.message, "expected an integer from 0 to 65535, found -1");
+}
+
+#[test]
+fn the_examples_are_valid() {
+    for name in ["seed.toml", "full.toml"] {
+        let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Err(e) = Config::from_toml(&text, &path) {
+            panic!("{e}");
+        }
+    }
+}
