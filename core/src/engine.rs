@@ -313,7 +313,13 @@ impl Engine {
     }
 
     /// The next output; [`Output::Timeout`] when there is nothing more to do for now.
+    ///
+    /// Reconciliation runs here, once the queued outputs are drained, so a burst of inputs
+    /// fed before polling costs one pass over each changed service, not one per input.
     pub fn poll_output(&mut self) -> Output {
+        if self.outputs.is_empty() {
+            self.reconcile();
+        }
         match self.outputs.pop_front() {
             Some(o) => o,
             None => Output::Timeout(self.next_deadline()),
@@ -752,7 +758,6 @@ impl Engine {
             self.resync_outstanding = true;
             self.outputs.push_back(Output::ReadTable);
         }
-        self.reconcile();
     }
 
     fn next_deadline(&self) -> Instant {
@@ -779,6 +784,9 @@ impl Engine {
     // ---- reconciliation ------------------------------------------------------------------
 
     fn reconcile(&mut self) {
+        if !self.dirty_all && self.dirty.is_empty() {
+            return;
+        }
         let Some(believed) = &self.believed else { return };
         let keys: BTreeSet<ServiceKey> = if self.dirty_all {
             let mut all: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
