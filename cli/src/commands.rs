@@ -16,7 +16,11 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
     let mut probes = BTreeSet::new();
     let _ = writeln!(out, "{origin}: valid");
     for svc in &config.services {
-        let name = svc.name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        let name = svc
+            .name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
         let mut policy = vec![svc.params.scheduler.clone()];
         if let Some(p) = svc.params.persistence {
             policy.push(format!("persistent {}s /{}", p.timeout, p.prefix));
@@ -25,14 +29,20 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
             policy.push("one-packet".into());
         }
         if !svc.params.sched_flags.is_empty() {
-            policy.push(format!("flags {}", svc.params.sched_flags.names(&svc.params.scheduler)));
+            policy.push(format!(
+                "flags {}",
+                svc.params.sched_flags.names(&svc.params.scheduler)
+            ));
         }
         policy.push(format!("quorum {}", svc.quorum));
         policy.push(match svc.on_failure {
             FailureAction::Remove => "failed servers removed".to_string(),
             FailureAction::Zero => "failed servers kept at weight 0".to_string(),
             FailureAction::Drain { timeout } => {
-                format!("failed servers drained (at most {})", format_duration(timeout))
+                format!(
+                    "failed servers drained (at most {})",
+                    format_duration(timeout)
+                )
             }
         });
         policy.push(match svc.new_servers {
@@ -53,7 +63,13 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
             write_server(&mut out, &format!("fallback ({mode}) ->"), s, &mut probes);
         }
     }
-    let plural = |n: usize, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
     let _ = writeln!(
         out,
         "{}, {}, {}, {}",
@@ -65,12 +81,23 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
     out
 }
 
-fn write_server(out: &mut String, arrow: &str, s: &Server, probes: &mut BTreeSet<(SocketAddr, String)>) {
+fn write_server(
+    out: &mut String,
+    arrow: &str,
+    s: &Server,
+    probes: &mut BTreeSet<(SocketAddr, String)>,
+) {
     let mut extra = String::new();
     if s.upper != 0 || s.lower != 0 {
         extra = format!(", thresholds {}..{}", s.lower, s.upper);
     }
-    let _ = writeln!(out, "  {arrow} {} {} weight {}{extra}", s.addr, s.forward.config_name(), s.weight);
+    let _ = writeln!(
+        out,
+        "  {arrow} {} {} weight {}{extra}",
+        s.addr,
+        s.forward.config_name(),
+        s.weight
+    );
     if s.checks.is_empty() {
         let _ = writeln!(out, "       no checks: always healthy");
     }
@@ -108,7 +135,11 @@ pub fn resolve_down(config: &Config, args: &[String]) -> Result<BTreeSet<SocketA
     for given in args {
         let matched: Vec<SocketAddr> = if let Ok(sa) = given.parse::<SocketAddr>() {
             reals.iter().copied().filter(|r| *r == sa).collect()
-        } else if let Ok(ip) = given.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        } else if let Ok(ip) = given
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             reals.iter().copied().filter(|r| r.ip() == ip).collect()
         } else {
             return Err(DownError {
@@ -120,7 +151,10 @@ pub fn resolve_down(config: &Config, args: &[String]) -> Result<BTreeSet<SocketA
             let list: Vec<String> = reals.iter().map(ToString::to_string).collect();
             return Err(DownError {
                 given: given.clone(),
-                problem: format!("no real server has this address; the real servers are {}", list.join(", ")),
+                problem: format!(
+                    "no real server has this address; the real servers are {}",
+                    list.join(", ")
+                ),
             });
         }
         down.extend(matched);

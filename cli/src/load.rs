@@ -33,8 +33,10 @@ pub enum LoadError {
 
 /// Reads and validates the configuration at `path`.
 pub fn load_config(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(Config::from_toml(&text, &path.display().to_string())?)
 }
 
@@ -44,11 +46,16 @@ pub fn read_actual(path: &Path) -> Result<Table, LoadError> {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+            .map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         (text, "<stdin>".to_string())
     } else {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         (text, path.display().to_string())
     };
     parse_save(&text).map_err(|error| LoadError::Table { origin, error })

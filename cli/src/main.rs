@@ -26,7 +26,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&config)?;
             stdout.write_all(check_summary(&cfg, &config.display().to_string()).as_bytes())?;
         }
-        Command::Plan { config, actual, down } => {
+        Command::Plan {
+            config,
+            actual,
+            down,
+        } => {
             let cfg = load_config(&config)?;
             let table = match actual {
                 Some(path) => read_actual(&path)?,
@@ -37,7 +41,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if lines.is_empty() {
                 eprintln!("# nothing to do: the table matches the configuration");
             }
-            stdout.write_all(lines.as_bytes()).context("writing the plan")?;
+            stdout
+                .write_all(lines.as_bytes())
+                .context("writing the plan")?;
         }
     }
     Ok(ExitCode::SUCCESS)

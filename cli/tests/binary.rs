@@ -12,7 +12,12 @@ fn lvs_hc(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -32,11 +37,18 @@ fn check_rejects_a_bad_config_with_its_location() {
     let dir = std::env::temp_dir().join(format!("lvs-hc-bin-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bad.toml");
-    std::fs::write(&path, "[[service]]\naddress = \"192.168.0.101:80\"\nscheduler = 5\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[service]]\naddress = \"192.168.0.101:80\"\nscheduler = 5\n",
+    )
+    .unwrap();
     let out = lvs_hc(&["check", "--config", path.to_str().unwrap()], "");
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("bad.toml:3:13: service[0].scheduler: expected a string, found integer 5"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:13: service[0].scheduler: expected a string, found integer 5"),
+        "{err}"
+    );
     assert!(text(&out.stdout).is_empty());
 }
 
@@ -44,13 +56,29 @@ fn check_rejects_a_bad_config_with_its_location() {
 fn check_names_a_missing_file() {
     let out = lvs_hc(&["check", "--config", "no/such.toml"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("cannot read no/such.toml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot read no/such.toml"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn plan_reads_the_actual_table_from_stdin() {
-    let table = "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n";
-    let out = lvs_hc(&["plan", "--config", "examples/seed.toml", "--actual", "-", "--down", "192.168.0.179:80"], table);
+    let table =
+        "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n";
+    let out = lvs_hc(
+        &[
+            "plan",
+            "--config",
+            "examples/seed.toml",
+            "--actual",
+            "-",
+            "--down",
+            "192.168.0.179:80",
+        ],
+        table,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
@@ -61,9 +89,13 @@ fn plan_reads_the_actual_table_from_stdin() {
 
 #[test]
 fn plan_with_nothing_to_do_prints_nothing_on_stdout() {
-    let table = "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n\
+    let table =
+        "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n\
                  -a -t 192.168.0.101:80 -r 192.168.0.180:80 -g -w 1\n";
-    let out = lvs_hc(&["plan", "--config", "examples/seed.toml", "--actual", "-"], table);
+    let out = lvs_hc(
+        &["plan", "--config", "examples/seed.toml", "--actual", "-"],
+        table,
+    );
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), "");
     assert!(text(&out.stderr).contains("nothing to do"));
@@ -71,9 +103,16 @@ fn plan_with_nothing_to_do_prints_nothing_on_stdout() {
 
 #[test]
 fn plan_rejects_a_malformed_table_naming_the_line() {
-    let out = lvs_hc(&["plan", "--config", "examples/seed.toml", "--actual", "-"], "-A -t 192.168.0.101:80\n-X\n");
+    let out = lvs_hc(
+        &["plan", "--config", "examples/seed.toml", "--actual", "-"],
+        "-A -t 192.168.0.101:80\n-X\n",
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("<stdin>: line 2: unknown or unsupported option `-X`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("<stdin>: line 2: unknown or unsupported option `-X`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

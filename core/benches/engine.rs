@@ -16,11 +16,22 @@ const SERVICES: u32 = 100;
 const PER_SERVICE: u32 = 100;
 
 fn vip(s: u32) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, (s / 250) as u8, (s % 250) as u8 + 1)), 80)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(10, 0, (s / 250) as u8, (s % 250) as u8 + 1)),
+        80,
+    )
 }
 
 fn rs(s: u32, d: u32) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1 + (s / 200) as u8, (s % 200) as u8, d as u8 + 1)), 80)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(
+            10,
+            1 + (s / 200) as u8,
+            (s % 200) as u8,
+            d as u8 + 1,
+        )),
+        80,
+    )
 }
 
 /// 100 services × 100 destinations; `variant` changes weights of every 10th destination and
@@ -31,10 +42,20 @@ fn table(variant: bool) -> Table {
         let mut dests = BTreeMap::new();
         for d in 0..PER_SERVICE {
             let weight = if variant && d % 10 == 0 { 7 } else { 1 };
-            let addr = if variant && d == 0 { rs(s, 150) } else { rs(s, d) };
+            let addr = if variant && d == 0 {
+                rs(s, 150)
+            } else {
+                rs(s, d)
+            };
             dests.insert(addr, DestParams::new(Forward::Dr, weight));
         }
-        t.services.insert(ServiceKey::Tcp(vip(s)), ServiceEntry { params: ServiceParams::new("wlc"), dests });
+        t.services.insert(
+            ServiceKey::Tcp(vip(s)),
+            ServiceEntry {
+                params: ServiceParams::new("wlc"),
+                dests,
+            },
+        );
     }
     t
 }
@@ -67,7 +88,12 @@ fn config_10k(rise_fall: u32) -> Config {
 /// One simulated second: the engine is woken at each of its deadlines, every due probe is
 /// answered at once, and every operation and table read is answered. Returns the number of
 /// probe results fed.
-fn one_second(engine: &mut Engine, now: &mut Instant, kernel: &mut Table, outcome: &dyn Fn(SocketAddr) -> ProbeOutcome) -> u64 {
+fn one_second(
+    engine: &mut Engine,
+    now: &mut Instant,
+    kernel: &mut Table,
+    outcome: &dyn Fn(SocketAddr) -> ProbeOutcome,
+) -> u64 {
     let end = *now + Duration::from_secs(1);
     let mut results = 0;
     let mut inputs = Vec::new();
@@ -75,11 +101,19 @@ fn one_second(engine: &mut Engine, now: &mut Instant, kernel: &mut Table, outcom
         match engine.poll_output() {
             Output::Probe(req) => {
                 results += 1;
-                inputs.push(Input::ProbeResult { now: *now, id: req.id, outcome: outcome(req.server) });
+                inputs.push(Input::ProbeResult {
+                    now: *now,
+                    id: req.id,
+                    outcome: outcome(req.server),
+                });
             }
             Output::Apply(op) => {
                 let result = kernel.apply(&op);
-                inputs.push(Input::Applied { now: *now, op, result });
+                inputs.push(Input::Applied {
+                    now: *now,
+                    op,
+                    result,
+                });
             }
             Output::ReadTable => inputs.push(Input::Snapshot {
                 now: *now,
@@ -109,7 +143,9 @@ fn warmed_engine(rise_fall: u32) -> (Engine, Instant, Table) {
     let mut now = Instant::ZERO;
     let mut kernel = Table::new();
     for _ in 0..3 {
-        one_second(&mut engine, &mut now, &mut kernel, &|_| ProbeOutcome::Pass { weight: None });
+        one_second(&mut engine, &mut now, &mut kernel, &|_| {
+            ProbeOutcome::Pass { weight: None }
+        });
     }
     // Steady state: every probe has run at least once since the table filled.
     assert_eq!(kernel.dest_count(), 10_000);
@@ -124,7 +160,9 @@ fn bench_engine(c: &mut Criterion) {
         bench.iter_batched_ref(
             || warmed_engine(2),
             |(engine, now, kernel)| {
-                one_second(engine, now, kernel, &|_| ProbeOutcome::Pass { weight: None })
+                one_second(engine, now, kernel, &|_| ProbeOutcome::Pass {
+                    weight: None,
+                })
             },
             BatchSize::LargeInput,
         )
@@ -137,7 +175,9 @@ fn bench_engine(c: &mut Criterion) {
             |(engine, now, kernel)| {
                 one_second(engine, now, kernel, &|server| {
                     if server.ip().to_string().ends_with('1') {
-                        ProbeOutcome::Fail { reason: "refused".into() }
+                        ProbeOutcome::Fail {
+                            reason: "refused".into(),
+                        }
                     } else {
                         ProbeOutcome::Pass { weight: None }
                     }

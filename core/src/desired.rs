@@ -103,7 +103,10 @@ pub fn desired_service(
         }
     }
     DesiredService {
-        entry: ServiceEntry { params: svc.params.clone(), dests },
+        entry: ServiceEntry {
+            params: svc.params.clone(),
+            dests,
+        },
         healthy,
         fallback_in,
     }

@@ -39,31 +39,50 @@ pub fn diff_service(
         (None, None) => {}
         (None, Some(_)) => out.push(Op::DelService { key: *key }),
         (Some(want), None) => {
-            out.push(Op::AddService { key: *key, params: want.params.clone() });
+            out.push(Op::AddService {
+                key: *key,
+                params: want.params.clone(),
+            });
             for (dest, params) in &want.dests {
-                out.push(Op::AddDest { service: *key, dest: *dest, params: *params });
+                out.push(Op::AddDest {
+                    service: *key,
+                    dest: *dest,
+                    params: *params,
+                });
             }
         }
         (Some(want), Some(have)) => {
             if have.params != want.params {
-                out.push(Op::EditService { key: *key, params: want.params.clone() });
+                out.push(Op::EditService {
+                    key: *key,
+                    params: want.params.clone(),
+                });
             }
             for (dest, params) in &want.dests {
                 if !have.dests.contains_key(dest) {
-                    out.push(Op::AddDest { service: *key, dest: *dest, params: *params });
+                    out.push(Op::AddDest {
+                        service: *key,
+                        dest: *dest,
+                        params: *params,
+                    });
                 }
             }
             for (dest, params) in &want.dests {
                 match have.dests.get(dest) {
-                    Some(old) if old != params => {
-                        out.push(Op::EditDest { service: *key, dest: *dest, params: *params })
-                    }
+                    Some(old) if old != params => out.push(Op::EditDest {
+                        service: *key,
+                        dest: *dest,
+                        params: *params,
+                    }),
                     _ => {}
                 }
             }
             for dest in have.dests.keys() {
                 if !want.dests.contains_key(dest) {
-                    out.push(Op::DelDest { service: *key, dest: *dest });
+                    out.push(Op::DelDest {
+                        service: *key,
+                        dest: *dest,
+                    });
                 }
             }
         }
@@ -84,7 +103,13 @@ mod tests {
             .map(|(a, w)| (a.parse().unwrap(), DestParams::new(Forward::Dr, *w)))
             .collect();
         let mut t = Table::new();
-        t.services.insert(key, ServiceEntry { params: ServiceParams::new("wlc"), dests });
+        t.services.insert(
+            key,
+            ServiceEntry {
+                params: ServiceParams::new("wlc"),
+                dests,
+            },
+        );
         t
     }
 
@@ -106,13 +131,22 @@ mod tests {
 
     #[test]
     fn weight_change_is_an_edit_not_a_readd() {
-        let ops = diff(&table(&[("192.168.0.179:80", 0)]), &table(&[("192.168.0.179:80", 2)]));
-        assert_eq!(lines(&ops), ["ipvsadm -e -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 0"]);
+        let ops = diff(
+            &table(&[("192.168.0.179:80", 0)]),
+            &table(&[("192.168.0.179:80", 2)]),
+        );
+        assert_eq!(
+            lines(&ops),
+            ["ipvsadm -e -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 0"]
+        );
     }
 
     #[test]
     fn fallback_is_added_before_the_last_server_leaves() {
-        let ops = diff(&table(&[("127.0.0.1:80", 5)]), &table(&[("192.168.0.179:80", 2)]));
+        let ops = diff(
+            &table(&[("127.0.0.1:80", 5)]),
+            &table(&[("192.168.0.179:80", 2)]),
+        );
         assert_eq!(
             lines(&ops),
             [
@@ -124,7 +158,10 @@ mod tests {
 
     #[test]
     fn removed_service_is_one_delete() {
-        let ops = diff(&Table::new(), &table(&[("192.168.0.179:80", 2), ("192.168.0.180:80", 1)]));
+        let ops = diff(
+            &Table::new(),
+            &table(&[("192.168.0.179:80", 2), ("192.168.0.180:80", 1)]),
+        );
         assert_eq!(lines(&ops), ["ipvsadm -D -t 192.168.0.101:80"]);
     }
 }

@@ -35,7 +35,10 @@ pub struct ProbeRequest {
 impl ProbeRequest {
     /// The address to connect to: the server's, with the check's port if it has one.
     pub fn target(&self) -> SocketAddr {
-        SocketAddr::new(self.server.ip(), self.check.port.unwrap_or(self.server.port()))
+        SocketAddr::new(
+            self.server.ip(),
+            self.check.port.unwrap_or(self.server.port()),
+        )
     }
 
     /// The bound on the whole probe.
@@ -240,7 +243,10 @@ impl Engine {
     /// It asks for a table snapshot first and applies nothing before it has one.
     pub fn new(config: Config, now: Instant, seed: u64) -> Engine {
         let mut engine = Engine {
-            config: Config { daemon: config.daemon.clone(), services: Vec::new() },
+            config: Config {
+                daemon: config.daemon.clone(),
+                services: Vec::new(),
+            },
             now,
             rng: SplitMix64::new(seed),
             probes: Vec::new(),
@@ -304,7 +310,9 @@ impl Engine {
         match input {
             Input::Timeout(_) => {}
             Input::ProbeResult { id, outcome, .. } => self.handle_probe_result(id, outcome),
-            Input::Snapshot { table, counters, .. } => self.handle_snapshot(table, counters),
+            Input::Snapshot {
+                table, counters, ..
+            } => self.handle_snapshot(table, counters),
             Input::SnapshotFailed { error, .. } => self.handle_snapshot_failed(error),
             Input::Applied { op, result, .. } => self.handle_applied(op, result),
             Input::Reload { config, .. } => self.apply_config(config, true),
@@ -349,7 +357,12 @@ impl Engine {
                     checks: s
                         .probes
                         .iter()
-                        .map(|&p| (self.probes[p].check.label(), self.probes[p].last_result.clone()))
+                        .map(|&p| {
+                            (
+                                self.probes[p].check.label(),
+                                self.probes[p].last_result.clone(),
+                            )
+                        })
                         .collect(),
                 });
             }
@@ -358,7 +371,8 @@ impl Engine {
     }
 
     fn emit(&mut self, kind: EventKind) {
-        self.outputs.push_back(Output::Event(Event { at: self.now, kind }));
+        self.outputs
+            .push_back(Output::Event(Event { at: self.now, kind }));
     }
 
     fn config_server(&self, si: usize, r: ServerRef) -> &Server {
@@ -372,10 +386,21 @@ impl Engine {
     fn server_view(&self, si: usize, r: ServerRef) -> ServerView {
         let slot = self.services[si].server(r);
         let configured = self.config_server(si, r).weight;
-        let reported = slot.probes.iter().filter_map(|&p| self.probes[p].weight).min();
+        let reported = slot
+            .probes
+            .iter()
+            .filter_map(|&p| self.probes[p].weight)
+            .min();
         let key = self.config.services[si].key;
-        let draining = self.drains.get(&(key, slot.addr)).is_some_and(|d| !d.finished);
-        ServerView { health: slot.health, weight: reported.unwrap_or(configured), draining }
+        let draining = self
+            .drains
+            .get(&(key, slot.addr))
+            .is_some_and(|d| !d.finished);
+        ServerView {
+            health: slot.health,
+            weight: reported.unwrap_or(configured),
+            draining,
+        }
     }
 
     fn jitter(&mut self, timing_jitter: Duration) -> Duration {
@@ -414,11 +439,19 @@ impl Engine {
         let mut carried = 0usize;
         let mut fresh = 0usize;
         for (si, svc) in config.services.iter().enumerate() {
-            let mut slot = ServiceSlot { reals: Vec::new(), fallbacks: Vec::new(), fallback_in: None };
+            let mut slot = ServiceSlot {
+                reals: Vec::new(),
+                fallbacks: Vec::new(),
+                fallback_in: None,
+            };
             let groups = [(false, &svc.servers), (true, &svc.fallbacks)];
             for (is_fallback, servers) in groups {
                 for (i, server) in servers.iter().enumerate() {
-                    let r = if is_fallback { ServerRef::Fallback(i) } else { ServerRef::Real(i) };
+                    let r = if is_fallback {
+                        ServerRef::Fallback(i)
+                    } else {
+                        ServerRef::Real(i)
+                    };
                     let mut probe_ids = Vec::with_capacity(server.checks.len());
                     for check in &server.checks {
                         let key = (server.addr, check.clone());
@@ -456,13 +489,23 @@ impl Engine {
                         probes[pi].users.push((si, r));
                         probe_ids.push(pi);
                     }
-                    let health = Health::all(probe_ids.iter().map(|&p| probes[p].hysteresis.state()));
-                    let (since, reason) = match old_servers.remove(&(svc.key, server.addr, is_fallback)) {
-                        Some(old) if old.health == health => (old.since, old.reason),
-                        _ if server.checks.is_empty() => (now, "no checks configured".to_string()),
-                        _ => (now, "waiting for the first probe".to_string()),
+                    let health =
+                        Health::all(probe_ids.iter().map(|&p| probes[p].hysteresis.state()));
+                    let (since, reason) =
+                        match old_servers.remove(&(svc.key, server.addr, is_fallback)) {
+                            Some(old) if old.health == health => (old.since, old.reason),
+                            _ if server.checks.is_empty() => {
+                                (now, "no checks configured".to_string())
+                            }
+                            _ => (now, "waiting for the first probe".to_string()),
+                        };
+                    let s = ServerSlot {
+                        addr: server.addr,
+                        probes: probe_ids,
+                        health,
+                        since,
+                        reason,
                     };
-                    let s = ServerSlot { addr: server.addr, probes: probe_ids, health, since, reason };
                     if is_fallback {
                         slot.fallbacks.push(s);
                     } else {
@@ -481,10 +524,12 @@ impl Engine {
             } else {
                 let due = match p.due {
                     Some(d) => d,
-                    None => now + {
-                        let max = u64::try_from(p.check.timing.jitter.as_nanos()).unwrap_or(0);
-                        Duration::from_nanos(self.rng.up_to(max))
-                    },
+                    None => {
+                        now + {
+                            let max = u64::try_from(p.check.timing.jitter.as_nanos()).unwrap_or(0);
+                            Duration::from_nanos(self.rng.up_to(max))
+                        }
+                    }
                 };
                 p.due = Some(due);
                 self.schedule.insert((due, pi));
@@ -506,7 +551,12 @@ impl Engine {
             .flat_map(|s| s.servers.iter().map(move |r| (s.key, r.addr)))
             .collect();
         self.drains.retain(|k, _| real_addrs.contains(k));
-        self.service_index = config.services.iter().enumerate().map(|(i, s)| (s.key, i)).collect();
+        self.service_index = config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key, i))
+            .collect();
         self.probes = probes;
         self.services = services;
         if reload {
@@ -528,7 +578,9 @@ impl Engine {
     // ---- probes --------------------------------------------------------------------------
 
     fn handle_probe_result(&mut self, id: ProbeId, outcome: ProbeOutcome) {
-        let Some(pi) = self.in_flight.remove(&id) else { return };
+        let Some(pi) = self.in_flight.remove(&id) else {
+            return;
+        };
         let now = self.now;
         let p = &mut self.probes[pi];
         let started = p.in_flight.take().map_or(now, |(_, s)| s);
@@ -542,7 +594,11 @@ impl Engine {
         }
         p.last_result = Some((now, outcome));
         let timing = p.check.timing;
-        let period = if p.hysteresis.failing() { timing.fail_interval } else { timing.interval };
+        let period = if p.hysteresis.failing() {
+            timing.fail_interval
+        } else {
+            timing.interval
+        };
         let jitter = self.jitter(timing.jitter);
         let due = (started + period + jitter).max(now);
         let p = &mut self.probes[pi];
@@ -566,7 +622,11 @@ impl Engine {
     fn update_server_health(&mut self, si: usize, r: ServerRef, reason: &str) {
         let now = self.now;
         let slot = self.services[si].server(r);
-        let health = Health::all(slot.probes.iter().map(|&p| self.probes[p].hysteresis.state()));
+        let health = Health::all(
+            slot.probes
+                .iter()
+                .map(|&p| self.probes[p].hysteresis.state()),
+        );
         if health == slot.health {
             return;
         }
@@ -602,13 +662,23 @@ impl Engine {
         {
             match health {
                 Health::Down => {
-                    let present = self.believed.as_ref().is_some_and(|b| b.dest(&key, &addr).is_some());
+                    let present = self
+                        .believed
+                        .as_ref()
+                        .is_some_and(|b| b.dest(&key, &addr).is_some());
                     if present {
                         self.drains.insert(
                             (key, addr),
-                            Drain { deadline: now + timeout, finished: false },
+                            Drain {
+                                deadline: now + timeout,
+                                finished: false,
+                            },
                         );
-                        self.emit(EventKind::DrainStarted { service: key, server: addr, timeout });
+                        self.emit(EventKind::DrainStarted {
+                            service: key,
+                            server: addr,
+                            timeout,
+                        });
                     }
                 }
                 _ => {
@@ -624,7 +694,11 @@ impl Engine {
     fn handle_snapshot(&mut self, table: Table, counters: Counters) {
         let now = self.now;
         let manage_all = self.config.daemon.manage == Manage::All;
-        let scoped = if manage_all { table } else { table.filtered(|k| self.manages(k)) };
+        let scoped = if manage_all {
+            table
+        } else {
+            table.filtered(|k| self.manages(k))
+        };
         if let Some(old) = &self.believed {
             let changes: Vec<Op> = diff(&scoped, old)
                 .into_iter()
@@ -658,7 +732,11 @@ impl Engine {
             if let Some(d) = self.drains.get_mut(&(key, addr)) {
                 d.finished = true;
             }
-            self.emit(EventKind::DrainFinished { service: key, server: addr, reason: reason.into() });
+            self.emit(EventKind::DrainFinished {
+                service: key,
+                server: addr,
+                reason: reason.into(),
+            });
         }
         self.counters = counters;
         self.resync_outstanding = false;
@@ -669,7 +747,9 @@ impl Engine {
 
     fn handle_snapshot_failed(&mut self, error: String) {
         self.snapshot_failures = self.snapshot_failures.saturating_add(1);
-        let retry_in = self.backoff(self.snapshot_failures).min(self.config.daemon.resync_interval);
+        let retry_in = self
+            .backoff(self.snapshot_failures)
+            .min(self.config.daemon.resync_interval);
         self.resync_outstanding = false;
         self.resync_due = self.now + retry_in;
         self.emit(EventKind::SnapshotFailed { error, retry_in });
@@ -677,8 +757,12 @@ impl Engine {
 
     fn backoff(&self, attempts: u32) -> Duration {
         let d = &self.config.daemon;
-        let factor = 1u32.checked_shl(attempts.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
-        d.retry_backoff.saturating_mul(factor).min(d.retry_backoff_max)
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        d.retry_backoff
+            .saturating_mul(factor)
+            .min(d.retry_backoff_max)
     }
 
     fn handle_applied(&mut self, op: Op, result: Result<(), ApplyError>) {
@@ -698,13 +782,22 @@ impl Engine {
                 let retry_in = self.backoff(attempts);
                 self.retries.insert(
                     target,
-                    Retry { attempts, not_before: self.now + retry_in, armed: true },
+                    Retry {
+                        attempts,
+                        not_before: self.now + retry_in,
+                        armed: true,
+                    },
                 );
                 // The failure says our picture of the table may be wrong: look again soon.
                 if !self.resync_outstanding {
                     self.resync_due = self.resync_due.min(self.now);
                 }
-                self.emit(EventKind::ApplyFailed { op, error, attempt: attempts, retry_in });
+                self.emit(EventKind::ApplyFailed {
+                    op,
+                    error,
+                    attempt: attempts,
+                    retry_in,
+                });
             }
         }
     }
@@ -724,7 +817,12 @@ impl Engine {
             p.due = None;
             p.in_flight = Some((id, now));
             self.in_flight.insert(id, pi);
-            let request = ProbeRequest { id, server: p.server, check: p.check.clone(), started: now };
+            let request = ProbeRequest {
+                id,
+                server: p.server,
+                check: p.check.clone(),
+                started: now,
+            };
             self.outputs.push_back(Output::Probe(request));
         }
         let mut timed_out = Vec::new();
@@ -787,7 +885,9 @@ impl Engine {
         if !self.dirty_all && self.dirty.is_empty() {
             return;
         }
-        let Some(believed) = &self.believed else { return };
+        let Some(believed) = &self.believed else {
+            return;
+        };
         let keys: BTreeSet<ServiceKey> = if self.dirty_all {
             let mut all: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
             all.extend(believed.services.keys().copied());
@@ -803,27 +903,41 @@ impl Engine {
     }
 
     fn reconcile_service(&mut self, key: ServiceKey) {
-        let Some(believed) = &self.believed else { return };
+        let Some(believed) = &self.believed else {
+            return;
+        };
         let actual = believed.services.get(&key);
         let desired = match self.service_index.get(&key) {
             Some(&si) => {
-                let d = desired_service(&self.config.services[si], actual, |r| self.server_view(si, r));
+                let d = desired_service(&self.config.services[si], actual, |r| {
+                    self.server_view(si, r)
+                });
                 Some((si, d))
             }
             None if self.manages(&key) => None,
             None => return,
         };
         let mut ops = Vec::new();
-        diff_service(&key, desired.as_ref().map(|(_, d)| &d.entry), actual, &mut ops);
+        diff_service(
+            &key,
+            desired.as_ref().map(|(_, d)| &d.entry),
+            actual,
+            &mut ops,
+        );
         let service_present = actual.is_some();
         if let Some((si, d)) = &desired {
             let svc = &self.config.services[*si];
             if self.services[*si].fallback_in != Some(d.fallback_in) {
                 let first = self.services[*si].fallback_in.is_none();
                 self.services[*si].fallback_in = Some(d.fallback_in);
-                if !(first && !d.fallback_in) && !svc.fallbacks.is_empty() {
+                if (!first || d.fallback_in) && !svc.fallbacks.is_empty() {
                     let (active, healthy, quorum) = (d.fallback_in, d.healthy, svc.quorum);
-                    self.emit(EventKind::Fallback { service: key, active, healthy, quorum });
+                    self.emit(EventKind::Fallback {
+                        service: key,
+                        active,
+                        healthy,
+                        quorum,
+                    });
                 }
             }
         }
@@ -833,7 +947,11 @@ impl Engine {
             if self.pending.contains_key(&target) {
                 continue;
             }
-            if self.retries.get(&target).is_some_and(|r| r.not_before > self.now) {
+            if self
+                .retries
+                .get(&target)
+                .is_some_and(|r| r.not_before > self.now)
+            {
                 continue;
             }
             if matches!(target, Target::Dest(..)) && !service_present && !service_added {
@@ -858,22 +976,41 @@ impl Engine {
         };
         let svc = &self.config.services[si];
         let dest = match op {
-            Op::AddService { .. } => return "service in the configuration, not in the kernel".into(),
-            Op::EditService { .. } => return "service settings differ from the configuration".into(),
+            Op::AddService { .. } => {
+                return "service in the configuration, not in the kernel".into()
+            }
+            Op::EditService { .. } => {
+                return "service settings differ from the configuration".into()
+            }
             Op::DelService { .. } => return "service not in the configuration".into(),
-            Op::AddDest { dest, .. } | Op::EditDest { dest, .. } | Op::DelDest { dest, .. } => *dest,
+            Op::AddDest { dest, .. } | Op::EditDest { dest, .. } | Op::DelDest { dest, .. } => {
+                *dest
+            }
         };
         let slot = &self.services[si];
         if let Some(i) = svc.fallbacks.iter().position(|f| f.addr == dest) {
             let s = &slot.fallbacks[i];
-            let state = if slot.fallback_in == Some(true) { "in" } else { "out" };
-            return format!("fallback {state} (quorum {}); fallback {} {}", svc.quorum, s.health, s.reason);
+            let state = if slot.fallback_in == Some(true) {
+                "in"
+            } else {
+                "out"
+            };
+            return format!(
+                "fallback {state} (quorum {}); fallback {} {}",
+                svc.quorum, s.health, s.reason
+            );
         }
         if let Some(i) = svc.servers.iter().position(|f| f.addr == dest) {
             let s = &slot.reals[i];
-            let draining = self.drains.get(&(svc.key, dest)).is_some_and(|d| !d.finished);
+            let draining = self
+                .drains
+                .get(&(svc.key, dest))
+                .is_some_and(|d| !d.finished);
             let extra = if draining { ", draining" } else { "" };
-            let change = match (op, self.believed.as_ref().and_then(|b| b.dest(&svc.key, &dest))) {
+            let change = match (
+                op,
+                self.believed.as_ref().and_then(|b| b.dest(&svc.key, &dest)),
+            ) {
                 (Op::EditDest { params, .. }, Some(old)) if old.weight != params.weight => {
                     format!("weight {} -> {}; ", old.weight, params.weight)
                 }

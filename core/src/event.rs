@@ -119,33 +119,65 @@ impl fmt::Display for Event {
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EventKind::ServerHealth { service, server, fallback, to, reason, .. } => {
+            EventKind::ServerHealth {
+                service,
+                server,
+                fallback,
+                to,
+                reason,
+                ..
+            } => {
                 let role = if *fallback { "fallback " } else { "" };
                 write!(f, "{service}: {role}{server} {to}: {reason}")
             }
             EventKind::WeightReported { server, weight } => {
                 write!(f, "{server} reports weight {weight}")
             }
-            EventKind::Fallback { service, active, healthy, quorum } => {
+            EventKind::Fallback {
+                service,
+                active,
+                healthy,
+                quorum,
+            } => {
                 let state = if *active { "in" } else { "out" };
-                write!(f, "{service}: fallback {state}: {healthy} healthy, quorum {quorum}")
+                write!(
+                    f,
+                    "{service}: fallback {state}: {healthy} healthy, quorum {quorum}"
+                )
             }
-            EventKind::DrainStarted { service, server, timeout } => write!(
+            EventKind::DrainStarted {
+                service,
+                server,
+                timeout,
+            } => write!(
                 f,
                 "{service}: draining {server} (weight 0 until its connections end, at most {})",
                 format_duration(*timeout)
             ),
-            EventKind::DrainFinished { service, server, reason } => {
+            EventKind::DrainFinished {
+                service,
+                server,
+                reason,
+            } => {
                 write!(f, "{service}: drain of {server} finished: {reason}")
             }
             EventKind::Applied { op, reason } => write!(f, "applied `{op}`: {reason}"),
-            EventKind::ApplyFailed { op, error, attempt, retry_in } => write!(
+            EventKind::ApplyFailed {
+                op,
+                error,
+                attempt,
+                retry_in,
+            } => write!(
                 f,
                 "`{op}` failed ({error}), attempt {attempt}, retrying in {}",
                 format_duration(*retry_in)
             ),
             EventKind::Drift { changes } => {
-                write!(f, "table changed outside lvs-hc ({} difference", changes.len())?;
+                write!(
+                    f,
+                    "table changed outside lvs-hc ({} difference",
+                    changes.len()
+                )?;
                 if changes.len() != 1 {
                     f.write_str("s")?;
                 }

@@ -106,7 +106,10 @@ impl Hysteresis {
 
     /// A check that starts in `state`.
     pub fn starting(rise: u32, fall: u32, state: Health) -> Hysteresis {
-        Hysteresis { state, ..Hysteresis::new(rise, fall) }
+        Hysteresis {
+            state,
+            ..Hysteresis::new(rise, fall)
+        }
     }
 
     /// The current state.
@@ -138,7 +141,11 @@ impl Hysteresis {
             ProbeOutcome::Pass { .. } => {
                 self.passes = self.passes.saturating_add(1);
                 self.failures = 0;
-                let needed = if from == Health::Unknown { 1 } else { self.rise };
+                let needed = if from == Health::Unknown {
+                    1
+                } else {
+                    self.rise
+                };
                 if from != Health::Up && self.passes >= needed {
                     self.state = Health::Up;
                     let reason = if from == Health::Unknown {
@@ -146,7 +153,11 @@ impl Hysteresis {
                     } else {
                         plural(self.passes, "consecutive pass", "consecutive passes")
                     };
-                    return Some(Transition { from, to: Health::Up, reason });
+                    return Some(Transition {
+                        from,
+                        to: Health::Up,
+                        reason,
+                    });
                 }
             }
             ProbeOutcome::Fail { reason } => {
@@ -159,7 +170,11 @@ impl Hysteresis {
                         "{}, last: {reason}",
                         plural(self.failures, "consecutive failure", "consecutive failures")
                     );
-                    return Some(Transition { from, to: Health::Down, reason });
+                    return Some(Transition {
+                        from,
+                        to: Health::Down,
+                        reason,
+                    });
                 }
             }
         }
@@ -220,13 +235,21 @@ mod tests {
     fn inconclusive_results_count_neither_way() {
         let mut h = Hysteresis::starting(1, 2, Health::Up);
         h.record(&fail("x"));
-        h.record(&ProbeOutcome::Inconclusive { reason: "late".into() });
-        assert!(h.record(&fail("x")).is_some(), "the two failures are still consecutive");
+        h.record(&ProbeOutcome::Inconclusive {
+            reason: "late".into(),
+        });
+        assert!(
+            h.record(&fail("x")).is_some(),
+            "the two failures are still consecutive"
+        );
     }
 
     #[test]
     fn combined_health_is_down_if_any_check_is_down() {
-        assert_eq!(Health::all([Health::Up, Health::Down, Health::Unknown]), Health::Down);
+        assert_eq!(
+            Health::all([Health::Up, Health::Down, Health::Unknown]),
+            Health::Down
+        );
         assert_eq!(Health::all([Health::Up, Health::Unknown]), Health::Unknown);
         assert_eq!(Health::all([]), Health::Up);
     }

@@ -94,12 +94,16 @@ impl Op {
             Op::AddService { key, params } => push_service(&mut argv, "-A", key, Some(params)),
             Op::EditService { key, params } => push_service(&mut argv, "-E", key, Some(params)),
             Op::DelService { key } => push_service(&mut argv, "-D", key, None),
-            Op::AddDest { service, dest, params } => {
-                push_dest(&mut argv, "-a", service, dest, Some(params))
-            }
-            Op::EditDest { service, dest, params } => {
-                push_dest(&mut argv, "-e", service, dest, Some(params))
-            }
+            Op::AddDest {
+                service,
+                dest,
+                params,
+            } => push_dest(&mut argv, "-a", service, dest, Some(params)),
+            Op::EditDest {
+                service,
+                dest,
+                params,
+            } => push_dest(&mut argv, "-e", service, dest, Some(params)),
             Op::DelDest { service, dest } => push_dest(&mut argv, "-d", service, dest, None),
         }
         argv
@@ -141,7 +145,12 @@ fn push_service_key(argv: &mut Vec<String>, key: &ServiceKey) {
     }
 }
 
-fn push_service(argv: &mut Vec<String>, cmd: &str, key: &ServiceKey, params: Option<&ServiceParams>) {
+fn push_service(
+    argv: &mut Vec<String>,
+    cmd: &str,
+    key: &ServiceKey,
+    params: Option<&ServiceParams>,
+) {
     argv.push(cmd.to_string());
     push_service_key(argv, key);
     let Some(p) = params else { return };
@@ -179,7 +188,11 @@ fn push_dest(
     push_service_key(argv, service);
     argv.extend(["-r".to_string(), dest.to_string()]);
     let Some(p) = params else { return };
-    argv.extend([p.forward.ipvsadm_flag().to_string(), "-w".to_string(), p.weight.to_string()]);
+    argv.extend([
+        p.forward.ipvsadm_flag().to_string(),
+        "-w".to_string(),
+        p.weight.to_string(),
+    ]);
     if p.upper != 0 {
         argv.extend(["-x".to_string(), p.upper.to_string()]);
     }
@@ -190,7 +203,11 @@ fn push_dest(
 
 /// An IPv4 prefix length as a dotted netmask: 24 → `255.255.255.0`.
 pub fn prefix_to_dotted(prefix: u8) -> String {
-    let bits: u32 = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+    let bits: u32 = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    };
     std::net::Ipv4Addr::from(bits).to_string()
 }
 
@@ -228,31 +245,65 @@ mod tests {
     #[test]
     fn ops_print_as_ipvsadm_command_lines() {
         let rs1: SocketAddr = "192.168.0.179:80".parse().unwrap();
-        let add = Op::AddDest { service: vip(), dest: rs1, params: DestParams::new(Forward::Dr, 2) };
-        assert_eq!(add.to_string(), "ipvsadm -a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2");
-        let del = Op::DelDest { service: vip(), dest: rs1 };
-        assert_eq!(del.to_string(), "ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80");
+        let add = Op::AddDest {
+            service: vip(),
+            dest: rs1,
+            params: DestParams::new(Forward::Dr, 2),
+        };
+        assert_eq!(
+            add.to_string(),
+            "ipvsadm -a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2"
+        );
+        let del = Op::DelDest {
+            service: vip(),
+            dest: rs1,
+        };
+        assert_eq!(
+            del.to_string(),
+            "ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80"
+        );
         let mut params = ServiceParams::new("wlc");
-        params.persistence = Some(Persistence { timeout: 300, prefix: 24 });
+        params.persistence = Some(Persistence {
+            timeout: 300,
+            prefix: 24,
+        });
         let svc = Op::EditService { key: vip(), params };
-        assert_eq!(svc.to_string(), "ipvsadm -E -t 192.168.0.101:80 -s wlc -p 300 -M 255.255.255.0");
+        assert_eq!(
+            svc.to_string(),
+            "ipvsadm -E -t 192.168.0.101:80 -s wlc -p 300 -M 255.255.255.0"
+        );
     }
 
     #[test]
     fn thresholds_and_ipv6_render() {
         let key = ServiceKey::Udp("[2001:db8::1]:53".parse().unwrap());
         let dest: SocketAddr = "[2001:db8::2]:53".parse().unwrap();
-        let params = DestParams { weight: 3, forward: Forward::Nat, upper: 100, lower: 10 };
-        let op = Op::EditDest { service: key, dest, params };
+        let params = DestParams {
+            weight: 3,
+            forward: Forward::Nat,
+            upper: 100,
+            lower: 10,
+        };
+        let op = Op::EditDest {
+            service: key,
+            dest,
+            params,
+        };
         assert_eq!(
             op.to_string(),
             "ipvsadm -e -u [2001:db8::1]:53 -r [2001:db8::2]:53 -m -w 3 -x 100 -y 10"
         );
         let mut sp = ServiceParams::new("sh");
-        sp.persistence = Some(Persistence { timeout: 60, prefix: 64 });
+        sp.persistence = Some(Persistence {
+            timeout: 60,
+            prefix: 64,
+        });
         sp.sched_flags = SchedFlags::FLAG2;
         let op = Op::AddService { key, params: sp };
-        assert_eq!(op.to_string(), "ipvsadm -A -u [2001:db8::1]:53 -s sh -p 60 -M 64 -b sh-port");
+        assert_eq!(
+            op.to_string(),
+            "ipvsadm -A -u [2001:db8::1]:53 -s sh -p 60 -M 64 -b sh-port"
+        );
     }
 
     #[test]

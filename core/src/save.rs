@@ -50,11 +50,19 @@ pub fn parse_save(text: &str) -> Result<Table, SaveParseError> {
                 if table.services.contains_key(&key) {
                     return Err(err(format!("service {key} is defined twice")));
                 }
-                table.services.insert(key, ServiceEntry { params, dests: BTreeMap::new() });
+                table.services.insert(
+                    key,
+                    ServiceEntry {
+                        params,
+                        dests: BTreeMap::new(),
+                    },
+                );
             }
             Rule::Dest(key, dest, params) => {
                 let svc = table.services.get_mut(&key).ok_or_else(|| {
-                    err(format!("destination {dest} names service {key}, which no earlier -A line defines"))
+                    err(format!(
+                        "destination {dest} names service {key}, which no earlier -A line defines"
+                    ))
                 })?;
                 if svc.dests.insert(dest, params).is_some() {
                     return Err(err(format!("destination {dest} of {key} is defined twice")));
@@ -96,7 +104,10 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
         let opt = tokens[i];
         i += 1;
         let mut value = |name: &str| -> Result<&str, String> {
-            let v = tokens.get(i).copied().ok_or_else(|| format!("option {name} needs a value"))?;
+            let v = tokens
+                .get(i)
+                .copied()
+                .ok_or_else(|| format!("option {name} needs a value"))?;
             i += 1;
             Ok(v)
         };
@@ -105,18 +116,22 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
                 if p.command.is_some() {
                     return Err(format!("`{opt}`: a line holds one rule"));
                 }
-                p.command = Some(if opt.starts_with("--add-s") && opt.ends_with("service") || opt == "-A" {
-                    "-A"
-                } else {
-                    "-a"
-                });
+                p.command = Some(
+                    if opt.starts_with("--add-s") && opt.ends_with("service") || opt == "-A" {
+                        "-A"
+                    } else {
+                        "-a"
+                    },
+                );
             }
             "-t" | "--tcp-service" => p.inet = Some((Protocol::Tcp, value(opt)?)),
             "-u" | "--udp-service" => p.inet = Some((Protocol::Udp, value(opt)?)),
             "--sctp-service" => p.inet = Some((Protocol::Sctp, value(opt)?)),
             "-f" | "--fwmark-service" => {
                 let v = value(opt)?;
-                let mark: u32 = v.parse().map_err(|_| format!("`{v}` is not a firewall mark"))?;
+                let mark: u32 = v
+                    .parse()
+                    .map_err(|_| format!("`{v}` is not a firewall mark"))?;
                 if mark == 0 {
                     return Err("firewall mark 0 is not allowed".into());
                 }
@@ -144,10 +159,20 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
             "-i" | "--ipip" => p.forward = Some(Forward::Tun),
             "-w" | "--weight" => p.weight = Some(parse_number(value(opt)?, "weight", 0, 65535)?),
             "-x" | "--u-threshold" => {
-                p.upper = Some(parse_number(value(opt)?, "upper threshold", 0, i32::MAX as u64)?)
+                p.upper = Some(parse_number(
+                    value(opt)?,
+                    "upper threshold",
+                    0,
+                    i32::MAX as u64,
+                )?)
             }
             "-y" | "--l-threshold" => {
-                p.lower = Some(parse_number(value(opt)?, "lower threshold", 0, i32::MAX as u64)?)
+                p.lower = Some(parse_number(
+                    value(opt)?,
+                    "lower threshold",
+                    0,
+                    i32::MAX as u64,
+                )?)
             }
             "--tun-type" => {
                 let v = value(opt)?;
@@ -160,9 +185,13 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
             other => return Err(format!("unknown or unsupported option `{other}`")),
         }
     }
-    let command = p.command.ok_or("a rule needs -A (service) or -a (destination)")?;
+    let command = p
+        .command
+        .ok_or("a rule needs -A (service) or -a (destination)")?;
     let key = match (p.inet, p.fwmark) {
-        (Some(_), Some(_)) => return Err("a service is either an address or a firewall mark, not both".into()),
+        (Some(_), Some(_)) => {
+            return Err("a service is either an address or a firewall mark, not both".into())
+        }
         (None, None) => return Err("no service given (-t, -u, --sctp-service or -f)".into()),
         (Some((proto, text)), None) => {
             if p.ipv6 {
@@ -221,7 +250,10 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
             dest.set_port(key.port());
         }
         if Family::of(dest.ip()) != key.family() {
-            return Err(format!("destination {dest} is not of the service's family ({})", key.family()));
+            return Err(format!(
+                "destination {dest} is not of the service's family ({})",
+                key.family()
+            ));
         }
         let params = DestParams {
             weight: p.weight.unwrap_or(1),
@@ -251,15 +283,18 @@ pub fn parse_socket(text: &str, default_port: Option<u16>) -> Result<SocketAddr,
             return Ok(SocketAddr::new(ip, port));
         }
     }
-    Err(format!("`{text}` is not an address:port (IPv6 as [addr]:port)"))
+    Err(format!(
+        "`{text}` is not an address:port (IPv6 as [addr]:port)"
+    ))
 }
 
 /// Parses a persistence netmask: dotted for IPv4 (`255.255.255.0`), a prefix length for IPv6.
 fn parse_netmask(text: &str, family: Family) -> Result<u8, String> {
     match family {
         Family::Ipv4 => {
-            let mask: Ipv4Addr =
-                text.parse().map_err(|_| format!("`{text}` is not a dotted IPv4 netmask"))?;
+            let mask: Ipv4Addr = text
+                .parse()
+                .map_err(|_| format!("`{text}` is not a dotted IPv4 netmask"))?;
             let bits = u32::from(mask);
             let prefix = bits.leading_ones();
             if bits.checked_shl(prefix).unwrap_or(0) != 0 {
@@ -282,7 +317,10 @@ pub fn render_save(table: &Table) -> String {
     let mut services: Vec<(&ServiceKey, &ServiceEntry)> = table.services.iter().collect();
     services.sort_by(|a, b| ipvsadm_service_order(a.0, b.0));
     for (key, entry) in services {
-        let add = Op::AddService { key: *key, params: entry.params.clone() };
+        let add = Op::AddService {
+            key: *key,
+            params: entry.params.clone(),
+        };
         out.push_str(&add.ipvsadm_argv().join(" "));
         out.push('\n');
         for (dest, params) in &entry.dests {
@@ -297,8 +335,16 @@ struct SaveDest<'a>(&'a ServiceKey, &'a SocketAddr, &'a DestParams);
 
 impl fmt::Display for SaveDest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let params = DestParams { upper: 0, lower: 0, ..*self.2 };
-        let op = Op::AddDest { service: *self.0, dest: *self.1, params };
+        let params = DestParams {
+            upper: 0,
+            lower: 0,
+            ..*self.2
+        };
+        let op = Op::AddDest {
+            service: *self.0,
+            dest: *self.1,
+            params,
+        };
         f.write_str(&op.ipvsadm_argv().join(" "))?;
         if params.forward == Forward::Tun {
             f.write_str(" --tun-type ipip")?;
@@ -319,7 +365,13 @@ fn ipvsadm_service_order(a: &ServiceKey, b: &ServiceKey) -> Ordering {
                     Protocol::Udp => 17,
                     Protocol::Sctp => 132,
                 };
-                (0, Family::of(addr.ip()) as u8, number, addr.ip(), addr.port())
+                (
+                    0,
+                    Family::of(addr.ip()) as u8,
+                    number,
+                    addr.ip(),
+                    addr.port(),
+                )
             }
         }
     }
@@ -365,24 +417,41 @@ mod tests {
 
     #[test]
     fn restore_input_forms_are_accepted() {
-        let text = "# comment\n\nipvsadm -A --tcp-service 10.0.0.1:80 --scheduler rr --persistent\n\
+        let text =
+            "# comment\n\nipvsadm -A --tcp-service 10.0.0.1:80 --scheduler rr --persistent\n\
                     -a -t 10.0.0.1:80 -r 10.0.1.1 -w 4 -x 100 -y 10\n";
         let t = parse_save(text).unwrap();
         let key = ServiceKey::Tcp("10.0.0.1:80".parse().unwrap());
         let svc = &t.services[&key];
-        assert_eq!(svc.params.persistence, Some(Persistence { timeout: 360, prefix: 32 }));
+        assert_eq!(
+            svc.params.persistence,
+            Some(Persistence {
+                timeout: 360,
+                prefix: 32
+            })
+        );
         let d = svc.dests[&"10.0.1.1:80".parse().unwrap()];
-        assert_eq!(d, DestParams { weight: 4, forward: Forward::Dr, upper: 100, lower: 10 });
+        assert_eq!(
+            d,
+            DestParams {
+                weight: 4,
+                forward: Forward::Dr,
+                upper: 100,
+                lower: 10
+            }
+        );
     }
 
     #[test]
     fn bad_lines_name_the_line_and_the_problem() {
-        let e = parse_save("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.2:80 -r 10.0.1.1:80\n").unwrap_err();
+        let e =
+            parse_save("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.2:80 -r 10.0.1.1:80\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("no earlier -A line"), "{e}");
         let e = parse_save("-A -t 10.0.0.1:80 -s rr -Z\n").unwrap_err();
         assert_eq!(e.to_string(), "line 1: unknown or unsupported option `-Z`");
-        let e = parse_save("-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -w 70000\n").unwrap_err();
+        let e = parse_save("-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -w 70000\n")
+            .unwrap_err();
         assert!(e.message.contains("weight"), "{e}");
         let e = parse_save("-A -t 10.0.0.1:80 -p 60 -M 255.0.255.0\n").unwrap_err();
         assert!(e.message.contains("contiguous"), "{e}");

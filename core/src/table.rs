@@ -138,8 +138,14 @@ impl fmt::Display for ServiceKey {
     /// `TCP 192.168.0.101:80`, `FWM 1`, `FWM 1 IPv6`: as `ipvsadm -Ln` names services.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            ServiceKey::Fwmark { mark, family: Family::Ipv4 } => write!(f, "FWM {mark}"),
-            ServiceKey::Fwmark { mark, family: Family::Ipv6 } => write!(f, "FWM {mark} IPv6"),
+            ServiceKey::Fwmark {
+                mark,
+                family: Family::Ipv4,
+            } => write!(f, "FWM {mark}"),
+            ServiceKey::Fwmark {
+                mark,
+                family: Family::Ipv6,
+            } => write!(f, "FWM {mark} IPv6"),
             _ => {
                 let (p, a) = self.inet_parts().expect("address-based service");
                 write!(f, "{} {a}", p.label())
@@ -307,7 +313,12 @@ pub struct DestParams {
 impl DestParams {
     /// A destination with this forwarding method and weight and no thresholds.
     pub fn new(forward: Forward, weight: u32) -> DestParams {
-        DestParams { weight, forward, upper: 0, lower: 0 }
+        DestParams {
+            weight,
+            forward,
+            upper: 0,
+            lower: 0,
+        }
     }
 }
 
@@ -371,30 +382,53 @@ impl Table {
                 }
                 self.services.insert(
                     *key,
-                    ServiceEntry { params: params.clone(), dests: BTreeMap::new() },
+                    ServiceEntry {
+                        params: params.clone(),
+                        dests: BTreeMap::new(),
+                    },
                 );
             }
             Op::EditService { key, params } => {
-                let svc = self.services.get_mut(key).ok_or(ApplyError::NoSuchService)?;
+                let svc = self
+                    .services
+                    .get_mut(key)
+                    .ok_or(ApplyError::NoSuchService)?;
                 svc.params = params.clone();
             }
             Op::DelService { key } => {
                 self.services.remove(key).ok_or(ApplyError::NoSuchService)?;
             }
-            Op::AddDest { service, dest, params } => {
-                let svc = self.services.get_mut(service).ok_or(ApplyError::NoSuchService)?;
+            Op::AddDest {
+                service,
+                dest,
+                params,
+            } => {
+                let svc = self
+                    .services
+                    .get_mut(service)
+                    .ok_or(ApplyError::NoSuchService)?;
                 if svc.dests.contains_key(dest) {
                     return Err(ApplyError::DestExists);
                 }
                 svc.dests.insert(*dest, *params);
             }
-            Op::EditDest { service, dest, params } => {
-                let svc = self.services.get_mut(service).ok_or(ApplyError::NoSuchService)?;
+            Op::EditDest {
+                service,
+                dest,
+                params,
+            } => {
+                let svc = self
+                    .services
+                    .get_mut(service)
+                    .ok_or(ApplyError::NoSuchService)?;
                 let d = svc.dests.get_mut(dest).ok_or(ApplyError::NoSuchDest)?;
                 *d = *params;
             }
             Op::DelDest { service, dest } => {
-                let svc = self.services.get_mut(service).ok_or(ApplyError::NoSuchService)?;
+                let svc = self
+                    .services
+                    .get_mut(service)
+                    .ok_or(ApplyError::NoSuchService)?;
                 svc.dests.remove(dest).ok_or(ApplyError::NoSuchDest)?;
             }
         }
@@ -420,7 +454,16 @@ impl Table {
             Op::DelService { key } => {
                 self.services.remove(key);
             }
-            Op::AddDest { service, dest, params } | Op::EditDest { service, dest, params } => {
+            Op::AddDest {
+                service,
+                dest,
+                params,
+            }
+            | Op::EditDest {
+                service,
+                dest,
+                params,
+            } => {
                 if let Some(svc) = self.services.get_mut(service) {
                     svc.dests.insert(*dest, *params);
                 }
@@ -501,14 +544,24 @@ mod tests {
     fn strict_apply_fails_like_the_kernel() {
         let mut t = Table::new();
         let rs: SocketAddr = "192.168.0.179:80".parse().unwrap();
-        let add_dest = Op::AddDest { service: key(), dest: rs, params: DestParams::new(Forward::Dr, 2) };
+        let add_dest = Op::AddDest {
+            service: key(),
+            dest: rs,
+            params: DestParams::new(Forward::Dr, 2),
+        };
         assert_eq!(t.apply(&add_dest), Err(ApplyError::NoSuchService));
-        let add_svc = Op::AddService { key: key(), params: ServiceParams::new("wlc") };
+        let add_svc = Op::AddService {
+            key: key(),
+            params: ServiceParams::new("wlc"),
+        };
         assert_eq!(t.apply(&add_svc), Ok(()));
         assert_eq!(t.apply(&add_svc), Err(ApplyError::ServiceExists));
         assert_eq!(t.apply(&add_dest), Ok(()));
         assert_eq!(t.apply(&add_dest), Err(ApplyError::DestExists));
-        let del_other = Op::DelDest { service: key(), dest: "192.168.0.180:80".parse().unwrap() };
+        let del_other = Op::DelDest {
+            service: key(),
+            dest: "192.168.0.180:80".parse().unwrap(),
+        };
         assert_eq!(t.apply(&del_other), Err(ApplyError::NoSuchDest));
         assert_eq!(t.dest_count(), 1);
     }
@@ -519,7 +572,10 @@ mod tests {
         let v6 = ServiceKey::Udp("[2001:db8::1]:53".parse().unwrap());
         assert_eq!(v6.to_string(), "UDP [2001:db8::1]:53");
         assert_eq!(v6.ipvsadm_args(), "-u [2001:db8::1]:53");
-        let fw = ServiceKey::Fwmark { mark: 7, family: Family::Ipv6 };
+        let fw = ServiceKey::Fwmark {
+            mark: 7,
+            family: Family::Ipv6,
+        };
         assert_eq!(fw.to_string(), "FWM 7 IPv6");
         assert_eq!(fw.ipvsadm_args(), "-f 7");
     }

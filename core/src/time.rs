@@ -113,7 +113,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("`{text}` is not a duration: expected a number at `{}`", &s[i..]));
+            return Err(format!(
+                "`{text}` is not a duration: expected a number at `{}`",
+                &s[i..]
+            ));
         }
         let value: u128 = s[start..i]
             .parse()
@@ -163,7 +166,9 @@ mod tests {
     #[test]
     fn durations_without_unit_or_with_unknown_unit_are_rejected() {
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit `d`"));
+        assert!(parse_duration("5d")
+            .unwrap_err()
+            .contains("unknown unit `d`"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
     }
@@ -181,6 +186,9 @@ mod tests {
         let t = Instant::from_nanos(10);
         assert_eq!(t + Duration::from_nanos(5), Instant::from_nanos(15));
         assert_eq!(Instant::from_nanos(5) - t, Duration::ZERO);
-        assert_eq!(Instant::FAR_FUTURE + Duration::from_secs(1), Instant::FAR_FUTURE);
+        assert_eq!(
+            Instant::FAR_FUTURE + Duration::from_secs(1),
+            Instant::FAR_FUTURE
+        );
     }
 }

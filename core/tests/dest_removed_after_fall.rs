@@ -26,12 +26,24 @@ fn refused_server_leaves_after_fall_consecutive_failures() {
     h.run_until(killed);
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(20.0));
-    let removed = h.applied_at("ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80").expect("removed");
+    let removed = h
+        .applied_at("ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80")
+        .expect("removed");
     let fall_probes_later = killed + Duration::from_secs(2);
-    assert!(removed > fall_probes_later, "removed at {removed}, before the 3rd failing probe could run");
-    assert!(removed <= killed + Duration::from_secs(3) + Duration::from_millis(500), "removed late: {removed}");
+    assert!(
+        removed > fall_probes_later,
+        "removed at {removed}, before the 3rd failing probe could run"
+    );
+    assert!(
+        removed <= killed + Duration::from_secs(3) + Duration::from_millis(500),
+        "removed late: {removed}"
+    );
     assert_eq!(h.dests(), ["192.168.0.180:80 w1"]);
-    let down = h.event_lines().into_iter().find(|l| l.contains("down")).unwrap();
+    let down = h
+        .event_lines()
+        .into_iter()
+        .find(|l| l.contains("down"))
+        .unwrap();
     assert_eq!(
         down,
         "TCP 192.168.0.101:80: 192.168.0.179:80 down: 3 consecutive failures, last: connection refused"
@@ -45,10 +57,18 @@ fn blackholed_server_leaves_within_fall_intervals_plus_timeout() {
     h.run_until(killed);
     h.set("192.168.0.180:80", Behaviour::Blackhole);
     h.run_until(at(20.0));
-    let removed = h.applied_at("ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.180:80").expect("removed");
-    assert!(removed <= killed + Duration::from_secs(3) + Duration::from_millis(500), "removed late: {removed}");
+    let removed = h
+        .applied_at("ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.180:80")
+        .expect("removed");
+    assert!(
+        removed <= killed + Duration::from_secs(3) + Duration::from_millis(500),
+        "removed late: {removed}"
+    );
     assert!(removed >= killed + Duration::from_secs(2) + Duration::from_millis(500));
-    assert!(h.event_lines().iter().any(|l| l.ends_with("last: timed out after 500ms")));
+    assert!(h
+        .event_lines()
+        .iter()
+        .any(|l| l.ends_with("last: timed out after 500ms")));
 }
 
 #[test]
@@ -63,7 +83,10 @@ fn a_single_failure_below_fall_removes_nothing() {
     h.run_until(at(14.2));
     h.set("192.168.0.179:80", Behaviour::Healthy);
     h.run_until(at(30.0));
-    let real_deletes = h.applied_lines().into_iter().filter(|l| l.starts_with("ipvsadm -d") && l.contains("-r 192.168.0.1"));
+    let real_deletes = h
+        .applied_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("ipvsadm -d") && l.contains("-r 192.168.0.1"));
     assert_eq!(real_deletes.collect::<Vec<_>>(), Vec::<String>::new());
     assert_eq!(h.dests(), ["192.168.0.179:80 w2", "192.168.0.180:80 w1"]);
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use lvs_hc_core::{
-    diff, DestParams, Forward, Op, Persistence, SchedFlags, ServiceEntry, ServiceKey, ServiceParams, Table,
+    diff, DestParams, Forward, Op, Persistence, SchedFlags, ServiceEntry, ServiceKey,
+    ServiceParams, Table,
 };
 use proptest::prelude::*;
 
@@ -17,33 +18,60 @@ fn service_key() -> impl Strategy<Value = ServiceKey> {
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, h)),
             80 + p
         ))),
-        (0u8..2).prop_map(|h| ServiceKey::Udp(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, h)), 53))),
-        (1u32..3).prop_map(|mark| ServiceKey::Fwmark { mark, family: lvs_hc_core::Family::Ipv4 }),
+        (0u8..2).prop_map(|h| ServiceKey::Udp(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, h)),
+            53
+        ))),
+        (1u32..3).prop_map(|mark| ServiceKey::Fwmark {
+            mark,
+            family: lvs_hc_core::Family::Ipv4
+        }),
     ]
 }
 
 fn service_params() -> impl Strategy<Value = ServiceParams> {
-    (prop_oneof![Just("rr"), Just("wlc"), Just("sh")], proptest::option::of(1u32..1000), any::<bool>()).prop_map(
-        |(sched, persist, flag)| ServiceParams {
-            scheduler: sched.to_string(),
-            persistence: persist.map(|timeout| Persistence { timeout, prefix: 32 }),
-            one_packet: false,
-            sched_flags: if flag { SchedFlags::FLAG1 } else { SchedFlags::NONE },
-            pe: None,
-        },
+    (
+        prop_oneof![Just("rr"), Just("wlc"), Just("sh")],
+        proptest::option::of(1u32..1000),
+        any::<bool>(),
     )
+        .prop_map(|(sched, persist, flag)| ServiceParams {
+            scheduler: sched.to_string(),
+            persistence: persist.map(|timeout| Persistence {
+                timeout,
+                prefix: 32,
+            }),
+            one_packet: false,
+            sched_flags: if flag {
+                SchedFlags::FLAG1
+            } else {
+                SchedFlags::NONE
+            },
+            pe: None,
+        })
 }
 
 fn dest_params() -> impl Strategy<Value = DestParams> {
-    (0u32..4, prop_oneof![Just(Forward::Dr), Just(Forward::Nat), Just(Forward::Tun)], 0u32..3).prop_map(
-        |(weight, forward, upper)| DestParams { weight, forward, upper, lower: 0 },
+    (
+        0u32..4,
+        prop_oneof![Just(Forward::Dr), Just(Forward::Nat), Just(Forward::Tun)],
+        0u32..3,
     )
+        .prop_map(|(weight, forward, upper)| DestParams {
+            weight,
+            forward,
+            upper,
+            lower: 0,
+        })
 }
 
 fn table() -> impl Strategy<Value = Table> {
     proptest::collection::btree_map(
         service_key(),
-        (service_params(), proptest::collection::btree_map(0u8..6, dest_params(), 0..5)),
+        (
+            service_params(),
+            proptest::collection::btree_map(0u8..6, dest_params(), 0..5),
+        ),
         0..5,
     )
     .prop_map(|services| Table {
@@ -52,7 +80,12 @@ fn table() -> impl Strategy<Value = Table> {
             .map(|(key, (params, dests))| {
                 let dests: BTreeMap<SocketAddr, DestParams> = dests
                     .into_iter()
-                    .map(|(h, p)| (SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, h)), key.port()), p))
+                    .map(|(h, p)| {
+                        (
+                            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, h)), key.port()),
+                            p,
+                        )
+                    })
                     .collect();
                 (key, ServiceEntry { params, dests })
             })

@@ -13,8 +13,17 @@ fall = 1
 jitter = "0s""#;
 
 fn counters(h: &mut Harness, active: u32) {
-    let key = (ServiceKey::Tcp(addr("192.168.0.101:80")), addr("192.168.0.179:80"));
-    h.counters.dests.insert(key, DestCounters { active, ..Default::default() });
+    let key = (
+        ServiceKey::Tcp(addr("192.168.0.101:80")),
+        addr("192.168.0.179:80"),
+    );
+    h.counters.dests.insert(
+        key,
+        DestCounters {
+            active,
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
@@ -25,12 +34,22 @@ fn drained_server_is_deleted_when_its_connections_end() {
     h.run_until(at(2.5));
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(10.0));
-    assert_eq!(h.dests(), ["192.168.0.179:80 w0", "192.168.0.180:80 w1"], "draining at weight 0");
-    assert!(h.event_lines().iter().any(|l| l.contains("draining 192.168.0.179:80")));
+    assert_eq!(
+        h.dests(),
+        ["192.168.0.179:80 w0", "192.168.0.180:80 w1"],
+        "draining at weight 0"
+    );
+    assert!(h
+        .event_lines()
+        .iter()
+        .any(|l| l.contains("draining 192.168.0.179:80")));
     counters(&mut h, 0);
     h.run_until(at(16.0));
     assert_eq!(h.dests(), ["192.168.0.180:80 w1"]);
-    assert!(h.event_lines().iter().any(|l| l.ends_with("drain of 192.168.0.179:80 finished: connections reached 0")));
+    assert!(h
+        .event_lines()
+        .iter()
+        .any(|l| l.ends_with("drain of 192.168.0.179:80 finished: connections reached 0")));
 }
 
 #[test]
@@ -61,7 +80,10 @@ fn recovered_server_returns_from_drain_at_its_weight() {
 
 #[test]
 fn zero_policy_keeps_a_failed_server_at_weight_zero() {
-    let mut h = Harness::new(&harness::seed_config(CHECK, "on_failure = \"zero\""), Default::default());
+    let mut h = Harness::new(
+        &harness::seed_config(CHECK, "on_failure = \"zero\""),
+        Default::default(),
+    );
     h.run_until(at(2.5));
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(60.0));

@@ -25,9 +25,15 @@ fn converged() -> Harness {
 fn assert_repaired_within_resync(h: &mut Harness) {
     let changed = h.now;
     h.run_for(Duration::from_secs(5) + Duration::from_millis(1));
-    assert_eq!(h.dests(), ["192.168.0.179:80 w2", "192.168.0.180:80 w1"], "not repaired since {changed}");
+    assert_eq!(
+        h.dests(),
+        ["192.168.0.179:80 w2", "192.168.0.180:80 w1"],
+        "not repaired since {changed}"
+    );
     assert!(
-        h.events.iter().any(|e| e.at > changed && e.kind.to_string().contains("table changed outside lvs-hc")),
+        h.events
+            .iter()
+            .any(|e| e.at > changed && e.kind.to_string().contains("table changed outside lvs-hc")),
         "{:?}",
         h.event_lines()
     );
@@ -36,7 +42,12 @@ fn assert_repaired_within_resync(h: &mut Harness) {
 #[test]
 fn deleted_destination_is_restored() {
     let mut h = converged();
-    h.kernel.apply(&Op::DelDest { service: vip(), dest: addr("192.168.0.179:80") }).unwrap();
+    h.kernel
+        .apply(&Op::DelDest {
+            service: vip(),
+            dest: addr("192.168.0.179:80"),
+        })
+        .unwrap();
     assert_repaired_within_resync(&mut h);
 }
 
@@ -44,7 +55,13 @@ fn deleted_destination_is_restored() {
 fn edited_weight_is_restored() {
     let mut h = converged();
     let params = DestParams::new(Forward::Dr, 50);
-    h.kernel.apply(&Op::EditDest { service: vip(), dest: addr("192.168.0.180:80"), params }).unwrap();
+    h.kernel
+        .apply(&Op::EditDest {
+            service: vip(),
+            dest: addr("192.168.0.180:80"),
+            params,
+        })
+        .unwrap();
     assert_repaired_within_resync(&mut h);
 }
 
@@ -59,6 +76,12 @@ fn flushed_table_is_rebuilt() {
 fn foreign_destination_in_a_managed_service_is_removed() {
     let mut h = converged();
     let params = DestParams::new(Forward::Dr, 1);
-    h.kernel.apply(&Op::AddDest { service: vip(), dest: addr("192.168.0.199:80"), params }).unwrap();
+    h.kernel
+        .apply(&Op::AddDest {
+            service: vip(),
+            dest: addr("192.168.0.199:80"),
+            params,
+        })
+        .unwrap();
     assert_repaired_within_resync(&mut h);
 }

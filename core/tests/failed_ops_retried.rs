@@ -17,9 +17,12 @@ fn operations_failing_for_a_while_are_retried_until_the_table_converges() {
         .events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ApplyFailed { attempt, retry_in, op, .. } if op.to_string().starts_with("ipvsadm -A") => {
-                Some((*attempt, *retry_in))
-            }
+            EventKind::ApplyFailed {
+                attempt,
+                retry_in,
+                op,
+                ..
+            } if op.to_string().starts_with("ipvsadm -A") => Some((*attempt, *retry_in)),
             _ => None,
         })
         .collect();

@@ -14,7 +14,11 @@ fn config(servers: usize, quorum: usize, action: &str) -> Config {
         "[[service]]\naddress = \"192.168.0.101:80\"\nquorum = {quorum}\non_failure = \"{action}\"\n"
     );
     for i in 0..servers {
-        text.push_str(&format!("[[service.server]]\naddress = \"10.0.0.{}:80\"\nweight = {}\n", i + 1, i + 1));
+        text.push_str(&format!(
+            "[[service.server]]\naddress = \"10.0.0.{}:80\"\nweight = {}\n",
+            i + 1,
+            i + 1
+        ));
     }
     text.push_str("[[service.fallback]]\naddress = \"127.0.0.1:80\"\nweight = 5\n");
     Config::from_toml(&text, "prop.toml").unwrap()

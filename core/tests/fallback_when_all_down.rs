@@ -17,21 +17,35 @@ fn fallback_in_when_all_down_and_out_when_one_returns() {
     assert_eq!(h.dests(), ["192.168.0.179:80 w2", "192.168.0.180:80 w1"]);
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(4.5));
-    assert_eq!(h.dests(), ["192.168.0.180:80 w1"], "one healthy server meets quorum 1");
+    assert_eq!(
+        h.dests(),
+        ["192.168.0.180:80 w1"],
+        "one healthy server meets quorum 1"
+    );
     h.set("192.168.0.180:80", Behaviour::Refused);
     h.run_until(at(6.5));
     assert_eq!(h.dests(), ["127.0.0.1:80 w5"]);
     // The fallback went in before the last server left: never an empty service.
     let lines = h.applied_lines();
-    let fb = lines.iter().position(|l| l.contains("-r 127.0.0.1:80")).unwrap();
-    let last = lines.iter().position(|l| l == "ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.180:80").unwrap();
+    let fb = lines
+        .iter()
+        .position(|l| l.contains("-r 127.0.0.1:80"))
+        .unwrap();
+    let last = lines
+        .iter()
+        .position(|l| l == "ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.180:80")
+        .unwrap();
     assert!(fb < last, "{lines:?}");
-    assert!(h.event_lines().contains(&"TCP 192.168.0.101:80: fallback in: 0 healthy, quorum 1".to_string()));
+    assert!(h
+        .event_lines()
+        .contains(&"TCP 192.168.0.101:80: fallback in: 0 healthy, quorum 1".to_string()));
 
     h.set("192.168.0.180:80", Behaviour::Healthy);
     h.run_until(at(8.5));
     assert_eq!(h.dests(), ["192.168.0.180:80 w1"]);
-    assert!(h.event_lines().contains(&"TCP 192.168.0.101:80: fallback out: 1 healthy, quorum 1".to_string()));
+    assert!(h
+        .event_lines()
+        .contains(&"TCP 192.168.0.101:80: fallback out: 1 healthy, quorum 1".to_string()));
 }
 
 #[test]
@@ -42,12 +56,19 @@ fn exclusive_fallback_replaces_healthy_servers_below_quorum() {
     assert_eq!(h.dests(), ["192.168.0.179:80 w2", "192.168.0.180:80 w1"]);
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(4.5));
-    assert_eq!(h.dests(), ["127.0.0.1:80 w5"], "below quorum only the fallback serves");
+    assert_eq!(
+        h.dests(),
+        ["127.0.0.1:80 w5"],
+        "below quorum only the fallback serves"
+    );
 }
 
 #[test]
 fn alongside_fallback_joins_the_remaining_healthy_servers() {
-    let mut h = Harness::new(&harness::seed_config(CHECK, "quorum = 2"), Default::default());
+    let mut h = Harness::new(
+        &harness::seed_config(CHECK, "quorum = 2"),
+        Default::default(),
+    );
     h.run_until(at(2.5));
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(4.5));

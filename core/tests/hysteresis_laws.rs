@@ -14,13 +14,20 @@ enum R {
 fn outcome(r: R) -> ProbeOutcome {
     match r {
         R::Pass => ProbeOutcome::Pass { weight: None },
-        R::Fail => ProbeOutcome::Fail { reason: "refused".into() },
-        R::Late => ProbeOutcome::Inconclusive { reason: "late".into() },
+        R::Fail => ProbeOutcome::Fail {
+            reason: "refused".into(),
+        },
+        R::Late => ProbeOutcome::Inconclusive {
+            reason: "late".into(),
+        },
     }
 }
 
 fn results() -> impl Strategy<Value = Vec<R>> {
-    proptest::collection::vec(prop_oneof![4 => Just(R::Pass), 4 => Just(R::Fail), 1 => Just(R::Late)], 0..200)
+    proptest::collection::vec(
+        prop_oneof![4 => Just(R::Pass), 4 => Just(R::Fail), 1 => Just(R::Late)],
+        0..200,
+    )
 }
 
 /// The last `n` conclusive results, newest last.

@@ -50,13 +50,22 @@ fn reload_adds_removes_and_reweighs_keeping_health() {
     h.reload(&config(AFTER));
     h.run_until(at(6.5));
     assert_eq!(h.dests(), ["192.168.0.179:80 w4", "192.168.0.181:80 w1"]);
-    let after: Vec<String> = h.events[events_before..].iter().map(|e| e.kind.to_string()).collect();
+    let after: Vec<String> = h.events[events_before..]
+        .iter()
+        .map(|e| e.kind.to_string())
+        .collect();
     assert!(
-        after.iter().all(|l| !l.starts_with("TCP 192.168.0.101:80: 192.168.0.179:80")),
+        after
+            .iter()
+            .all(|l| !l.starts_with("TCP 192.168.0.101:80: 192.168.0.179:80")),
         "an unchanged server keeps its state: {after:?}"
     );
-    assert!(after.iter().any(|l| l.contains("192.168.0.181:80 up: first probe passed")));
-    assert!(after.iter().any(|l| l.starts_with("configuration applied: 1 services")));
+    assert!(after
+        .iter()
+        .any(|l| l.contains("192.168.0.181:80 up: first probe passed")));
+    assert!(after
+        .iter()
+        .any(|l| l.starts_with("configuration applied: 1 services")));
 }
 
 #[test]
@@ -69,7 +78,11 @@ fn a_failed_server_stays_failed_across_a_reload() {
     h.reload(&config(&weight_change));
     h.set("192.168.0.180:80", Behaviour::Healthy);
     h.run_until(at(4.6));
-    assert_eq!(h.dests(), ["192.168.0.179:80 w3"], "one pass does not bring a failed server back");
+    assert_eq!(
+        h.dests(),
+        ["192.168.0.179:80 w3"],
+        "one pass does not bring a failed server back"
+    );
     h.run_until(at(6.0));
     assert_eq!(h.dests(), ["192.168.0.179:80 w3", "192.168.0.180:80 w1"]);
 }
@@ -86,5 +99,7 @@ fn a_service_removed_from_the_config_is_deleted() {
     h.reload(&config(BEFORE));
     h.run_until(at(4.0));
     assert_eq!(h.kernel.services.len(), 1);
-    assert!(h.applied_lines().contains(&"ipvsadm -D -t 192.168.0.102:443".to_string()));
+    assert!(h
+        .applied_lines()
+        .contains(&"ipvsadm -D -t 192.168.0.102:443".to_string()));
 }

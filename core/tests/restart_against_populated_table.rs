@@ -22,7 +22,13 @@ fn restart_with_healthy_servers_changes_nothing() {
     let mut h = Harness::new(&harness::seed_config(CHECK, ""), parse_save(TABLE).unwrap());
     h.run_until(at(60.0));
     assert_eq!(h.applied_lines(), Vec::<String>::new());
-    assert!(h.event_lines().iter().all(|l| !l.contains("changed outside")), "{:?}", h.event_lines());
+    assert!(
+        h.event_lines()
+            .iter()
+            .all(|l| !l.contains("changed outside")),
+        "{:?}",
+        h.event_lines()
+    );
 }
 
 #[test]
@@ -30,18 +36,32 @@ fn restart_removes_only_a_server_known_to_be_down() {
     let mut h = Harness::new(&harness::seed_config(CHECK, ""), parse_save(TABLE).unwrap());
     h.set("192.168.0.179:80", Behaviour::Refused);
     h.run_until(at(3.0));
-    assert_eq!(h.applied_lines(), Vec::<String>::new(), "one failure is not a verdict");
+    assert_eq!(
+        h.applied_lines(),
+        Vec::<String>::new(),
+        "one failure is not a verdict"
+    );
     h.run_until(at(60.0));
-    assert_eq!(h.applied_lines(), ["ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80"]);
+    assert_eq!(
+        h.applied_lines(),
+        ["ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80"]
+    );
 }
 
 #[test]
 fn restart_with_a_stale_weight_keeps_it_until_the_server_passes() {
     let table = TABLE.replace("-r 192.168.0.180:80 -g -w 1", "-r 192.168.0.180:80 -g -w 0");
-    let mut h = Harness::new(&harness::seed_config(CHECK, ""), parse_save(&table).unwrap());
+    let mut h = Harness::new(
+        &harness::seed_config(CHECK, ""),
+        parse_save(&table).unwrap(),
+    );
     h.set("192.168.0.180:80", Behaviour::Blackhole);
     h.run_until(at(4.0));
-    assert_eq!(h.dests(), ["192.168.0.179:80 w2", "192.168.0.180:80 w0"], "unknown: left as found");
+    assert_eq!(
+        h.dests(),
+        ["192.168.0.179:80 w2", "192.168.0.180:80 w0"],
+        "unknown: left as found"
+    );
     h.set("192.168.0.180:80", Behaviour::Healthy);
     h.run_until(at(10.0));
     assert_eq!(h.dests(), ["192.168.0.179:80 w2", "192.168.0.180:80 w1"]);

@@ -20,13 +20,22 @@ fn services_not_in_the_configuration_are_left_alone() {
     let mut h = Harness::new(&CONFIG.replace("MANAGE", ""), parse_save(OTHER).unwrap());
     h.run_until(at(30.0));
     assert_eq!(h.kernel.services.len(), 2);
-    assert!(h.applied_lines().iter().all(|l| !l.contains("10.0.0.1")), "{:?}", h.applied_lines());
+    assert!(
+        h.applied_lines().iter().all(|l| !l.contains("10.0.0.1")),
+        "{:?}",
+        h.applied_lines()
+    );
 }
 
 #[test]
 fn manage_all_deletes_services_not_in_the_configuration() {
-    let mut h = Harness::new(&CONFIG.replace("MANAGE", "[daemon]\nmanage = \"all\""), parse_save(OTHER).unwrap());
+    let mut h = Harness::new(
+        &CONFIG.replace("MANAGE", "[daemon]\nmanage = \"all\""),
+        parse_save(OTHER).unwrap(),
+    );
     h.run_until(at(1.0));
     assert_eq!(h.kernel.services.len(), 1);
-    assert!(h.applied_lines().contains(&"ipvsadm -D -u 10.0.0.1:53".to_string()));
+    assert!(h
+        .applied_lines()
+        .contains(&"ipvsadm -D -u 10.0.0.1:53".to_string()));
 }

@@ -8,7 +8,9 @@ use lvs_hc::load_config;
 use lvs_hc_core::{parse_save, Table};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
 }
 
 fn plan(name: &str, actual: &str, down: &[&str]) -> String {
@@ -23,7 +25,10 @@ fn plan(name: &str, actual: &str, down: &[&str]) -> String {
 fn check_summaries() {
     for name in ["seed.toml", "full.toml"] {
         let config = load_config(&example(name)).unwrap();
-        insta::assert_snapshot!(format!("check_{name}"), check_summary(&config, &format!("examples/{name}")));
+        insta::assert_snapshot!(
+            format!("check_{name}"),
+            check_summary(&config, &format!("examples/{name}"))
+        );
     }
 }
 
@@ -45,7 +50,11 @@ fn plan_seed_with_rs1_down() {
 
 #[test]
 fn plan_seed_with_both_down_brings_the_fallback_in_first() {
-    insta::assert_snapshot!(plan("seed.toml", SEED_TABLE, &["192.168.0.179:80", "192.168.0.180"]));
+    insta::assert_snapshot!(plan(
+        "seed.toml",
+        SEED_TABLE,
+        &["192.168.0.179:80", "192.168.0.180"]
+    ));
 }
 
 #[test]

@@ -30,30 +30,114 @@ macro_rules! bad_config {
     };
 }
 
-bad_config!(unknown_key_lists_the_allowed_ones, BASE.replace("weight = 2", "weight = 2\nwieght = 3"));
-bad_config!(weight_out_of_range, BASE.replace("weight = 2", "weight = 70000"));
-bad_config!(weight_of_the_wrong_type, BASE.replace("weight = 2", "weight = \"2\""));
-bad_config!(duration_without_unit, BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"5\""));
-bad_config!(unknown_check_type, BASE.replace("type = \"http\"", "type = \"icmp\""));
-bad_config!(http_key_on_a_tcp_check, BASE.replace("type = \"http\"", "type = \"tcp\"\npath = \"/\""));
-bad_config!(bad_service_address, BASE.replace("192.168.0.101:80", "192.168.0.101"));
-bad_config!(server_of_the_wrong_family, BASE.replace("192.168.0.179:80", "[2001:db8::1]:80"));
-bad_config!(dr_cannot_change_the_port, BASE.replace("192.168.0.179:80", "192.168.0.179:8080"));
-bad_config!(quorum_above_the_server_count, BASE.replace("[[service.check]]", "quorum = 3\n\n[[service.check]]"));
-bad_config!(duplicate_server, format!("{BASE}\n[[service.server]]\naddress = \"192.168.0.179\"\n"));
+bad_config!(
+    unknown_key_lists_the_allowed_ones,
+    BASE.replace("weight = 2", "weight = 2\nwieght = 3")
+);
+bad_config!(
+    weight_out_of_range,
+    BASE.replace("weight = 2", "weight = 70000")
+);
+bad_config!(
+    weight_of_the_wrong_type,
+    BASE.replace("weight = 2", "weight = \"2\"")
+);
+bad_config!(
+    duration_without_unit,
+    BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"5\"")
+);
+bad_config!(
+    unknown_check_type,
+    BASE.replace("type = \"http\"", "type = \"icmp\"")
+);
+bad_config!(
+    http_key_on_a_tcp_check,
+    BASE.replace("type = \"http\"", "type = \"tcp\"\npath = \"/\"")
+);
+bad_config!(
+    bad_service_address,
+    BASE.replace("192.168.0.101:80", "192.168.0.101")
+);
+bad_config!(
+    server_of_the_wrong_family,
+    BASE.replace("192.168.0.179:80", "[2001:db8::1]:80")
+);
+bad_config!(
+    dr_cannot_change_the_port,
+    BASE.replace("192.168.0.179:80", "192.168.0.179:8080")
+);
+bad_config!(
+    quorum_above_the_server_count,
+    BASE.replace("[[service.check]]", "quorum = 3\n\n[[service.check]]")
+);
+bad_config!(
+    duplicate_server,
+    format!("{BASE}\n[[service.server]]\naddress = \"192.168.0.179\"\n")
+);
 bad_config!(duplicate_service, format!("{BASE}\n{BASE}"));
-bad_config!(missing_servers, "[[service]]\naddress = \"192.168.0.101:80\"\n");
+bad_config!(
+    missing_servers,
+    "[[service]]\naddress = \"192.168.0.101:80\"\n"
+);
 bad_config!(no_service_at_all, "[daemon]\nresync_interval = \"5s\"\n");
-bad_config!(toml_syntax_error, BASE.replace("weight = 2", "weight = = 2"));
-bad_config!(bad_regex, BASE.replace("type = \"http\"", "type = \"http\"\nexpect_body_regex = \"(unclosed\""));
-bad_config!(bad_status_range, BASE.replace("type = \"http\"", "type = \"http\"\nexpect_status = [\"299-200\"]"));
-bad_config!(exec_needs_an_absolute_path, BASE.replace("type = \"http\"", "type = \"exec\"\ncommand = [\"check.sh\"]"));
-bad_config!(jitter_not_below_interval, BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"1s\"\njitter = \"1s\""));
-bad_config!(lower_threshold_above_upper, BASE.replace("weight = 2", "weight = 2\nlower_threshold = 5"));
-bad_config!(head_with_body_match, BASE.replace("type = \"http\"", "type = \"http\"\nmethod = \"HEAD\"\nexpect_body = \"ok\""));
-bad_config!(drain_timeout_without_drain, BASE.replace("[[service.check]]", "drain_timeout = \"1m\"\n\n[[service.check]]"));
+bad_config!(
+    toml_syntax_error,
+    BASE.replace("weight = 2", "weight = = 2")
+);
+bad_config!(
+    bad_regex,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\nexpect_body_regex = \"(unclosed\""
+    )
+);
+bad_config!(
+    bad_status_range,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\nexpect_status = [\"299-200\"]"
+    )
+);
+bad_config!(
+    exec_needs_an_absolute_path,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"exec\"\ncommand = [\"check.sh\"]"
+    )
+);
+bad_config!(
+    jitter_not_below_interval,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\ninterval = \"1s\"\njitter = \"1s\""
+    )
+);
+bad_config!(
+    lower_threshold_above_upper,
+    BASE.replace("weight = 2", "weight = 2\nlower_threshold = 5")
+);
+bad_config!(
+    head_with_body_match,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\nmethod = \"HEAD\"\nexpect_body = \"ok\""
+    )
+);
+bad_config!(
+    drain_timeout_without_drain,
+    BASE.replace(
+        "[[service.check]]",
+        "drain_timeout = \"1m\"\n\n[[service.check]]"
+    )
+);
 bad_config!(fwmark_server_without_check_port, "[[service]]\nfwmark = 1\n[[service.check]]\ntype = \"tcp\"\n[[service.server]]\naddress = \"10.0.0.1\"\n");
-bad_config!(sh_flag_on_another_scheduler, BASE.replace("[[service.check]]", "sched_flags = [\"sh-port\"]\n\n[[service.check]]"));
+bad_config!(
+    sh_flag_on_another_scheduler,
+    BASE.replace(
+        "[[service.check]]",
+        "sched_flags = [\"sh-port\"]\n\n[[service.check]]"
+    )
+);
 
 #[test]
 fn error_fields_locate_the_problem() {

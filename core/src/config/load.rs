@@ -15,9 +15,7 @@ use super::{
     HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet, Timing, TlsSettings,
     VirtualService,
 };
-use crate::table::{
-    Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams,
-};
+use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::{format_duration, parse_duration};
 
 /// A configuration that cannot be used, with where and why.
@@ -69,11 +67,18 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn error(&self, span: Option<Range<usize>>, key: &str, message: impl Into<String>) -> ConfigError {
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let span = span.unwrap_or(0..0);
         let start = span.start.min(self.text.len());
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
         let line = self.text[..start].matches('\n').count() + 1;
         let column = self.text[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
@@ -84,7 +89,9 @@ impl Ctx<'_> {
             column,
             key: key.to_string(),
             message: message.into(),
-            source_line: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
+            source_line: self.text[line_start..line_end]
+                .trim_end_matches('\r')
+                .to_string(),
             width,
         }
     }
@@ -169,13 +176,17 @@ impl<'a> Field<'a> {
     }
 
     fn str(&self) -> Result<&'a str> {
-        self.item.as_str().ok_or_else(|| self.err(format!("expected a string, found {}", self.found())))
+        self.item
+            .as_str()
+            .ok_or_else(|| self.err(format!("expected a string, found {}", self.found())))
     }
 
     fn int(&self, min: i64, max: i64) -> Result<i64> {
         match self.item.as_integer() {
             Some(v) if (min..=max).contains(&v) => Ok(v),
-            Some(v) => Err(self.err(format!("expected an integer from {min} to {max}, found {v}"))),
+            Some(v) => Err(self.err(format!(
+                "expected an integer from {min} to {max}, found {v}"
+            ))),
             None => Err(self.err(format!(
                 "expected an integer from {min} to {max}, found {}",
                 self.found()
@@ -213,7 +224,11 @@ impl<'a> Field<'a> {
             Some(t) if allowed.contains(&t) => Ok(t),
             _ => Err(self.err(format!(
                 "expected one of {}, found {}",
-                allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "),
+                allowed
+                    .iter()
+                    .map(|a| format!("\"{a}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 self.found()
             ))),
         }
@@ -224,7 +239,12 @@ impl<'a> Field<'a> {
             .item
             .as_table_like()
             .ok_or_else(|| self.err(format!("expected a table, found {}", self.found())))?;
-        Ok(Tbl::new(self.ctx, table, self.path.clone(), self.span.clone()))
+        Ok(Tbl::new(
+            self.ctx,
+            table,
+            self.path.clone(),
+            self.span.clone(),
+        ))
     }
 
     /// `[[key]]` tables, or an array of inline tables.
@@ -244,7 +264,11 @@ impl<'a> Field<'a> {
             for (i, v) in arr.iter().enumerate() {
                 let path = format!("{}[{i}]", self.path);
                 let t = v.as_inline_table().ok_or_else(|| {
-                    self.ctx.error(v.span(), &path, format!("expected a table, found {}", v.type_name()))
+                    self.ctx.error(
+                        v.span(),
+                        &path,
+                        format!("expected a table, found {}", v.type_name()),
+                    )
                 })?;
                 out.push(Tbl::new(self.ctx, t, path, v.span()));
             }
@@ -285,8 +309,19 @@ struct Tbl<'a> {
 }
 
 impl<'a> Tbl<'a> {
-    fn new(ctx: &'a Ctx<'a>, table: &'a dyn TableLike, path: String, span: Option<Range<usize>>) -> Self {
-        Tbl { ctx, table, path, span, known: Vec::new() }
+    fn new(
+        ctx: &'a Ctx<'a>,
+        table: &'a dyn TableLike,
+        path: String,
+        span: Option<Range<usize>>,
+    ) -> Self {
+        Tbl {
+            ctx,
+            table,
+            path,
+            span,
+            known: Vec::new(),
+        }
     }
 
     fn key_path(&self, key: &str) -> String {
@@ -307,7 +342,12 @@ impl<'a> Tbl<'a> {
         }
         let (k, item) = self.table.get_key_value(key)?;
         let span = item.span().or_else(|| k.span());
-        Some(Field { ctx: self.ctx, item: Node::Item(item), path: self.key_path(key), span })
+        Some(Field {
+            ctx: self.ctx,
+            item: Node::Item(item),
+            path: self.key_path(key),
+            span,
+        })
     }
 
     fn req(&mut self, key: &'static str, what: &str) -> Result<Field<'a>> {
@@ -339,7 +379,10 @@ impl<'a> Tbl<'a> {
                     .unwrap_or_default();
                 return Err(self.key_err(
                     key,
-                    format!("unknown key `{key}`{hint}; allowed here: {}", allowed.join(", ")),
+                    format!(
+                        "unknown key `{key}`{hint}; allowed here: {}",
+                        allowed.join(", ")
+                    ),
                 ));
             }
         }
@@ -350,9 +393,16 @@ impl<'a> Tbl<'a> {
 pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
     let ctx = Ctx { text, origin };
     let doc = Document::parse(text).map_err(|e| {
-        ctx.error(e.span(), "", format!("invalid TOML: {}", e.message().trim_end()))
+        ctx.error(
+            e.span(),
+            "",
+            format!("invalid TOML: {}", e.message().trim_end()),
+        )
     })?;
-    let root_table = doc.as_item().as_table_like().expect("a document's root is a table");
+    let root_table = doc
+        .as_item()
+        .as_table_like()
+        .expect("a document's root is a table");
     let mut root = Tbl::new(&ctx, root_table, String::new(), Some(0..0));
 
     let daemon = match root.get("daemon") {
@@ -365,7 +415,10 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
     for (i, tbl) in service_field.tables()?.into_iter().enumerate() {
         let (svc, key_field) = read_service(tbl)?;
         if let Some(first) = seen.insert(svc.key, i) {
-            return Err(key_field.err(format!("service {} is already defined by service[{first}]", svc.key)));
+            return Err(key_field.err(format!(
+                "service {} is already defined by service[{first}]",
+                svc.key
+            )));
         }
         services.push(svc);
     }
@@ -424,7 +477,8 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
         let s = f.str()?;
         let ok = !s.is_empty()
             && s.len() < 16
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !ok {
             return Err(f.err(format!("`{s}` is not {SCHEDULER_HELP}")));
         }
@@ -474,8 +528,12 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
         None => "remove",
     };
     let on_failure = match (action, t.get("drain_timeout")) {
-        ("drain", None) => FailureAction::Drain { timeout: Duration::from_secs(300) },
-        ("drain", Some(f)) => FailureAction::Drain { timeout: f.positive_duration()? },
+        ("drain", None) => FailureAction::Drain {
+            timeout: Duration::from_secs(300),
+        },
+        ("drain", Some(f)) => FailureAction::Drain {
+            timeout: f.positive_duration()?,
+        },
         (_, Some(f)) => return Err(f.err("drain_timeout needs on_failure = \"drain\"")),
         ("zero", None) => FailureAction::Zero,
         _ => FailureAction::Remove,
@@ -605,7 +663,10 @@ fn read_persistence(f: &Field<'_>, family: Family) -> Result<Persistence> {
         Ok(d.as_secs() as u32)
     };
     if f.item.as_str().is_some() {
-        return Ok(Persistence { timeout: timeout_of(f)?, prefix: family.max_prefix() });
+        return Ok(Persistence {
+            timeout: timeout_of(f)?,
+            prefix: family.max_prefix(),
+        });
     }
     let mut t = f.table().map_err(|_| {
         f.err(format!(
@@ -627,9 +688,11 @@ fn read_persistence(f: &Field<'_>, family: Family) -> Result<Persistence> {
                 n as u8
             } else if family == Family::Ipv4 {
                 let text = m.str()?;
-                let mask: std::net::Ipv4Addr = text
-                    .parse()
-                    .map_err(|_| m.err(format!("`{text}` is not a netmask such as \"255.255.255.0\" or 24")))?;
+                let mask: std::net::Ipv4Addr = text.parse().map_err(|_| {
+                    m.err(format!(
+                        "`{text}` is not a netmask such as \"255.255.255.0\" or 24"
+                    ))
+                })?;
                 let bits = u32::from(mask);
                 let ones = bits.leading_ones();
                 if bits.checked_shl(ones).unwrap_or(0) != 0 || ones == 0 {
@@ -637,7 +700,10 @@ fn read_persistence(f: &Field<'_>, family: Family) -> Result<Persistence> {
                 }
                 ones as u8
             } else {
-                return Err(m.err(format!("expected an IPv6 prefix length from 1 to 128, found {}", m.found())));
+                return Err(m.err(format!(
+                    "expected an IPv6 prefix length from 1 to 128, found {}",
+                    m.found()
+                )));
             }
         }
     };
@@ -664,7 +730,11 @@ fn read_server<'a>(
     let default_port = service.port();
     let addr = match text.parse::<SocketAddr>() {
         Ok(a) => a,
-        Err(_) => match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Err(_) => match text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             Ok(ip) => SocketAddr::new(ip, default_port),
             Err(_) => {
                 return Err(af.err(format!(
@@ -737,7 +807,17 @@ fn read_server<'a>(
         }
     }
     t.finish()?;
-    Ok((Server { addr, weight, forward, upper, lower, checks }, af))
+    Ok((
+        Server {
+            addr,
+            weight,
+            forward,
+            upper,
+            lower,
+            checks,
+        },
+        af,
+    ))
 }
 
 fn read_checks(f: &Field<'_>) -> Result<Vec<Arc<Check>>> {
@@ -802,7 +882,10 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let source = match t.get("source") {
         Some(f) => {
             let s = f.str()?;
-            Some(s.parse::<IpAddr>().map_err(|_| f.err(format!("`{s}` is not an IP address")))?)
+            Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| f.err(format!("`{s}` is not an IP address")))?,
+            )
         }
         None => None,
     };
@@ -813,7 +896,19 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         _ => CheckKind::Http(read_http(&mut t, false)?),
     };
     t.finish()?;
-    Ok(Check { kind, port, source, timing: Timing { interval, fail_interval, timeout, rise, fall, jitter } })
+    Ok(Check {
+        kind,
+        port,
+        source,
+        timing: Timing {
+            interval,
+            fail_interval,
+            timeout,
+            rise,
+            fall,
+            jitter,
+        },
+    })
 }
 
 fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
@@ -827,8 +922,13 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
     let path = match t.get("path") {
         Some(f) => {
             let p = f.str()?;
-            if !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-                return Err(f.err(format!("`{p}` is not a request path: it starts with `/` and has no spaces")));
+            if !p.starts_with('/')
+                || p.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return Err(f.err(format!(
+                    "`{p}` is not a request path: it starts with `/` and has no spaces"
+                )));
             }
             p.to_string()
         }
@@ -837,7 +937,10 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
     let host = match t.get("host") {
         Some(f) => {
             let h = f.str()?;
-            if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            if h.is_empty()
+                || h.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
                 return Err(f.err(format!("`{h}` is not a Host header value")));
             }
             Some(h.to_string())
@@ -858,14 +961,23 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
             Some(BodyRegex::new(s).map_err(|e| {
                 // The regex crate's message spans lines; its last line says what is wrong.
                 let text = e.to_string();
-                let what = text.lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
+                let what = text
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string();
                 f.err(format!("invalid regular expression: {what}"))
             })?)
         }
         None => None,
     };
     if method == HttpMethod::Head && (expect_body.is_some() || expect_body_regex.is_some()) {
-        let key = if t.has("expect_body") { "expect_body" } else { "expect_body_regex" };
+        let key = if t.has("expect_body") {
+            "expect_body"
+        } else {
+            "expect_body_regex"
+        };
         return Err(t.key_err(key, "a HEAD response has no body: use method = \"GET\""));
     }
     let body_limit = match t.get("body_limit") {
@@ -885,11 +997,24 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
             Some(f) => Some(f.str()?.to_string()),
             None => None,
         };
-        Some(TlsSettings { sni, verify, ca_file })
+        Some(TlsSettings {
+            sni,
+            verify,
+            ca_file,
+        })
     } else {
         None
     };
-    Ok(HttpCheck { method, path, host, expect_status, expect_body, expect_body_regex, body_limit, tls })
+    Ok(HttpCheck {
+        method,
+        path,
+        host,
+        expect_status,
+        expect_body,
+        expect_body_regex,
+        body_limit,
+        tls,
+    })
 }
 
 fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {
@@ -897,7 +1022,12 @@ fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {
     let items = if f.item.as_array().is_some() {
         f.array()?
     } else {
-        vec![Field { ctx: f.ctx, item: f.item, path: f.path.clone(), span: f.span.clone() }]
+        vec![Field {
+            ctx: f.ctx,
+            item: f.item,
+            path: f.path.clone(),
+            span: f.span.clone(),
+        }]
     };
     for item in items {
         let bad = |item: &Field<'_>| {
@@ -929,7 +1059,10 @@ fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {
 }
 
 fn read_exec(t: &mut Tbl<'_>) -> Result<ExecCheck> {
-    let f = t.req("command", "the program and its arguments, e.g. [\"/usr/local/bin/check\", \"{ip}\"]")?;
+    let f = t.req(
+        "command",
+        "the program and its arguments, e.g. [\"/usr/local/bin/check\", \"{ip}\"]",
+    )?;
     let mut argv = Vec::new();
     for a in f.array()? {
         argv.push(a.str()?.to_string());
@@ -947,9 +1080,11 @@ fn read_exec(t: &mut Tbl<'_>) -> Result<ExecCheck> {
         Some(f) => f.bool()?,
         None => false,
     };
-    Ok(ExecCheck { argv, dynamic_weight })
+    Ok(ExecCheck {
+        argv,
+        dynamic_weight,
+    })
 }
-
 
 /// Levenshtein distance, for "did you mean" hints on short key names.
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -960,7 +1095,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(cur) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(cur)
+            };
             prev = cur;
         }
     }

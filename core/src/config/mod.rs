@@ -40,7 +40,10 @@ impl Config {
 
     /// Every real server address over all services (fallbacks excluded).
     pub fn real_server_addrs(&self) -> BTreeSet<SocketAddr> {
-        self.services.iter().flat_map(|s| s.servers.iter().map(|r| r.addr)).collect()
+        self.services
+            .iter()
+            .flat_map(|s| s.servers.iter().map(|r| r.addr))
+            .collect()
     }
 }
 
@@ -165,7 +168,12 @@ pub struct Server {
 impl Server {
     /// The destination settings for a given weight.
     pub fn dest_params(&self, weight: u32) -> DestParams {
-        DestParams { weight, forward: self.forward, upper: self.upper, lower: self.lower }
+        DestParams {
+            weight,
+            forward: self.forward,
+            upper: self.upper,
+            lower: self.lower,
+        }
     }
 }
 
@@ -322,7 +330,10 @@ pub struct BodyRegex {
 impl BodyRegex {
     /// Compiles `source`.
     pub fn new(source: &str) -> Result<BodyRegex, regex::Error> {
-        Ok(BodyRegex { source: source.to_string(), regex: regex::Regex::new(source)? })
+        Ok(BodyRegex {
+            source: source.to_string(),
+            regex: regex::Regex::new(source)?,
+        })
     }
 
     /// The pattern as written.
@@ -383,7 +394,11 @@ impl fmt::Display for Timing {
             self.fall
         )?;
         if self.fail_interval != self.interval {
-            write!(f, ", every {} while failing", format_duration(self.fail_interval))?;
+            write!(
+                f,
+                ", every {} while failing",
+                format_duration(self.fail_interval)
+            )?;
         }
         if !self.jitter.is_zero() {
             write!(f, ", jitter {}", format_duration(self.jitter))?;

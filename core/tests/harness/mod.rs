@@ -79,7 +79,12 @@ impl Harness {
                 }
                 continue;
             }
-            let next_probe = self.probes.iter().map(|(t, _)| *t).min().unwrap_or(Instant::FAR_FUTURE);
+            let next_probe = self
+                .probes
+                .iter()
+                .map(|(t, _)| *t)
+                .min()
+                .unwrap_or(Instant::FAR_FUTURE);
             let next = deadline.min(next_probe);
             if next > until {
                 self.now = until;
@@ -87,7 +92,8 @@ impl Harness {
             }
             self.now = self.now.max(next);
             let now = self.now;
-            let (ready, rest): (Vec<_>, Vec<_>) = self.probes.drain(..).partition(|(t, _)| *t <= now);
+            let (ready, rest): (Vec<_>, Vec<_>) =
+                self.probes.drain(..).partition(|(t, _)| *t <= now);
             self.probes = rest;
             let mut ready = ready;
             ready.sort_by_key(|(t, _)| *t);
@@ -107,20 +113,38 @@ impl Harness {
             match self.engine.poll_output() {
                 Output::Probe(req) => {
                     *self.probes_sent.entry(req.server).or_default() += 1;
-                    let b = self.behaviour.get(&req.server).copied().unwrap_or(Behaviour::Healthy);
+                    let b = self
+                        .behaviour
+                        .get(&req.server)
+                        .copied()
+                        .unwrap_or(Behaviour::Healthy);
                     let (delay, outcome) = match b {
-                        Behaviour::Healthy => (Duration::from_millis(1), ProbeOutcome::Pass { weight: None }),
+                        Behaviour::Healthy => (
+                            Duration::from_millis(1),
+                            ProbeOutcome::Pass { weight: None },
+                        ),
                         Behaviour::Refused => (
                             Duration::from_millis(1),
-                            ProbeOutcome::Fail { reason: "connection refused".into() },
+                            ProbeOutcome::Fail {
+                                reason: "connection refused".into(),
+                            },
                         ),
                         Behaviour::Blackhole => (
                             req.timeout(),
-                            ProbeOutcome::Fail { reason: format!("timed out after {:?}", req.timeout()) },
+                            ProbeOutcome::Fail {
+                                reason: format!("timed out after {:?}", req.timeout()),
+                            },
                         ),
                     };
                     let done = self.now + delay;
-                    self.probes.push((done, Input::ProbeResult { now: done, id: req.id, outcome }));
+                    self.probes.push((
+                        done,
+                        Input::ProbeResult {
+                            now: done,
+                            id: req.id,
+                            outcome,
+                        },
+                    ));
                 }
                 Output::Apply(op) => {
                     let result = if self.fail_ops {
@@ -131,7 +155,11 @@ impl Harness {
                     if result.is_ok() {
                         self.applied.push((self.now, op.clone()));
                     }
-                    self.immediate.push(Input::Applied { now: self.now, op, result });
+                    self.immediate.push(Input::Applied {
+                        now: self.now,
+                        op,
+                        result,
+                    });
                 }
                 Output::ReadTable => self.immediate.push(Input::Snapshot {
                     now: self.now,
@@ -168,7 +196,10 @@ impl Harness {
 
     /// When `op_line` was applied.
     pub fn applied_at(&self, op_line: &str) -> Option<Instant> {
-        self.applied.iter().find(|(_, op)| op.to_string() == op_line).map(|(t, _)| *t)
+        self.applied
+            .iter()
+            .find(|(_, op)| op.to_string() == op_line)
+            .map(|(t, _)| *t)
     }
 }
 
@@ -206,7 +237,11 @@ weight = 5
 impl Harness {
     /// Feeds a new configuration now.
     pub fn reload(&mut self, config_toml: &str) {
-        let config = Config::from_toml(config_toml, "reload.toml").unwrap_or_else(|e| panic!("{e}"));
-        self.engine.handle_input(Input::Reload { now: self.now, config });
+        let config =
+            Config::from_toml(config_toml, "reload.toml").unwrap_or_else(|e| panic!("{e}"));
+        self.engine.handle_input(Input::Reload {
+            now: self.now,
+            config,
+        });
     }
 }
