@@ -21,6 +21,8 @@ pub enum Behaviour {
     Refused,
     /// Fails at the check's timeout.
     Blackhole,
+    /// Passes after 1ms, reporting a dynamic weight.
+    Weight(u32),
 }
 
 pub struct Harness {
@@ -33,6 +35,8 @@ pub struct Harness {
     pub applied: Vec<(Instant, Op)>,
     /// Operations fail (with "injected") while this is true.
     pub fail_ops: bool,
+    /// Table reads fail while this is true.
+    pub fail_reads: bool,
     pub probes_sent: HashMap<SocketAddr, usize>,
     probes: Vec<(Instant, Input)>,
     immediate: Vec<Input>,
@@ -48,8 +52,12 @@ pub fn addr(s: &str) -> SocketAddr {
 
 impl Harness {
     pub fn new(config_toml: &str, kernel: Table) -> Harness {
+        Harness::with_seed(config_toml, kernel, 7)
+    }
+
+    pub fn with_seed(config_toml: &str, kernel: Table, seed: u64) -> Harness {
         let config = Config::from_toml(config_toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
-        let engine = Engine::new(config, Instant::ZERO, 7);
+        let engine = Engine::new(config, Instant::ZERO, seed);
         Harness {
             engine,
             now: Instant::ZERO,
@@ -59,6 +67,7 @@ impl Harness {
             events: Vec::new(),
             applied: Vec::new(),
             fail_ops: false,
+            fail_reads: false,
             probes_sent: HashMap::new(),
             probes: Vec::new(),
             immediate: Vec::new(),
@@ -129,6 +138,10 @@ impl Harness {
                                 reason: "connection refused".into(),
                             },
                         ),
+                        Behaviour::Weight(w) => (
+                            Duration::from_millis(1),
+                            ProbeOutcome::Pass { weight: Some(w) },
+                        ),
                         Behaviour::Blackhole => (
                             req.timeout(),
                             ProbeOutcome::Fail {
@@ -160,6 +173,12 @@ impl Harness {
                         op,
                         result,
                     });
+                }
+                Output::ReadTable if self.fail_reads => {
+                    self.immediate.push(Input::SnapshotFailed {
+                        now: self.now,
+                        error: "netlink: injected".into(),
+                    })
                 }
                 Output::ReadTable => self.immediate.push(Input::Snapshot {
                     now: self.now,
