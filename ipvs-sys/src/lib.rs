@@ -1,1 +1,159 @@
-//! lvs-hc's kernel adapters (filled by the kernel issue).
+//! lvs-hc's kernel adapters: one [`IpvsBackend`] trait for the IPVS table, with three
+//! implementations.
+//!
+//! - [`netlink::NetlinkBackend`] talks to the kernel's IPVS generic netlink family directly,
+//!   with an in-house codec ([`netlink::codec`]) built on the rust-netlink packet crates.
+//! - [`ipvsadm::IpvsadmBackend`] runs the `ipvsadm` program: `ipvsadm -Sn` and `-Ln` to read,
+//!   the argv of each [`Op`] (no shell) to change, one `ipvsadm -R` for a batch.
+//! - [`memory::MemoryBackend`] keeps a table in memory with the kernel's strict semantics
+//!   (duplicate adds and missing entries fail), for tests and simulations.
+
+pub mod ipvsadm;
+pub mod memory;
+pub mod netlink;
+
+use lvs_hc_core::{ApplyError, Counters, Op, Table};
+
+/// The IPVS table as read at one moment, with its counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Services and destinations with their settings.
+    pub table: Table,
+    /// Connection counters and traffic statistics.
+    pub counters: Counters,
+}
+
+/// What the kernel says about IPVS itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpvsInfo {
+    /// IPVS version as (major, minor, patch), e.g. (1, 2, 1).
+    pub version: (u8, u8, u8),
+    /// Size of the connection hash table.
+    pub conn_tab_size: u32,
+}
+
+impl std::fmt::Display for IpvsInfo {
+    /// `IP Virtual Server version 1.2.1 (size=4096)`, as `ipvsadm -Ln` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (a, b, c) = self.version;
+        write!(f, "IP Virtual Server version {a}.{b}.{c} (size={})", self.conn_tab_size)
+    }
+}
+
+/// Why a backend could not read or change the table. Each variant says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IpvsError {
+    /// The kernel has no IPVS: the module is not loaded (or not built).
+    #[error("IPVS is not available: load the ip_vs module (modprobe ip_vs)")]
+    NotAvailable,
+    /// The process lacks the capability to change (or read) IPVS.
+    #[error("permission denied: lvs-hc needs CAP_NET_ADMIN (run as root or grant the capability)")]
+    PermissionDenied,
+    /// Adding a service that exists.
+    #[error("service exists")]
+    ServiceExists,
+    /// The service named does not exist.
+    #[error("no such service")]
+    NoSuchService,
+    /// Adding a destination that exists.
+    #[error("destination exists")]
+    DestExists,
+    /// The destination named does not exist.
+    #[error("no such destination")]
+    NoSuchDest,
+    /// The kernel could not load the scheduler (no `ip_vs_<name>` module).
+    #[error("scheduler `{0}` is not available: load the ip_vs_{0} module")]
+    NoSuchScheduler(String),
+    /// A weight or threshold the kernel refuses (e.g. lower threshold above upper).
+    #[error("value out of range (weight, or lower threshold above upper)")]
+    OutOfRange,
+    /// The kernel refused the request as malformed.
+    #[error("invalid argument ({0})")]
+    Invalid(String),
+    /// Another kernel error.
+    #[error("kernel error {errno} ({message})")]
+    Kernel {
+        /// The errno.
+        errno: i32,
+        /// Its text.
+        message: String,
+    },
+    /// A kernel reply could not be decoded.
+    #[error("cannot decode the kernel's reply: {0}")]
+    Decode(String),
+    /// Talking to the kernel (or running ipvsadm) failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// ipvsadm failed.
+    #[error("`{command}` failed: {stderr}")]
+    Ipvsadm {
+        /// The command line run.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// ipvsadm printed something this backend cannot read.
+    #[error("cannot read ipvsadm output: {0}")]
+    IpvsadmOutput(String),
+}
+
+impl IpvsError {
+    /// The error as the engine sees a failed operation.
+    pub fn to_apply_error(&self) -> ApplyError {
+        match self {
+            IpvsError::ServiceExists => ApplyError::ServiceExists,
+            IpvsError::NoSuchService => ApplyError::NoSuchService,
+            IpvsError::DestExists => ApplyError::DestExists,
+            IpvsError::NoSuchDest => ApplyError::NoSuchDest,
+            other => ApplyError::Other(other.to_string()),
+        }
+    }
+
+    /// Maps a kernel errno for `op` to the typed error the kernel means by it.
+    pub fn from_errno(errno: i32, op: Option<&Op>) -> IpvsError {
+        let is_dest = matches!(op, Some(Op::AddDest { .. } | Op::EditDest { .. } | Op::DelDest { .. }));
+        match errno {
+            libc::EPERM | libc::EACCES => IpvsError::PermissionDenied,
+            libc::EEXIST if is_dest => IpvsError::DestExists,
+            libc::EEXIST => IpvsError::ServiceExists,
+            libc::ESRCH => IpvsError::NoSuchService,
+            libc::ENOENT if is_dest => IpvsError::NoSuchDest,
+            libc::ENOENT => match op {
+                Some(Op::AddService { params, .. } | Op::EditService { params, .. }) => {
+                    IpvsError::NoSuchScheduler(params.scheduler.clone())
+                }
+                _ => IpvsError::NoSuchService,
+            },
+            libc::ERANGE => IpvsError::OutOfRange,
+            libc::EINVAL => IpvsError::Invalid(op.map_or_else(|| "request".to_string(), |o| o.to_string())),
+            _ => IpvsError::Kernel { errno, message: std::io::Error::from_raw_os_error(errno).to_string() },
+        }
+    }
+}
+
+/// The IPVS table, however it is reached.
+pub trait IpvsBackend {
+    /// Reads every service and destination with their settings and counters.
+    fn snapshot(&mut self) -> Result<Snapshot, IpvsError>;
+
+    /// Applies one operation.
+    fn apply(&mut self, op: &Op) -> Result<(), IpvsError>;
+
+    /// Applies operations in order; one result per operation. A failed operation does not stop
+    /// the ones after it (each is independent to the kernel; the engine retries failures).
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        ops.iter().map(|op| self.apply(op)).collect()
+    }
+
+    /// IPVS version and connection table size.
+    fn info(&mut self) -> Result<IpvsInfo, IpvsError>;
+
+    /// Deletes every service (`ipvsadm -C`).
+    fn flush(&mut self) -> Result<(), IpvsError>;
+}

@@ -1,0 +1,258 @@
+//! The IPVS table through the `ipvsadm` program.
+//!
+//! Reading runs `ipvsadm -Sn` for the rules, then `-Ln` listings for what `-S` leaves out
+//! (thresholds, connection counters, statistics and rates). Changing runs the argv of each
+//! [`Op`] directly, without a shell; a batch goes through one `ipvsadm -R`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use lvs_hc_core::save::{parse_save, parse_socket};
+use lvs_hc_core::{Family, Op, ServiceKey, Stats};
+
+use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
+
+/// Runs `ipvsadm` (by default the one on `PATH`).
+#[derive(Clone, Debug)]
+pub struct IpvsadmBackend {
+    program: PathBuf,
+}
+
+impl Default for IpvsadmBackend {
+    fn default() -> Self {
+        IpvsadmBackend { program: PathBuf::from("ipvsadm") }
+    }
+}
+
+impl IpvsadmBackend {
+    /// A backend running `program`.
+    pub fn with_program(program: impl Into<PathBuf>) -> IpvsadmBackend {
+        IpvsadmBackend { program: program.into() }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, IpvsError> {
+        let command = format!("{} {}", self.program.display(), args.join(" "));
+        let mut child = Command::new(&self.program)
+            .args(args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| IpvsError::Io { context: format!("running {command}"), source })?;
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input.as_bytes())
+                .map_err(|source| IpvsError::Io { context: format!("writing to {command}"), source })?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|source| IpvsError::Io { context: format!("running {command}"), source })?;
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if !out.status.success() || (stdin.is_some() && !stderr.is_empty()) {
+            return Err(classify(&command, stderr));
+        }
+        String::from_utf8(out.stdout).map_err(|_| IpvsError::IpvsadmOutput(format!("{command}: not UTF-8")))
+    }
+}
+
+/// Maps ipvsadm's error text to the typed error it means.
+fn classify(command: &str, stderr: String) -> IpvsError {
+    let s = stderr.to_ascii_lowercase();
+    if s.contains("service already exists") {
+        IpvsError::ServiceExists
+    } else if s.contains("destination already exists") {
+        IpvsError::DestExists
+    } else if s.contains("no such service") || s.contains("service not defined") {
+        IpvsError::NoSuchService
+    } else if s.contains("no such destination") || s.contains("could not find destination") {
+        IpvsError::NoSuchDest
+    } else if s.contains("permission denied") {
+        IpvsError::PermissionDenied
+    } else if s.contains("protocol not available") || s.contains("can't initialize ipvs") {
+        IpvsError::NotAvailable
+    } else if s.contains("scheduler not found") {
+        let name = command.split_whitespace().skip_while(|t| *t != "-s").nth(1).unwrap_or("?");
+        IpvsError::NoSuchScheduler(name.to_string())
+    } else {
+        IpvsError::Ipvsadm { command: command.to_string(), stderr }
+    }
+}
+
+/// One destination line's numbers from an `ipvsadm -Ln` listing, keyed by service and address.
+type Rows = Vec<(ServiceKey, Option<SocketAddr>, Vec<u64>)>;
+
+/// Parses an `ipvsadm -Ln` listing (any of its formats) into rows of numbers: each service line
+/// and each `->` destination line with the numeric columns that follow the names.
+fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
+    let bad = |line: &str| IpvsError::IpvsadmOutput(format!("unexpected line `{line}`"));
+    let mut rows = Vec::new();
+    let mut current: Option<ServiceKey> = None;
+    for line in text.lines() {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        let Some(&first) = tokens.first() else { continue };
+        let numbers = |from: usize| -> Vec<u64> {
+            tokens.iter().skip(from).filter_map(|t| t.parse::<u64>().ok()).collect()
+        };
+        match first {
+            "TCP" | "UDP" | "SCTP" => {
+                let addr = parse_socket(tokens.get(1).ok_or_else(|| bad(line))?, None).map_err(|_| bad(line))?;
+                let proto = match first {
+                    "TCP" => lvs_hc_core::Protocol::Tcp,
+                    "UDP" => lvs_hc_core::Protocol::Udp,
+                    _ => lvs_hc_core::Protocol::Sctp,
+                };
+                let key = ServiceKey::inet(proto, addr);
+                current = Some(key);
+                rows.push((key, None, numbers(2)));
+            }
+            "FWM" => {
+                let mark = tokens.get(1).and_then(|t| t.parse().ok()).ok_or_else(|| bad(line))?;
+                let (family, skip) = if tokens.get(2) == Some(&"IPv6") { (Family::Ipv6, 3) } else { (Family::Ipv4, 2) };
+                let key = ServiceKey::Fwmark { mark, family };
+                current = Some(key);
+                rows.push((key, None, numbers(skip)));
+            }
+            "->" => {
+                let Some(key) = current else { continue };
+                let Ok(addr) = parse_socket(tokens.get(1).ok_or_else(|| bad(line))?, None) else {
+                    continue; // the column heading "-> RemoteAddress:Port"
+                };
+                rows.push((key, Some(addr), numbers(2)));
+            }
+            _ => {}
+        }
+    }
+    Ok(rows)
+}
+
+impl IpvsBackend for IpvsadmBackend {
+    fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
+        let save = self.run(&["-S", "-n"], None)?;
+        let mut table = parse_save(&save).map_err(|e| IpvsError::IpvsadmOutput(e.to_string()))?;
+        let mut snap = Snapshot::default();
+        // Thresholds and connections: "-> addr  Uthreshold Lthreshold ActiveConn InActConn".
+        for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--thresholds"], None)?)? {
+            let (Some(dest), [upper, lower, active, inactive]) = (dest, n.as_slice()) else { continue };
+            if let Some(d) = table.services.get_mut(&key).and_then(|s| s.dests.get_mut(&dest)) {
+                d.upper = *upper as u32;
+                d.lower = *lower as u32;
+            }
+            let c = snap.counters.dests.entry((key, dest)).or_default();
+            c.active = *active as u32;
+            c.inactive = *inactive as u32;
+        }
+        // Persistence templates: "-> addr Forward Weight ActiveConn InActConn PersistConn".
+        for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--persistent-conn"], None)?)? {
+            if let (Some(dest), [_, _, _, persist]) = (dest, n.as_slice()) {
+                snap.counters.dests.entry((key, dest)).or_default().persistent = *persist as u32;
+            }
+        }
+        // Totals: "Conns InPkts OutPkts InBytes OutBytes"; rates: "CPS InPPS OutPPS InBPS OutBPS".
+        let stats = parse_listing(&self.run(&["-L", "-n", "--stats", "--exact"], None)?)?;
+        let rates = parse_listing(&self.run(&["-L", "-n", "--rate", "--exact"], None)?)?;
+        for ((key, dest, s), (_, _, r)) in stats.into_iter().zip(rates) {
+            let (Ok(s), Ok(r)) = (<[u64; 5]>::try_from(s), <[u64; 5]>::try_from(r)) else { continue };
+            let stats = Stats {
+                conns: s[0],
+                inpkts: s[1],
+                outpkts: s[2],
+                inbytes: s[3],
+                outbytes: s[4],
+                cps: r[0],
+                inpps: r[1],
+                outpps: r[2],
+                inbps: r[3],
+                outbps: r[4],
+            };
+            match dest {
+                Some(d) => snap.counters.dests.entry((key, d)).or_default().stats = stats,
+                None => {
+                    snap.counters.services.insert(key, stats);
+                }
+            }
+        }
+        snap.table = table;
+        Ok(snap)
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
+        let argv = op.ipvsadm_argv();
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.run(&args, None).map(|_| ())
+    }
+
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        let mut input = String::new();
+        for op in ops {
+            input.push_str(&op.ipvsadm_argv().join(" "));
+            input.push('\n');
+        }
+        match self.run(&["-R"], Some(&input)) {
+            Ok(_) => ops.iter().map(|_| Ok(())).collect(),
+            // `ipvsadm -R` goes on after a failed line and cannot say which lines failed, so
+            // every operation of the batch is reported failed: the engine re-reads the table
+            // and retries only what is still missing.
+            Err(e) => {
+                let text = e.to_string();
+                ops.iter().map(|_| Err(IpvsError::Ipvsadm { command: "ipvsadm -R".into(), stderr: text.clone() })).collect()
+            }
+        }
+    }
+
+    fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
+        let out = self.run(&["-L", "-n"], None)?;
+        parse_info(&out).ok_or_else(|| IpvsError::IpvsadmOutput(format!("no version line in `{}`", out.lines().next().unwrap_or(""))))
+    }
+
+    fn flush(&mut self) -> Result<(), IpvsError> {
+        self.run(&["-C"], None).map(|_| ())
+    }
+}
+
+/// Reads `IP Virtual Server version 1.2.1 (size=4096)`.
+fn parse_info(listing: &str) -> Option<IpvsInfo> {
+    let line = listing.lines().next()?;
+    let rest = line.strip_prefix("IP Virtual Server version ")?;
+    let (version, size) = rest.split_once(" (size=")?;
+    let mut parts = version.split('.').map(|p| p.parse::<u8>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    let conn_tab_size = size.strip_suffix(')')?.parse().ok()?;
+    Some(IpvsInfo { version, conn_tab_size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_parse_into_rows() {
+        let text = "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n\
+  -> RemoteAddress:Port\n\
+TCP  192.168.0.101:80 wlc\n\
+  -> 192.168.0.179:80             100        10         3          4\n\
+FWM  7 IPv6 rr\n\
+  -> [2001:db8::3]:0              0          0          0          0\n";
+        let rows = parse_listing(text).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[1].1, Some("192.168.0.179:80".parse().unwrap()));
+        assert_eq!(rows[1].2, vec![100, 10, 3, 4]);
+        assert_eq!(rows[2].0, ServiceKey::Fwmark { mark: 7, family: Family::Ipv6 });
+        assert_eq!(parse_info(text), Some(IpvsInfo { version: (1, 2, 1), conn_tab_size: 4096 }));
+    }
+
+    #[test]
+    fn ipvsadm_errors_become_typed() {
+        assert!(matches!(classify("ipvsadm -A", "Service already exists".into()), IpvsError::ServiceExists));
+        assert!(matches!(classify("ipvsadm -d", "No such destination".into()), IpvsError::NoSuchDest));
+        assert!(matches!(
+            classify("ipvsadm -A -t 1.2.3.4:80 -s foo", "Scheduler not found: ip_vs_foo.ko".into()),
+            IpvsError::NoSuchScheduler(s) if s == "foo"
+        ));
+    }
+}
