@@ -22,6 +22,15 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
     },
+    /// Print the live IPVS table.
+    Table {
+        /// How to read the kernel table.
+        #[arg(long, value_enum, default_value = "netlink")]
+        backend: BackendKind,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "list")]
+        format: TableFormat,
+    },
     /// Print the ipvsadm commands that would make a table match the configuration.
     ///
     /// Every real server is taken as healthy except those given with --down. The output is one
@@ -30,12 +39,35 @@ pub enum Command {
         /// The configuration file (TOML).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
-        /// The current table in `ipvsadm-save -n` format: a file, or `-` for standard input.
-        /// Without it the table is taken as empty.
-        #[arg(long, value_name = "FILE|-")]
+        /// The current table: a file in `ipvsadm-save -n` format, `-` for standard input, or
+        /// `kernel` for the live table. Without it the table is taken as empty.
+        #[arg(long, value_name = "FILE|-|kernel")]
         actual: Option<PathBuf>,
+        /// How to read the live table with `--actual kernel`.
+        #[arg(long, value_enum, default_value = "netlink")]
+        backend: BackendKind,
         /// Take this real server as failed (ADDR:PORT, or ADDR for every port). Repeatable.
         #[arg(long, value_name = "ADDR:PORT")]
         down: Vec<String>,
     },
+}
+
+/// Which kernel adapter to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The kernel's IPVS generic netlink family (no external program).
+    Netlink,
+    /// The `ipvsadm` program.
+    Ipvsadm,
+}
+
+/// How `lvs-hc table` prints the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    /// `ipvsadm-save -n` format, byte for byte.
+    Save,
+    /// Like `ipvsadm -Ln`.
+    List,
+    /// JSON with every setting and counter.
+    Json,
 }

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod commands;
 pub mod load;
+pub mod table;
 
 pub use load::{load_config, read_actual, LoadError};

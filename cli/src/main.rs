@@ -3,8 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use lvs_hc::cli::{Cli, Command};
+use lvs_hc::cli::{Cli, Command, TableFormat};
 use lvs_hc::commands::{check_summary, plan_lines, resolve_down};
+use lvs_hc::table::{format_json, format_list, format_save, open_backend};
 use lvs_hc::{load_config, read_actual};
 use lvs_hc_core::Table;
 
@@ -26,13 +27,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&config)?;
             stdout.write_all(check_summary(&cfg, &config.display().to_string()).as_bytes())?;
         }
+        Command::Table { backend, format } => {
+            let mut b = open_backend(backend)?;
+            let snap = b.snapshot().context("reading the IPVS table")?;
+            let text = match format {
+                TableFormat::Save => format_save(&snap),
+                TableFormat::List => format_list(&b.info()?, &snap),
+                TableFormat::Json => format_json(&b.info()?, &snap),
+            };
+            stdout.write_all(text.as_bytes())?;
+        }
         Command::Plan {
             config,
             actual,
             down,
+            backend,
         } => {
             let cfg = load_config(&config)?;
             let table = match actual {
+                Some(path) if path.as_os_str() == "kernel" => {
+                    open_backend(backend)?
+                        .snapshot()
+                        .context("reading the IPVS table")?
+                        .table
+                }
                 Some(path) => read_actual(&path)?,
                 None => Table::new(),
             };

@@ -22,38 +22,54 @@ pub struct IpvsadmBackend {
 
 impl Default for IpvsadmBackend {
     fn default() -> Self {
-        IpvsadmBackend { program: PathBuf::from("ipvsadm") }
+        IpvsadmBackend {
+            program: PathBuf::from("ipvsadm"),
+        }
     }
 }
 
 impl IpvsadmBackend {
     /// A backend running `program`.
     pub fn with_program(program: impl Into<PathBuf>) -> IpvsadmBackend {
-        IpvsadmBackend { program: program.into() }
+        IpvsadmBackend {
+            program: program.into(),
+        }
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, IpvsError> {
         let command = format!("{} {}", self.program.display(), args.join(" "));
         let mut child = Command::new(&self.program)
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| IpvsError::Io { context: format!("running {command}"), source })?;
+            .map_err(|source| IpvsError::Io {
+                context: format!("running {command}"),
+                source,
+            })?;
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("piped stdin");
             pipe.write_all(input.as_bytes())
-                .map_err(|source| IpvsError::Io { context: format!("writing to {command}"), source })?;
+                .map_err(|source| IpvsError::Io {
+                    context: format!("writing to {command}"),
+                    source,
+                })?;
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|source| IpvsError::Io { context: format!("running {command}"), source })?;
+        let out = child.wait_with_output().map_err(|source| IpvsError::Io {
+            context: format!("running {command}"),
+            source,
+        })?;
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if !out.status.success() || (stdin.is_some() && !stderr.is_empty()) {
             return Err(classify(&command, stderr));
         }
-        String::from_utf8(out.stdout).map_err(|_| IpvsError::IpvsadmOutput(format!("{command}: not UTF-8")))
+        String::from_utf8(out.stdout)
+            .map_err(|_| IpvsError::IpvsadmOutput(format!("{command}: not UTF-8")))
     }
 }
 
@@ -72,11 +88,18 @@ fn classify(command: &str, stderr: String) -> IpvsError {
         IpvsError::PermissionDenied
     } else if s.contains("protocol not available") || s.contains("can't initialize ipvs") {
         IpvsError::NotAvailable
-    } else if s.contains("scheduler not found") {
-        let name = command.split_whitespace().skip_while(|t| *t != "-s").nth(1).unwrap_or("?");
+    } else if s.contains("scheduler") && s.contains("not found") {
+        let name = command
+            .split_whitespace()
+            .skip_while(|t| *t != "-s")
+            .nth(1)
+            .unwrap_or("?");
         IpvsError::NoSuchScheduler(name.to_string())
     } else {
-        IpvsError::Ipvsadm { command: command.to_string(), stderr }
+        IpvsError::Ipvsadm {
+            command: command.to_string(),
+            stderr,
+        }
     }
 }
 
@@ -91,13 +114,20 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
     let mut current: Option<ServiceKey> = None;
     for line in text.lines() {
         let tokens: Vec<&str> = line.split_whitespace().collect();
-        let Some(&first) = tokens.first() else { continue };
+        let Some(&first) = tokens.first() else {
+            continue;
+        };
         let numbers = |from: usize| -> Vec<u64> {
-            tokens.iter().skip(from).filter_map(|t| t.parse::<u64>().ok()).collect()
+            tokens
+                .iter()
+                .skip(from)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .collect()
         };
         match first {
             "TCP" | "UDP" | "SCTP" => {
-                let addr = parse_socket(tokens.get(1).ok_or_else(|| bad(line))?, None).map_err(|_| bad(line))?;
+                let addr = parse_socket(tokens.get(1).ok_or_else(|| bad(line))?, None)
+                    .map_err(|_| bad(line))?;
                 let proto = match first {
                     "TCP" => lvs_hc_core::Protocol::Tcp,
                     "UDP" => lvs_hc_core::Protocol::Udp,
@@ -108,8 +138,15 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
                 rows.push((key, None, numbers(2)));
             }
             "FWM" => {
-                let mark = tokens.get(1).and_then(|t| t.parse().ok()).ok_or_else(|| bad(line))?;
-                let (family, skip) = if tokens.get(2) == Some(&"IPv6") { (Family::Ipv6, 3) } else { (Family::Ipv4, 2) };
+                let mark = tokens
+                    .get(1)
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| bad(line))?;
+                let (family, skip) = if tokens.get(2) == Some(&"IPv6") {
+                    (Family::Ipv6, 3)
+                } else {
+                    (Family::Ipv4, 2)
+                };
                 let key = ServiceKey::Fwmark { mark, family };
                 current = Some(key);
                 rows.push((key, None, numbers(skip)));
@@ -134,8 +171,14 @@ impl IpvsBackend for IpvsadmBackend {
         let mut snap = Snapshot::default();
         // Thresholds and connections: "-> addr  Uthreshold Lthreshold ActiveConn InActConn".
         for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--thresholds"], None)?)? {
-            let (Some(dest), [upper, lower, active, inactive]) = (dest, n.as_slice()) else { continue };
-            if let Some(d) = table.services.get_mut(&key).and_then(|s| s.dests.get_mut(&dest)) {
+            let (Some(dest), [upper, lower, active, inactive]) = (dest, n.as_slice()) else {
+                continue;
+            };
+            if let Some(d) = table
+                .services
+                .get_mut(&key)
+                .and_then(|s| s.dests.get_mut(&dest))
+            {
                 d.upper = *upper as u32;
                 d.lower = *lower as u32;
             }
@@ -146,14 +189,20 @@ impl IpvsBackend for IpvsadmBackend {
         // Persistence templates: "-> addr Forward Weight ActiveConn InActConn PersistConn".
         for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--persistent-conn"], None)?)? {
             if let (Some(dest), [_, _, _, persist]) = (dest, n.as_slice()) {
-                snap.counters.dests.entry((key, dest)).or_default().persistent = *persist as u32;
+                snap.counters
+                    .dests
+                    .entry((key, dest))
+                    .or_default()
+                    .persistent = *persist as u32;
             }
         }
         // Totals: "Conns InPkts OutPkts InBytes OutBytes"; rates: "CPS InPPS OutPPS InBPS OutBPS".
         let stats = parse_listing(&self.run(&["-L", "-n", "--stats", "--exact"], None)?)?;
         let rates = parse_listing(&self.run(&["-L", "-n", "--rate", "--exact"], None)?)?;
         for ((key, dest, s), (_, _, r)) in stats.into_iter().zip(rates) {
-            let (Ok(s), Ok(r)) = (<[u64; 5]>::try_from(s), <[u64; 5]>::try_from(r)) else { continue };
+            let (Ok(s), Ok(r)) = (<[u64; 5]>::try_from(s), <[u64; 5]>::try_from(r)) else {
+                continue;
+            };
             let stats = Stats {
                 conns: s[0],
                 inpkts: s[1],
@@ -199,14 +248,26 @@ impl IpvsBackend for IpvsadmBackend {
             // and retries only what is still missing.
             Err(e) => {
                 let text = e.to_string();
-                ops.iter().map(|_| Err(IpvsError::Ipvsadm { command: "ipvsadm -R".into(), stderr: text.clone() })).collect()
+                ops.iter()
+                    .map(|_| {
+                        Err(IpvsError::Ipvsadm {
+                            command: "ipvsadm -R".into(),
+                            stderr: text.clone(),
+                        })
+                    })
+                    .collect()
             }
         }
     }
 
     fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
         let out = self.run(&["-L", "-n"], None)?;
-        parse_info(&out).ok_or_else(|| IpvsError::IpvsadmOutput(format!("no version line in `{}`", out.lines().next().unwrap_or(""))))
+        parse_info(&out).ok_or_else(|| {
+            IpvsError::IpvsadmOutput(format!(
+                "no version line in `{}`",
+                out.lines().next().unwrap_or("")
+            ))
+        })
     }
 
     fn flush(&mut self) -> Result<(), IpvsError> {
@@ -222,7 +283,10 @@ fn parse_info(listing: &str) -> Option<IpvsInfo> {
     let mut parts = version.split('.').map(|p| p.parse::<u8>().ok());
     let version = (parts.next()??, parts.next()??, parts.next()??);
     let conn_tab_size = size.strip_suffix(')')?.parse().ok()?;
-    Some(IpvsInfo { version, conn_tab_size })
+    Some(IpvsInfo {
+        version,
+        conn_tab_size,
+    })
 }
 
 #[cfg(test)]
@@ -242,16 +306,34 @@ FWM  7 IPv6 rr\n\
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[1].1, Some("192.168.0.179:80".parse().unwrap()));
         assert_eq!(rows[1].2, vec![100, 10, 3, 4]);
-        assert_eq!(rows[2].0, ServiceKey::Fwmark { mark: 7, family: Family::Ipv6 });
-        assert_eq!(parse_info(text), Some(IpvsInfo { version: (1, 2, 1), conn_tab_size: 4096 }));
+        assert_eq!(
+            rows[2].0,
+            ServiceKey::Fwmark {
+                mark: 7,
+                family: Family::Ipv6
+            }
+        );
+        assert_eq!(
+            parse_info(text),
+            Some(IpvsInfo {
+                version: (1, 2, 1),
+                conn_tab_size: 4096
+            })
+        );
     }
 
     #[test]
     fn ipvsadm_errors_become_typed() {
-        assert!(matches!(classify("ipvsadm -A", "Service already exists".into()), IpvsError::ServiceExists));
-        assert!(matches!(classify("ipvsadm -d", "No such destination".into()), IpvsError::NoSuchDest));
         assert!(matches!(
-            classify("ipvsadm -A -t 1.2.3.4:80 -s foo", "Scheduler not found: ip_vs_foo.ko".into()),
+            classify("ipvsadm -A", "Service already exists".into()),
+            IpvsError::ServiceExists
+        ));
+        assert!(matches!(
+            classify("ipvsadm -d", "No such destination".into()),
+            IpvsError::NoSuchDest
+        ));
+        assert!(matches!(
+            classify("ipvsadm -A -t 1.2.3.4:80 -s foo", "Scheduler or persistence engine not found".into()),
             IpvsError::NoSuchScheduler(s) if s == "foo"
         ));
     }

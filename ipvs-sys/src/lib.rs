@@ -36,7 +36,11 @@ impl std::fmt::Display for IpvsInfo {
     /// `IP Virtual Server version 1.2.1 (size=4096)`, as `ipvsadm -Ln` prints it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (a, b, c) = self.version;
-        write!(f, "IP Virtual Server version {a}.{b}.{c} (size={})", self.conn_tab_size)
+        write!(
+            f,
+            "IP Virtual Server version {a}.{b}.{c} (size={})",
+            self.conn_tab_size
+        )
     }
 }
 
@@ -117,7 +121,10 @@ impl IpvsError {
 
     /// Maps a kernel errno for `op` to the typed error the kernel means by it.
     pub fn from_errno(errno: i32, op: Option<&Op>) -> IpvsError {
-        let is_dest = matches!(op, Some(Op::AddDest { .. } | Op::EditDest { .. } | Op::DelDest { .. }));
+        let is_dest = matches!(
+            op,
+            Some(Op::AddDest { .. } | Op::EditDest { .. } | Op::DelDest { .. })
+        );
         match errno {
             libc::EPERM | libc::EACCES => IpvsError::PermissionDenied,
             libc::EEXIST if is_dest => IpvsError::DestExists,
@@ -131,8 +138,13 @@ impl IpvsError {
                 _ => IpvsError::NoSuchService,
             },
             libc::ERANGE => IpvsError::OutOfRange,
-            libc::EINVAL => IpvsError::Invalid(op.map_or_else(|| "request".to_string(), |o| o.to_string())),
-            _ => IpvsError::Kernel { errno, message: std::io::Error::from_raw_os_error(errno).to_string() },
+            libc::EINVAL => {
+                IpvsError::Invalid(op.map_or_else(|| "request".to_string(), |o| o.to_string()))
+            }
+            _ => IpvsError::Kernel {
+                errno,
+                message: std::io::Error::from_raw_os_error(errno).to_string(),
+            },
         }
     }
 }

@@ -47,7 +47,10 @@ impl IpvsBackend for MemoryBackend {
     }
 
     fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
-        Ok(IpvsInfo { version: (1, 2, 1), conn_tab_size: 4096 })
+        Ok(IpvsInfo {
+            version: (1, 2, 1),
+            conn_tab_size: 4096,
+        })
     }
 
     fn flush(&mut self) -> Result<(), IpvsError> {
@@ -66,17 +69,31 @@ mod tests {
         let mut m = MemoryBackend::new();
         let key = ServiceKey::Tcp("10.0.0.1:80".parse().unwrap());
         let dest = "10.0.1.1:80".parse().unwrap();
-        let add_dest = Op::AddDest { service: key, dest, params: DestParams::new(Forward::Dr, 1) };
+        let add_dest = Op::AddDest {
+            service: key,
+            dest,
+            params: DestParams::new(Forward::Dr, 1),
+        };
         assert!(matches!(m.apply(&add_dest), Err(IpvsError::NoSuchService)));
-        m.apply(&Op::AddService { key, params: ServiceParams::new("rr") }).unwrap();
+        m.apply(&Op::AddService {
+            key,
+            params: ServiceParams::new("rr"),
+        })
+        .unwrap();
         assert!(matches!(
-            m.apply(&Op::AddService { key, params: ServiceParams::new("rr") }),
+            m.apply(&Op::AddService {
+                key,
+                params: ServiceParams::new("rr")
+            }),
             Err(IpvsError::ServiceExists)
         ));
         m.apply(&add_dest).unwrap();
         assert!(matches!(m.apply(&add_dest), Err(IpvsError::DestExists)));
         m.apply(&Op::DelDest { service: key, dest }).unwrap();
-        assert!(matches!(m.apply(&Op::DelDest { service: key, dest }), Err(IpvsError::NoSuchDest)));
+        assert!(matches!(
+            m.apply(&Op::DelDest { service: key, dest }),
+            Err(IpvsError::NoSuchDest)
+        ));
         assert_eq!(m.log.len(), 3);
     }
 }

@@ -27,7 +27,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn golden(op: &Op) -> String {
-    format!("{op}\n{}", hex(&encode_request(codec::op_message(op), FAMILY, 7, NLM_F_REQUEST | NLM_F_ACK)))
+    format!(
+        "{op}\n{}",
+        hex(&encode_request(
+            codec::op_message(op),
+            FAMILY,
+            7,
+            NLM_F_REQUEST | NLM_F_ACK
+        ))
+    )
 }
 
 fn tcp() -> ServiceKey {
@@ -37,7 +45,10 @@ fn v6() -> ServiceKey {
     ServiceKey::Udp("[2001:db8::1]:53".parse().unwrap())
 }
 fn fwm() -> ServiceKey {
-    ServiceKey::Fwmark { mark: 7, family: Family::Ipv4 }
+    ServiceKey::Fwmark {
+        mark: 7,
+        family: Family::Ipv4,
+    }
 }
 fn persistent(scheduler: &str, timeout: u32, prefix: u8) -> ServiceParams {
     let mut p = ServiceParams::new(scheduler);
@@ -48,13 +59,29 @@ fn persistent(scheduler: &str, timeout: u32, prefix: u8) -> ServiceParams {
 #[test]
 fn golden_service_requests() {
     let ops = [
-        Op::AddService { key: tcp(), params: ServiceParams::new("wlc") },
-        Op::AddService { key: tcp(), params: persistent("rr", 300, 24) },
-        Op::EditService { key: v6(), params: persistent("sh", 60, 64) },
+        Op::AddService {
+            key: tcp(),
+            params: ServiceParams::new("wlc"),
+        },
+        Op::AddService {
+            key: tcp(),
+            params: persistent("rr", 300, 24),
+        },
+        Op::EditService {
+            key: v6(),
+            params: persistent("sh", 60, 64),
+        },
         Op::DelService { key: fwm() },
         Op::AddService {
-            key: ServiceKey::Fwmark { mark: 9, family: Family::Ipv6 },
-            params: ServiceParams { one_packet: true, sched_flags: SchedFlags::FLAG2, ..ServiceParams::new("mh") },
+            key: ServiceKey::Fwmark {
+                mark: 9,
+                family: Family::Ipv6,
+            },
+            params: ServiceParams {
+                one_packet: true,
+                sched_flags: SchedFlags::FLAG2,
+                ..ServiceParams::new("mh")
+            },
         },
     ];
     let text: Vec<String> = ops.iter().map(golden).collect();
@@ -66,11 +93,35 @@ fn golden_destination_requests() {
     let rs: SocketAddr = "192.168.0.179:80".parse().unwrap();
     let rs6: SocketAddr = "[2001:db8::2]:5353".parse().unwrap();
     let ops = [
-        Op::AddDest { service: tcp(), dest: rs, params: DestParams::new(Forward::Dr, 2) },
-        Op::EditDest { service: tcp(), dest: rs, params: DestParams { weight: 0, forward: Forward::Dr, upper: 100, lower: 10 } },
-        Op::DelDest { service: tcp(), dest: rs },
-        Op::AddDest { service: v6(), dest: rs6, params: DestParams::new(Forward::Nat, 10) },
-        Op::AddDest { service: fwm(), dest: "10.0.0.3:0".parse().unwrap(), params: DestParams::new(Forward::Tun, 1) },
+        Op::AddDest {
+            service: tcp(),
+            dest: rs,
+            params: DestParams::new(Forward::Dr, 2),
+        },
+        Op::EditDest {
+            service: tcp(),
+            dest: rs,
+            params: DestParams {
+                weight: 0,
+                forward: Forward::Dr,
+                upper: 100,
+                lower: 10,
+            },
+        },
+        Op::DelDest {
+            service: tcp(),
+            dest: rs,
+        },
+        Op::AddDest {
+            service: v6(),
+            dest: rs6,
+            params: DestParams::new(Forward::Nat, 10),
+        },
+        Op::AddDest {
+            service: fwm(),
+            dest: "10.0.0.3:0".parse().unwrap(),
+            params: DestParams::new(Forward::Tun, 1),
+        },
     ];
     let text: Vec<String> = ops.iter().map(golden).collect();
     insta::assert_snapshot!(text.join("\n"));
@@ -79,10 +130,32 @@ fn golden_destination_requests() {
 #[test]
 fn golden_reads() {
     let text = [
-        ("dump services", encode_request(codec::dump_services(), FAMILY, 1, NLM_F_REQUEST | NLM_F_DUMP)),
-        ("dump dests of TCP 192.168.0.101:80", encode_request(codec::dump_dests(&tcp()), FAMILY, 2, NLM_F_REQUEST | NLM_F_DUMP)),
-        ("get info", encode_request(codec::get_info(), FAMILY, 3, NLM_F_REQUEST | NLM_F_ACK)),
-        ("flush", encode_request(codec::flush(), FAMILY, 4, NLM_F_REQUEST | NLM_F_ACK)),
+        (
+            "dump services",
+            encode_request(
+                codec::dump_services(),
+                FAMILY,
+                1,
+                NLM_F_REQUEST | NLM_F_DUMP,
+            ),
+        ),
+        (
+            "dump dests of TCP 192.168.0.101:80",
+            encode_request(
+                codec::dump_dests(&tcp()),
+                FAMILY,
+                2,
+                NLM_F_REQUEST | NLM_F_DUMP,
+            ),
+        ),
+        (
+            "get info",
+            encode_request(codec::get_info(), FAMILY, 3, NLM_F_REQUEST | NLM_F_ACK),
+        ),
+        (
+            "flush",
+            encode_request(codec::flush(), FAMILY, 4, NLM_F_REQUEST | NLM_F_ACK),
+        ),
     ]
     .iter()
     .map(|(name, bytes)| format!("{name}\n{}", hex(bytes)))
@@ -93,9 +166,12 @@ fn golden_reads() {
 
 fn service_key() -> impl Strategy<Value = ServiceKey> {
     prop_oneof![
-        (any::<[u8; 4]>(), 1u16..).prop_map(|(ip, port)| ServiceKey::Tcp(SocketAddr::from((ip, port)))),
-        (any::<[u8; 16]>(), 1u16..).prop_map(|(ip, port)| ServiceKey::Udp(SocketAddr::from((ip, port)))),
-        (any::<[u8; 4]>(), 1u16..).prop_map(|(ip, port)| ServiceKey::Sctp(SocketAddr::from((ip, port)))),
+        (any::<[u8; 4]>(), 1u16..)
+            .prop_map(|(ip, port)| ServiceKey::Tcp(SocketAddr::from((ip, port)))),
+        (any::<[u8; 16]>(), 1u16..)
+            .prop_map(|(ip, port)| ServiceKey::Udp(SocketAddr::from((ip, port)))),
+        (any::<[u8; 4]>(), 1u16..)
+            .prop_map(|(ip, port)| ServiceKey::Sctp(SocketAddr::from((ip, port)))),
         (1u32.., any::<bool>()).prop_map(|(mark, v6)| ServiceKey::Fwmark {
             mark,
             family: if v6 { Family::Ipv6 } else { Family::Ipv4 }
@@ -122,8 +198,18 @@ fn service_params(family: Family) -> impl Strategy<Value = ServiceParams> {
 }
 
 fn dest_params() -> impl Strategy<Value = DestParams> {
-    (0u32..=65535, prop_oneof![Just(Forward::Dr), Just(Forward::Nat), Just(Forward::Tun)], any::<u32>(), any::<u32>())
-        .prop_map(|(weight, forward, upper, lower)| DestParams { weight, forward, upper, lower })
+    (
+        0u32..=65535,
+        prop_oneof![Just(Forward::Dr), Just(Forward::Nat), Just(Forward::Tun)],
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(|(weight, forward, upper, lower)| DestParams {
+            weight,
+            forward,
+            upper,
+            lower,
+        })
 }
 
 proptest! {

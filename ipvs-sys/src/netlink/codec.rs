@@ -10,7 +10,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable, ParseableParametrized,
+    DecodeError, DefaultNla, Emitable, Nla, NlaBuffer, NlasIterator, Parseable,
+    ParseableParametrized,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
@@ -232,7 +233,9 @@ impl Nla for Attr {
         match self {
             Attr::Service(a) => a.as_slice().emit(buf),
             Attr::Dest(a) => a.as_slice().emit(buf),
-            Attr::InfoVersion(v) | Attr::InfoConnTabSize(v) => buf[..4].copy_from_slice(&v.to_ne_bytes()),
+            Attr::InfoVersion(v) | Attr::InfoConnTabSize(v) => {
+                buf[..4].copy_from_slice(&v.to_ne_bytes())
+            }
             Attr::Other(n) => n.emit_value(buf),
         }
     }
@@ -402,7 +405,10 @@ fn port_be(v: &[u8], what: &str) -> Result<u16, DecodeError> {
 fn addr16(v: &[u8], what: &str) -> Result<[u8; 16], DecodeError> {
     // IPv4 may come as 4 bytes; anything up to 16 is zero-padded.
     if v.len() > 16 || v.is_empty() {
-        return Err(DecodeError::from(format!("{what}: bad address length {}", v.len())));
+        return Err(DecodeError::from(format!(
+            "{what}: bad address length {}",
+            v.len()
+        )));
     }
     let mut a = [0u8; 16];
     a[..v.len()].copy_from_slice(v);
@@ -410,7 +416,8 @@ fn addr16(v: &[u8], what: &str) -> Result<[u8; 16], DecodeError> {
 }
 fn string(v: &[u8], what: &str) -> Result<String, DecodeError> {
     let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
-    String::from_utf8(v[..end].to_vec()).map_err(|_| DecodeError::from(format!("{what}: not UTF-8")))
+    String::from_utf8(v[..end].to_vec())
+        .map_err(|_| DecodeError::from(format!("{what}: not UTF-8")))
 }
 
 fn parse_nested<T>(
@@ -432,7 +439,11 @@ fn parse_stats(value: &[u8]) -> Result<Vec<StatsAttr>, DecodeError> {
             8 => (u64::from_ne_bytes(fixed(v, "stats")?), true),
             n => return Err(DecodeError::from(format!("stats attribute of {n} bytes"))),
         };
-        Ok(StatsAttr { kind: nla.kind(), value, wide })
+        Ok(StatsAttr {
+            kind: nla.kind(),
+            value,
+            wide,
+        })
     })
 }
 
@@ -493,7 +504,10 @@ impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
                 _ => Attr::Other(DefaultNla::parse(nla)?),
             })
         })?;
-        Ok(IpvsMessage { cmd: header.cmd, attrs })
+        Ok(IpvsMessage {
+            cmd: header.cmd,
+            attrs,
+        })
     }
 }
 
@@ -517,7 +531,9 @@ fn ip_bytes(ip: IpAddr) -> [u8; 16] {
 
 fn ip_from(bytes: [u8; 16], af: u16) -> Result<IpAddr, DecodeError> {
     match af {
-        AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
+        AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
         AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(bytes))),
         other => Err(DecodeError::from(format!("unknown address family {other}"))),
     }
@@ -560,7 +576,10 @@ pub fn service_attrs(key: &ServiceKey, params: &ServiceParams) -> Vec<SvcAttr> {
     if params.one_packet {
         flags |= F_ONEPACKET;
     }
-    attrs.push(SvcAttr::Flags { flags, mask: u32::MAX });
+    attrs.push(SvcAttr::Flags {
+        flags,
+        mask: u32::MAX,
+    });
     let (timeout, prefix) = match params.persistence {
         Some(p) => (p.timeout, p.prefix),
         None => (0, family.max_prefix()),
@@ -573,7 +592,11 @@ pub fn service_attrs(key: &ServiceKey, params: &ServiceParams) -> Vec<SvcAttr> {
 fn netmask_bytes(family: Family, prefix: u8) -> [u8; 4] {
     match family {
         Family::Ipv4 => {
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix.min(32))) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix.min(32)))
+            };
             mask.to_be_bytes()
         }
         Family::Ipv6 => u32::from(prefix).to_ne_bytes(),
@@ -613,20 +636,43 @@ pub fn dest_attrs(dest: &SocketAddr, params: Option<&DestParams>) -> Vec<DestAtt
 /// The request message for an operation.
 pub fn op_message(op: &Op) -> IpvsMessage {
     let (cmd, attrs) = match op {
-        Op::AddService { key, params } => (cmd::NEW_SERVICE, vec![Attr::Service(service_attrs(key, params))]),
-        Op::EditService { key, params } => (cmd::SET_SERVICE, vec![Attr::Service(service_attrs(key, params))]),
-        Op::DelService { key } => (cmd::DEL_SERVICE, vec![Attr::Service(service_identity(key))]),
-        Op::AddDest { service, dest, params } => (
-            cmd::NEW_DEST,
-            vec![Attr::Service(service_identity(service)), Attr::Dest(dest_attrs(dest, Some(params)))],
+        Op::AddService { key, params } => (
+            cmd::NEW_SERVICE,
+            vec![Attr::Service(service_attrs(key, params))],
         ),
-        Op::EditDest { service, dest, params } => (
+        Op::EditService { key, params } => (
+            cmd::SET_SERVICE,
+            vec![Attr::Service(service_attrs(key, params))],
+        ),
+        Op::DelService { key } => (cmd::DEL_SERVICE, vec![Attr::Service(service_identity(key))]),
+        Op::AddDest {
+            service,
+            dest,
+            params,
+        } => (
+            cmd::NEW_DEST,
+            vec![
+                Attr::Service(service_identity(service)),
+                Attr::Dest(dest_attrs(dest, Some(params))),
+            ],
+        ),
+        Op::EditDest {
+            service,
+            dest,
+            params,
+        } => (
             cmd::SET_DEST,
-            vec![Attr::Service(service_identity(service)), Attr::Dest(dest_attrs(dest, Some(params)))],
+            vec![
+                Attr::Service(service_identity(service)),
+                Attr::Dest(dest_attrs(dest, Some(params))),
+            ],
         ),
         Op::DelDest { service, dest } => (
             cmd::DEL_DEST,
-            vec![Attr::Service(service_identity(service)), Attr::Dest(dest_attrs(dest, None))],
+            vec![
+                Attr::Service(service_identity(service)),
+                Attr::Dest(dest_attrs(dest, None)),
+            ],
         ),
     };
     IpvsMessage { cmd, attrs }
@@ -634,22 +680,34 @@ pub fn op_message(op: &Op) -> IpvsMessage {
 
 /// The request that dumps every service.
 pub fn dump_services() -> IpvsMessage {
-    IpvsMessage { cmd: cmd::GET_SERVICE, attrs: Vec::new() }
+    IpvsMessage {
+        cmd: cmd::GET_SERVICE,
+        attrs: Vec::new(),
+    }
 }
 
 /// The request that dumps the destinations of `key`.
 pub fn dump_dests(key: &ServiceKey) -> IpvsMessage {
-    IpvsMessage { cmd: cmd::GET_DEST, attrs: vec![Attr::Service(service_identity(key))] }
+    IpvsMessage {
+        cmd: cmd::GET_DEST,
+        attrs: vec![Attr::Service(service_identity(key))],
+    }
 }
 
 /// The request for version and connection table size.
 pub fn get_info() -> IpvsMessage {
-    IpvsMessage { cmd: cmd::GET_INFO, attrs: Vec::new() }
+    IpvsMessage {
+        cmd: cmd::GET_INFO,
+        attrs: Vec::new(),
+    }
 }
 
 /// The request that deletes every service.
 pub fn flush() -> IpvsMessage {
-    IpvsMessage { cmd: cmd::FLUSH, attrs: Vec::new() }
+    IpvsMessage {
+        cmd: cmd::FLUSH,
+        attrs: Vec::new(),
+    }
 }
 
 fn stats_from(attrs: &[StatsAttr]) -> Stats {
@@ -710,7 +768,11 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> 
     let fam = match af_num {
         AF_INET => Family::Ipv4,
         AF_INET6 => Family::Ipv6,
-        other => return Err(DecodeError::from(format!("service of unknown family {other}"))),
+        other => {
+            return Err(DecodeError::from(format!(
+                "service of unknown family {other}"
+            )))
+        }
     };
     let key = match mark.filter(|m| *m != 0) {
         Some(mark) => ServiceKey::Fwmark { mark, family: fam },
@@ -721,7 +783,11 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> 
                 IPPROTO_TCP => Protocol::Tcp,
                 IPPROTO_UDP => Protocol::Udp,
                 IPPROTO_SCTP => Protocol::Sctp,
-                other => return Err(DecodeError::from(format!("service of unknown protocol {other}"))),
+                other => {
+                    return Err(DecodeError::from(format!(
+                        "service of unknown protocol {other}"
+                    )))
+                }
             };
             ServiceKey::inet(protocol, sa)
         }
@@ -738,7 +804,11 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> 
         sched_flags: SchedFlags::from_bits(((flags >> F_SCHED_SHIFT) & 7) as u8),
         pe,
     };
-    Ok(DecodedService { key, params, stats: stats64.or(stats).unwrap_or_default() })
+    Ok(DecodedService {
+        key,
+        params,
+        stats: stats64.or(stats).unwrap_or_default(),
+    })
 }
 
 /// A destination as decoded from a dump reply.
@@ -781,12 +851,22 @@ pub fn decode_dest(attrs: &[DestAttr], service_family: Family) -> Result<Decoded
         FWD_TUNNEL => Forward::Tun,
         // ipvsadm shows a local node as -g too.
         FWD_DROUTE | FWD_LOCALNODE => Forward::Dr,
-        other => return Err(DecodeError::from(format!("unknown forwarding method {other}"))),
+        other => {
+            return Err(DecodeError::from(format!(
+                "unknown forwarding method {other}"
+            )))
+        }
     };
-    let af_num = family.filter(|f| *f != 0).unwrap_or_else(|| af(service_family));
+    let af_num = family
+        .filter(|f| *f != 0)
+        .unwrap_or_else(|| af(service_family));
     let ip = ip_from(addr.ok_or("destination without address")?, af_num)?;
     counters.stats = stats64.or(stats).unwrap_or_default();
-    Ok(DecodedDest { addr: SocketAddr::new(ip, port.ok_or("destination without port")?), params, counters })
+    Ok(DecodedDest {
+        addr: SocketAddr::new(ip, port.ok_or("destination without port")?),
+        params,
+        counters,
+    })
 }
 
 /// The version and connection table size from a SET_INFO reply.
@@ -801,6 +881,10 @@ pub fn decode_info(msg: &IpvsMessage) -> Result<((u8, u8, u8), u32), DecodeError
         }
     }
     let v = version.ok_or("info without version")?;
-    let version = (((v >> 16) & 0xff) as u8, ((v >> 8) & 0xff) as u8, (v & 0xff) as u8);
+    let version = (
+        ((v >> 16) & 0xff) as u8,
+        ((v >> 8) & 0xff) as u8,
+        (v & 0xff) as u8,
+    );
     Ok((version, size.ok_or("info without size")?))
 }

@@ -68,15 +68,25 @@ pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
     while buf.len() >= 16 {
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len < 16 || len > buf.len() {
-            return Err(IpvsError::Decode(format!("netlink message length {len} of {}", buf.len())));
+            return Err(IpvsError::Decode(format!(
+                "netlink message length {len} of {}",
+                buf.len()
+            )));
         }
         let msg = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(&buf[..len])
             .map_err(|e| IpvsError::Decode(e.to_string()))?;
         let seq = msg.header.sequence_number;
         let interrupted = msg.header.flags & NLM_F_DUMP_INTR != 0;
         match msg.payload {
-            NetlinkPayload::InnerMessage(genl) => out.push(Reply::Message { seq, interrupted, msg: genl.payload }),
-            NetlinkPayload::Error(e) => out.push(Reply::Ack { seq, errno: -e.raw_code() }),
+            NetlinkPayload::InnerMessage(genl) => out.push(Reply::Message {
+                seq,
+                interrupted,
+                msg: genl.payload,
+            }),
+            NetlinkPayload::Error(e) => out.push(Reply::Ack {
+                seq,
+                errno: -e.raw_code(),
+            }),
             NetlinkPayload::Done(_) => out.push(Reply::Done { seq }),
             _ => {}
         }
@@ -96,12 +106,17 @@ pub struct NetlinkBackend {
 
 impl std::fmt::Debug for NetlinkBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetlinkBackend").field("family_id", &self.family_id).finish()
+        f.debug_struct("NetlinkBackend")
+            .field("family_id", &self.family_id)
+            .finish()
     }
 }
 
 fn io(context: &str) -> impl Fn(std::io::Error) -> IpvsError + '_ {
-    move |source| IpvsError::Io { context: context.to_string(), source }
+    move |source| IpvsError::Io {
+        context: context.to_string(),
+        source,
+    }
 }
 
 impl NetlinkBackend {
@@ -110,9 +125,18 @@ impl NetlinkBackend {
     /// Fails with [`IpvsError::NotAvailable`] when the kernel has no IPVS.
     pub fn connect() -> Result<NetlinkBackend, IpvsError> {
         let mut socket = Socket::new(NETLINK_GENERIC).map_err(io("opening a netlink socket"))?;
-        socket.bind_auto().map_err(io("binding the netlink socket"))?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(io("connecting the netlink socket"))?;
-        let mut backend = NetlinkBackend { socket, family_id: 0, seq: 1, buf: vec![0; 1 << 18] };
+        socket
+            .bind_auto()
+            .map_err(io("binding the netlink socket"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(io("connecting the netlink socket"))?;
+        let mut backend = NetlinkBackend {
+            socket,
+            family_id: 0,
+            seq: 1,
+            buf: vec![0; 1 << 18],
+        };
         backend.family_id = backend.resolve_family()?;
         Ok(backend)
     }
@@ -128,14 +152,18 @@ impl NetlinkBackend {
         nl.finalize();
         let mut out = vec![0u8; nl.buffer_len()];
         nl.serialize(&mut out);
-        self.socket.send(&out, 0).map_err(io("asking for the IPVS netlink family"))?;
+        self.socket
+            .send(&out, 0)
+            .map_err(io("asking for the IPVS netlink family"))?;
         loop {
             let n = self.recv()?;
             let mut buf = &self.buf[..n];
             while buf.len() >= 16 {
                 let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
                 if len < 16 || len > buf.len() {
-                    return Err(IpvsError::Decode("bad netlink length in family reply".into()));
+                    return Err(IpvsError::Decode(
+                        "bad netlink length in family reply".into(),
+                    ));
                 }
                 let msg = NetlinkMessage::<GenlMessage<GenlCtrl>>::deserialize(&buf[..len])
                     .map_err(|e| IpvsError::Decode(e.to_string()))?;
@@ -169,13 +197,17 @@ impl NetlinkBackend {
 
     fn recv(&mut self) -> Result<usize, IpvsError> {
         let mut slice = &mut self.buf[..];
-        self.socket.recv(&mut slice, 0).map_err(io("reading from the netlink socket"))
+        self.socket
+            .recv(&mut slice, 0)
+            .map_err(io("reading from the netlink socket"))
     }
 
     fn send(&mut self, msg: IpvsMessage, flags: u16) -> Result<u32, IpvsError> {
         let seq = self.next_seq();
         let bytes = encode_request(msg, self.family_id, seq, flags);
-        self.socket.send(&bytes, 0).map_err(io("writing to the netlink socket"))?;
+        self.socket
+            .send(&bytes, 0)
+            .map_err(io("writing to the netlink socket"))?;
         Ok(seq)
     }
 
@@ -189,7 +221,11 @@ impl NetlinkBackend {
                 match r {
                     Reply::Message { seq: s, msg, .. } if s == seq => replies.push(msg),
                     Reply::Ack { seq: s, errno } if s == seq => {
-                        return if errno == 0 { Ok(replies) } else { Err(IpvsError::from_errno(errno, op)) };
+                        return if errno == 0 {
+                            Ok(replies)
+                        } else {
+                            Err(IpvsError::from_errno(errno, op))
+                        };
                     }
                     _ => {}
                 }
@@ -206,7 +242,11 @@ impl NetlinkBackend {
             let n = self.recv()?;
             for r in decode_datagram(&self.buf[..n])? {
                 match r {
-                    Reply::Message { seq: s, msg, interrupted } if s == seq => {
+                    Reply::Message {
+                        seq: s,
+                        msg,
+                        interrupted,
+                    } if s == seq => {
                         interrupted_seen |= interrupted;
                         replies.push(msg);
                     }
@@ -223,24 +263,36 @@ impl NetlinkBackend {
     }
 
     fn try_snapshot(&mut self) -> Result<Option<Snapshot>, IpvsError> {
-        let Some(services) = self.dump(codec::dump_services())? else { return Ok(None) };
+        let Some(services) = self.dump(codec::dump_services())? else {
+            return Ok(None);
+        };
         let mut snap = Snapshot::default();
         for msg in services {
             for attr in msg.attrs {
                 let Attr::Service(svc) = attr else { continue };
-                let s = codec::decode_service(&svc).map_err(|e| IpvsError::Decode(e.to_string()))?;
+                let s =
+                    codec::decode_service(&svc).map_err(|e| IpvsError::Decode(e.to_string()))?;
                 snap.counters.services.insert(s.key, s.stats);
-                snap.table.services.insert(s.key, ServiceEntry { params: s.params, dests: BTreeMap::new() });
+                snap.table.services.insert(
+                    s.key,
+                    ServiceEntry {
+                        params: s.params,
+                        dests: BTreeMap::new(),
+                    },
+                );
             }
         }
         let keys: Vec<ServiceKey> = snap.table.services.keys().copied().collect();
         for key in keys {
-            let Some(dests) = self.dump(codec::dump_dests(&key))? else { return Ok(None) };
+            let Some(dests) = self.dump(codec::dump_dests(&key))? else {
+                return Ok(None);
+            };
             let entry = snap.table.services.get_mut(&key).expect("just inserted");
             for msg in dests {
                 for attr in msg.attrs {
                     let Attr::Dest(d) = attr else { continue };
-                    let d = codec::decode_dest(&d, key.family()).map_err(|e| IpvsError::Decode(e.to_string()))?;
+                    let d = codec::decode_dest(&d, key.family())
+                        .map_err(|e| IpvsError::Decode(e.to_string()))?;
                     entry.dests.insert(d.addr, d.params);
                     snap.counters.dests.insert((key, d.addr), d.counters);
                 }
@@ -269,7 +321,8 @@ impl IpvsBackend for NetlinkBackend {
     /// Pipelines the requests, [`PIPELINE`] at a time, and matches acknowledgements by
     /// sequence number.
     fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
-        let mut results: Vec<Option<Result<(), IpvsError>>> = (0..ops.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<(), IpvsError>>> =
+            (0..ops.len()).map(|_| None).collect();
         for (chunk_index, chunk) in ops.chunks(PIPELINE).enumerate() {
             let base = chunk_index * PIPELINE;
             let mut waiting: BTreeMap<u32, usize> = BTreeMap::new();
@@ -306,14 +359,23 @@ impl IpvsBackend for NetlinkBackend {
                 }
             }
         }
-        results.into_iter().map(|r| r.unwrap_or_else(|| Err(IpvsError::Decode("no reply".into())))).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(IpvsError::Decode("no reply".into()))))
+            .collect()
     }
 
     fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
         let replies = self.call(codec::get_info(), None)?;
-        let msg = replies.first().ok_or_else(|| IpvsError::Decode("no info reply".into()))?;
-        let (version, conn_tab_size) = codec::decode_info(msg).map_err(|e| IpvsError::Decode(e.to_string()))?;
-        Ok(IpvsInfo { version, conn_tab_size })
+        let msg = replies
+            .first()
+            .ok_or_else(|| IpvsError::Decode("no info reply".into()))?;
+        let (version, conn_tab_size) =
+            codec::decode_info(msg).map_err(|e| IpvsError::Decode(e.to_string()))?;
+        Ok(IpvsInfo {
+            version,
+            conn_tab_size,
+        })
     }
 
     fn flush(&mut self) -> Result<(), IpvsError> {
