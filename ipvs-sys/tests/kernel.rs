@@ -419,3 +419,61 @@ fn lvs_hc_table_save_equals_ipvsadm_save() {
     );
     nl.flush().unwrap();
 }
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn plan_against_the_live_table_then_apply_converges() {
+    let bin = std::env::var("LVS_HC_BIN").expect("LVS_HC_BIN names the lvs-hc binary");
+    let mut nl = NetlinkBackend::connect().unwrap();
+    nl.flush().unwrap();
+    let config = std::env::temp_dir().join("plan-kernel.toml");
+    std::fs::write(
+        &config,
+        "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.server]]\naddress = \"192.168.0.179:80\"\nweight = 2\n\
+         [[service.server]]\naddress = \"192.168.0.180:80\"\n[[service.fallback]]\naddress = \"127.0.0.1:80\"\nweight = 5\n",
+    )
+    .unwrap();
+    let plan = |down: &[&str]| {
+        let mut args = vec![
+            "plan",
+            "--config",
+            config.to_str().unwrap(),
+            "--actual",
+            "kernel",
+        ];
+        for d in down {
+            args.extend(["--down", d]);
+        }
+        let out = Command::new(&bin).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let apply = |lines: &str| {
+        for line in lines.lines() {
+            let argv: Vec<&str> = line.split_whitespace().skip(1).collect();
+            ipvsadm(&argv);
+        }
+    };
+    let first = plan(&[]);
+    assert_eq!(first.lines().count(), 3, "{first}");
+    apply(&first);
+    assert_eq!(
+        plan(&[]),
+        "",
+        "after applying the plan nothing is left to do"
+    );
+    let down = plan(&["192.168.0.179:80", "192.168.0.180:80"]);
+    assert_eq!(
+        down,
+        "ipvsadm -a -t 192.168.0.101:80 -r 127.0.0.1:80 -g -w 5\n\
+         ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.179:80\n\
+         ipvsadm -d -t 192.168.0.101:80 -r 192.168.0.180:80\n"
+    );
+    apply(&down);
+    assert_eq!(plan(&["192.168.0.179:80", "192.168.0.180:80"]), "");
+    nl.flush().unwrap();
+}
