@@ -22,6 +22,29 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run a configuration through the deterministic simulator and print what lvs-hc would do.
+    ///
+    /// Simulated real servers fail on a schedule drawn from the seed; the real probes and
+    /// engine run in simulated time against an in-memory IPVS table. Prints the plan, the
+    /// timeline of events and operations, and per-server detection and recovery latency.
+    /// The same seed gives the same output.
+    Simulate {
+        /// The configuration file (TOML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// What goes wrong.
+        #[arg(long, default_value = "kill", value_parser = scenario_names())]
+        scenario: String,
+        /// The seed: the same seed, the same run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated time, e.g. 10m (default: long enough for several faults and recoveries).
+        #[arg(long, value_name = "DURATION")]
+        duration: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the live IPVS table.
     Table {
         /// How to read the kernel table.
@@ -70,4 +93,8 @@ pub enum TableFormat {
     List,
     /// JSON with every setting and counter.
     Json,
+}
+
+fn scenario_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::simulate::Scenario::ALL.map(|s| s.name()))
 }

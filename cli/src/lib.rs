@@ -3,7 +3,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod driver;
 pub mod load;
+pub mod probe;
+pub mod simulate;
 pub mod table;
 
 pub use load::{load_config, read_actual, LoadError};

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use lvs_hc::cli::{Cli, Command, TableFormat};
-use lvs_hc::commands::{check_summary, plan_lines, resolve_down};
+use lvs_hc::commands::{check_summary, plan_lines, resolve_down, simulate_report};
+use lvs_hc::simulate::{Plan, Scenario};
 use lvs_hc::table::{format_json, format_list, format_save, open_backend};
 use lvs_hc::{load_config, read_actual};
 use lvs_hc_core::Table;
@@ -26,6 +27,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { config } => {
             let cfg = load_config(&config)?;
             stdout.write_all(check_summary(&cfg, &config.display().to_string()).as_bytes())?;
+        }
+        Command::Simulate {
+            config,
+            scenario,
+            seed,
+            duration,
+            json,
+        } => {
+            let cfg = load_config(&config)?;
+            let scenario = Scenario::from_name(&scenario).expect("clap checked the name");
+            let duration = match duration {
+                Some(d) => lvs_hc_core::time::parse_duration(&d)
+                    .map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
+                None => std::time::Duration::ZERO,
+            };
+            let plan = Plan::new(cfg, scenario, seed, duration);
+            let report = simulate_report(&plan, json).map_err(anyhow::Error::msg)?;
+            stdout.write_all(report.as_bytes())?;
         }
         Command::Table { backend, format } => {
             let mut b = open_backend(backend)?;

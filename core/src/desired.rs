@@ -24,6 +24,10 @@ pub struct ServerView {
     pub weight: u32,
     /// Whether it is failed and still draining (weight 0 until its connections end).
     pub draining: bool,
+    /// Whether it has no verdict and no probe result at all yet (lvs-hc just started or just
+    /// learned of it). Such a server holds back the fallback until its first result: it may
+    /// well be healthy, and a sorry page for the first milliseconds helps nobody.
+    pub pending: bool,
 }
 
 /// A service's desired entry, and how many real servers counted as healthy for the quorum.
@@ -46,7 +50,8 @@ pub struct DesiredService {
 ///   `new_servers = "in"` they are in.
 /// - Failed servers are removed, kept at weight 0, or kept at weight 0 while draining.
 /// - Fallbacks (those that are up, or have no checks) are in exactly when fewer than `quorum`
-///   real servers are healthy; with `fallback_mode = "exclusive"` the real servers leave then.
+///   real servers are healthy, counting servers not yet probed at all as healthy; with
+///   `fallback_mode = "exclusive"` the real servers leave then.
 pub fn desired_service(
     svc: &VirtualService,
     believed: Option<&ServiceEntry>,
@@ -54,8 +59,10 @@ pub fn desired_service(
 ) -> DesiredService {
     let mut reals = Vec::with_capacity(svc.servers.len());
     let mut healthy = 0;
+    let mut pending = 0;
     for (i, server) in svc.servers.iter().enumerate() {
         let v = view(ServerRef::Real(i));
+        let counted_before = healthy;
         let params = match v.health {
             Health::Up => {
                 healthy += 1;
@@ -80,12 +87,15 @@ pub fn desired_service(
                 FailureAction::Drain { .. } => v.draining.then(|| server.dest_params(0)),
             },
         };
+        if v.pending && healthy == counted_before {
+            pending += 1;
+        }
         reals.push((server.addr, params));
     }
 
     let mut dests = BTreeMap::new();
     let mut fallback_in = false;
-    if healthy < svc.quorum {
+    if healthy + pending < svc.quorum {
         for (i, fb) in svc.fallbacks.iter().enumerate() {
             let v = view(ServerRef::Fallback(i));
             if v.health == Health::Up {

@@ -396,10 +396,16 @@ impl Engine {
             .drains
             .get(&(key, slot.addr))
             .is_some_and(|d| !d.finished);
+        let pending = slot.health == Health::Unknown
+            && slot
+                .probes
+                .iter()
+                .any(|&p| self.probes[p].last_result.is_none());
         ServerView {
             health: slot.health,
             weight: reported.unwrap_or(configured),
             draining,
+            pending,
         }
     }
 

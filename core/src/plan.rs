@@ -32,6 +32,7 @@ pub fn plan(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) -> Vec
                 health: if is_down { Health::Down } else { Health::Up },
                 weight: server.weight,
                 draining,
+                pending: false,
             }
         };
         let desired = desired_service(svc, have, view);

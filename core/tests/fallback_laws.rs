@@ -1,6 +1,6 @@
 //! With a fallback configured, it is in the desired table exactly when fewer than `quorum` real
-//! servers are healthy; failed servers follow the failure policy; unknown servers are kept as
-//! the kernel has them.
+//! servers are healthy (servers not probed at all yet counting as healthy); failed servers
+//! follow the failure policy; unknown servers are kept as the kernel has them.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +33,7 @@ proptest! {
 
     #[test]
     fn fallback_in_exactly_when_healthy_below_quorum(
-        states in proptest::collection::vec((health(), any::<bool>(), 0u32..3), 1..8),
+        states in proptest::collection::vec((health(), any::<bool>(), 0u32..3, any::<bool>()), 1..8),
         quorum_pick in 0usize..8,
         action in prop_oneof![Just("remove"), Just("zero"), Just("drain")],
     ) {
@@ -43,28 +43,35 @@ proptest! {
         let svc = &cfg.services[0];
         // What the kernel holds: some servers present, at some weight.
         let mut dests = BTreeMap::new();
-        for (i, (_, present, w)) in states.iter().enumerate() {
+        for (i, (_, present, w, _)) in states.iter().enumerate() {
             if *present {
                 dests.insert(svc.servers[i].addr, DestParams::new(Forward::Dr, *w));
             }
         }
         let believed = ServiceEntry { params: ServiceParams::new("wlc"), dests };
         let view = |r: ServerRef| match r {
-            ServerRef::Real(i) => ServerView { health: states[i].0, weight: svc.servers[i].weight, draining: states[i].1 },
-            ServerRef::Fallback(_) => ServerView { health: Health::Up, weight: 5, draining: false },
+            ServerRef::Real(i) => ServerView {
+                health: states[i].0,
+                weight: svc.servers[i].weight,
+                draining: states[i].1,
+                pending: states[i].3,
+            },
+            ServerRef::Fallback(_) => ServerView { health: Health::Up, weight: 5, draining: false, pending: false },
         };
         let d = desired_service(svc, Some(&believed), view);
 
-        let healthy = states
-            .iter()
-            .filter(|(h, present, w)| *h == Health::Up || (*h == Health::Unknown && *present && *w > 0))
-            .count();
+        let counts = |(h, present, w, _): &(Health, bool, u32, bool)| {
+            *h == Health::Up || (*h == Health::Unknown && *present && *w > 0)
+        };
+        let healthy = states.iter().filter(|s| counts(s)).count();
+        let not_yet_probed = states.iter().filter(|s| !counts(s) && s.3).count();
         prop_assert_eq!(d.healthy, healthy);
         let fallback = "127.0.0.1:80".parse().unwrap();
-        prop_assert_eq!(d.entry.dests.contains_key(&fallback), healthy < quorum);
-        prop_assert_eq!(d.fallback_in, healthy < quorum);
+        let below = healthy + not_yet_probed < quorum;
+        prop_assert_eq!(d.entry.dests.contains_key(&fallback), below);
+        prop_assert_eq!(d.fallback_in, below);
 
-        for (i, (h, present, w)) in states.iter().enumerate() {
+        for (i, (h, present, w, _)) in states.iter().enumerate() {
             let s = &svc.servers[i];
             let got = d.entry.dests.get(&s.addr).map(|p| p.weight);
             let want = match h {

@@ -1,0 +1,194 @@
+//! The tokio driver: feeds the engine probe results, kernel snapshots and applied operations,
+//! and sleeps until its next deadline. All timing goes through `tokio::time`, so turmoil can
+//! run the same loop in simulated time.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use ipvs_sys::IpvsBackend;
+use lvs_hc_core::{Config, Engine, Event, Input, Instant, Output, ProbeOutcome, ProbeRequest};
+use tokio::sync::mpsc;
+
+use crate::probe::{Connect, Prober};
+
+/// What a caller can watch while the driver runs. Every method has a do-nothing default.
+pub trait Observer {
+    /// An engine event (transitions, applied and failed operations, drift, ...).
+    fn on_event(&mut self, _event: &Event) {}
+    /// A probe finished: the request, its verdict and how long it took.
+    fn on_probe(&mut self, _req: &ProbeRequest, _outcome: &ProbeOutcome, _took: Duration) {}
+    /// Probes waited for a free slot (more due than `probe_concurrency` allows): how many wait.
+    fn on_backlog(&mut self, _waiting: usize) {}
+    /// The engine after each round of inputs, for status pages and checks.
+    fn on_engine(&mut self, _engine: &Engine) {}
+}
+
+/// An observer that watches nothing.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Options of a driver run beyond the four essentials.
+pub struct RunOptions<O: Observer> {
+    /// Seed of the engine's jitter; from the clock when `None`.
+    pub seed: Option<u64>,
+    /// New configurations to apply while running.
+    pub reloads: Option<mpsc::UnboundedReceiver<Config>>,
+    /// Who watches.
+    pub observer: O,
+}
+
+impl Default for RunOptions<NoObserver> {
+    fn default() -> Self {
+        RunOptions {
+            seed: None,
+            reloads: None,
+            observer: NoObserver,
+        }
+    }
+}
+
+/// Runs lvs-hc until `shutdown` resolves: probes every server, keeps the kernel table as the
+/// probes justify. Returns the engine as it ended (for cleanup and summaries).
+pub async fn run<C, B>(
+    config: Config,
+    connect: C,
+    backend: B,
+    shutdown: impl Future<Output = ()>,
+) -> Engine
+where
+    C: Connect,
+    B: IpvsBackend,
+{
+    run_with(config, connect, backend, shutdown, RunOptions::default()).await
+}
+
+/// [`run`] with options: a fixed seed, a reload channel, an observer.
+pub async fn run_with<C, B, O>(
+    config: Config,
+    connect: C,
+    mut backend: B,
+    shutdown: impl Future<Output = ()>,
+    mut options: RunOptions<O>,
+) -> Engine
+where
+    C: Connect,
+    B: IpvsBackend,
+    O: Observer,
+{
+    let origin = tokio::time::Instant::now();
+    let now = move || Instant::from_duration(origin.elapsed());
+    let seed = options.seed.unwrap_or_else(clock_seed);
+    let limit = config.daemon.probe_concurrency;
+    let mut engine = Engine::new(config, now(), seed);
+    let prober = Prober::new(connect);
+    let mut queue: VecDeque<ProbeRequest> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut reloads = options.reloads.take();
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = drain(
+            &mut engine,
+            &mut backend,
+            &mut queue,
+            &now,
+            &mut options.observer,
+        );
+        options.observer.on_engine(&engine);
+        while in_flight.len() < limit {
+            let Some(req) = queue.pop_front() else { break };
+            let prober = prober.clone();
+            in_flight.push(async move {
+                let started = tokio::time::Instant::now();
+                let outcome = prober.probe(&req).await;
+                (req, outcome, started.elapsed())
+            });
+        }
+        if !queue.is_empty() {
+            options.observer.on_backlog(queue.len());
+        }
+        let sleep_until = origin + deadline.since_origin();
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(config) = recv(&mut reloads) => {
+                engine.handle_input(Input::Reload { now: now(), config });
+            }
+            Some((req, outcome, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                options.observer.on_probe(&req, &outcome, took);
+                engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
+                // Take every other result that is ready too: one reconcile for the burst.
+                while let Some(Some((req, outcome, took))) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+                    options.observer.on_probe(&req, &outcome, took);
+                    engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
+                }
+            }
+            _ = tokio::time::sleep_until(sleep_until), if deadline != Instant::FAR_FUTURE => {
+                engine.handle_input(Input::Timeout(now()));
+            }
+        }
+    }
+    engine
+}
+
+async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Config>>) -> Option<Config> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers every output the engine has; returns its next deadline.
+fn drain<B: IpvsBackend, O: Observer>(
+    engine: &mut Engine,
+    backend: &mut B,
+    queue: &mut VecDeque<ProbeRequest>,
+    now: &impl Fn() -> Instant,
+    observer: &mut O,
+) -> Instant {
+    let mut ops = Vec::new();
+    loop {
+        match engine.poll_output() {
+            Output::Probe(req) => queue.push_back(req),
+            Output::Apply(op) => ops.push(op),
+            Output::ReadTable => {
+                let input = match backend.snapshot() {
+                    Ok(s) => Input::Snapshot {
+                        now: now(),
+                        table: s.table,
+                        counters: s.counters,
+                    },
+                    Err(e) => Input::SnapshotFailed {
+                        now: now(),
+                        error: e.to_string(),
+                    },
+                };
+                engine.handle_input(input);
+            }
+            Output::Event(e) => observer.on_event(&e),
+            Output::Timeout(deadline) => {
+                if ops.is_empty() {
+                    return deadline;
+                }
+                let results = backend.apply_batch(&ops);
+                for (op, result) in ops.drain(..).zip(results) {
+                    let result = result.map_err(|e| e.to_apply_error());
+                    engine.handle_input(Input::Applied {
+                        now: now(),
+                        op,
+                        result,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn clock_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32)
+}
