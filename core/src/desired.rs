@@ -95,11 +95,24 @@ pub fn desired_service(
 
     let mut dests = BTreeMap::new();
     let mut fallback_in = false;
-    if healthy + pending < svc.quorum {
+    // Servers not probed yet hold the fallback back, but never take out one that serves.
+    let serving = |addr| {
+        believed
+            .and_then(|b: &ServiceEntry| b.dests.get(addr))
+            .copied()
+    };
+    let fallback_serving = svc.fallbacks.iter().any(|f| serving(&f.addr).is_some());
+    if healthy < svc.quorum && (healthy + pending < svc.quorum || fallback_serving) {
         for (i, fb) in svc.fallbacks.iter().enumerate() {
             let v = view(ServerRef::Fallback(i));
-            if v.health == Health::Up {
-                dests.insert(fb.addr, fb.dest_params(v.weight));
+            let params = match v.health {
+                Health::Up => Some(fb.dest_params(v.weight)),
+                // No verdict yet on a fallback with checks: keep it as the kernel has it.
+                Health::Unknown => serving(&fb.addr),
+                Health::Down => None,
+            };
+            if let Some(p) = params {
+                dests.insert(fb.addr, p);
                 fallback_in = true;
             }
         }

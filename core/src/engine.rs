@@ -224,6 +224,8 @@ pub struct Engine {
     services: Vec<ServiceSlot>,
     service_index: BTreeMap<ServiceKey, usize>,
     retiring: BTreeSet<ServiceKey>,
+    /// Services named by a reload and not yet seen in a snapshot: left alone until then.
+    unverified: BTreeSet<ServiceKey>,
     believed: Option<Table>,
     counters: Counters,
     pending: HashMap<Target, String>,
@@ -256,6 +258,7 @@ impl Engine {
             services: Vec::new(),
             service_index: BTreeMap::new(),
             retiring: BTreeSet::new(),
+            unverified: BTreeSet::new(),
             believed: None,
             counters: Counters::default(),
             pending: HashMap::new(),
@@ -434,7 +437,9 @@ impl Engine {
         let mut probes: Vec<ProbeSlot> = Vec::new();
         let mut services = Vec::with_capacity(config.services.len());
         let mut old_servers: HashMap<(ServiceKey, SocketAddr, bool), ServerSlot> = HashMap::new();
+        let mut old_fallback_in: HashMap<ServiceKey, Option<bool>> = HashMap::new();
         for (svc, slot) in self.config.services.iter().zip(self.services.drain(..)) {
+            old_fallback_in.insert(svc.key, slot.fallback_in);
             for s in slot.reals {
                 old_servers.insert((svc.key, s.addr, false), s);
             }
@@ -448,7 +453,7 @@ impl Engine {
             let mut slot = ServiceSlot {
                 reals: Vec::new(),
                 fallbacks: Vec::new(),
-                fallback_in: None,
+                fallback_in: old_fallback_in.get(&svc.key).copied().flatten(),
             };
             let groups = [(false, &svc.servers), (true, &svc.fallbacks)];
             for (is_fallback, servers) in groups {
@@ -551,6 +556,17 @@ impl Engine {
         for k in &new_keys {
             self.retiring.remove(k);
         }
+        if reload && self.config.daemon.manage == Manage::Configured {
+            // The kernel may already hold a newly named service; what we believe of it was
+            // filtered out. Look before touching it.
+            let added: Vec<ServiceKey> = new_keys.difference(&old_keys).copied().collect();
+            if !added.is_empty() {
+                self.unverified.extend(added);
+                if !self.resync_outstanding {
+                    self.resync_due = self.resync_due.min(now);
+                }
+            }
+        }
         let real_addrs: BTreeSet<(ServiceKey, SocketAddr)> = config
             .services
             .iter()
@@ -598,6 +614,7 @@ impl Engine {
                 weight_changed = Some(w);
             }
         }
+        let first_result = p.last_result.is_none();
         p.last_result = Some((now, outcome));
         let timing = p.check.timing;
         let period = if p.hysteresis.failing() {
@@ -612,6 +629,12 @@ impl Engine {
         self.schedule.insert((due, pi));
         let users = p.users.clone();
         let server = p.server;
+        if first_result && transition.is_none() {
+            // A server stops holding back its service's fallback once it has a result.
+            for &(si, _) in &users {
+                self.dirty.insert(self.config.services[si].key);
+            }
+        }
         if let Some(weight) = weight_changed {
             self.emit(EventKind::WeightReported { server, weight });
             for &(si, _) in &users {
@@ -709,11 +732,13 @@ impl Engine {
             let changes: Vec<Op> = diff(&scoped, old)
                 .into_iter()
                 .filter(|op| !self.pending.contains_key(&op.target()))
+                .filter(|op| !self.unverified.contains(&op.service()))
                 .collect();
             if !changes.is_empty() {
                 self.emit(EventKind::Drift { changes });
             }
         }
+        self.unverified.clear();
         self.retiring.retain(|k| scoped.services.contains_key(k));
         self.believed = Some(scoped);
         // Drains end when the kernel shows no connections left (or the server is gone).
@@ -909,6 +934,9 @@ impl Engine {
     }
 
     fn reconcile_service(&mut self, key: ServiceKey) {
+        if self.unverified.contains(&key) {
+            return;
+        }
         let Some(believed) = &self.believed else {
             return;
         };
@@ -931,6 +959,14 @@ impl Engine {
             &mut ops,
         );
         let service_present = actual.is_some();
+        // Retry counts belong to operations still needed; a later failure starts afresh.
+        let needed: BTreeSet<Target> = ops.iter().map(Op::target).collect();
+        self.retries.retain(|t, _| {
+            let of_this = match t {
+                Target::Service(k) | Target::Dest(k, _) => *k == key,
+            };
+            !of_this || needed.contains(t)
+        });
         if let Some((si, d)) = &desired {
             let svc = &self.config.services[*si];
             if self.services[*si].fallback_in != Some(d.fallback_in) {

@@ -174,14 +174,12 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
                     i32::MAX as u64,
                 )?)
             }
-            "--tun-type" => {
-                let v = value(opt)?;
-                if v != "ipip" {
-                    return Err(format!(
-                        "tunnel type `{v}` is not supported by lvs-hc (only ipip)"
-                    ));
-                }
+            // Tunnel encapsulation details (GUE, GRE) are read and not modelled: such a
+            // destination is a tunnel destination like any other.
+            "--tun-type" | "--tun-port" => {
+                value(opt)?;
             }
+            "--tun-nocsum" | "--tun-csum" | "--tun-remcsum" => {}
             other => return Err(format!("unknown or unsupported option `{other}`")),
         }
     }
@@ -244,11 +242,9 @@ fn parse_rule(tokens: &[&str]) -> Result<Rule, String> {
     } else {
         let text = p.dest.ok_or("a destination line needs -r ADDRESS[:PORT]")?;
         let forward = p.forward.unwrap_or(Forward::Dr);
-        let mut dest = parse_socket(text, Some(key.port()))?;
-        if !matches!(key, ServiceKey::Fwmark { .. }) && forward != Forward::Nat {
-            // ipvsadm forces the service port for DR and TUN: they cannot change ports.
-            dest.set_port(key.port());
-        }
+        // A destination without a port takes the service's (as ipvsadm does). A given port is
+        // kept: save output always has one, and it is what the kernel holds.
+        let dest = parse_socket(text, Some(key.port()))?;
         if Family::of(dest.ip()) != key.family() {
             return Err(format!(
                 "destination {dest} is not of the service's family ({})",
@@ -458,9 +454,13 @@ mod tests {
     }
 
     #[test]
-    fn dr_destinations_take_the_service_port() {
-        let t = parse_save("-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -g\n").unwrap();
+    fn destinations_without_a_port_take_the_service_port() {
+        let t = parse_save("-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r 10.0.1.1 -g\n-a -t 10.0.0.1:80 -r 10.0.1.2:8080 -g\n").unwrap();
         let key = ServiceKey::Tcp("10.0.0.1:80".parse().unwrap());
         assert!(t.dest(&key, &"10.0.1.1:80".parse().unwrap()).is_some());
+        assert!(
+            t.dest(&key, &"10.0.1.2:8080".parse().unwrap()).is_some(),
+            "a given port is what the kernel holds"
+        );
     }
 }

@@ -122,6 +122,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("`{text}` is not a duration: number too large"))?;
         let unit_start = i;
+        if s[i..].starts_with("µs") {
+            i += "µs".len();
+        }
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
         }
@@ -161,6 +164,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("5µs"), Ok(Duration::from_micros(5)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! With a fallback configured, it is in the desired table exactly when fewer than `quorum` real
-//! servers are healthy (servers not probed at all yet counting as healthy); failed servers
-//! follow the failure policy; unknown servers are kept as the kernel has them.
+//! servers are healthy (servers not probed at all yet hold a fallback back, but never remove one
+//! that serves); failed servers follow the failure policy; unknown servers are kept as the
+//! kernel has them.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,7 @@ proptest! {
         states in proptest::collection::vec((health(), any::<bool>(), 0u32..3, any::<bool>()), 1..8),
         quorum_pick in 0usize..8,
         action in prop_oneof![Just("remove"), Just("zero"), Just("drain")],
+        fallback_serving in any::<bool>(),
     ) {
         let n = states.len();
         let quorum = quorum_pick % n + 1;
@@ -47,6 +49,9 @@ proptest! {
             if *present {
                 dests.insert(svc.servers[i].addr, DestParams::new(Forward::Dr, *w));
             }
+        }
+        if fallback_serving {
+            dests.insert("127.0.0.1:80".parse().unwrap(), DestParams::new(Forward::Dr, 5));
         }
         let believed = ServiceEntry { params: ServiceParams::new("wlc"), dests };
         let view = |r: ServerRef| match r {
@@ -67,7 +72,8 @@ proptest! {
         let not_yet_probed = states.iter().filter(|s| !counts(s) && s.3).count();
         prop_assert_eq!(d.healthy, healthy);
         let fallback = "127.0.0.1:80".parse().unwrap();
-        let below = healthy + not_yet_probed < quorum;
+        // Servers not probed yet hold the fallback back, but never take out a serving one.
+        let below = healthy < quorum && (healthy + not_yet_probed < quorum || fallback_serving);
         prop_assert_eq!(d.entry.dests.contains_key(&fallback), below);
         prop_assert_eq!(d.fallback_in, below);
 

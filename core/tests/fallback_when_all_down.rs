@@ -74,3 +74,47 @@ fn alongside_fallback_joins_the_remaining_healthy_servers() {
     h.run_until(at(4.5));
     assert_eq!(h.dests(), ["127.0.0.1:80 w5", "192.168.0.180:80 w1"]);
 }
+
+#[test]
+fn restart_with_only_the_fallback_serving_never_empties_the_service() {
+    let table = lvs_hc_core::parse_save(
+        "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 127.0.0.1:80 -g -w 5\n",
+    )
+    .unwrap();
+    let mut h = Harness::new(&harness::seed_config(CHECK, ""), table);
+    h.set("192.168.0.179:80", Behaviour::Blackhole);
+    h.set("192.168.0.180:80", Behaviour::Blackhole);
+    h.run_until(at(10.0));
+    assert!(
+        h.applied_lines()
+            .iter()
+            .all(|l| !l.contains("-d -t 192.168.0.101:80 -r 127.0.0.1:80")),
+        "the serving fallback was removed: {:?}",
+        h.applied_lines()
+    );
+    assert_eq!(h.dests(), ["127.0.0.1:80 w5"]);
+}
+
+#[test]
+fn a_fallback_with_checks_is_kept_until_its_first_verdict() {
+    let config = harness::seed_config(CHECK, "").replace(
+        "[[service.fallback]]\naddress = \"127.0.0.1:80\"\nweight = 5",
+        "[[service.fallback]]\naddress = \"127.0.0.1:80\"\nweight = 5\n[[service.fallback.check]]\ntype = \"tcp\"\ninterval = \"1s\"\ntimeout = \"800ms\"\nrise = 1\nfall = 1",
+    );
+    let table = lvs_hc_core::parse_save(
+        "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 127.0.0.1:80 -g -w 5\n",
+    )
+    .unwrap();
+    let mut h = Harness::new(&config, table);
+    h.set("192.168.0.179:80", Behaviour::Refused);
+    h.set("192.168.0.180:80", Behaviour::Refused);
+    h.set("127.0.0.1:80", Behaviour::Blackhole);
+    h.run_until(at(0.5));
+    assert_eq!(
+        h.dests(),
+        ["127.0.0.1:80 w5"],
+        "no verdict on the fallback yet: it stays"
+    );
+    h.run_until(at(3.0));
+    assert_eq!(h.dests(), Vec::<String>::new(), "a failed fallback leaves");
+}

@@ -103,3 +103,30 @@ fn a_service_removed_from_the_config_is_deleted() {
         .applied_lines()
         .contains(&"ipvsadm -D -t 192.168.0.102:443".to_string()));
 }
+
+#[test]
+fn a_service_added_by_reload_that_already_exists_is_adopted() {
+    let extra = "\n[[service]]\naddress = \"192.168.0.102:443\"\n[[service.server]]\naddress = \"192.168.0.179:443\"\n";
+    let table = lvs_hc_core::parse_save(
+        "-A -t 192.168.0.102:443 -s wlc\n-a -t 192.168.0.102:443 -r 192.168.0.179:443 -g -w 1\n",
+    )
+    .unwrap();
+    let mut h = Harness::new(&config(BEFORE), table);
+    h.run_until(at(3.5));
+    h.reload(&format!("{}{extra}", config(BEFORE)));
+    h.run_until(at(8.0));
+    let lines = h.event_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("failed") && !l.contains("changed outside")),
+        "{lines:?}"
+    );
+    assert!(
+        h.applied_lines()
+            .iter()
+            .all(|l| !l.contains("192.168.0.102")),
+        "{:?}",
+        h.applied_lines()
+    );
+}

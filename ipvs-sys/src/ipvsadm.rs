@@ -186,9 +186,9 @@ impl IpvsBackend for IpvsadmBackend {
             c.active = *active as u32;
             c.inactive = *inactive as u32;
         }
-        // Persistence templates: "-> addr Forward Weight ActiveConn InActConn PersistConn".
+        // Persistence templates: "-> addr Forward Weight PersistConn ActiveConn InActConn".
         for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--persistent-conn"], None)?)? {
-            if let (Some(dest), [_, _, _, persist]) = (dest, n.as_slice()) {
+            if let (Some(dest), [_, persist, _, _]) = (dest, n.as_slice()) {
                 snap.counters
                     .dests
                     .entry((key, dest))

@@ -1,1 +1,443 @@
-//! Deterministic simulations of lvs-hc (filled by the simulation issue).
+//! Deterministic simulations of lvs-hc under failure, with safety and liveness checked.
+//!
+//! Each run takes one seed. From it come every knob of the scenario (check interval, rise,
+//! fall, quorum, failure policy), the fault plan, the engine's jitter and turmoil's network
+//! randomness; they are printed before a single-seed run and with any failure, with the line
+//! that replays it. The runs drive `lvs_hc::driver::run_with`, the probes and the engine that
+//! ship, against simulated servers and the strict in-memory IPVS table.
+//!
+//! - `LVS_HC_SEED=n` runs seed `n` only (and prints its plan and trace).
+//! - `LVS_HC_SEEDS=n` sweeps seeds `0..n` (default 200).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lvs_hc::simulate::{run_plan, Action, Plan, Scenario, World};
+use lvs_hc_core::rng::SplitMix64;
+use lvs_hc_core::{Config, EventKind, Health, Op};
+
+/// The knobs of one run, all drawn from its seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Knobs {
+    /// Check interval in milliseconds.
+    pub interval_ms: u64,
+    /// Consecutive passes to come back.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+    /// Quorum for the fallback.
+    pub quorum: usize,
+    /// `remove` or `zero`.
+    pub on_failure: &'static str,
+}
+
+impl Knobs {
+    /// The knobs of `seed`.
+    pub fn from_seed(seed: u64) -> Knobs {
+        let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5);
+        Knobs {
+            interval_ms: 500 + 100 * rng.up_to(15),
+            rise: 1 + rng.up_to(2) as u32,
+            fall: 1 + rng.up_to(2) as u32,
+            quorum: 1 + rng.up_to(1) as usize,
+            on_failure: if rng.up_to(1) == 0 { "remove" } else { "zero" },
+        }
+    }
+
+    /// The seed topology (VIP .101, RS1 .179 weight 2, RS2 .180 weight 1, fallback 127.0.0.1)
+    /// with these knobs.
+    pub fn config(&self) -> Config {
+        let text = format!(
+            r#"
+[daemon]
+resync_interval = "2s"
+retry_backoff = "100ms"
+retry_backoff_max = "1s"
+
+[[service]]
+address = "192.168.0.101:80"
+scheduler = "wlc"
+quorum = {quorum}
+on_failure = "{on_failure}"
+
+[[service.check]]
+type = "http"
+path = "/"
+expect_body = "server"
+interval = "{interval}ms"
+failing_interval = "{fast}ms"
+timeout = "{timeout}ms"
+rise = {rise}
+fall = {fall}
+jitter = "{jitter}ms"
+
+[[service.server]]
+address = "192.168.0.179:80"
+weight = 2
+
+[[service.server]]
+address = "192.168.0.180:80"
+weight = 1
+
+[[service.fallback]]
+address = "127.0.0.1:80"
+weight = 5
+"#,
+            quorum = self.quorum,
+            on_failure = self.on_failure,
+            interval = self.interval_ms,
+            fast = self.interval_ms / 2,
+            timeout = self.interval_ms * 2 / 5,
+            rise = self.rise,
+            fall = self.fall,
+            jitter = self.interval_ms / 10,
+        );
+        Config::from_toml(&text, "sim.toml").expect("the simulation's configuration is valid")
+    }
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The knobs and plan, as printed.
+    pub description: String,
+    /// The trace of plan actions and engine events.
+    pub trace: Vec<(Duration, String)>,
+}
+
+/// Runs `scenario` with `seed`, checking safety after every step and liveness at the end.
+pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
+    let knobs = Knobs::from_seed(seed);
+    let plan = Plan::new(knobs.config(), scenario, seed, Duration::ZERO);
+    let description = format!("knobs: {knobs:?}\n{}", plan.describe());
+    let initial = (scenario == Scenario::Restart).then(|| {
+        // Start against a populated table, as a daemon restart would.
+        lvs_hc_core::parse_save(
+            "-A -t 192.168.0.101:80 -s wlc\n-a -t 192.168.0.101:80 -r 192.168.0.179:80 -g -w 2\n\
+             -a -t 192.168.0.101:80 -r 192.168.0.180:80 -g -w 1\n",
+        )
+        .expect("valid table")
+    });
+    let mut checker = Checker::new(&plan, &knobs);
+    let world = run_plan(&plan, initial, |now, world| checker.after_step(now, world))
+        .map_err(|e| format!("{e}\n{description}"))?;
+    let world = world.borrow();
+    checker
+        .at_end(&world)
+        .map_err(|e| format!("{e}\n{description}"))?;
+    let mut trace = world.trace.clone();
+    trace.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Outcome { description, trace })
+}
+
+struct Checker {
+    interval: Duration,
+    timeout: Duration,
+    rise: u32,
+    fall: u32,
+    resync: Duration,
+    backoff_max: Duration,
+    quorum: usize,
+    seen_probes: usize,
+    seen_events: usize,
+    /// Per server: consecutive failed probes, and the deadline by which it must be out.
+    failures: BTreeMap<SocketAddr, (u32, Option<Duration>)>,
+    /// Per server: conclusive results in order, for the hysteresis check.
+    results: BTreeMap<SocketAddr, Vec<bool>>,
+    ever_failed: BTreeMap<SocketAddr, bool>,
+    /// Times at which the plan disturbs the table or the engine's memory.
+    disturbances: Vec<Duration>,
+    ops_fail_windows: Vec<(Duration, Duration)>,
+    restarts: Vec<Duration>,
+    last_restart_seen: usize,
+    scenario: Scenario,
+}
+
+impl Checker {
+    fn new(plan: &Plan, knobs: &Knobs) -> Checker {
+        let mut disturbances = Vec::new();
+        let mut ops_fail_windows = Vec::new();
+        let mut restarts = Vec::new();
+        let mut fail_start = None;
+        for (t, a) in &plan.actions {
+            match a {
+                Action::DeleteDest(..)
+                | Action::EditWeight(..)
+                | Action::Flush
+                | Action::Reload(_) => disturbances.push(*t),
+                Action::OpsFail(true) => fail_start = Some(*t),
+                Action::OpsFail(false) => {
+                    if let Some(s) = fail_start.take() {
+                        ops_fail_windows.push((s, *t));
+                    }
+                }
+                Action::Restart => restarts.push(*t),
+                Action::Set(..) => {}
+            }
+        }
+        let timing = plan.config.services[0].servers[0].checks[0].timing;
+        Checker {
+            interval: timing.interval,
+            timeout: timing.timeout,
+            rise: timing.rise,
+            fall: timing.fall,
+            resync: plan.config.daemon.resync_interval,
+            backoff_max: plan.config.daemon.retry_backoff_max,
+            quorum: knobs.quorum,
+            seen_probes: 0,
+            seen_events: 0,
+            failures: BTreeMap::new(),
+            results: BTreeMap::new(),
+            ever_failed: BTreeMap::new(),
+            disturbances,
+            ops_fail_windows,
+            restarts,
+            last_restart_seen: 0,
+            scenario: plan.scenario,
+        }
+    }
+
+    /// Whether `now` is within `grace` after a moment when the table could not be (or was not)
+    /// under lvs-hc's control: operations failing, a hand edit, a restart.
+    fn disturbed(&self, now: Duration, grace: Duration) -> bool {
+        self.ops_fail_windows
+            .iter()
+            .any(|(s, e)| now >= *s && now <= *e + grace)
+            || self
+                .disturbances
+                .iter()
+                .any(|t| now >= *t && now <= *t + grace)
+            || self.restarts.iter().any(|t| now >= *t && now <= *t + grace)
+    }
+
+    fn after_step(&mut self, now: Duration, world: &World) -> Result<(), String> {
+        // A restart wipes the engine's counts: the new process starts from no verdict.
+        while self.last_restart_seen < self.restarts.len()
+            && self.restarts[self.last_restart_seen] <= now
+        {
+            self.last_restart_seen += 1;
+            self.failures.clear();
+        }
+        for &(t, server, verdict) in &world.probes[self.seen_probes..] {
+            let Some(pass) = verdict else { continue };
+            self.results.entry(server).or_default().push(pass);
+            let entry = self.failures.entry(server).or_insert((0, None));
+            if pass {
+                *entry = (0, None);
+            } else {
+                self.ever_failed.insert(server, true);
+                entry.0 += 1;
+                if entry.0 >= self.fall && entry.1.is_none() {
+                    entry.1 = Some(t + self.interval);
+                }
+            }
+        }
+        self.seen_probes = world.probes.len();
+
+        // Hysteresis: every transition is justified by the results just before it.
+        for (t, e) in &world.events[self.seen_events..] {
+            match &e.kind {
+                EventKind::ServerHealth {
+                    server,
+                    fallback: false,
+                    from,
+                    to,
+                    ..
+                } => {
+                    let results = self.results.get(server).cloned().unwrap_or_default();
+                    let (need, pass) = match (from, to) {
+                        (_, Health::Down) => (self.fall as usize, false),
+                        (Health::Down, Health::Up) => (self.rise as usize, true),
+                        (_, Health::Up) => (1, true),
+                        _ => continue,
+                    };
+                    let tail = &results[results.len().saturating_sub(need)..];
+                    if tail.len() < need || tail.iter().any(|r| *r != pass) {
+                        return Err(format!(
+                            "safety: at t+{t:?} {server} went {from} -> {to} after results {tail:?} (needs {need} x {pass})"
+                        ));
+                    }
+                }
+                EventKind::Applied { op, .. } => {
+                    let removed = match op {
+                        Op::DelDest { dest, .. } => Some(*dest),
+                        Op::EditDest { dest, params, .. } if params.weight == 0 => Some(*dest),
+                        _ => None,
+                    };
+                    if let Some(dest) = removed {
+                        let configured = world.config.as_ref().is_some_and(|c| {
+                            c.services
+                                .iter()
+                                .any(|s| s.servers.iter().any(|r| r.addr == dest))
+                        });
+                        if configured && !self.ever_failed.get(&dest).copied().unwrap_or(false) {
+                            return Err(format!("safety: at t+{t:?} `{op}` took out {dest}, which never failed a probe"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.seen_events = world.events.len();
+
+        // Out of rotation within one interval of failing `fall` probes in a row.
+        let grace = self.backoff_max + self.interval + self.timeout;
+        if !self.disturbed(now, grace) {
+            for (server, (_, deadline)) in &self.failures {
+                let Some(deadline) = deadline else { continue };
+                if now < *deadline {
+                    continue;
+                }
+                let in_rotation = world
+                    .kernel
+                    .state
+                    .table
+                    .services
+                    .values()
+                    .any(|s| s.dests.get(server).is_some_and(|d| d.weight > 0));
+                if in_rotation {
+                    return Err(format!(
+                        "safety: at t+{now:?} {server} is still in rotation, though it failed {} probes in a row by t+{:?}",
+                        self.fall,
+                        *deadline - self.interval
+                    ));
+                }
+            }
+        }
+
+        // The fallback is in exactly when fewer than `quorum` real servers are healthy, once
+        // every server has a verdict and the table is settled.
+        let settled = world.pending_ops == 0
+            && world.has_snapshot
+            && !self.disturbed(now, self.resync + grace)
+            && world
+                .status
+                .iter()
+                .all(|s| s.fallback || s.health != Health::Unknown);
+        if settled && !world.status.is_empty() {
+            let healthy = world
+                .status
+                .iter()
+                .filter(|s| !s.fallback && s.health == Health::Up)
+                .count();
+            let fallback: SocketAddr = "127.0.0.1:80".parse().expect("address");
+            let in_table = world
+                .kernel
+                .state
+                .table
+                .services
+                .values()
+                .any(|s| s.dests.contains_key(&fallback));
+            if in_table != (healthy < self.quorum) {
+                return Err(format!(
+                    "safety: at t+{now:?} the fallback is {} with {healthy} healthy and quorum {}",
+                    if in_table { "in" } else { "out" },
+                    self.quorum
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn at_end(&self, world: &World) -> Result<(), String> {
+        // Liveness: faults ended long enough ago; the table must be what the configuration says.
+        let config = world
+            .config
+            .as_ref()
+            .ok_or("liveness: the engine never ran")?;
+        let mut problems = Vec::new();
+        if world.pending_ops != 0 {
+            problems.push(format!("{} operations still pending", world.pending_ops));
+        }
+        for svc in &config.services {
+            let Some(entry) = world.kernel.state.table.services.get(&svc.key) else {
+                problems.push(format!("service {} missing", svc.key));
+                continue;
+            };
+            for s in &svc.servers {
+                match entry.dests.get(&s.addr) {
+                    Some(d) if d.weight == s.weight => {}
+                    other => problems.push(format!(
+                        "{} should be in at weight {}, is {other:?}",
+                        s.addr, s.weight
+                    )),
+                }
+            }
+            for f in &svc.fallbacks {
+                if entry.dests.contains_key(&f.addr) {
+                    problems.push(format!("fallback {} still in", f.addr));
+                }
+            }
+            let extra: Vec<_> = entry
+                .dests
+                .keys()
+                .filter(|a| {
+                    !svc.servers
+                        .iter()
+                        .chain(&svc.fallbacks)
+                        .any(|s| s.addr == **a)
+                })
+                .collect();
+            if !extra.is_empty() {
+                problems.push(format!("destinations not in the configuration: {extra:?}"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "liveness ({}): after healing, {}",
+                self.scenario.name(),
+                problems.join("; ")
+            ))
+        }
+    }
+}
+
+/// The seeds to run: `LVS_HC_SEED` alone, or `0..LVS_HC_SEEDS` (default 200).
+pub fn seeds() -> (Vec<u64>, bool) {
+    if let Ok(s) = std::env::var("LVS_HC_SEED") {
+        let seed = s.parse().expect("LVS_HC_SEED is a number");
+        return (vec![seed], true);
+    }
+    let n = std::env::var("LVS_HC_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    ((0..n).collect(), false)
+}
+
+/// Sweeps the seeds for `scenario`; panics with the replay line on the first failure. Also
+/// checks determinism: the first seeds run twice must give identical traces.
+pub fn sweep(scenario: Scenario, test_name: &str) {
+    let (seeds, single) = seeds();
+    let mut out = String::new();
+    for (i, &seed) in seeds.iter().enumerate() {
+        let replay = format!("reproduce with: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test scenarios {test_name}");
+        match check(scenario, seed) {
+            Err(e) => panic!(
+                "scenario {} failed with seed {seed}:\n{e}\n{replay}",
+                scenario.name()
+            ),
+            Ok(outcome) => {
+                if single {
+                    println!("{}", outcome.description);
+                    for (t, line) in &outcome.trace {
+                        let _ = writeln!(out, "t+{:>8.3}s {line}", t.as_secs_f64());
+                    }
+                    println!("{out}");
+                }
+                if i < 3 || single {
+                    let again = check(scenario, seed).expect("second run of a passing seed");
+                    assert_eq!(
+                        outcome.trace, again.trace,
+                        "seed {seed} is not deterministic\n{replay}"
+                    );
+                }
+            }
+        }
+    }
+    println!("scenario {}: {} seeds passed", scenario.name(), seeds.len());
+}

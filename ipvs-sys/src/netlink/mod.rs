@@ -87,6 +87,10 @@ pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
                 seq,
                 errno: -e.raw_code(),
             }),
+            NetlinkPayload::Done(done) if done.code != 0 => out.push(Reply::Ack {
+                seq,
+                errno: -done.code,
+            }),
             NetlinkPayload::Done(_) => out.push(Reply::Done { seq }),
             _ => {}
         }
