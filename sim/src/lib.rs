@@ -128,7 +128,7 @@ pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
         .at_end(&world)
         .map_err(|e| format!("{e}\n{description}"))?;
     let mut trace = world.trace.clone();
-    trace.sort_by(|a, b| a.0.cmp(&b.0));
+    trace.sort_by_key(|(t, _)| *t);
     Ok(Outcome { description, trace })
 }
 
