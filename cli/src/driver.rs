@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use ipvs_sys::IpvsBackend;
 use lvs_hc_core::{Config, Engine, Event, Input, Instant, Output, ProbeOutcome, ProbeRequest};
 use tokio::sync::mpsc;
@@ -78,6 +77,26 @@ where
     B: IpvsBackend,
     O: Observer,
 {
+    // Probes run as local tasks: cheap to spawn, no Send bounds (turmoil's sockets are not
+    // Send), all on the driver's thread.
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(drive(config, connect, &mut backend, shutdown, &mut options))
+        .await
+}
+
+async fn drive<C, B, O>(
+    config: Config,
+    connect: C,
+    backend: &mut B,
+    shutdown: impl Future<Output = ()>,
+    options: &mut RunOptions<O>,
+) -> Engine
+where
+    C: Connect,
+    B: IpvsBackend,
+    O: Observer,
+{
     let origin = tokio::time::Instant::now();
     let now = move || Instant::from_duration(origin.elapsed());
     let seed = options.seed.unwrap_or_else(clock_seed);
@@ -85,25 +104,31 @@ where
     let mut engine = Engine::new(config, now(), seed);
     let prober = Prober::new(connect);
     let mut queue: VecDeque<ProbeRequest> = VecDeque::new();
-    let mut in_flight = FuturesUnordered::new();
+    let (done_tx, mut done_rx) =
+        mpsc::unbounded_channel::<(ProbeRequest, ProbeOutcome, Duration)>();
+    let mut in_flight = 0usize;
     let mut reloads = options.reloads.take();
     tokio::pin!(shutdown);
     loop {
         let deadline = drain(
             &mut engine,
-            &mut backend,
+            backend,
             &mut queue,
             &now,
             &mut options.observer,
         );
         options.observer.on_engine(&engine);
-        while in_flight.len() < limit {
+        // Beyond `probe_concurrency`, probes wait their turn: when lvs-hc falls behind, probes
+        // start later and spread out, and each still gets its whole timeout once started.
+        while in_flight < limit {
             let Some(req) = queue.pop_front() else { break };
             let prober = prober.clone();
-            in_flight.push(async move {
+            let done = done_tx.clone();
+            in_flight += 1;
+            tokio::task::spawn_local(async move {
                 let started = tokio::time::Instant::now();
                 let outcome = prober.probe(&req).await;
-                (req, outcome, started.elapsed())
+                let _ = done.send((req, outcome, started.elapsed()));
             });
         }
         if !queue.is_empty() {
@@ -116,11 +141,13 @@ where
             Some(config) = recv(&mut reloads) => {
                 engine.handle_input(Input::Reload { now: now(), config });
             }
-            Some((req, outcome, took)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((req, outcome, took)) = done_rx.recv() => {
+                in_flight -= 1;
                 options.observer.on_probe(&req, &outcome, took);
                 engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
                 // Take every other result that is ready too: one reconcile for the burst.
-                while let Some(Some((req, outcome, took))) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+                while let Ok((req, outcome, took)) = done_rx.try_recv() {
+                    in_flight -= 1;
                     options.observer.on_probe(&req, &outcome, took);
                     engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
                 }

@@ -753,7 +753,20 @@ pub fn run_plan(
             actions.next();
         }
         let finished = sim.step().map_err(|e| format!("simulation error: {e}"))?;
-        after_step(sim.elapsed(), &world.borrow())?;
+        if let Err(e) = after_step(sim.elapsed(), &world.borrow()) {
+            let w = world.borrow();
+            let mut trace = w.trace.clone();
+            trace.sort_by_key(|(t, _)| *t);
+            let mut tail = String::new();
+            for (t, line) in &trace[trace.len().saturating_sub(25)..] {
+                let _ = writeln!(tail, "  t+{:>9}  {line}", fmt_t(*t));
+            }
+            return Err(format!(
+                "{e}
+the trace up to then (last 25 lines):
+{tail}"
+            ));
+        }
         if finished || sim.elapsed() >= plan.duration + Duration::from_millis(50) {
             break;
         }

@@ -330,11 +330,15 @@ impl Checker {
                 .services
                 .values()
                 .any(|s| s.dests.contains_key(&fallback));
-            if in_table != (healthy < self.quorum) {
+            // The quorum in force: a reload may have changed it.
+            let quorum = world
+                .config
+                .as_ref()
+                .map_or(self.quorum, |c| c.services[0].quorum);
+            if in_table != (healthy < quorum) {
                 return Err(format!(
-                    "safety: at t+{now:?} the fallback is {} with {healthy} healthy and quorum {}",
+                    "safety: at t+{now:?} the fallback is {} with {healthy} healthy and quorum {quorum}",
                     if in_table { "in" } else { "out" },
-                    self.quorum
                 ));
             }
         }

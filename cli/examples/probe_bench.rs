@@ -1,0 +1,201 @@
+//! Probe cost at scale, with real sockets on loopback (figures in docs/BENCHMARKS.md).
+//!
+//!   probe_bench serve PORT                  answer HTTP on every 127.0.0.0/8 address
+//!   probe_bench run PORT SERVERS SECONDS    run the real driver against SERVERS servers
+//!
+//! `run` checks 127.1.0.1.. up to SERVERS addresses with an HTTP check every second, against
+//! the in-memory IPVS table, for SECONDS seconds; then prints probes by result, CPU time per
+//! probe, peak RSS, and how many servers were ever declared down. Run `serve` in another
+//! process first (`tests/bench/probe-cost` does both, and the overload variant).
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipvs_sys::memory::MemoryBackend;
+use lvs_hc::driver::{run_with, Observer, RunOptions};
+use lvs_hc::probe::TokioConnect;
+use lvs_hc_core::{Config, Event, EventKind, Health, ProbeOutcome, ProbeRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match args.get(1).map(String::as_str) {
+        Some("serve") => rt.block_on(serve(args[2].parse().expect("port"))),
+        Some("run") => rt.block_on(bench(
+            args[2].parse().expect("port"),
+            args[3].parse().expect("servers"),
+            args[4].parse().expect("seconds"),
+        )),
+        _ => eprintln!("usage: probe_bench serve PORT | run PORT SERVERS SECONDS"),
+    }
+}
+
+async fn serve(port: u16) {
+    // Bound to every address of the host so that all of 127.0.0.0/8 reaches it; only loopback
+    // addresses are ever probed.
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))
+        .await
+        .expect("bind");
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        });
+    }
+}
+
+fn addr(i: u32) -> Ipv4Addr {
+    let i = i + 1;
+    Ipv4Addr::new(
+        127,
+        1 + (i / 65536) as u8,
+        ((i / 256) % 256) as u8,
+        (i % 256) as u8,
+    )
+}
+
+#[derive(Default)]
+struct Counts {
+    pass: u64,
+    fail: u64,
+    inconclusive: u64,
+    down: u64,
+    max_backlog: usize,
+    reasons: std::collections::BTreeMap<String, u64>,
+}
+
+impl Observer for Counts {
+    fn on_probe(&mut self, _req: &ProbeRequest, outcome: &ProbeOutcome, _took: Duration) {
+        match outcome {
+            ProbeOutcome::Pass { .. } => self.pass += 1,
+            ProbeOutcome::Fail { reason } => {
+                self.fail += 1;
+                *self.reasons.entry(reason.clone()).or_default() += 1;
+            }
+            ProbeOutcome::Inconclusive { .. } => self.inconclusive += 1,
+        }
+    }
+    fn on_event(&mut self, event: &Event) {
+        if let EventKind::ServerHealth {
+            to: Health::Down, ..
+        } = event.kind
+        {
+            self.down += 1;
+        }
+    }
+    fn on_backlog(&mut self, waiting: usize) {
+        self.max_backlog = self.max_backlog.max(waiting);
+    }
+}
+
+fn rusage() -> (Duration, u64) {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(u.ru_utime) + tv(u.ru_stime), u.ru_maxrss as u64)
+}
+
+async fn bench(port: u16, servers: u32, seconds: u64) {
+    let mut text = String::new();
+    let per_service = 100;
+    for s in 0..servers.div_ceil(per_service) {
+        let _ = write!(
+            text,
+            "[[service]]\naddress = \"10.0.{}.{}:{port}\"\n[[service.check]]\ntype = \"http\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+            s / 250,
+            s % 250 + 1
+        );
+        for i in s * per_service..((s + 1) * per_service).min(servers) {
+            let _ = write!(
+                text,
+                "[[service.server]]\naddress = \"{}:{port}\"\n",
+                addr(i)
+            );
+        }
+    }
+    let config = Config::from_toml(&text, "bench").expect("config");
+    let (cpu0, _) = rusage();
+    let options = RunOptions {
+        seed: Some(1),
+        reloads: None,
+        observer: Counts::default(),
+    };
+    let stop = tokio::time::sleep(Duration::from_secs(seconds));
+    let mut counts = Counts::default();
+    let observer = CountsRef(&mut counts);
+    let options = RunOptions {
+        seed: options.seed,
+        reloads: None,
+        observer,
+    };
+    let engine = run_with(config, TokioConnect, MemoryBackend::new(), stop, options).await;
+    let (cpu1, maxrss_kib) = rusage();
+    let cpu = cpu1 - cpu0;
+    let probes = counts.pass + counts.fail + counts.inconclusive;
+    let up = engine
+        .status()
+        .iter()
+        .filter(|s| s.health == Health::Up)
+        .count();
+    println!("servers                {servers}");
+    println!("seconds                {seconds}");
+    println!(
+        "probes                 {probes} ({} pass, {} fail, {} inconclusive)",
+        counts.pass, counts.fail, counts.inconclusive
+    );
+    println!(
+        "probes per second      {:.0}",
+        probes as f64 / seconds as f64
+    );
+    println!(
+        "cpu time               {:.2}s ({:.1}% of one core)",
+        cpu.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / seconds as f64
+    );
+    println!(
+        "cpu per probe          {:.1} us",
+        cpu.as_secs_f64() * 1e6 / probes.max(1) as f64
+    );
+    println!(
+        "peak rss               {:.1} MiB",
+        maxrss_kib as f64 / 1024.0
+    );
+    println!("largest probe backlog  {}", counts.max_backlog);
+    println!("servers declared down  {}", counts.down);
+    println!("servers up at the end  {up} of {servers}");
+    for (reason, n) in &counts.reasons {
+        println!("  failure: {reason} x{n}");
+    }
+}
+
+struct CountsRef<'a>(&'a mut Counts);
+
+impl Observer for CountsRef<'_> {
+    fn on_probe(&mut self, req: &ProbeRequest, outcome: &ProbeOutcome, took: Duration) {
+        self.0.on_probe(req, outcome, took)
+    }
+    fn on_event(&mut self, event: &Event) {
+        self.0.on_event(event)
+    }
+    fn on_backlog(&mut self, waiting: usize) {
+        self.0.on_backlog(waiting)
+    }
+}

@@ -1,0 +1,279 @@
+//! The probes against real sockets on loopback, and the driver end to end with an in-memory
+//! IPVS table.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipvs_sys::memory::MemoryBackend;
+use lvs_hc::probe::{Prober, TokioConnect};
+use lvs_hc_core::{Config, Instant, ProbeId, ProbeOutcome, ProbeRequest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A one-purpose HTTP server: answers every request with `response` after `delay`, sending it
+/// in `chunks` pieces spaced by `delay` (a trickle when chunks > 1).
+async fn server(response: &'static str, delay: Duration, chunks: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let bytes = response.as_bytes();
+                let size = bytes.len().div_ceil(chunks.max(1));
+                for piece in bytes.chunks(size) {
+                    tokio::time::sleep(delay).await;
+                    if s.write_all(piece).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn check(toml: &str) -> Arc<lvs_hc_core::config::Check> {
+    let text = format!(
+        "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.check]]\n{toml}\n[[service.server]]\naddress = \"127.0.0.1:80\"\nforward = \"nat\"\n"
+    );
+    let cfg = Config::from_toml(&text, "probe-test").unwrap_or_else(|e| panic!("{e}"));
+    cfg.services[0].servers[0].checks[0].clone()
+}
+
+async fn probe(server: SocketAddr, toml: &str) -> ProbeOutcome {
+    let req = ProbeRequest {
+        id: ProbeId(1),
+        server,
+        check: check(toml),
+        started: Instant::ZERO,
+    };
+    Prober::new(TokioConnect).probe(&req).await
+}
+
+fn fail(reason: &str) -> ProbeOutcome {
+    ProbeOutcome::Fail {
+        reason: reason.into(),
+    }
+}
+
+const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nserver-1";
+
+#[tokio::test]
+async fn http_passes_on_the_expected_status_and_body() {
+    let s = server(OK, Duration::ZERO, 1).await;
+    let out = probe(
+        s,
+        "type = \"http\"\nexpect_body = \"server-1\"\ntimeout = \"1s\"",
+    )
+    .await;
+    assert_eq!(out, ProbeOutcome::Pass { weight: None });
+}
+
+#[tokio::test]
+async fn http_fails_on_a_status_outside_the_set() {
+    let s = server(
+        "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+        Duration::ZERO,
+        1,
+    )
+    .await;
+    assert_eq!(
+        probe(s, "type = \"http\"").await,
+        fail("status 503 not in 200-299")
+    );
+}
+
+#[tokio::test]
+async fn http_fails_on_the_wrong_page() {
+    let s = server(OK, Duration::ZERO, 1).await;
+    assert_eq!(
+        probe(s, "type = \"http\"\nexpect_body = \"ok\"").await,
+        fail("body lacks \"ok\"")
+    );
+    let out = probe(s, "type = \"http\"\nexpect_body_regex = \"^server-[2-9]$\"").await;
+    assert_eq!(out, fail("body does not match /^server-[2-9]$/"));
+}
+
+#[tokio::test]
+async fn a_trickling_server_fails_at_the_timeout_over_the_whole_exchange() {
+    // Each piece arrives well within the timeout; the whole answer does not.
+    let s = server(OK, Duration::from_millis(120), 8).await;
+    let started = std::time::Instant::now();
+    let out = probe(
+        s,
+        "type = \"http\"\nexpect_body = \"server\"\ntimeout = \"300ms\"",
+    )
+    .await;
+    assert_eq!(out, fail("timed out after 300ms"));
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_fails_at_the_timeout() {
+    let s = server(OK, Duration::from_secs(30), 1).await;
+    assert_eq!(
+        probe(s, "type = \"http\"\ntimeout = \"200ms\"").await,
+        fail("timed out after 200ms")
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_is_refused() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    assert_eq!(
+        probe(addr, "type = \"http\"").await,
+        fail("connection refused")
+    );
+    assert_eq!(
+        probe(addr, "type = \"tcp\"").await,
+        fail("connection refused")
+    );
+}
+
+#[tokio::test]
+async fn tcp_passes_on_connect() {
+    let s = server(OK, Duration::ZERO, 1).await;
+    assert_eq!(
+        probe(s, "type = \"tcp\"").await,
+        ProbeOutcome::Pass { weight: None }
+    );
+}
+
+#[tokio::test]
+async fn https_to_a_plain_server_fails_the_handshake() {
+    // A plain HTTP server that speaks first: the TLS client reads HTTP where a record belongs.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let s = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let _ = c.write_all(OK.as_bytes()).await;
+        }
+    });
+    match probe(s, "type = \"https\"\nverify = false").await {
+        ProbeOutcome::Fail { reason } => {
+            assert!(reason.starts_with("TLS handshake failed: "), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn exec_passes_on_exit_0_and_reports_the_exit_status() {
+    let s: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    assert_eq!(
+        probe(s, "type = \"exec\"\ncommand = [\"/bin/true\"]").await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    assert_eq!(
+        probe(
+            s,
+            "type = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"exit 2\"]"
+        )
+        .await,
+        fail("exit status 2")
+    );
+    let missing = probe(s, "type = \"exec\"\ncommand = [\"/nonexistent/check\"]").await;
+    assert!(
+        matches!(missing, ProbeOutcome::Fail { ref reason } if reason.starts_with("cannot run /nonexistent/check"))
+    );
+}
+
+#[tokio::test]
+async fn exec_substitutes_the_server_and_reports_a_dynamic_weight() {
+    let s: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let toml = "type = \"exec\"\ndynamic_weight = true\ncommand = [\"/bin/sh\", \"-c\", \
+                \"test $0 = 127.0.0.1 && test $1 = 8080 && test $LVS_HC_PORT = 8080 && echo weight=7\", \"{ip}\", \"{port}\"]";
+    assert_eq!(probe(s, toml).await, ProbeOutcome::Pass { weight: Some(7) });
+}
+
+#[tokio::test]
+async fn exec_timeout_kills_the_whole_process_group() {
+    let dir = std::env::temp_dir().join(format!("lvs-hc-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("child.pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let toml = format!(
+        "type = \"exec\"\ntimeout = \"300ms\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]"
+    );
+    let s: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    assert_eq!(probe(s, &toml).await, fail("timed out after 300ms"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    // Gone, or a zombie waiting for init: not running either way.
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the grandchild still runs: {stat}"
+    );
+}
+
+struct Log(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+impl lvs_hc::driver::Observer for Log {
+    fn on_event(&mut self, event: &lvs_hc_core::Event) {
+        self.0.borrow_mut().push(event.kind.to_string());
+    }
+}
+
+#[tokio::test]
+async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let text = format!(
+        "[daemon]\nresync_interval = \"1s\"\n[[service]]\naddress = \"10.0.0.1:{port}\"\n\
+         [[service.check]]\ntype = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 2\njitter = \"0s\"\n\
+         [[service.server]]\naddress = \"{addr}\"\nweight = 3\n",
+        port = addr.port()
+    );
+    let config = Config::from_toml(&text, "driver-test").unwrap();
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let options = lvs_hc::driver::RunOptions {
+        seed: Some(1),
+        reloads: None,
+        observer: Log(log.clone()),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver = lvs_hc::driver::run_with(
+        config,
+        TokioConnect,
+        MemoryBackend::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+        options,
+    );
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drop(listener); // the server dies: connections are refused from now on
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stop_tx.send(()).unwrap();
+    };
+    let (engine, ()) = tokio::join!(driver, script);
+    let lines = log.borrow().clone();
+    let add = format!(
+        "applied `ipvsadm -a -t 10.0.0.1:{} -r {addr} -g -w 3`",
+        addr.port()
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&add)), "{lines:#?}");
+    let down = format!("{addr} down: 2 consecutive failures, last: connection refused");
+    assert!(lines.iter().any(|l| l.ends_with(&down)), "{lines:#?}");
+    assert_eq!(engine.believed_table().unwrap().dest_count(), 0);
+}
