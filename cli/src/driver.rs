@@ -107,6 +107,7 @@ where
     let (done_tx, mut done_rx) =
         mpsc::unbounded_channel::<(ProbeRequest, ProbeOutcome, Duration)>();
     let mut in_flight = 0usize;
+    let mut behind = false;
     let mut reloads = options.reloads.take();
     tokio::pin!(shutdown);
     loop {
@@ -133,6 +134,18 @@ where
         }
         if !queue.is_empty() {
             options.observer.on_backlog(queue.len());
+            if !behind {
+                tracing::warn!(
+                    waiting = queue.len(),
+                    limit,
+                    "probes are due faster than probe_concurrency allows; spreading them out \
+                     (each still gets its whole timeout)"
+                );
+            }
+            behind = true;
+        } else if behind {
+            tracing::info!("probes are on time again");
+            behind = false;
         }
         let sleep_until = origin + deadline.since_origin();
         tokio::select! {

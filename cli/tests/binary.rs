@@ -120,3 +120,62 @@ fn usage_errors_exit_2() {
     let out = lvs_hc(&["plan"], "");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn simulate_the_seed_example_is_deterministic_and_reports_latency() {
+    let run = || {
+        lvs_hc(
+            &["simulate", "--config", "examples/seed.toml", "--seed", "7"],
+            "",
+        )
+    };
+    let a = run();
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let out = text(&a.stdout);
+    assert!(out.starts_with("scenario kill seed 7 "), "{out}");
+    assert!(out.contains("plan t+"), "{out}");
+    assert!(
+        out.contains("down: 1 consecutive failure, last: connection refused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("latency per server (min / median / max):"),
+        "{out}"
+    );
+    assert_eq!(text(&run().stdout), out, "same seed, same output");
+    let other = lvs_hc(
+        &["simulate", "--config", "examples/seed.toml", "--seed", "8"],
+        "",
+    );
+    assert_ne!(text(&other.stdout), out);
+}
+
+#[test]
+fn simulate_json_and_unsupported_configs() {
+    let out = lvs_hc(
+        &[
+            "simulate",
+            "--config",
+            "examples/seed.toml",
+            "--scenario",
+            "flap",
+            "--json",
+            "--duration",
+            "1m",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc = text(&out.stdout);
+    assert!(
+        doc.contains("\"scenario\": \"flap\"") && doc.contains("\"timeline\""),
+        "{doc}"
+    );
+    let full = lvs_hc(&["simulate", "--config", "examples/full.toml"], "");
+    assert_eq!(full.status.code(), Some(1));
+    assert!(
+        text(&full.stderr).contains("cannot simulate this configuration"),
+        "{}",
+        text(&full.stderr)
+    );
+}

@@ -277,3 +277,13 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
     assert!(lines.iter().any(|l| l.ends_with(&down)), "{lines:#?}");
     assert_eq!(engine.believed_table().unwrap().dest_count(), 0);
 }
+
+#[tokio::test]
+async fn probes_can_bind_a_source_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peer = tokio::spawn(async move { listener.accept().await.unwrap().1 });
+    let out = probe(addr, "type = \"tcp\"\nsource = \"127.0.0.2\"").await;
+    assert_eq!(out, ProbeOutcome::Pass { weight: None });
+    assert_eq!(peer.await.unwrap().ip().to_string(), "127.0.0.2");
+}
