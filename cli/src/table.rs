@@ -6,6 +6,7 @@ use ipvs_sys::ipvsadm::IpvsadmBackend;
 use ipvs_sys::netlink::NetlinkBackend;
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 use lvs_hc_core::op::prefix_to_dotted;
+use lvs_hc_core::save::ipvsadm_service_order;
 use lvs_hc_core::{render_save, Family, ServiceKey, Stats};
 use serde_json::{json, Value};
 
@@ -31,7 +32,7 @@ pub fn format_list(info: &IpvsInfo, snap: &Snapshot) -> String {
     out.push_str("Prot LocalAddress:Port Scheduler Flags\n");
     out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     let mut services: Vec<_> = snap.table.services.iter().collect();
-    services.sort_by_key(|(k, _)| save_order(k));
+    services.sort_by(|a, b| ipvsadm_service_order(a.0, b.0));
     for (key, entry) in services {
         let name = match *key {
             ServiceKey::Fwmark { mark, family } => {
@@ -88,17 +89,6 @@ pub fn format_list(info: &IpvsInfo, snap: &Snapshot) -> String {
         }
     }
     out
-}
-
-fn save_order(k: &ServiceKey) -> (u32, u8, u8, std::net::IpAddr, u16) {
-    let unspecified = std::net::IpAddr::from([0u8, 0, 0, 0]);
-    match *k {
-        ServiceKey::Fwmark { mark, family } => (mark, family as u8, 0, unspecified, 0),
-        _ => {
-            let (p, a) = k.inet_parts().expect("address service");
-            (0, Family::of(a.ip()) as u8, p as u8, a.ip(), a.port())
-        }
-    }
 }
 
 fn stats_json(s: &Stats) -> Value {

@@ -349,7 +349,9 @@ impl fmt::Display for SaveDest<'_> {
     }
 }
 
-fn ipvsadm_service_order(a: &ServiceKey, b: &ServiceKey) -> Ordering {
+/// The order in which ipvsadm lists services: firewall mark (address services first), family,
+/// protocol number, address, port.
+pub fn ipvsadm_service_order(a: &ServiceKey, b: &ServiceKey) -> Ordering {
     fn rank(k: &ServiceKey) -> (u32, u8, u8, IpAddr, u16) {
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         match *k {
