@@ -107,11 +107,18 @@ pub struct Outcome {
     pub trace: Vec<(Duration, String)>,
 }
 
+/// The knobs and fault plan of `scenario` with `seed`, as printed before a run.
+pub fn describe(scenario: Scenario, seed: u64) -> String {
+    let knobs = Knobs::from_seed(seed);
+    let plan = Plan::new(knobs.config(), scenario, seed, Duration::ZERO);
+    format!("knobs: {knobs:?}\n{}", plan.describe())
+}
+
 /// Runs `scenario` with `seed`, checking safety after every step and liveness at the end.
 pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
     let knobs = Knobs::from_seed(seed);
     let plan = Plan::new(knobs.config(), scenario, seed, Duration::ZERO);
-    let description = format!("knobs: {knobs:?}\n{}", plan.describe());
+    let description = describe(scenario, seed);
     let initial = (scenario == Scenario::Restart).then(|| {
         // Start against a populated table, as a daemon restart would.
         lvs_hc_core::parse_save(
@@ -420,6 +427,9 @@ pub fn sweep(scenario: Scenario, test_name: &str) {
     let mut out = String::new();
     for (i, &seed) in seeds.iter().enumerate() {
         let replay = format!("reproduce with: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test scenarios {test_name}");
+        if single {
+            println!("{}", describe(scenario, seed));
+        }
         match check(scenario, seed) {
             Err(e) => panic!(
                 "scenario {} failed with seed {seed}:\n{e}\n{replay}",
@@ -427,7 +437,6 @@ pub fn sweep(scenario: Scenario, test_name: &str) {
             ),
             Ok(outcome) => {
                 if single {
-                    println!("{}", outcome.description);
                     for (t, line) in &outcome.trace {
                         let _ = writeln!(out, "t+{:>8.3}s {line}", t.as_secs_f64());
                     }
