@@ -174,14 +174,13 @@ pub fn plan_lines(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) 
 
 /// `lvs-hc simulate`: runs a plan and renders its report (text or JSON).
 pub fn simulate_report(plan: &crate::simulate::Plan, json: bool) -> Result<String, String> {
-    use crate::simulate::{latencies, run_plan, spread};
+    use crate::simulate::{fmt_t as fmt, latencies, run_plan, spread};
     if let Some(why) = crate::simulate::unsupported(&plan.config) {
         return Err(format!("cannot simulate this configuration: {why}"));
     }
     let world = run_plan(plan, None, |_, _| Ok(()))?;
     let world = world.borrow();
     let lat = latencies(plan, &world);
-    let fmt = |t: std::time::Duration| format!("{}.{:03}s", t.as_secs(), t.subsec_millis());
     if json {
         let timeline: Vec<serde_json::Value> = world
             .trace

@@ -431,7 +431,8 @@ impl Plan {
     }
 }
 
-fn fmt_t(t: Duration) -> String {
+/// `12.345s`: simulated time as the reports print it.
+pub fn fmt_t(t: Duration) -> String {
     format!("{}.{:03}s", t.as_secs(), t.subsec_millis())
 }
 

@@ -107,6 +107,19 @@ pub enum IpvsError {
     IpvsadmOutput(String),
 }
 
+impl From<ApplyError> for IpvsError {
+    /// The kernel's refusals as a strict in-memory table reports them.
+    fn from(e: ApplyError) -> IpvsError {
+        match e {
+            ApplyError::ServiceExists => IpvsError::ServiceExists,
+            ApplyError::NoSuchService => IpvsError::NoSuchService,
+            ApplyError::DestExists => IpvsError::DestExists,
+            ApplyError::NoSuchDest => IpvsError::NoSuchDest,
+            other => IpvsError::Invalid(other.to_string()),
+        }
+    }
+}
+
 impl IpvsError {
     /// The error as the engine sees a failed operation.
     pub fn to_apply_error(&self) -> ApplyError {

@@ -1,6 +1,6 @@
 //! An in-memory IPVS table with the kernel's strict semantics, for tests and simulations.
 
-use lvs_hc_core::{ApplyError, Op};
+use lvs_hc_core::Op;
 
 use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 
@@ -28,13 +28,7 @@ impl IpvsBackend for MemoryBackend {
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
-        self.state.table.apply(op).map_err(|e| match e {
-            ApplyError::ServiceExists => IpvsError::ServiceExists,
-            ApplyError::NoSuchService => IpvsError::NoSuchService,
-            ApplyError::DestExists => IpvsError::DestExists,
-            ApplyError::NoSuchDest => IpvsError::NoSuchDest,
-            other => IpvsError::Invalid(other.to_string()),
-        })?;
+        self.state.table.apply(op)?;
         if let Op::DelService { key } = op {
             self.state.counters.services.remove(key);
             self.state.counters.dests.retain(|(k, _), _| k != key);
