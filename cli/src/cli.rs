@@ -16,6 +16,34 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: probe every real server and keep the IPVS table as the probes justify.
+    ///
+    /// Adopts the table as it finds it (nothing is flushed). SIGHUP rereads the configuration
+    /// (a bad one is reported and the running one kept); SIGTERM and SIGINT stop, leaving the
+    /// table as it is unless --cleanup-on-exit is given.
+    Run(RunArgs),
+    /// Ask the running daemon to reread its configuration; prints what changed or the error.
+    Reload {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print the running daemon's view: the table like `ipvsadm -Ln`, with health, reason and
+    /// time since the last change.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the daemon's JSON status as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prepare a real server or the director (addresses, ARP and forwarding settings).
+    ///
+    /// Idempotent: prints each change it makes, nothing when there is nothing to do.
+    Setup {
+        /// Which machine.
+        #[command(subcommand)]
+        role: SetupRole,
+    },
     /// Validate a configuration and print a summary; exits non-zero with the precise error.
     Check {
         /// The configuration file (TOML).
@@ -73,6 +101,133 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         down: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (roff) into a directory.
+    #[command(hide = true)]
+    Manpages {
+        /// The directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// `lvs-hc run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// How to read and change the kernel table.
+    #[arg(long, value_enum, default_value = "netlink")]
+    pub backend: RunBackend,
+    /// Probe and log the operations that would be applied; apply none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// On SIGTERM or SIGINT, delete the services lvs-hc manages (default: leave the table).
+    #[arg(long)]
+    pub cleanup_on_exit: bool,
+    /// The lock file (default: `[daemon] lock_file`, else /run/lvs-hc/<config stem>.lock).
+    #[arg(long, value_name = "FILE")]
+    pub lock_file: Option<PathBuf>,
+    /// Where the HTTP API listens: ADDR:PORT, unix:/PATH or off (default: `[daemon] api`).
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
+    /// Log format: text on a terminal and under systemd's journal, JSON lines otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing directive). RUST_LOG
+    /// overrides it.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    pub log_level: String,
+}
+
+/// Where `lvs-hc status` and `lvs-hc reload` find the daemon.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// The daemon's API: ADDR:PORT or unix:/PATH.
+    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    pub api: Option<String>,
+    /// Read the API address from this configuration (default: /etc/lvs-hc/lvs-hc.toml if it
+    /// exists, else 127.0.0.1:9101).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The kernel adapters `lvs-hc run` can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunBackend {
+    /// The kernel's IPVS generic netlink family (no external program).
+    Netlink,
+    /// The `ipvsadm` program.
+    Ipvsadm,
+    /// A table in lvs-hc's own memory: try lvs-hc without IPVS or root.
+    Memory,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text on a terminal or under journald, JSON otherwise.
+    Auto,
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `lvs-hc setup` targets.
+#[derive(Debug, Subcommand)]
+pub enum SetupRole {
+    /// A real server: the VIP on lo (DR) or on a tunnel device (TUN), ARP settings.
+    Realserver {
+        /// A virtual IP this server answers for. Repeatable.
+        #[arg(long, value_name = "ADDR", required = true)]
+        vip: Vec<std::net::IpAddr>,
+        /// Forwarding method the director uses towards this server.
+        #[arg(long, value_enum, default_value = "dr")]
+        mode: SetupMode,
+        /// Report what differs and exit non-zero if anything does; change nothing.
+        #[arg(long, conflicts_with = "undo")]
+        check: bool,
+        /// Revert what `setup realserver` did.
+        #[arg(long)]
+        undo: bool,
+        /// Where earlier settings are remembered so --undo can restore them.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/lvs-hc")]
+        state_dir: PathBuf,
+    },
+    /// The director: the configured VIPs on `[director] interface`; IP forwarding for NAT.
+    Director {
+        /// The configuration file (TOML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// Put the VIPs on this interface (overrides `[director] interface`).
+        #[arg(long, value_name = "IFACE")]
+        interface: Option<String>,
+        /// Report what differs and exit non-zero if anything does; change nothing.
+        #[arg(long, conflicts_with = "undo")]
+        check: bool,
+        /// Revert what `setup director` did.
+        #[arg(long)]
+        undo: bool,
+        /// Where earlier settings are remembered so --undo can restore them.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/lvs-hc")]
+        state_dir: PathBuf,
+    },
+}
+
+/// How the director forwards to a real server (for `setup realserver`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SetupMode {
+    /// Direct routing: the VIP on lo, ARP for it suppressed.
+    Dr,
+    /// IP-in-IP tunnelling: the VIP on the tunnel device, reverse-path filtering relaxed.
+    Tun,
 }
 
 /// Which kernel adapter to use.

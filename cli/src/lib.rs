@@ -2,10 +2,14 @@
 //! the commands themselves. `main.rs` only parses arguments, calls in here and prints.
 
 pub mod cli;
+pub mod client;
 pub mod commands;
+pub mod daemon;
+pub mod docs;
 pub mod driver;
 pub mod load;
 pub mod probe;
+pub mod setup;
 pub mod simulate;
 pub mod table;
 

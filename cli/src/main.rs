@@ -24,6 +24,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
+        Command::Run(args) => return lvs_hc::daemon::main(args),
+        Command::Reload { api } => return lvs_hc::client::reload(&api),
+        Command::Status { api, json } => return lvs_hc::client::status(&api, json),
+        Command::Setup { role } => return lvs_hc::setup::main(role),
+        Command::Completions { shell } => {
+            stdout.write_all(&lvs_hc::docs::completions(shell))?;
+        }
+        Command::Manpages { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (name, page) in lvs_hc::docs::man_pages() {
+                let path = out.join(name);
+                std::fs::write(&path, page)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
         Command::Check { config } => {
             let cfg = load_config(&config)?;
             stdout.write_all(check_summary(&cfg, &config.display().to_string()).as_bytes())?;

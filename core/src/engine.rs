@@ -247,6 +247,7 @@ impl Engine {
         let mut engine = Engine {
             config: Config {
                 daemon: config.daemon.clone(),
+                director: config.director.clone(),
                 services: Vec::new(),
             },
             now,

@@ -11,9 +11,9 @@ use std::time::Duration;
 use toml_edit::{Array, ArrayOfTables, Document, Item, TableLike, Value};
 
 use super::{
-    BodyRegex, Check, CheckKind, Config, DaemonSettings, ExecCheck, FailureAction, FallbackMode,
-    HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet, Timing, TlsSettings,
-    VirtualService,
+    ApiListen, BodyRegex, Check, CheckKind, Config, DaemonSettings, DirectorSettings, ExecCheck,
+    FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet,
+    Timing, TlsSettings, VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::{format_duration, parse_duration};
@@ -409,6 +409,10 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
         Some(f) => read_daemon(f.table()?)?,
         None => DaemonSettings::default(),
     };
+    let director = match root.get("director") {
+        Some(f) => read_director(f.table()?)?,
+        None => DirectorSettings::default(),
+    };
     let service_field = root.req("service", "at least one [[service]]")?;
     let mut services = Vec::new();
     let mut seen: BTreeMap<ServiceKey, usize> = BTreeMap::new();
@@ -426,7 +430,33 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
         return Err(service_field.err("at least one service is needed"));
     }
     root.finish()?;
-    Ok(Config { daemon, services })
+    Ok(Config {
+        daemon,
+        director,
+        services,
+    })
+}
+
+fn read_director(mut t: Tbl<'_>) -> Result<DirectorSettings> {
+    let mut d = DirectorSettings::default();
+    if let Some(f) = t.get("interface") {
+        let name = f.str()?;
+        let ok = !name.is_empty()
+            && name.len() < 16
+            && name != "."
+            && name != ".."
+            && !name
+                .bytes()
+                .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
+        if !ok {
+            return Err(f.err(format!(
+                "`{name}` is not an interface name (1 to 15 characters, no `/`, `:` or spaces)"
+            )));
+        }
+        d.interface = Some(name.to_string());
+    }
+    t.finish()?;
+    Ok(d)
 }
 
 fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
@@ -457,6 +487,16 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
     }
     if let Some(f) = t.get("probe_concurrency") {
         d.probe_concurrency = f.int(1, 1_000_000)? as usize;
+    }
+    if let Some(f) = t.get("api") {
+        d.api = ApiListen::parse(f.str()?).map_err(|e| f.err(e))?;
+    }
+    if let Some(f) = t.get("lock_file") {
+        let path = f.str()?;
+        if !path.starts_with('/') {
+            return Err(f.err(format!("`{path}` is not an absolute path")));
+        }
+        d.lock_file = Some(path.into());
     }
     t.finish()?;
     Ok(d)

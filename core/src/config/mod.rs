@@ -8,7 +8,8 @@ mod load;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use crate::time::format_duration;
 pub struct Config {
     /// Settings of the daemon itself.
     pub daemon: DaemonSettings,
+    /// How `lvs-hc setup director` prepares this machine.
+    pub director: DirectorSettings,
     /// The virtual services lvs-hc manages, in file order.
     pub services: Vec<VirtualService>,
 }
@@ -60,6 +63,61 @@ pub struct DaemonSettings {
     pub manage: Manage,
     /// Most probes in flight at once.
     pub probe_concurrency: usize,
+    /// Where the local HTTP API (`/metrics`, `/status`, `/healthz`) listens.
+    pub api: ApiListen,
+    /// The lock file that keeps a second instance from running with this configuration;
+    /// `None`: `/run/lvs-hc/<configuration file stem>.lock`.
+    pub lock_file: Option<PathBuf>,
+}
+
+/// Where the local HTTP API listens (`[daemon] api`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiListen {
+    /// No API.
+    Off,
+    /// A TCP address (`"127.0.0.1:9101"`, the default).
+    Tcp(SocketAddr),
+    /// A unix socket (`"unix:/run/lvs-hc/api.sock"`).
+    Unix(PathBuf),
+}
+
+impl ApiListen {
+    /// The default: 127.0.0.1:9101.
+    pub const DEFAULT_PORT: u16 = 9101;
+
+    /// Parses `off`, `ADDR:PORT` or `unix:PATH`.
+    pub fn parse(text: &str) -> Result<ApiListen, String> {
+        if text == "off" {
+            return Ok(ApiListen::Off);
+        }
+        if let Some(path) = text.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("`{text}`: a unix socket needs an absolute path"));
+            }
+            return Ok(ApiListen::Unix(PathBuf::from(path)));
+        }
+        text.parse::<SocketAddr>().map(ApiListen::Tcp).map_err(|_| {
+            format!("`{text}` is not `off`, an ADDRESS:PORT (127.0.0.1:9101) or unix:/PATH")
+        })
+    }
+}
+
+impl fmt::Display for ApiListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiListen::Off => f.write_str("off"),
+            ApiListen::Tcp(a) => write!(f, "{a}"),
+            ApiListen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How `lvs-hc setup director` prepares the director (`[director]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectorSettings {
+    /// The interface that carries the virtual IPs (the seed's `eth0`); `None` leaves VIPs to
+    /// something else (keepalived's VRRP, say).
+    pub interface: Option<String>,
 }
 
 impl Default for DaemonSettings {
@@ -70,6 +128,11 @@ impl Default for DaemonSettings {
             retry_backoff_max: Duration::from_secs(30),
             manage: Manage::Configured,
             probe_concurrency: 1024,
+            api: ApiListen::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                ApiListen::DEFAULT_PORT,
+            )),
+            lock_file: None,
         }
     }
 }
