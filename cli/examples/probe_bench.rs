@@ -135,6 +135,7 @@ async fn bench(port: u16, servers: u32, seconds: u64) {
     let (cpu0, _) = rusage();
     let options = RunOptions {
         seed: Some(1),
+        queries: None,
         reloads: None,
         observer: Counts::default(),
     };
@@ -143,6 +144,7 @@ async fn bench(port: u16, servers: u32, seconds: u64) {
     let observer = CountsRef(&mut counts);
     let options = RunOptions {
         seed: options.seed,
+        queries: None,
         reloads: None,
         observer,
     };

@@ -18,11 +18,18 @@ pub trait Observer {
     fn on_event(&mut self, _event: &Event) {}
     /// A probe finished: the request, its verdict and how long it took.
     fn on_probe(&mut self, _req: &ProbeRequest, _outcome: &ProbeOutcome, _took: Duration) {}
-    /// Probes waited for a free slot (more due than `probe_concurrency` allows): how many wait.
+    /// Probes waited for a free slot (more due than `probe_concurrency` allows): how many wait;
+    /// 0 once they are on time again.
     fn on_backlog(&mut self, _waiting: usize) {}
     /// The engine after each round of inputs, for status pages and checks.
     fn on_engine(&mut self, _engine: &Engine) {}
+    /// A table snapshot was read (`Ok`) or failed (`Err` with the backend's error).
+    fn on_snapshot(&mut self, _result: Result<(), &str>) {}
 }
+
+/// A question for the running engine, answered between two rounds of the driver's loop: how
+/// status pages and health checks see the engine without sharing it.
+pub type Query = Box<dyn FnOnce(&Engine) + Send>;
 
 /// An observer that watches nothing.
 #[derive(Debug, Default)]
@@ -35,6 +42,8 @@ pub struct RunOptions<O: Observer> {
     pub seed: Option<u64>,
     /// New configurations to apply while running.
     pub reloads: Option<mpsc::UnboundedReceiver<Config>>,
+    /// Questions for the engine (see [`Query`]).
+    pub queries: Option<mpsc::UnboundedReceiver<Query>>,
     /// Who watches.
     pub observer: O,
 }
@@ -44,6 +53,7 @@ impl Default for RunOptions<NoObserver> {
         RunOptions {
             seed: None,
             reloads: None,
+            queries: None,
             observer: NoObserver,
         }
     }
@@ -100,7 +110,6 @@ where
     let origin = tokio::time::Instant::now();
     let now = move || Instant::from_duration(origin.elapsed());
     let seed = options.seed.unwrap_or_else(clock_seed);
-    let limit = config.daemon.probe_concurrency;
     let mut engine = Engine::new(config, now(), seed);
     let prober = Prober::new(connect);
     let mut queue: VecDeque<ProbeRequest> = VecDeque::new();
@@ -109,6 +118,7 @@ where
     let mut in_flight = 0usize;
     let mut behind = false;
     let mut reloads = options.reloads.take();
+    let mut queries = options.queries.take();
     tokio::pin!(shutdown);
     loop {
         let deadline = drain(
@@ -119,6 +129,7 @@ where
             &mut options.observer,
         );
         options.observer.on_engine(&engine);
+        let limit = engine.config().daemon.probe_concurrency;
         // Beyond `probe_concurrency`, probes wait their turn: when lvs-hc falls behind, probes
         // start later and spread out, and each still gets its whole timeout once started.
         while in_flight < limit {
@@ -144,6 +155,7 @@ where
             }
             behind = true;
         } else if behind {
+            options.observer.on_backlog(0);
             tracing::info!("probes are on time again");
             behind = false;
         }
@@ -154,6 +166,7 @@ where
             Some(config) = recv(&mut reloads) => {
                 engine.handle_input(Input::Reload { now: now(), config });
             }
+            Some(query) = recv(&mut queries) => query(&engine),
             Some((req, outcome, took)) = done_rx.recv() => {
                 in_flight -= 1;
                 options.observer.on_probe(&req, &outcome, took);
@@ -173,7 +186,7 @@ where
     engine
 }
 
-async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Config>>) -> Option<Config> {
+async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -195,15 +208,19 @@ fn drain<B: IpvsBackend, O: Observer>(
             Output::Apply(op) => ops.push(op),
             Output::ReadTable => {
                 let input = match backend.snapshot() {
-                    Ok(s) => Input::Snapshot {
-                        now: now(),
-                        table: s.table,
-                        counters: s.counters,
-                    },
-                    Err(e) => Input::SnapshotFailed {
-                        now: now(),
-                        error: e.to_string(),
-                    },
+                    Ok(s) => {
+                        observer.on_snapshot(Ok(()));
+                        Input::Snapshot {
+                            now: now(),
+                            table: s.table,
+                            counters: s.counters,
+                        }
+                    }
+                    Err(e) => {
+                        let error = e.to_string();
+                        observer.on_snapshot(Err(&error));
+                        Input::SnapshotFailed { now: now(), error }
+                    }
                 };
                 engine.handle_input(input);
             }

@@ -679,6 +679,7 @@ pub fn run_plan(
                 };
                 let options = RunOptions {
                     seed: Some(seed.wrapping_add(life)),
+                    queries: None,
                     reloads: reloads.take(),
                     observer: SimObserver {
                         world: world.clone(),

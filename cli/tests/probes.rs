@@ -247,6 +247,7 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
     let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let options = lvs_hc::driver::RunOptions {
         seed: Some(1),
+        queries: None,
         reloads: None,
         observer: Log(log.clone()),
     };

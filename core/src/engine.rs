@@ -292,6 +292,11 @@ impl Engine {
         self.believed.as_ref()
     }
 
+    /// The counters of the latest snapshot (connections per destination, service statistics).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Whether a first snapshot has been read.
     pub fn has_snapshot(&self) -> bool {
         self.believed.is_some()
@@ -585,10 +590,15 @@ impl Engine {
         if reload {
             let added = new_keys.difference(&old_keys).count();
             let removed = old_keys.difference(&new_keys).count();
+            let plural = |n: usize, word: &str| match n {
+                1 => format!("1 {word}"),
+                n => format!("{n} {word}s"),
+            };
             let summary = format!(
-                "{} services ({added} new, {removed} removed), {} probes ({carried} kept with their state, {fresh} new)",
-                new_keys.len(),
-                self.probes.len()
+                "{} ({added} new, {removed} removed), {} ({carried} kept with their state, \
+                 {fresh} new)",
+                plural(new_keys.len(), "service"),
+                plural(self.probes.len(), "probe")
             );
             self.config = config;
             self.emit(EventKind::ConfigApplied { summary });

@@ -80,6 +80,18 @@ impl Op {
         }
     }
 
+    /// A short name of the kind of operation, for metrics: `add-service`, `edit-dest`, ...
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Op::AddService { .. } => "add-service",
+            Op::EditService { .. } => "edit-service",
+            Op::DelService { .. } => "del-service",
+            Op::AddDest { .. } => "add-dest",
+            Op::EditDest { .. } => "edit-dest",
+            Op::DelDest { .. } => "del-dest",
+        }
+    }
+
     /// The service this operation belongs to.
     pub fn service(&self) -> ServiceKey {
         match self.target() {

@@ -182,3 +182,39 @@ pub trait IpvsBackend {
     /// Deletes every service (`ipvsadm -C`).
     fn flush(&mut self) -> Result<(), IpvsError>;
 }
+
+impl<B: IpvsBackend + ?Sized> IpvsBackend for Box<B> {
+    fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
+        (**self).snapshot()
+    }
+    fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
+        (**self).apply(op)
+    }
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        (**self).apply_batch(ops)
+    }
+    fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
+        (**self).info()
+    }
+    fn flush(&mut self) -> Result<(), IpvsError> {
+        (**self).flush()
+    }
+}
+
+impl<B: IpvsBackend + ?Sized> IpvsBackend for &mut B {
+    fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
+        (**self).snapshot()
+    }
+    fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
+        (**self).apply(op)
+    }
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        (**self).apply_batch(ops)
+    }
+    fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
+        (**self).info()
+    }
+    fn flush(&mut self) -> Result<(), IpvsError> {
+        (**self).flush()
+    }
+}

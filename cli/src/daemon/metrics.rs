@@ -1,0 +1,261 @@
+//! Counters for `/metrics`, and the Prometheus text rendering.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use lvs_hc_core::{Engine, Health, ProbeOutcome};
+
+/// Upper bounds (seconds) of the probe duration histogram.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A Prometheus histogram.
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// Everything counted since start.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    probes: BTreeMap<&'static str, Histogram>,
+    transitions: BTreeMap<&'static str, u64>,
+    operations: BTreeMap<(&'static str, &'static str), u64>,
+    /// Drift events (a snapshot showed changes made outside lvs-hc).
+    pub drift_events: u64,
+    /// Differences repaired over all drift events.
+    pub drift_changes: u64,
+    /// Good table reads.
+    pub snapshots_ok: u64,
+    /// Failed table reads.
+    pub snapshots_failed: u64,
+    /// When the table was last read successfully.
+    pub last_snapshot_ok: Option<SystemTime>,
+    /// Reloads that took effect.
+    pub reloads_ok: u64,
+    /// Reloads refused (bad configuration).
+    pub reloads_failed: u64,
+    /// Probes waiting for a free slot at the last count.
+    pub probes_waiting: usize,
+    /// Times probes fell behind (more due than `probe_concurrency`).
+    pub backlog_events: u64,
+}
+
+/// `pass`, `fail` or `inconclusive`.
+pub fn result_name(outcome: &ProbeOutcome) -> &'static str {
+    match outcome {
+        ProbeOutcome::Pass { .. } => "pass",
+        ProbeOutcome::Fail { .. } => "fail",
+        ProbeOutcome::Inconclusive { .. } => "inconclusive",
+    }
+}
+
+impl Metrics {
+    /// Counts a finished probe.
+    pub fn probe(&mut self, outcome: &ProbeOutcome, took: Duration) {
+        self.probes
+            .entry(result_name(outcome))
+            .or_default()
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a health transition.
+    pub fn transition(&mut self, to: Health) {
+        *self.transitions.entry(to.as_str()).or_default() += 1;
+    }
+
+    /// Counts an operation applied (`ok`) or failed.
+    pub fn operation(&mut self, kind: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        *self.operations.entry((kind, result)).or_default() += 1;
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let mut family = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            "lvs_hc_probe_duration_seconds",
+            "histogram",
+            "Probe durations by result (pass, fail, inconclusive).",
+        );
+        for (result, h) in &self.probes {
+            for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_probe_duration_seconds_bucket{{result=\"{result}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "lvs_hc_probe_duration_seconds_bucket{{result=\"{result}\",le=\"+Inf\"}} {}\n\
+                 lvs_hc_probe_duration_seconds_sum{{result=\"{result}\"}} {}\n\
+                 lvs_hc_probe_duration_seconds_count{{result=\"{result}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        let mut counter = |name: &str, help: &str, rows: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        counter(
+            "lvs_hc_probes_total",
+            "Probes finished, by result.",
+            ["pass", "fail", "inconclusive"]
+                .iter()
+                .map(|r| {
+                    let n = self.probes.get(r).map_or(0, |h| h.count);
+                    (format!("{{result=\"{r}\"}}"), n)
+                })
+                .collect(),
+        );
+        counter(
+            "lvs_hc_transitions_total",
+            "Server health changes, by the state entered.",
+            ["up", "down", "unknown"]
+                .iter()
+                .map(|s| {
+                    let n = self.transitions.get(s).copied().unwrap_or(0);
+                    (format!("{{to=\"{s}\"}}"), n)
+                })
+                .collect(),
+        );
+        counter(
+            "lvs_hc_operations_total",
+            "IPVS operations, by kind and result (ok, failed).",
+            self.operations
+                .iter()
+                .map(|((kind, result), n)| (format!("{{op=\"{kind}\",result=\"{result}\"}}"), *n))
+                .collect(),
+        );
+        counter(
+            "lvs_hc_drift_events_total",
+            "Table reads that showed changes made outside lvs-hc.",
+            vec![(String::new(), self.drift_events)],
+        );
+        counter(
+            "lvs_hc_drift_repaired_total",
+            "Differences made outside lvs-hc that were repaired.",
+            vec![(String::new(), self.drift_changes)],
+        );
+        counter(
+            "lvs_hc_resyncs_total",
+            "Reads of the IPVS table, by result.",
+            vec![
+                ("{result=\"ok\"}".to_string(), self.snapshots_ok),
+                ("{result=\"failed\"}".to_string(), self.snapshots_failed),
+            ],
+        );
+        counter(
+            "lvs_hc_reloads_total",
+            "Configuration reloads, by result.",
+            vec![
+                ("{result=\"ok\"}".to_string(), self.reloads_ok),
+                ("{result=\"failed\"}".to_string(), self.reloads_failed),
+            ],
+        );
+        counter(
+            "lvs_hc_probe_backlog_events_total",
+            "Times probes fell behind probe_concurrency.",
+            vec![(String::new(), self.backlog_events)],
+        );
+        let mut gauge = |name: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "lvs_hc_probes_waiting",
+            "Probes due and waiting for a free slot.",
+            self.probes_waiting.to_string(),
+        );
+        let last = self
+            .last_snapshot_ok
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        gauge(
+            "lvs_hc_last_resync_timestamp_seconds",
+            "Unix time of the last good read of the IPVS table (0: none yet).",
+            format!("{last:.3}"),
+        );
+    }
+}
+
+/// Per-server gauges from the engine: health state, desired weight, and whether the server is
+/// in the kernel table.
+pub fn render_servers(engine: &Engine, out: &mut String) {
+    let table = engine.believed_table();
+    let _ = writeln!(
+        out,
+        "# HELP lvs_hc_server_state Health of each server (1 for its current state).\n\
+         # TYPE lvs_hc_server_state gauge"
+    );
+    let status = engine.status();
+    let labels = |s: &lvs_hc_core::ServerStatus| {
+        format!(
+            "service=\"{}\",server=\"{}\",role=\"{}\"",
+            s.service,
+            s.server,
+            if s.fallback { "fallback" } else { "real" }
+        )
+    };
+    for s in &status {
+        let _ = writeln!(
+            out,
+            "lvs_hc_server_state{{{},state=\"{}\"}} 1",
+            labels(s),
+            s.health
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lvs_hc_server_in_table Whether the server is in the kernel table (as last read \
+         and changed).\n# TYPE lvs_hc_server_in_table gauge"
+    );
+    for s in &status {
+        let weight = table
+            .and_then(|t| t.services.get(&s.service))
+            .and_then(|e| e.dests.get(&s.server))
+            .map(|d| d.weight);
+        let _ = writeln!(
+            out,
+            "lvs_hc_server_in_table{{{}}} {}",
+            labels(s),
+            u8::from(weight.is_some())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lvs_hc_server_kernel_weight The server's weight in the kernel table (absent when \
+         it is not in the table).\n# TYPE lvs_hc_server_kernel_weight gauge"
+    );
+    for s in &status {
+        if let Some(w) = table
+            .and_then(|t| t.services.get(&s.service))
+            .and_then(|e| e.dests.get(&s.server))
+            .map(|d| d.weight)
+        {
+            let _ = writeln!(out, "lvs_hc_server_kernel_weight{{{}}} {w}", labels(s));
+        }
+    }
+}
