@@ -445,3 +445,31 @@ fn tells_systemd_ready_watchdog_and_stopping_and_cleans_up_when_asked() {
         "{messages:#?}"
     );
 }
+
+#[test]
+fn dry_run_logs_each_operation_once_and_applies_none() {
+    let dir = TempDir::new("dry");
+    let a = Web::start();
+    std::fs::write(dir.path("lvs-hc.toml"), config(&[(a.addr, 3)], "")).unwrap();
+    let d = Daemon::start(&dir, &["--dry-run"], &[]);
+    let add = format!(
+        "dry run: would apply `ipvsadm -a -t 10.0.0.1:80 -r {} -m -w 3`",
+        a.addr
+    );
+    d.wait_for("the would-be add", Duration::from_secs(5), |d| {
+        d.messages().iter().any(|m| m.starts_with(&add))
+    });
+    // Several resyncs (every 500ms) later, still logged once: the dry run remembers.
+    thread::sleep(Duration::from_millis(1600));
+    let (status, messages) = d.stop(Duration::from_secs(3));
+    assert!(status.success());
+    assert_eq!(
+        messages.iter().filter(|m| m.starts_with(&add)).count(),
+        1,
+        "{messages:#?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.starts_with("applied ")),
+        "a dry run applies nothing: {messages:#?}"
+    );
+}

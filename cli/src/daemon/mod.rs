@@ -179,8 +179,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _lock = LockFile::acquire(&lock_path)?;
 
     let backend: Box<dyn IpvsBackend> = match args.backend {
-        RunBackend::Netlink => crate::table::open_backend(BackendKind::Netlink)
-            .context("opening the IPVS netlink interface")?,
+        RunBackend::Netlink => open_netlink()?,
         RunBackend::Ipvsadm => crate::table::open_backend(BackendKind::Ipvsadm)?,
         RunBackend::Memory => Box::new(MemoryBackend::new()),
     };
@@ -216,6 +215,23 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(serve(config, backend, shared, api, &args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The netlink backend; like ipvsadm, loads ip_vs first if the kernel does not have it yet.
+fn open_netlink() -> anyhow::Result<Box<dyn IpvsBackend>> {
+    match crate::table::open_backend(BackendKind::Netlink) {
+        Err(ipvs_sys::IpvsError::NotAvailable) => {
+            tracing::info!("IPVS is not loaded; running `modprobe ip_vs`");
+            match std::process::Command::new("modprobe").arg("ip_vs").status() {
+                Ok(s) if s.success() => {}
+                Ok(s) => tracing::warn!("`modprobe ip_vs` failed ({s})"),
+                Err(e) => tracing::warn!("cannot run modprobe: {e}"),
+            }
+            crate::table::open_backend(BackendKind::Netlink)
+                .context("opening the IPVS netlink interface")
+        }
+        other => other.context("opening the IPVS netlink interface"),
+    }
 }
 
 async fn serve(
