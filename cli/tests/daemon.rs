@@ -266,6 +266,8 @@ fn detects_a_dead_server_survives_a_bad_reload_and_applies_a_good_one() {
     eprintln!("dead server out after {took:?}");
     let s = d.status().unwrap();
     assert_eq!(kernel_weight(&s, a.addr), Some(2), "the live server stays");
+    assert_eq!(Daemon::server(&s, a.addr)["desired_weight"], 2);
+    assert!(Daemon::server(&s, b.addr)["desired_weight"].is_null());
     let reason = Daemon::server(&s, b.addr)["reason"].as_str().unwrap();
     assert!(reason.contains("2 consecutive failures"), "{reason}");
 

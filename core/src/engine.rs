@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Check, Config, FailureAction, Manage, Server};
-use crate::desired::{desired_service, ServerRef, ServerView};
+use crate::desired::{desired_service, DesiredService, ServerRef, ServerView};
 use crate::diff::{diff, diff_service};
 use crate::event::{Event, EventKind};
 use crate::health::{Health, Hysteresis, ProbeOutcome};
@@ -290,6 +290,19 @@ impl Engine {
     /// The kernel table as the engine believes it (managed services only), once it has read one.
     pub fn believed_table(&self) -> Option<&Table> {
         self.believed.as_ref()
+    }
+
+    /// What a configured service should look like in the kernel now (the entry the engine works
+    /// towards), computed against the table as believed; `None` for a service not configured
+    /// or before the first snapshot.
+    pub fn desired(&self, key: &ServiceKey) -> Option<DesiredService> {
+        let believed = self.believed.as_ref()?;
+        let &si = self.service_index.get(key)?;
+        Some(desired_service(
+            &self.config.services[si],
+            believed.services.get(key),
+            |r| self.server_view(si, r),
+        ))
     }
 
     /// The counters of the latest snapshot (connections per destination, service statistics).

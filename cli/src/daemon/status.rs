@@ -14,6 +14,7 @@ pub fn engine_status(engine: &Engine) -> Value {
     let mut services = Vec::new();
     for svc in &engine.config().services {
         let entry = table.and_then(|t| t.services.get(&svc.key));
+        let desired = engine.desired(&svc.key);
         let servers: Vec<Value> = status
             .iter()
             .filter(|s| s.service == svc.key)
@@ -48,6 +49,10 @@ pub fn engine_status(engine: &Engine) -> Value {
                     "weight": s.weight,
                     "draining": s.draining,
                     "in_table": dest.is_some(),
+                    "desired_weight": desired
+                        .as_ref()
+                        .and_then(|d| d.entry.dests.get(&s.server))
+                        .map(|d| d.weight),
                     "kernel_weight": dest.map(|d| d.weight),
                     "forward": dest.map(|d| d.forward.label()),
                     "active_conns": conns.map(|c| c.active),
