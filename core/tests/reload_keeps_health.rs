@@ -65,7 +65,7 @@ fn reload_adds_removes_and_reweighs_keeping_health() {
         .any(|l| l.contains("192.168.0.181:80 up: first probe passed")));
     assert!(after
         .iter()
-        .any(|l| l.starts_with("configuration applied: 1 services")));
+        .any(|l| l.starts_with("configuration applied: 1 service (")));
 }
 
 #[test]
