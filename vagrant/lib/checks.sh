@@ -1,0 +1,258 @@
+# shellcheck shell=sh
+# The end-to-end story of the tutorial's cluster, told from a client of the VIP. Sourced (POSIX
+# sh) by vagrant/verify (three VMs, commands through `vagrant ssh`) and by tests/lab/e2e (QEMU
+# lab, network namespaces, `ip netns exec`), so CI runs the same story the Vagrant lab tells.
+#
+# The caller defines:
+#   on NODE COMMAND...   runs COMMAND as root on NODE (director, rs1 or rs2); arguments must not
+#                        hold spaces or shell characters (vagrant ssh -c joins them)
+#   client_get URL       one HTTP GET from the client, bounded by CLIENT_TIMEOUT seconds;
+#                        prints the body, fails on any error
+# and sets:
+#   PROVISION            the provisioning scripts' folder as the nodes see it
+#   VIP                  the virtual IP
+#   MARGIN_MS            what every bound allows beyond the configuration's own figures
+#   CLIENT_TIMEOUT       seconds per request
+# Bounds are derived from the director's configuration, read with `on director`.
+
+RUN_K=${RUN_K:-8}   # consecutive answers that make a verdict
+PASSED=0
+FAILED=0
+
+say() { printf 'story: %s\n' "$*"; }
+pass() { PASSED=$((PASSED + 1)); say "PASS: $*"; }
+fail() {
+    FAILED=$((FAILED + 1))
+    say "FAIL: $*"
+    say "--- ipvsadm -Ln on the director"
+    on director ipvsadm -Ln 2>&1 | sed 's/^/    /'
+    say "--- lvs-hc log on the director (last 60 lines)"
+    on director sh "$PROVISION/director.sh" log 2>&1 | tail -n 60 | sed 's/^/    /'
+}
+
+# Milliseconds on a monotonic clock (seconds precision where /proc/uptime is missing).
+now_ms() {
+    if [ -r /proc/uptime ]; then
+        awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime
+    else
+        echo $(($(date +%s) * 1000))
+    fi
+}
+
+# 1234 -> 1.2s
+secs() { awk -v m="$1" 'BEGIN { printf "%.1fs", m / 1000 }'; }
+
+# A duration as written in the configuration ("1s", "500ms", "1m30s") in milliseconds.
+dur_ms() {
+    printf '%s\n' "$1" | awk '{
+        s = $0; total = 0
+        while (match(s, /^[0-9.]+(ms|s|m|h)/)) {
+            part = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
+            n = part + 0; u = part; sub(/^[0-9.]+/, "", u)
+            total += n * (u == "ms" ? 1 : u == "s" ? 1000 : u == "m" ? 60000 : 3600000)
+        }
+        if (s != "") exit 1
+        printf "%d\n", total
+    }'
+}
+
+# The first value of KEY in the configuration text $CONF_TEXT, quotes and comments removed.
+conf_value() {
+    printf '%s\n' "$CONF_TEXT" | sed -n "s/^$1 *= *\"\{0,1\}\([^\" #]*\)\"\{0,1\}.*/\1/p" | head -n 1
+}
+
+# Reads the director's configuration and derives every bound from it.
+story_bounds() {
+    CONF_TEXT=$(on director cat "${DIRECTOR_CONF:-/etc/lvs-hc/lvs-hc.toml}")
+    interval=$(dur_ms "$(conf_value interval)")
+    failing=$(conf_value failing_interval)
+    if [ -n "$failing" ]; then failing=$(dur_ms "$failing"); else failing=$interval; fi
+    timeout=$(conf_value timeout)
+    if [ -n "$timeout" ]; then timeout=$(dur_ms "$timeout"); else timeout=$((interval < 2000 ? interval : 2000)); fi
+    fall=$(conf_value fall)
+    rise=$(conf_value rise)
+    resync=$(conf_value resync_interval)
+    if [ -n "$resync" ]; then resync=$(dur_ms "$resync"); else resync=5000; fi
+    # A server leaves at most fall x interval + timeout after it died; it returns at most
+    # rise x failing_interval + timeout after it came back; drift is repaired at the next resync.
+    OUT_MS=$((fall * interval + timeout + MARGIN_MS))
+    BACK_MS=$((rise * failing + timeout + MARGIN_MS))
+    REPAIR_MS=$((resync + MARGIN_MS))
+    say "configuration: interval $(secs "$interval"), failing_interval $(secs "$failing"), timeout $(secs "$timeout"), fall $fall, rise $rise, resync_interval $(secs "$resync")"
+    say "bounds: out fall x interval + timeout + margin = $(secs "$OUT_MS"); back rise x failing_interval + timeout + margin = $(secs "$BACK_MS"); repair resync_interval + margin = $(secs "$REPAIR_MS") (margin $(secs "$MARGIN_MS"))"
+}
+
+# One answer through the VIP, or "-" when the request failed.
+vip_answer() { client_get "http://$VIP/" 2>/dev/null || echo -; }
+
+# await_answers SET LIMIT_MS: asks the VIP until RUN_K consecutive answers are all in SET (words
+# separated by |, e.g. "server-1|server-2") and every word of SET was seen among them. Sets
+# WAITED_MS to when that run started (since the caller's T0) and SEEN to its answers; fails
+# when LIMIT_MS pass first.
+await_answers() {
+    set_="|$1|"
+    limit=$2
+    run=0
+    run_start=0
+    SEEN=
+    while :; do
+        t=$(now_ms)
+        a=$(vip_answer)
+        case $set_ in
+            *"|$a|"*)
+                if [ "$run" = 0 ]; then run_start=$t; SEEN=; fi
+                run=$((run + 1))
+                SEEN="$SEEN $a"
+                ;;
+            *) run=0 ;;
+        esac
+        if [ "$run" -ge "$RUN_K" ] && all_seen "$1"; then
+            WAITED_MS=$((run_start - T0))
+            [ "$WAITED_MS" -ge 0 ] || WAITED_MS=0
+            return 0
+        fi
+        [ $((t - T0)) -lt "$limit" ] || return 1
+        sleep 0.1
+    done
+}
+
+all_seen() {
+    for w in $(printf '%s\n' "$1" | tr '|' ' '); do
+        case " $SEEN " in *" $w "*) ;; *) return 1 ;; esac
+    done
+}
+
+# Answers seen, counted: "server-1 x5, server-2 x3".
+tally() { printf '%s\n' "$SEEN" | tr ' ' '\n' | grep -v '^$' | sort | uniq -c | awk '{ printf "%s%s x%d", NR > 1 ? ", " : "", $2, $1 }'; }
+
+# Each step: what the tutorial wants, the measured figure, the bound.
+step_both_answer() {
+    T0=$(now_ms)
+    if await_answers "server-1|server-2" "$((MARGIN_MS + 10000))"; then
+        pass "both servers answer through the VIP ($(tally))"
+    else
+        fail "both servers do not answer through the VIP (last answers:$SEEN)"
+    fi
+}
+
+step_rs1_dies() {
+    on rs1 sh "$PROVISION/realserver.sh" web-stop
+    T0=$(now_ms)
+    if await_answers "server-2" "$((OUT_MS * 3))" && [ "$WAITED_MS" -le "$OUT_MS" ]; then
+        pass "rs1's web server stopped: only server-2 answers after $(secs "$WAITED_MS") (bound $(secs "$OUT_MS"))"
+    elif [ -n "${WAITED_MS:-}" ] && [ "$run" -ge "$RUN_K" ]; then
+        fail "rs1's web server stopped: only server-2 answers after $(secs "$WAITED_MS"), over the bound $(secs "$OUT_MS")"
+    else
+        fail "rs1's web server stopped: not only server-2 after $(secs $((OUT_MS * 3))) (last answers:$SEEN)"
+    fi
+}
+
+step_both_die() {
+    on rs2 sh "$PROVISION/realserver.sh" web-stop
+    T0=$(now_ms)
+    if await_answers "director" "$((OUT_MS * 3))" && [ "$WAITED_MS" -le "$OUT_MS" ]; then
+        pass "both web servers stopped: the fallback \"director\" answers after $(secs "$WAITED_MS") (bound $(secs "$OUT_MS"))"
+    elif [ "$run" -ge "$RUN_K" ]; then
+        fail "both web servers stopped: \"director\" answers after $(secs "$WAITED_MS"), over the bound $(secs "$OUT_MS")"
+    else
+        fail "both web servers stopped: the fallback does not answer (last answers:$SEEN)"
+    fi
+}
+
+step_rs1_returns() {
+    on rs1 sh "$PROVISION/realserver.sh" web-start
+    T0=$(now_ms)
+    if await_answers "server-1" "$((BACK_MS * 3))" && [ "$WAITED_MS" -le "$BACK_MS" ]; then
+        pass "rs1's web server started: the fallback left and server-1 answers after $(secs "$WAITED_MS") (bound $(secs "$BACK_MS"))"
+    elif [ "$run" -ge "$RUN_K" ]; then
+        fail "rs1's web server started: server-1 alone after $(secs "$WAITED_MS"), over the bound $(secs "$BACK_MS")"
+    else
+        fail "rs1's web server started: server-1 does not answer alone (last answers:$SEEN)"
+    fi
+    on rs2 sh "$PROVISION/realserver.sh" web-start
+    T0=$(now_ms)
+    if await_answers "server-1|server-2" "$((BACK_MS * 3))" && [ "$WAITED_MS" -le "$BACK_MS" ]; then
+        pass "rs2's web server started: both answer again after $(secs "$WAITED_MS") (bound $(secs "$BACK_MS"))"
+    else
+        fail "rs2's web server started: both do not answer within $(secs "$BACK_MS") (last answers:$SEEN)"
+    fi
+}
+
+step_table_flushed() {
+    on director ipvsadm -C
+    T0=$(now_ms)
+    if await_answers "server-1|server-2" "$((REPAIR_MS * 3))" && [ "$WAITED_MS" -le "$REPAIR_MS" ]; then
+        pass "ipvsadm -C by hand: repaired, both answer after $(secs "$WAITED_MS") (bound $(secs "$REPAIR_MS"))"
+    else
+        fail "ipvsadm -C by hand: not repaired within $(secs "$REPAIR_MS") (last answers:$SEEN)"
+    fi
+}
+
+# A client loops on the VIP while lvs-hc stops and starts again: no request may fail. The
+# loop's results go to $1 (a scratch file on the checking side).
+step_restart() {
+    scratch=$1
+    rm -f "$scratch.stop" "$scratch.log"
+    (
+        while [ ! -f "$scratch.stop" ]; do
+            vip_answer >> "$scratch.log"
+        done
+    ) &
+    loop=$!
+    sleep 1
+    T0=$(now_ms)
+    on director sh "$PROVISION/director.sh" daemon-stop
+    stopped=$(now_ms)
+    sleep 1
+    on director sh "$PROVISION/director.sh" daemon-start
+    up=$(now_ms)
+    sleep 2
+    touch "$scratch.stop"
+    wait "$loop"
+    total=$(wc -l < "$scratch.log" | tr -d ' ')
+    failed=$(grep -c '^-$' "$scratch.log")
+    SEEN=$(grep -v '^-$' "$scratch.log" | tr '\n' ' ')
+    what="lvs-hc restarted (down $(secs $((up - stopped))), stop and start took $(secs $((up - T0)))) under a client loop: $failed of $total requests failed ($(tally))"
+    if [ "$failed" = 0 ] && [ "$total" -ge 5 ]; then pass "$what"; else fail "$what"; fi
+    rm -f "$scratch.stop" "$scratch.log"
+}
+
+# A reload with a broken file: refused, still serving, the error in the log and in /status.
+# $1: the broken file as the director sees it; the error must mention $2.
+step_broken_reload() {
+    ok=1
+    out=$(on director sh "$PROVISION/director.sh" reload-with "$1" 2>&1) && {
+        ok=0
+        say "the reload of a broken file succeeded: $out"
+    }
+    case $out in *"$2"*) ;; *) ok=0; say "lvs-hc reload did not name \`$2\`: $out" ;; esac
+    on director sh "$PROVISION/director.sh" log | grep -q "reload.*$2" || {
+        ok=0
+        say "the log does not hold the reload error"
+    }
+    status=$(on director sh "$PROVISION/director.sh" status)
+    err=$(printf '%s\n' "$status" | grep '"config_error"')
+    case $err in *"$2"*) ;; *) ok=0; say "/status has no config_error naming \`$2\`: $err" ;; esac
+    T0=$(now_ms)
+    if ! await_answers "server-1|server-2" "$((MARGIN_MS + 5000))"; then
+        ok=0
+        say "not serving after the broken reload (last answers:$SEEN)"
+    fi
+    if [ "$ok" = 1 ]; then
+        pass "a reload with a broken file is refused ($(printf '%s\n' "$out" | head -n 1)); still serving ($(tally)); the error is in the log and in /status"
+    else
+        fail "a reload with a broken file"
+    fi
+    if on director sh "$PROVISION/director.sh" restore-config >/dev/null &&
+        on director sh "$PROVISION/director.sh" status | grep -q '"config_error": null'; then
+        pass "the good file reloaded: /status has no configuration error"
+    else
+        fail "the good file did not reload cleanly"
+    fi
+}
+
+# The pass/fail summary; its status is the story's result.
+story_summary() {
+    say "$PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ]
+}
