@@ -123,7 +123,7 @@ all_seen() {
 }
 
 # Answers seen, counted: "server-1 x5, server-2 x3".
-tally() { printf '%s\n' "$SEEN" | tr ' ' '\n' | grep -v '^$' | sort | uniq -c | awk '{ printf "%s%s x%d", NR > 1 ? ", " : "", $2, $1 }'; }
+tally() { printf '%s\n' "$SEEN" | tr ' ' '\n' | grep -v '^$' | sort | uniq -c | awk '{ printf "%s%s x%d", (NR == 1 ? "" : ", "), $2, $1 }'; }
 
 # Each step: what the tutorial wants, the measured figure, the bound.
 step_both_answer() {

@@ -34,7 +34,7 @@ build() {
 if [ -z "${LVS_HC_BINARY:-}" ]; then
     build
 fi
-[ -x "$LVS_HC_BINARY" ] || die "$LVS_HC_BINARY is not an executable"
+[ -f "$LVS_HC_BINARY" ] || die "$LVS_HC_BINARY is not a file"
 mkdir -p "$(dirname "$dest")"
 cp "$LVS_HC_BINARY" "$dest.new"
 chmod 0755 "$dest.new"
