@@ -23,6 +23,12 @@ RS2=$LVS_HC_NET.180
 STATE_DIR=$LVS_HC_PREFIX/var/lib/lvs-hc
 RUN_DIR=$LVS_HC_PREFIX/run/lvs-hc-lab
 
+# busybox sh runs its own applets before searching PATH, and busybox's ip lacks what these
+# scripts need: iproute2's, wherever it is installed.
+ip() {
+    if [ -x /sbin/ip ]; then /sbin/ip "$@"; elif [ -x /usr/sbin/ip ]; then /usr/sbin/ip "$@"; else command ip "$@"; fi
+}
+
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
