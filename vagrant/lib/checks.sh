@@ -85,13 +85,21 @@ story_bounds() {
 # One answer through the VIP, or "-" when the request failed.
 vip_answer() { client_get "http://$VIP/" 2>/dev/null || echo -; }
 
-# await_answers SET LIMIT_MS: asks the VIP until RUN_K consecutive answers are all in SET (words
-# separated by |, e.g. "server-1|server-2") and every word of SET was seen among them. Sets
-# WAITED_MS to when that run started (since the caller's T0) and SEEN to its answers; fails
-# when LIMIT_MS pass first.
+# await_answers SET LIMIT_MS [any]: asks the VIP until RUN_K consecutive answers are all in SET
+# (words separated by |, e.g. "server-1|server-2") and, unless "any" is given, every word of SET
+# was seen among them. Sets WAITED_MS to when that run started (since the caller's T0) and SEEN
+# to its answers; fails when LIMIT_MS pass first.
+#
+# "any" is for the steps after servers came back: IPVS brings a re-added server back with the
+# connection counts it had (its removed entry waits in a trash list while connections refer to
+# it), and a connection cut by a dying server stays ESTABLISHED for 15 minutes on a DR director,
+# which sees only the client's half. wlc may then send every new connection to the other server
+# for a while: correct, but no ground for a verdict about both.
 await_answers() {
     set_="|$1|"
     limit=$2
+    need_all=1
+    [ "${3:-}" = any ] && need_all=0
     run=0
     run_start=0
     SEEN=
@@ -106,7 +114,7 @@ await_answers() {
                 ;;
             *) run=0 ;;
         esac
-        if [ "$run" -ge "$RUN_K" ] && all_seen "$1"; then
+        if [ "$run" -ge "$RUN_K" ] && { [ "$need_all" = 0 ] || all_seen "$1"; }; then
             WAITED_MS=$((run_start - T0))
             [ "$WAITED_MS" -ge 0 ] || WAITED_MS=0
             return 0
@@ -169,20 +177,29 @@ step_rs1_returns() {
     else
         fail "rs1's web server started: server-1 does not answer alone (last answers:$SEEN)"
     fi
+    # rs2 too, for the steps that follow; back in the kernel table (see await_answers for why
+    # the client may not see it at once).
     on rs2 sh "$PROVISION/realserver.sh" web-start
     T0=$(now_ms)
-    if await_answers "server-1|server-2" "$((BACK_MS * 3))" && [ "$WAITED_MS" -le "$BACK_MS" ]; then
-        pass "rs2's web server started: both answer again after $(secs "$WAITED_MS") (bound $(secs "$BACK_MS"))"
+    rs2=${VIP%.*}.180
+    while ! on director ipvsadm -Ln | grep -q " $rs2:"; do
+        [ $(($(now_ms) - T0)) -lt $((BACK_MS * 3)) ] || break
+        sleep 0.2
+    done
+    waited=$(($(now_ms) - T0))
+    if on director ipvsadm -Ln | grep -q " $rs2:" && [ "$waited" -le "$BACK_MS" ]; then
+        pass "rs2's web server started: back in the director's table after $(secs "$waited") (bound $(secs "$BACK_MS"))"
     else
-        fail "rs2's web server started: both do not answer within $(secs "$BACK_MS") (last answers:$SEEN)"
+        fail "rs2's web server started: not back in the director's table within $(secs "$BACK_MS")"
     fi
 }
 
 step_table_flushed() {
+    # Without the service, the director's own web server answers the VIP: "director".
     on director ipvsadm -C
     T0=$(now_ms)
-    if await_answers "server-1|server-2" "$((REPAIR_MS * 3))" && [ "$WAITED_MS" -le "$REPAIR_MS" ]; then
-        pass "ipvsadm -C by hand: repaired, both answer after $(secs "$WAITED_MS") (bound $(secs "$REPAIR_MS"))"
+    if await_answers "server-1|server-2" "$((REPAIR_MS * 3))" any && [ "$WAITED_MS" -le "$REPAIR_MS" ]; then
+        pass "ipvsadm -C by hand: repaired, the servers answer again after $(secs "$WAITED_MS") (bound $(secs "$REPAIR_MS")); $(on director ipvsadm -Ln | grep -c -- '->.*Route') servers in the table"
     else
         fail "ipvsadm -C by hand: not repaired within $(secs "$REPAIR_MS") (last answers:$SEEN)"
     fi
@@ -234,7 +251,7 @@ step_broken_reload() {
     err=$(printf '%s\n' "$status" | grep '"config_error"')
     case $err in *"$2"*) ;; *) ok=0; say "/status has no config_error naming \`$2\`: $err" ;; esac
     T0=$(now_ms)
-    if ! await_answers "server-1|server-2" "$((MARGIN_MS + 5000))"; then
+    if ! await_answers "server-1|server-2" "$((MARGIN_MS + 5000))" any; then
         ok=0
         say "not serving after the broken reload (last answers:$SEEN)"
     fi
