@@ -133,7 +133,62 @@ all_seen() {
 # Answers seen, counted: "server-1 x5, server-2 x3".
 tally() { printf '%s\n' "$SEEN" | tr ' ' '\n' | grep -v '^$' | sort | uniq -c | awk '{ printf "%s%s x%d", (NR == 1 ? "" : ", "), $2, $1 }'; }
 
-# Each step: what the tutorial wants, the measured figure, the bound.
+# await_table LIMIT_MS WANT...: reads the director's table (ipvsadm -Ln) until every WANT holds:
+# +ADDR (a real server ADDR:port is in) or -ADDR (it is out). Sets TABLE_MS to when it first held
+# (since the caller's T0); fails when LIMIT_MS pass first.
+await_table() {
+    limit=$1
+    shift
+    while :; do
+        t=$(now_ms)
+        table=$(on director ipvsadm -Ln)
+        ok=1
+        for want in "$@"; do
+            case $want in
+                +*) printf '%s\n' "$table" | grep -q -- "-> ${want#+}:" || ok=0 ;;
+                -*) printf '%s\n' "$table" | grep -q -- "-> ${want#-}:" && ok=0 ;;
+            esac
+        done
+        if [ "$ok" = 1 ]; then
+            TABLE_MS=$((t - T0))
+            [ "$TABLE_MS" -ge 0 ] || TABLE_MS=0
+            return 0
+        fi
+        [ $((t - T0)) -lt "$limit" ] || return 1
+        sleep 0.2
+    done
+}
+
+# check WHAT BOUND_MS ANSWERS TABLE-WANT...: after the caller changed something at T0, the
+# director's table must reach TABLE-WANT and the client must then get RUN_K answers in ANSWERS
+# ("any" appended: not necessarily each of them), both within BOUND_MS.
+check() {
+    what=$1
+    bound=$2
+    answers=$3
+    shift 3
+    if ! await_table "$((bound * 3))" "$@"; then
+        fail "$what: the table is not $* after $(secs $((bound * 3))) (bound $(secs "$bound"))"
+        return
+    fi
+    mode=
+    case $answers in *" any") mode=any answers=${answers% any} ;; esac
+    if ! await_answers "$answers" "$((bound * 3))" ${mode:+"$mode"}; then
+        fail "$what: the table changed after $(secs "$TABLE_MS"), but the client does not see only $answers (last answers:$SEEN)"
+        return
+    fi
+    if [ "$TABLE_MS" -le "$bound" ] && [ "$WAITED_MS" -le "$bound" ]; then
+        pass "$what after $(secs "$TABLE_MS"), the client sees it after $(secs "$WAITED_MS") (bound $(secs "$bound")): $(tally)"
+    else
+        fail "$what after $(secs "$TABLE_MS"), the client sees it after $(secs "$WAITED_MS"): over the bound $(secs "$bound")"
+    fi
+}
+
+RS1_ADDR=${VIP%.*}.179
+RS2_ADDR=${VIP%.*}.180
+
+# Each step: what the tutorial wants, the measured figures (the kernel table read on the
+# director, and the client's view), the bound.
 step_both_answer() {
     T0=$(now_ms)
     if await_answers "server-1|server-2" "$((MARGIN_MS + 10000))"; then
@@ -146,63 +201,35 @@ step_both_answer() {
 step_rs1_dies() {
     on rs1 sh "$PROVISION/realserver.sh" web-stop
     T0=$(now_ms)
-    if await_answers "server-2" "$((OUT_MS * 3))" && [ "$WAITED_MS" -le "$OUT_MS" ]; then
-        pass "rs1's web server stopped: only server-2 answers after $(secs "$WAITED_MS") (bound $(secs "$OUT_MS"))"
-    elif [ "$run" -ge "$RUN_K" ]; then
-        fail "rs1's web server stopped: only server-2 answers after $(secs "$WAITED_MS"), over the bound $(secs "$OUT_MS")"
-    else
-        fail "rs1's web server stopped: not only server-2 after $(secs $((OUT_MS * 3))) (last answers:$SEEN)"
-    fi
+    check "rs1's web server stopped: rs1 out of the table" "$OUT_MS" "server-2" "-$RS1_ADDR"
 }
 
 step_both_die() {
     on rs2 sh "$PROVISION/realserver.sh" web-stop
     T0=$(now_ms)
-    if await_answers "director" "$((OUT_MS * 3))" && [ "$WAITED_MS" -le "$OUT_MS" ]; then
-        pass "both web servers stopped: the fallback \"director\" answers after $(secs "$WAITED_MS") (bound $(secs "$OUT_MS"))"
-    elif [ "$run" -ge "$RUN_K" ]; then
-        fail "both web servers stopped: \"director\" answers after $(secs "$WAITED_MS"), over the bound $(secs "$OUT_MS")"
-    else
-        fail "both web servers stopped: the fallback does not answer (last answers:$SEEN)"
-    fi
+    check "rs2's web server stopped too: the fallback in, rs2 out" "$OUT_MS" "director" \
+        +127.0.0.1 "-$RS2_ADDR"
 }
 
 step_rs1_returns() {
     on rs1 sh "$PROVISION/realserver.sh" web-start
     T0=$(now_ms)
-    if await_answers "server-1" "$((BACK_MS * 3))" && [ "$WAITED_MS" -le "$BACK_MS" ]; then
-        pass "rs1's web server started: the fallback left and server-1 answers after $(secs "$WAITED_MS") (bound $(secs "$BACK_MS"))"
-    elif [ "$run" -ge "$RUN_K" ]; then
-        fail "rs1's web server started: server-1 alone after $(secs "$WAITED_MS"), over the bound $(secs "$BACK_MS")"
-    else
-        fail "rs1's web server started: server-1 does not answer alone (last answers:$SEEN)"
-    fi
-    # rs2 too, for the steps that follow; back in the kernel table (see await_answers for why
-    # the client may not see it at once).
+    check "rs1's web server started: rs1 back, the fallback out" "$BACK_MS" "server-1" \
+        "+$RS1_ADDR" -127.0.0.1
+    # rs2 too, for the steps that follow (see await_answers for why the client may not see it
+    # at once).
     on rs2 sh "$PROVISION/realserver.sh" web-start
     T0=$(now_ms)
-    rs2=${VIP%.*}.180
-    while ! on director ipvsadm -Ln | grep -q " $rs2:"; do
-        [ $(($(now_ms) - T0)) -lt $((BACK_MS * 3)) ] || break
-        sleep 0.2
-    done
-    waited=$(($(now_ms) - T0))
-    if on director ipvsadm -Ln | grep -q " $rs2:" && [ "$waited" -le "$BACK_MS" ]; then
-        pass "rs2's web server started: back in the director's table after $(secs "$waited") (bound $(secs "$BACK_MS"))"
-    else
-        fail "rs2's web server started: not back in the director's table within $(secs "$BACK_MS")"
-    fi
+    check "rs2's web server started: rs2 back" "$BACK_MS" "server-1|server-2 any" \
+        "+$RS1_ADDR" "+$RS2_ADDR" -127.0.0.1
 }
 
 step_table_flushed() {
     # Without the service, the director's own web server answers the VIP: "director".
     on director ipvsadm -C
     T0=$(now_ms)
-    if await_answers "server-1|server-2" "$((REPAIR_MS * 3))" any && [ "$WAITED_MS" -le "$REPAIR_MS" ]; then
-        pass "ipvsadm -C by hand: repaired, the servers answer again after $(secs "$WAITED_MS") (bound $(secs "$REPAIR_MS")); $(on director ipvsadm -Ln | grep -c -- '->.*Route') servers in the table"
-    else
-        fail "ipvsadm -C by hand: not repaired within $(secs "$REPAIR_MS") (last answers:$SEEN)"
-    fi
+    check "ipvsadm -C by hand: repaired" "$REPAIR_MS" "server-1|server-2 any" \
+        "+$RS1_ADDR" "+$RS2_ADDR" -127.0.0.1
 }
 
 # A client loops on the VIP while lvs-hc stops and starts again: no request may fail. The
