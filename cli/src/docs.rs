@@ -33,7 +33,6 @@ fn add_pages(cmd: &clap::Command, source: &str, pages: &mut Vec<(String, Vec<u8>
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd.clone())
         .source(source)
-        .manual("lvs-hc manual")
         .render(&mut out)
         .expect("rendering into memory cannot fail");
     pages.push((format!("{name}.1"), out));
@@ -44,8 +43,30 @@ fn add_pages(cmd: &clap::Command, source: &str, pages: &mut Vec<(String, Vec<u8>
 
 /// The completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
-    let mut cmd = Cli::command();
+    let mut cmd = without_hidden_subcommands(Cli::command());
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "lvs-hc", &mut out);
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete names the state of `lvs-hc run` `lvs__hc__subcmd__run` where it is
+        // entered and `lvs__subcmd__hc__subcmd__run` where it is completed (the `-` of the
+        // binary's name is mangled twice), so nothing after a subcommand would complete.
+        let text = String::from_utf8(out).expect("clap_complete writes UTF-8");
+        out = text.replace("lvs__subcmd__hc__", "lvs__hc__").into_bytes();
+    }
     out
+}
+
+/// `cmd` with the same subcommands minus the hidden ones: clap_complete offers hidden
+/// subcommands (`manpages`) like the others, and clap has no way to remove one.
+fn without_hidden_subcommands(cmd: clap::Command) -> clap::Command {
+    let mut visible = clap::Command::new(cmd.get_name().to_owned())
+        .args(cmd.get_arguments().cloned())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(version) = cmd.get_version() {
+        visible = visible.version(version.to_owned());
+    }
+    if let Some(about) = cmd.get_about() {
+        visible = visible.about(about.clone());
+    }
+    visible
 }
