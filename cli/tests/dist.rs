@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::{CommandFactory, Parser};
 use lvs_hc::cli::Cli;
@@ -47,8 +48,12 @@ fn stdout_of(args: &[&str]) -> Vec<u8> {
 struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A fresh directory; tests run in parallel, so each call gets its own.
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("lvs-hc-dist-{name}-{}", std::process::id()));
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("lvs-hc-dist-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -121,7 +126,10 @@ fn dist_man_pages_and_completions_are_what_the_binary_generates() {
     for (path, content) in &wanted {
         match std::fs::read(path) {
             Ok(found) if &found == content => {}
-            Ok(_) => problems.push(format!("{} differs from what lvs-hc generates", path.display())),
+            Ok(_) => problems.push(format!(
+                "{} differs from what lvs-hc generates",
+                path.display()
+            )),
             Err(e) => problems.push(format!("{}: {e}", path.display())),
         }
     }
@@ -166,13 +174,26 @@ fn every_visible_subcommand_has_a_man_page_and_hidden_ones_have_none() {
                 continue;
             };
             let file = format!("{}.1", target.replace("\\-", "-"));
-            assert!(found.contains(&file), "{name} refers to {file}, which is not generated");
+            assert!(
+                found.contains(&file),
+                "{name} refers to {file}, which is not generated"
+            );
             references += 1;
         }
-        assert!(!page.contains("manpages"), "{name} mentions the hidden subcommand");
-        assert!(!page.contains("lvs\\-hc\\-help"), "{name} refers to a help page");
+        assert!(
+            !page.contains("manpages"),
+            "{name} mentions the hidden subcommand"
+        );
+        assert!(
+            !page.contains("lvs\\-hc\\-help"),
+            "{name} refers to a help page"
+        );
     }
-    assert_eq!(references, found.len() - 1, "every page but lvs-hc.1 is referred to once");
+    assert_eq!(
+        references,
+        found.len() - 1,
+        "every page but lvs-hc.1 is referred to once"
+    );
 }
 
 #[test]
@@ -221,7 +242,11 @@ done
         "bash completion failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -249,25 +274,54 @@ fn bash_completes_subcommands_options_and_their_values() {
     let has = |line: &str, words: &[&str]| {
         let found = &got[line];
         for w in words {
-            assert!(found.iter().any(|f| f == w), "`{line}` offers {found:?}, not {w}");
+            assert!(
+                found.iter().any(|f| f == w),
+                "`{line}` offers {found:?}, not {w}"
+            );
         }
     };
     has(
         "lvs-hc ",
-        &["run", "reload", "status", "setup", "check", "simulate", "table", "plan", "completions"],
+        &[
+            "run",
+            "reload",
+            "status",
+            "setup",
+            "check",
+            "simulate",
+            "table",
+            "plan",
+            "completions",
+        ],
     );
     assert!(!got["lvs-hc "].iter().any(|w| w == "manpages"));
     assert_eq!(got["lvs-hc se"], ["setup"]);
     has("lvs-hc setup ", &["realserver", "director"]);
     has(
         "lvs-hc setup director --",
-        &["--config", "--interface", "--check", "--undo", "--state-dir"],
+        &[
+            "--config",
+            "--interface",
+            "--check",
+            "--undo",
+            "--state-dir",
+        ],
     );
     has(
         "lvs-hc run --",
-        &["--config", "--dry-run", "--cleanup-on-exit", "--lock-file", "--api", "--log-level"],
+        &[
+            "--config",
+            "--dry-run",
+            "--cleanup-on-exit",
+            "--lock-file",
+            "--api",
+            "--log-level",
+        ],
     );
-    assert_eq!(got["lvs-hc run --backend "], ["netlink", "ipvsadm", "memory"]);
+    assert_eq!(
+        got["lvs-hc run --backend "],
+        ["netlink", "ipvsadm", "memory"]
+    );
     assert_eq!(got["lvs-hc run --log-format j"], ["json"]);
     has(
         "lvs-hc simulate --scenario ",
@@ -323,7 +377,9 @@ fn deb_assets() -> Vec<(String, String)> {
         .expect("assets is an array")
         .iter()
         .map(|a| {
-            let a = a.as_array().expect("an asset is [source, destination, mode]");
+            let a = a
+                .as_array()
+                .expect("an asset is [source, destination, mode]");
             assert_eq!(a.len(), 3, "{a:?}");
             let field = |i: usize| a.get(i).and_then(|v| v.as_str()).unwrap().to_string();
             (field(0), field(1))
@@ -335,7 +391,15 @@ fn deb_assets() -> Vec<(String, String)> {
 fn the_unit_runs_the_installed_binary_on_the_installed_configuration() {
     let exec_start = unit_setting("ExecStart");
     let argv: Vec<&str> = exec_start.split_whitespace().collect();
-    assert_eq!(argv[..4], ["/usr/bin/lvs-hc", "run", "--config", "/etc/lvs-hc/lvs-hc.toml"]);
+    assert_eq!(
+        argv[..4],
+        [
+            "/usr/bin/lvs-hc",
+            "run",
+            "--config",
+            "/etc/lvs-hc/lvs-hc.toml"
+        ]
+    );
     let cli = Cli::try_parse_from(&argv).expect("ExecStart is a valid lvs-hc command line");
     assert!(matches!(cli.command, lvs_hc::cli::Command::Run(_)));
 
@@ -354,7 +418,11 @@ fn the_unit_runs_the_installed_binary_on_the_installed_configuration() {
     assert_eq!(unit_setting("Type"), "notify");
     assert_eq!(unit_setting("ExecReload"), "/bin/kill -HUP $MAINPID");
     assert!(unit_setting("ExecStartPre").ends_with("modprobe -q ip_vs"));
-    assert_eq!(unit_setting("RuntimeDirectory"), "lvs-hc", "holds the default lock file");
+    assert_eq!(
+        unit_setting("RuntimeDirectory"),
+        "lvs-hc",
+        "holds the default lock file"
+    );
     assert_eq!(
         lvs_hc::daemon::default_lock_path(Path::new(argv[3])),
         Path::new("/run/lvs-hc/lvs-hc.lock")
@@ -372,7 +440,10 @@ fn a_configuration_that_does_not_load_at_start_exits_with_the_status_the_unit_do
     let bad = dir.0.join("bad.toml");
     std::fs::write(&bad, "[[service]]\n").unwrap();
     let missing = dir.0.join("missing.toml");
-    for (config, error) in [(&bad, "bad.toml:1:1: service[0]"), (&missing, "cannot read")] {
+    for (config, error) in [
+        (&bad, "bad.toml:1:1: service[0]"),
+        (&missing, "cannot read"),
+    ] {
         let out = lvs_hc(&[
             "run",
             "--config",
@@ -388,7 +459,10 @@ fn a_configuration_that_does_not_load_at_start_exits_with_the_status_the_unit_do
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(i32::from(status)), "{stderr}");
-        assert!(stderr.contains("not starting") && stderr.contains(error), "{stderr}");
+        assert!(
+            stderr.contains("not starting") && stderr.contains(error),
+            "{stderr}"
+        );
     }
     // Anything else that stops the start is restarted: a lock file that cannot be created.
     let out = lvs_hc(&[
@@ -402,7 +476,12 @@ fn a_configuration_that_does_not_load_at_start_exits_with_the_status_the_unit_do
         "--api",
         "off",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The paths matching `pattern`, relative to `base` (`*` allowed in the last component).
@@ -439,10 +518,14 @@ fn every_file_the_deb_metadata_names_exists() {
             "asset {source} (for {dest}) does not exist"
         );
     }
-    let man_pages = matching(cli_dir, "../dist/man/*.1");
-    assert_eq!(man_pages.len(), generated_man_pages().len());
 
     let doc = deb_metadata();
+    // Without maintainer-scripts cargo-deb silently generates no systemd maintainer scripts.
+    let scripts = deb_table(&doc)["maintainer-scripts"].as_str().unwrap();
+    assert!(
+        cli_dir.join(scripts).is_dir(),
+        "maintainer-scripts = {scripts:?}"
+    );
     let units = deb_table(&doc)["systemd-units"]
         .as_inline_table()
         .expect("systemd-units = { ... }");
