@@ -21,6 +21,10 @@ pub enum Command {
     /// Adopts the table as it finds it (nothing is flushed). SIGHUP rereads the configuration
     /// (a bad one is reported and the running one kept); SIGTERM and SIGINT stop, leaving the
     /// table as it is unless --cleanup-on-exit is given.
+    ///
+    /// Exit status: 0 after SIGTERM or SIGINT; 78 (EX_CONFIG) when the configuration cannot be
+    /// read or is invalid at start, which the systemd unit does not restart on; 1 for any other
+    /// failure.
     Run(RunArgs),
     /// Ask the running daemon to reread its configuration; prints what changed or the error.
     Reload {
