@@ -64,11 +64,7 @@ impl Netns {
     }
 
     fn set_sysctl(&self, path: &str, value: &str) {
-        let out = self.exec(&[
-            "sh",
-            "-c",
-            &format!("echo {value} > /proc/sys/{path}"),
-        ]);
+        let out = self.exec(&["sh", "-c", &format!("echo {value} > /proc/sys/{path}")]);
         assert!(out.status.success(), "{path}: {}", text(&out.stderr));
     }
 
@@ -125,19 +121,41 @@ const ARP: [(&str, &str); 4] = [
 #[test]
 fn realserver_dr_puts_the_vip_on_lo_and_suppresses_arp_and_a_rerun_changes_nothing() {
     let ns = Netns::new("dr");
-    let out = ok(ns.setup(&["realserver", "--vip", "192.168.0.101", "--vip", "2001:db8::101"]));
+    let out = ok(ns.setup(&[
+        "realserver",
+        "--vip",
+        "192.168.0.101",
+        "--vip",
+        "2001:db8::101",
+    ]));
     assert!(out.contains("added 192.168.0.101/32 to lo\n"), "{out}");
     assert!(out.contains("added 2001:db8::101/128 to lo\n"), "{out}");
-    assert!(out.contains("net.ipv4.conf.all.arp_ignore: 0 -> 1\n"), "{out}");
-    assert!(out.contains("net.ipv4.conf.lo.arp_announce: 0 -> 2\n"), "{out}");
+    assert!(
+        out.contains("net.ipv4.conf.all.arp_ignore: 0 -> 1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("net.ipv4.conf.lo.arp_announce: 0 -> 2\n"),
+        "{out}"
+    );
+    assert!(out.contains("set lo up\n"), "{out}");
     let addrs = ns.addresses("lo");
     assert!(addrs.contains(&"192.168.0.101/32".to_string()), "{addrs:?}");
-    assert!(addrs.contains(&"2001:db8::101/128".to_string()), "{addrs:?}");
+    assert!(
+        addrs.contains(&"2001:db8::101/128".to_string()),
+        "{addrs:?}"
+    );
     for (path, want) in ARP {
         assert_eq!(ns.sysctl(path), want, "{path}");
     }
     assert_eq!(
-        ok(ns.setup(&["realserver", "--vip", "192.168.0.101", "--vip", "2001:db8::101"])),
+        ok(ns.setup(&[
+            "realserver",
+            "--vip",
+            "192.168.0.101",
+            "--vip",
+            "2001:db8::101"
+        ])),
         "nothing to change\n"
     );
 }
@@ -170,18 +188,33 @@ fn undo_restores_earlier_values_and_keeps_a_vip_that_was_there_before() {
     ns.ip(&["addr", "add", "192.168.0.102/32", "dev", "lo"]);
     ns.set_sysctl("net/ipv4/conf/lo/arp_announce", "1");
     let before_lo = ns.addresses("lo");
-    let vips = ["realserver", "--vip", "192.168.0.101", "--vip", "192.168.0.102"];
+    let vips = [
+        "realserver",
+        "--vip",
+        "192.168.0.101",
+        "--vip",
+        "192.168.0.102",
+    ];
     let out = ok(ns.setup(&vips));
     assert!(!out.contains("192.168.0.102"), "{out}");
-    assert!(out.contains("net.ipv4.conf.lo.arp_announce: 1 -> 2\n"), "{out}");
+    assert!(
+        out.contains("net.ipv4.conf.lo.arp_announce: 1 -> 2\n"),
+        "{out}"
+    );
 
     // Someone changes a setting by hand; the rerun must not take its value as the original.
     ns.set_sysctl("net/ipv4/conf/all/arp_ignore", "2");
-    assert_eq!(ok(ns.setup(&vips)), "net.ipv4.conf.all.arp_ignore: 2 -> 1\n");
+    assert_eq!(
+        ok(ns.setup(&vips)),
+        "net.ipv4.conf.all.arp_ignore: 2 -> 1\n"
+    );
 
     let out = ok(ns.setup(&["realserver", "--undo"]));
     assert!(out.contains("removed 192.168.0.101/32 from lo\n"), "{out}");
-    assert!(out.contains("net.ipv4.conf.all.arp_ignore: 1 -> 0\n"), "{out}");
+    assert!(
+        out.contains("net.ipv4.conf.all.arp_ignore: 1 -> 0\n"),
+        "{out}"
+    );
     assert_eq!(ns.addresses("lo"), before_lo);
     assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_ignore"), "0");
     assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_announce"), "0");
@@ -222,7 +255,16 @@ address = "[2001:db8::179]:80"
 #[test]
 fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr() {
     let ns = Netns::new("dir");
-    ns.ip(&["link", "add", "vip0", "type", "veth", "peer", "name", "vip0-peer"]);
+    ns.ip(&[
+        "link",
+        "add",
+        "vip0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vip0-peer",
+    ]);
     ns.set_sysctl("net/ipv4/ip_forward", "0");
     let config = write_config(&ns, "dr.toml", DR_CONFIG);
     let out = ok(ns.setup(&["director", "--config", &config]));
@@ -232,9 +274,15 @@ fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr
     );
     let addrs = ns.addresses("vip0");
     assert!(addrs.contains(&"192.168.0.101/32".to_string()), "{addrs:?}");
-    assert!(addrs.contains(&"2001:db8::101/128".to_string()), "{addrs:?}");
+    assert!(
+        addrs.contains(&"2001:db8::101/128".to_string()),
+        "{addrs:?}"
+    );
     assert_eq!(ns.sysctl("net/ipv4/ip_forward"), "0");
-    assert_eq!(ok(ns.setup(&["director", "--config", &config])), "nothing to change\n");
+    assert_eq!(
+        ok(ns.setup(&["director", "--config", &config])),
+        "nothing to change\n"
+    );
     ok(ns.setup(&["director", "--config", &config, "--undo"]));
     assert_eq!(ns.addresses("vip0"), Vec::<String>::new());
 }
@@ -242,7 +290,16 @@ fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr
 #[test]
 fn director_nat_turns_forwarding_on_and_undo_turns_it_off() {
     let ns = Netns::new("nat");
-    ns.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0-peer"]);
+    ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
     ns.set_sysctl("net/ipv4/ip_forward", "0");
     ns.set_sysctl("net/ipv6/conf/all/forwarding", "0");
     let config = write_config(
@@ -256,7 +313,14 @@ forward = "nat"
 address = "10.0.0.2:8080"
 "#,
     );
-    let out = ns.setup(&["director", "--config", &config, "--interface", "eth0", "--check"]);
+    let out = ns.setup(&[
+        "director",
+        "--config",
+        &config,
+        "--interface",
+        "eth0",
+        "--check",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("net.ipv4.ip_forward is 0, should be 1\n"));
     let out = ok(ns.setup(&["director", "--config", &config, "--interface", "eth0"]));
@@ -282,7 +346,22 @@ fn director_errors_name_the_interface_and_the_config_key() {
     assert!(!out.status.success());
     assert_eq!(
         text(&out.stderr),
-        "error: interface `vip0` does not exist (see `ip link`)\n"
+        format!(
+            "error: interface `vip0` (from `[director] interface` in {config}) does not exist \
+             (see `ip link`)\n"
+        )
+    );
+    let out = ns.setup(&[
+        "director",
+        "--config",
+        &config,
+        "--interface",
+        "eth9",
+        "--check",
+    ]);
+    assert_eq!(
+        text(&out.stderr),
+        "error: interface `eth9` (from --interface) does not exist (see `ip link`)\n"
     );
 
     let out = ns.setup(&["director", "--config", &config, "--interface", "bad/name"]);
@@ -293,7 +372,11 @@ fn director_errors_name_the_interface_and_the_config_key() {
         text(&out.stderr)
     );
 
-    let bare = write_config(&ns, "bare.toml", &DR_CONFIG.replace("interface = \"vip0\"", ""));
+    let bare = write_config(
+        &ns,
+        "bare.toml",
+        &DR_CONFIG.replace("interface = \"vip0\"", ""),
+    );
     let out = ns.setup(&["director", "--config", &bare, "--check"]);
     assert_eq!(
         text(&out.stderr),
@@ -331,8 +414,13 @@ fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
     let out = ok(ns.setup(&["realserver", "--mode", "tun", "--vip", "192.168.0.101"]));
     assert!(out.contains("set tunl0 up\n"), "{out}");
     assert!(out.contains("added 192.168.0.101/32 to tunl0\n"), "{out}");
-    assert!(out.contains("net.ipv4.conf.all.rp_filter: 1 -> 0\n"), "{out}");
-    assert!(ns.addresses("tunl0").contains(&"192.168.0.101/32".to_string()));
+    assert!(
+        out.contains("net.ipv4.conf.all.rp_filter: 1 -> 0\n"),
+        "{out}"
+    );
+    assert!(ns
+        .addresses("tunl0")
+        .contains(&"192.168.0.101/32".to_string()));
     assert!(ns.ip(&["link", "show", "tunl0"]).contains(",UP"));
     assert_eq!(ns.sysctl("net/ipv4/conf/tunl0/rp_filter"), "0");
     assert_eq!(ns.sysctl("net/ipv4/conf/all/rp_filter"), "0");
@@ -341,7 +429,14 @@ fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
         ok(ns.setup(&["realserver", "--mode", "tun", "--vip", "192.168.0.101"])),
         "nothing to change\n"
     );
-    let out = ns.setup(&["realserver", "--mode", "tun", "--vip", "192.168.0.101", "--check"]);
+    let out = ns.setup(&[
+        "realserver",
+        "--mode",
+        "tun",
+        "--vip",
+        "192.168.0.101",
+        "--check",
+    ]);
     assert_eq!(out.status.code(), Some(0));
 
     ok(ns.setup(&["realserver", "--undo"]));

@@ -70,6 +70,14 @@ pub enum SetupError {
     /// An interface does not exist.
     #[error("interface `{0}` does not exist (see `ip link`)")]
     NoSuchInterface(String),
+    /// The interface the director's VIPs go on does not exist.
+    #[error("interface `{name}` (from {from}) does not exist (see `ip link`)")]
+    DirectorInterfaceMissing {
+        /// The interface.
+        name: String,
+        /// Where the name came from.
+        from: String,
+    },
     /// A name given as an interface is not one.
     #[error("--interface: `{0}` is not an interface name ({INTERFACE_NAME_RULE})")]
     BadInterfaceName(String),
@@ -207,14 +215,20 @@ pub fn main(role: SetupRole) -> anyhow::Result<ExitCode> {
                 run(&mut sys, &Desired::default(), action, &state, &mut out)?
             } else {
                 let cfg = crate::load_config(&config)?;
-                let iface = match (interface, &cfg.director.interface) {
+                let (iface, from) = match (interface, &cfg.director.interface) {
                     (Some(i), _) if !is_interface_name(&i) => {
                         return Err(SetupError::BadInterfaceName(i).into())
                     }
-                    (Some(i), _) => i,
-                    (None, Some(i)) => i.clone(),
+                    (Some(i), _) => (i, "--interface".to_string()),
+                    (None, Some(i)) => (
+                        i.clone(),
+                        format!("`[director] interface` in {}", config.display()),
+                    ),
                     (None, None) => return Err(SetupError::NoInterface { config }.into()),
                 };
+                if sys.link(&iface)?.is_none() {
+                    return Err(SetupError::DirectorInterfaceMissing { name: iface, from }.into());
+                }
                 let (desired, skipped) = plan::director(&cfg, &iface);
                 for svc in skipped {
                     eprintln!(
@@ -248,7 +262,11 @@ pub fn observe(
             obs.addresses.insert(dev, addrs);
         }
     }
-    let keys = desired.sysctls.iter().map(|(k, _)| k).chain(record.sysctls.keys());
+    let keys = desired
+        .sysctls
+        .iter()
+        .map(|(k, _)| k)
+        .chain(record.sysctls.keys());
     for key in keys {
         let mut value = sys.sysctl(key)?;
         if value.is_none() && key.device().is_some_and(|d| !obs.links.contains_key(d)) {
@@ -271,7 +289,6 @@ pub fn run(
     state: &Path,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let record = state::load(state)?;
     match action {
         Action::Check => {
             let obs = observe(sys, desired, &Record::default())?;
@@ -286,7 +303,7 @@ pub fn run(
             Ok(Outcome::Drift)
         }
         Action::Apply => {
-            let before = record.unwrap_or_default();
+            let before = state::load(state)?.unwrap_or_default();
             let obs = observe(sys, desired, &Record::default())?;
             let changes = plan::plan(desired, &obs)?;
             if changes.is_empty() {
@@ -312,7 +329,7 @@ pub fn run(
             Ok(Outcome::Changed)
         }
         Action::Undo => {
-            let Some(record) = record else {
+            let Some(record) = state::load(state)? else {
                 writeln!(
                     out,
                     "nothing to undo: {} does not exist (setup changed nothing here)",

@@ -43,7 +43,9 @@ impl FromStr for IfAddr {
         let (ip, prefix) = s
             .split_once('/')
             .ok_or_else(|| format!("`{s}` is not ADDRESS/PREFIX"))?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an address"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("`{ip}` is not an address"))?;
         let prefix: u8 = prefix
             .parse()
             .ok()
@@ -557,8 +559,7 @@ pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a Vi
         }
     }
     for ip in vips {
-        d.addresses
-            .push((interface.to_string(), IfAddr::host(ip)));
+        d.addresses.push((interface.to_string(), IfAddr::host(ip)));
     }
     if nat.contains(&Family::Ipv4) {
         d.sysctls
@@ -677,7 +678,9 @@ mod tests {
             .get_mut("lo")
             .unwrap()
             .push("192.168.0.101/24".parse().unwrap());
-        assert!(!lines(&plan(&d, &o).unwrap()).iter().any(|l| l.starts_with("added")));
+        assert!(!lines(&plan(&d, &o).unwrap())
+            .iter()
+            .any(|l| l.starts_with("added")));
     }
 
     #[test]
@@ -723,7 +726,11 @@ mod tests {
     #[test]
     fn check_wording_says_what_differs() {
         let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
-        let drift: Vec<String> = plan(&d, &fresh_without_tunl0()).unwrap().iter().map(Change::drift).collect();
+        let drift: Vec<String> = plan(&d, &fresh_without_tunl0())
+            .unwrap()
+            .iter()
+            .map(Change::drift)
+            .collect();
         assert_eq!(drift[0], "tunl0 (ipip) does not exist");
         assert_eq!(drift[1], "net.ipv4.conf.all.arp_ignore is 0, should be 1");
         assert_eq!(drift[6], "tunl0 is not up");
@@ -774,7 +781,10 @@ mod tests {
         assert_eq!(undo[0], "removed 192.168.0.101/32 from tunl0");
         assert_eq!(undo[1], "set tunl0 down");
         assert_eq!(undo.last().unwrap(), "deleted tunl0");
-        assert_eq!(after(done.clone(), &plan_undo(&record, &done)).links, fresh_without_tunl0().links);
+        assert_eq!(
+            after(done.clone(), &plan_undo(&record, &done)).links,
+            fresh_without_tunl0().links
+        );
     }
 
     #[test]

@@ -127,8 +127,14 @@ mod tests {
         r.sysctls
             .insert(Sysctl::ipv4_conf("eth0.100", "rp_filter"), "2".into());
         let text = render(&r);
-        assert!(text.contains("\"net.ipv4.conf.all.arp_ignore\": \"0\""), "{text}");
-        assert!(text.contains("\"net.ipv4.conf.eth0/100.rp_filter\""), "{text}");
+        assert!(
+            text.contains("\"net.ipv4.conf.all.arp_ignore\": \"0\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"net.ipv4.conf.eth0/100.rp_filter\""),
+            "{text}"
+        );
         assert_eq!(parse(&text).unwrap(), r);
     }
 

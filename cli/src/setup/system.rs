@@ -129,7 +129,9 @@ impl System for IpCommand {
         let mut addrs = Vec::new();
         for info in link["addr_info"].as_array().into_iter().flatten() {
             let ip = info["local"].as_str().and_then(|s| s.parse().ok());
-            let prefix = info["prefixlen"].as_u64().and_then(|p| u8::try_from(p).ok());
+            let prefix = info["prefixlen"]
+                .as_u64()
+                .and_then(|p| u8::try_from(p).ok());
             if let (Some(ip), Some(prefix)) = (ip, prefix) {
                 addrs.push(IfAddr { ip, prefix });
             }
@@ -170,8 +172,7 @@ impl System for IpCommand {
                 Ok(())
             }
             Err(SetupError::Ip { stderr, .. })
-                if stderr.contains("Unknown device type")
-                    || stderr.contains("not supported") =>
+                if stderr.contains("Unknown device type") || stderr.contains("not supported") =>
             {
                 Err(SetupError::NoTunnelSupport {
                     kind: kind.link_type(),

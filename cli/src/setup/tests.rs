@@ -124,14 +124,20 @@ fn check_exits_non_zero_on_drift_and_zero_once_in_place() {
     let mut sys = Fake::realserver();
     let d = vip("192.168.0.101");
     let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
-    assert_eq!((outcome, outcome.exit_code()), (Outcome::Drift, ExitCode::from(1)));
+    assert_eq!(
+        (outcome, outcome.exit_code()),
+        (Outcome::Drift, ExitCode::from(1))
+    );
     assert!(text.contains("192.168.0.101/32 is not on lo\n"), "{text}");
     assert_eq!(sys, Fake::realserver(), "--check changed something");
     assert!(!state.file().exists());
 
     go(&mut sys, &d, Action::Apply, &state);
     let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
-    assert_eq!((outcome, outcome.exit_code()), (Outcome::InPlace, ExitCode::SUCCESS));
+    assert_eq!(
+        (outcome, outcome.exit_code()),
+        (Outcome::InPlace, ExitCode::SUCCESS)
+    );
     assert_eq!(text, "in place: nothing to change\n");
 }
 
@@ -148,7 +154,10 @@ fn setup_prints_each_change_then_nothing_to_change() {
          net.ipv4.conf.lo.arp_ignore: 0 -> 1\nnet.ipv4.conf.lo.arp_announce: 0 -> 2\n\
          added 192.168.0.101/32 to lo\n"
     );
-    assert_eq!(go(&mut sys, &d, Action::Apply, &state).1, "nothing to change\n");
+    assert_eq!(
+        go(&mut sys, &d, Action::Apply, &state).1,
+        "nothing to change\n"
+    );
 }
 
 #[test]
@@ -162,14 +171,20 @@ fn undo_restores_the_machine_and_removes_the_state_file() {
         .push("192.168.0.102/32".parse().unwrap());
     let before = sys.clone();
     let d = plan::realserver(
-        &["192.168.0.101".parse().unwrap(), "192.168.0.102".parse().unwrap()],
+        &[
+            "192.168.0.101".parse().unwrap(),
+            "192.168.0.102".parse().unwrap(),
+        ],
         RealServerMode::Dr,
     );
     go(&mut sys, &d, Action::Apply, &state);
     assert!(state.file().exists());
     let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
     assert_eq!(outcome, Outcome::Changed);
-    assert!(text.starts_with("removed 192.168.0.101/32 from lo\n"), "{text}");
+    assert!(
+        text.starts_with("removed 192.168.0.101/32 from lo\n"),
+        "{text}"
+    );
     assert!(!text.contains("192.168.0.102"), "{text}");
     assert_eq!(sys, before);
     assert!(!state.file().exists());
@@ -202,9 +217,15 @@ fn without_privileges_nothing_changes_and_the_error_says_check_works() {
         ..Fake::realserver()
     };
     let mut out = Vec::new();
-    let err = run(&mut sys, &vip("192.168.0.101"), Action::Apply, &state.file(), &mut out)
-        .unwrap_err()
-        .to_string();
+    let err = run(
+        &mut sys,
+        &vip("192.168.0.101"),
+        Action::Apply,
+        &state.file(),
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         err,
         "needs root (CAP_NET_ADMIN) to change addresses and settings; --check works without \

@@ -444,7 +444,9 @@ fn read_director(mut t: Tbl<'_>) -> Result<DirectorSettings> {
     if let Some(f) = t.get("interface") {
         let name = f.str()?;
         if !super::is_interface_name(name) {
-            return Err(f.err(format!("`{name}` is not an interface name ({INTERFACE_NAME_RULE})")));
+            return Err(f.err(format!(
+                "`{name}` is not an interface name ({INTERFACE_NAME_RULE})"
+            )));
         }
         d.interface = Some(name.to_string());
     }

@@ -113,8 +113,7 @@ impl fmt::Display for ApiListen {
 }
 
 /// What [`is_interface_name`] accepts, for error messages.
-pub const INTERFACE_NAME_RULE: &str =
-    "1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace";
+pub const INTERFACE_NAME_RULE: &str = "1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace";
 
 /// Whether the kernel would accept `name` as a network interface name.
 ///
@@ -496,10 +495,27 @@ mod interface_name_tests {
 
     #[test]
     fn interface_names_follow_the_kernel_rule() {
-        for ok in ["eth0", "lo", "enp0s3", "tunl0", "eth0.100", "a", "fifteen-chars-x"] {
+        for ok in [
+            "eth0",
+            "lo",
+            "enp0s3",
+            "tunl0",
+            "eth0.100",
+            "a",
+            "fifteen-chars-x",
+        ] {
             assert!(is_interface_name(ok), "{ok} rejected");
         }
-        for bad in ["", ".", "..", "sixteen-chars-xx", "eth0:0", "a/b", "eth 0", "eth\t0"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "sixteen-chars-xx",
+            "eth0:0",
+            "a/b",
+            "eth 0",
+            "eth\t0",
+        ] {
             assert!(!is_interface_name(bad), "{bad} accepted");
         }
     }
