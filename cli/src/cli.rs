@@ -191,7 +191,7 @@ pub enum SetupRole {
         /// Forwarding method the director uses towards this server.
         #[arg(long, value_enum, default_value = "dr")]
         mode: SetupMode,
-        /// Report what differs and exit non-zero if anything does; change nothing.
+        /// Report what differs and exit 1 if anything does (2 on errors); change nothing.
         #[arg(long, conflicts_with = "undo")]
         check: bool,
         /// Revert what `setup realserver` changed (as the state file records it).
@@ -209,7 +209,7 @@ pub enum SetupRole {
         /// Put the VIPs on this interface (overrides `[director] interface`).
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
-        /// Report what differs and exit non-zero if anything does; change nothing.
+        /// Report what differs and exit 1 if anything does (2 on errors); change nothing.
         #[arg(long, conflicts_with = "undo")]
         check: bool,
         /// Revert what `setup director` changed (as the state file records it; the

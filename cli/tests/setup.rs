@@ -360,6 +360,11 @@ fn director_errors_name_the_interface_and_the_config_key() {
         "--check",
     ]);
     assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--check exits 2 when it cannot tell"
+    );
+    assert_eq!(
         text(&out.stderr),
         "error: interface `eth9` (from --interface) does not exist (see `ip link`)\n"
     );
@@ -411,9 +416,22 @@ fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
         ns.ip(&["link", "del", "tunl0"]);
     }
     ns.set_sysctl("net/ipv4/conf/all/rp_filter", "1");
-    let out = ok(ns.setup(&["realserver", "--mode", "tun", "--vip", "192.168.0.101"]));
+    let tun = [
+        "realserver",
+        "--mode",
+        "tun",
+        "--vip",
+        "192.168.0.101",
+        "--vip",
+        "2001:db8::101",
+    ];
+    let out = ok(ns.setup(&tun));
     assert!(out.contains("set tunl0 up\n"), "{out}");
     assert!(out.contains("added 192.168.0.101/32 to tunl0\n"), "{out}");
+    assert!(
+        out.contains("added 2001:db8::101/128 to ip6tnl0\n"),
+        "{out}"
+    );
     assert!(
         out.contains("net.ipv4.conf.all.rp_filter: 1 -> 0\n"),
         "{out}"
@@ -421,26 +439,37 @@ fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
     assert!(ns
         .addresses("tunl0")
         .contains(&"192.168.0.101/32".to_string()));
+    assert!(ns
+        .addresses("ip6tnl0")
+        .contains(&"2001:db8::101/128".to_string()));
     assert!(ns.ip(&["link", "show", "tunl0"]).contains(",UP"));
+    assert!(ns.ip(&["link", "show", "ip6tnl0"]).contains(",UP"));
     assert_eq!(ns.sysctl("net/ipv4/conf/tunl0/rp_filter"), "0");
     assert_eq!(ns.sysctl("net/ipv4/conf/all/rp_filter"), "0");
     assert_eq!(ns.sysctl("net/ipv4/conf/tunl0/arp_ignore"), "1");
-    assert_eq!(
-        ok(ns.setup(&["realserver", "--mode", "tun", "--vip", "192.168.0.101"])),
-        "nothing to change\n"
-    );
-    let out = ns.setup(&[
-        "realserver",
-        "--mode",
-        "tun",
-        "--vip",
-        "192.168.0.101",
-        "--check",
-    ]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_announce"), "2");
+    assert_eq!(ok(ns.setup(&tun)), "nothing to change\n");
+    let mut check = tun.to_vec();
+    check.push("--check");
+    let out = ns.setup(&check);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
-    ok(ns.setup(&["realserver", "--undo"]));
+    let out = ok(ns.setup(&["realserver", "--undo"]));
+    assert!(
+        out.contains("removed 192.168.0.101/32 from tunl0\n"),
+        "{out}"
+    );
     assert_eq!(ns.sysctl("net/ipv4/conf/all/rp_filter"), "1");
-    let gone = !ns.exec(&["ip", "link", "show", "tunl0"]).status.success();
-    assert!(gone || ns.addresses("tunl0").is_empty());
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_announce"), "0");
+    for dev in ["tunl0", "ip6tnl0"] {
+        let gone = !ns.exec(&["ip", "link", "show", dev]).status.success();
+        assert!(
+            gone || ns.addresses(dev).is_empty(),
+            "{dev} keeps addresses"
+        );
+        assert!(
+            gone || !ns.ip(&["link", "show", dev]).contains(",UP"),
+            "{dev} is up"
+        );
+    }
 }

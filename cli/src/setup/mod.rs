@@ -180,8 +180,22 @@ impl Role {
     }
 }
 
-/// Runs `lvs-hc setup`.
+/// Runs `lvs-hc setup`. With `--check`, an error exits 2 (as diff(1) does), so monitoring
+/// tells "cannot tell" from "differs" (1).
 pub fn main(role: SetupRole) -> anyhow::Result<ExitCode> {
+    let check = match &role {
+        SetupRole::Realserver { check, .. } | SetupRole::Director { check, .. } => *check,
+    };
+    match setup(role) {
+        Err(e) if check => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+        result => result,
+    }
+}
+
+fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
     let mut sys = IpCommand::default();
     let mut out = std::io::stdout().lock();
     let outcome = match role {
@@ -198,6 +212,11 @@ pub fn main(role: SetupRole) -> anyhow::Result<ExitCode> {
             };
             let desired = plan::realserver(&vip, mode);
             let action = Action::of(check, undo);
+            if action == Action::Undo && !vip.is_empty() {
+                eprintln!(
+                    "note: --undo reverts all that the state file records; --vip is not used"
+                );
+            }
             let state = Role::Realserver.state_file(&state_dir);
             run(&mut sys, &desired, action, &state, &mut out)?
         }
