@@ -60,18 +60,18 @@ complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and not __fish_seen
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and not __fish_seen_subcommand_from realserver director help" -f -a "realserver" -d 'A real server: the VIP on lo (DR) or on a tunnel device (TUN), ARP settings'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and not __fish_seen_subcommand_from realserver director help" -f -a "director" -d 'The director: the configured VIPs on `[director] interface`; IP forwarding for NAT'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and not __fish_seen_subcommand_from realserver director help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l vip -d 'A virtual IP this server answers for. Repeatable' -r
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l vip -d 'A virtual IP this server answers for. Repeatable (not needed with --undo)' -r
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l mode -d 'Forwarding method the director uses towards this server' -r -f -a "dr\t'Direct routing: the VIP on lo, ARP for it suppressed'
 tun\t'IP-in-IP tunnelling: the VIP on the tunnel device, reverse-path filtering relaxed'"
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l state-dir -d 'Where earlier settings are remembered so --undo can restore them' -r -F
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l check -d 'Report what differs and exit non-zero if anything does; change nothing'
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l undo -d 'Revert what `setup realserver` did'
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l check -d 'Report what differs and exit 1 if anything does (2 on errors); change nothing'
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l undo -d 'Revert what `setup realserver` changed (as the state file records it)'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -s c -l config -d 'The configuration file (TOML)' -r -F
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l interface -d 'Put the VIPs on this interface (overrides `[director] interface`)' -r
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l state-dir -d 'Where earlier settings are remembered so --undo can restore them' -r -F
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l check -d 'Report what differs and exit non-zero if anything does; change nothing'
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l undo -d 'Revert what `setup director` did'
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l check -d 'Report what differs and exit 1 if anything does (2 on errors); change nothing'
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l undo -d 'Revert what `setup director` changed (as the state file records it; the configuration is not read)'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -s h -l help -d 'Print help'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from help" -f -a "realserver" -d 'A real server: the VIP on lo (DR) or on a tunnel device (TUN), ARP settings'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from help" -f -a "director" -d 'The director: the configured VIPs on `[director] interface`; IP forwarding for NAT'
