@@ -1,9 +1,10 @@
 //! Probe cost at scale, with real sockets on loopback (figures in docs/BENCHMARKS.md).
 //!
 //!   probe_bench serve PORT                  answer HTTP on every 127.0.0.0/8 address
-//!   probe_bench run PORT SERVERS SECONDS    run the real driver against SERVERS servers
+//!   probe_bench run PORT SERVERS SECONDS [BASE]
+//!                                           run the real driver against SERVERS servers
 //!
-//! `run` checks 127.1.0.1.. up to SERVERS addresses with an HTTP check every second, against
+//! `run` checks BASE+1.. (default 127.1.0.1..) up to SERVERS addresses with an HTTP check every second, against
 //! the in-memory IPVS table, for SECONDS seconds; then prints probes by result, CPU time per
 //! probe, peak RSS, and how many servers were ever declared down. Run `serve` in another
 //! process first (`tests/bench/probe-cost` does both, and the overload variant).
@@ -30,8 +31,10 @@ fn main() {
             args[2].parse().expect("port"),
             args[3].parse().expect("servers"),
             args[4].parse().expect("seconds"),
+            args.get(5)
+                .map_or(Ipv4Addr::new(127, 1, 0, 0), |a| a.parse().expect("base")),
         )),
-        _ => eprintln!("usage: probe_bench serve PORT | run PORT SERVERS SECONDS"),
+        _ => eprintln!("usage: probe_bench serve PORT | run PORT SERVERS SECONDS [BASE]"),
     }
 }
 
@@ -61,14 +64,9 @@ async fn serve(port: u16) {
     }
 }
 
-fn addr(i: u32) -> Ipv4Addr {
-    let i = i + 1;
-    Ipv4Addr::new(
-        127,
-        1 + (i / 65536) as u8,
-        ((i / 256) % 256) as u8,
-        (i % 256) as u8,
-    )
+/// The address of server `i`: `base` plus `i + 1` (127.1.0.1 and up by default).
+fn addr(base: Ipv4Addr, i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base) + i + 1)
 }
 
 #[derive(Default)]
@@ -105,15 +103,16 @@ impl Observer for Counts {
     }
 }
 
-fn rusage() -> (Duration, u64) {
+/// User time, system time and peak RSS (KiB) of this process so far.
+fn rusage() -> (Duration, Duration, u64) {
     // SAFETY: getrusage fills the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (tv(u.ru_utime) + tv(u.ru_stime), u.ru_maxrss as u64)
+    (tv(u.ru_utime), tv(u.ru_stime), u.ru_maxrss as u64)
 }
 
-async fn bench(port: u16, servers: u32, seconds: u64) {
+async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr) {
     let mut text = String::new();
     let per_service = 100;
     for s in 0..servers.div_ceil(per_service) {
@@ -127,30 +126,25 @@ async fn bench(port: u16, servers: u32, seconds: u64) {
             let _ = write!(
                 text,
                 "[[service.server]]\naddress = \"{}:{port}\"\n",
-                addr(i)
+                addr(base, i)
             );
         }
     }
     let config = Config::from_toml(&text, "bench").expect("config");
-    let (cpu0, _) = rusage();
-    let options = RunOptions {
-        seed: Some(1),
-        queries: None,
-        reloads: None,
-        observer: Counts::default(),
-    };
+    let (user0, sys0, _) = rusage();
     let stop = tokio::time::sleep(Duration::from_secs(seconds));
     let mut counts = Counts::default();
     let observer = CountsRef(&mut counts);
     let options = RunOptions {
-        seed: options.seed,
+        seed: Some(1),
         queries: None,
         reloads: None,
         observer,
     };
     let engine = run_with(config, TokioConnect, MemoryBackend::new(), stop, options).await;
-    let (cpu1, maxrss_kib) = rusage();
-    let cpu = cpu1 - cpu0;
+    let (user1, sys1, maxrss_kib) = rusage();
+    let (user, sys) = (user1 - user0, sys1 - sys0);
+    let cpu = user + sys;
     let probes = counts.pass + counts.fail + counts.inconclusive;
     let up = engine
         .status()
@@ -172,9 +166,12 @@ async fn bench(port: u16, servers: u32, seconds: u64) {
         cpu.as_secs_f64(),
         100.0 * cpu.as_secs_f64() / seconds as f64
     );
+    let per_probe = |d: Duration| d.as_secs_f64() * 1e6 / probes.max(1) as f64;
     println!(
-        "cpu per probe          {:.1} us",
-        cpu.as_secs_f64() * 1e6 / probes.max(1) as f64
+        "cpu per probe          {:.1} us ({:.1} us user, {:.1} us system)",
+        per_probe(cpu),
+        per_probe(user),
+        per_probe(sys)
     );
     println!(
         "peak rss               {:.1} MiB",

@@ -21,6 +21,10 @@ pub enum Command {
     /// Adopts the table as it finds it (nothing is flushed). SIGHUP rereads the configuration
     /// (a bad one is reported and the running one kept); SIGTERM and SIGINT stop, leaving the
     /// table as it is unless --cleanup-on-exit is given.
+    ///
+    /// Exit status: 0 after SIGTERM or SIGINT; 78 (EX_CONFIG) when the configuration cannot be
+    /// read or is invalid at start, which the systemd unit does not restart on; 1 for any other
+    /// failure.
     Run(RunArgs),
     /// Ask the running daemon to reread its configuration; prints what changed or the error.
     Reload {
@@ -185,16 +189,16 @@ pub enum LogFormat {
 pub enum SetupRole {
     /// A real server: the VIP on lo (DR) or on a tunnel device (TUN), ARP settings.
     Realserver {
-        /// A virtual IP this server answers for. Repeatable.
-        #[arg(long, value_name = "ADDR", required = true)]
+        /// A virtual IP this server answers for. Repeatable (not needed with --undo).
+        #[arg(long, value_name = "ADDR", required_unless_present = "undo")]
         vip: Vec<std::net::IpAddr>,
         /// Forwarding method the director uses towards this server.
         #[arg(long, value_enum, default_value = "dr")]
         mode: SetupMode,
-        /// Report what differs and exit non-zero if anything does; change nothing.
+        /// Report what differs and exit 1 if anything does (2 on errors); change nothing.
         #[arg(long, conflicts_with = "undo")]
         check: bool,
-        /// Revert what `setup realserver` did.
+        /// Revert what `setup realserver` changed (as the state file records it).
         #[arg(long)]
         undo: bool,
         /// Where earlier settings are remembered so --undo can restore them.
@@ -209,10 +213,11 @@ pub enum SetupRole {
         /// Put the VIPs on this interface (overrides `[director] interface`).
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
-        /// Report what differs and exit non-zero if anything does; change nothing.
+        /// Report what differs and exit 1 if anything does (2 on errors); change nothing.
         #[arg(long, conflicts_with = "undo")]
         check: bool,
-        /// Revert what `setup director` did.
+        /// Revert what `setup director` changed (as the state file records it; the
+        /// configuration is not read).
         #[arg(long)]
         undo: bool,
         /// Where earlier settings are remembered so --undo can restore them.

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use lvs_hc_core::config::{Check, CheckKind, ExecCheck, HttpCheck, HttpMethod, TlsSettings};
 use lvs_hc_core::time::format_duration;
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Opens TCP connections for probes.
 pub trait Connect: Clone + 'static {
@@ -258,8 +260,8 @@ async fn http_exchange<S>(stream: S, h: &HttpCheck, target: SocketAddr) -> Probe
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
+    let stream = TokioIo::new(NoShutdown(stream));
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(stream).await {
         Ok(x) => x,
         Err(e) => return fail(format!("HTTP handshake failed: {e}")),
     };
@@ -405,6 +407,51 @@ pub fn parse_weight(stdout: &[u8]) -> Option<u32> {
     let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
     let value = last.trim().strip_prefix("weight=")?;
     value.trim().parse::<u32>().ok().filter(|w| *w <= 65535)
+}
+
+/// A probe's stream without the half-close: hyper shuts the write side down once a
+/// `Connection: close` response is read, which costs a FIN and, on the server, its handling, for
+/// a connection about to be reset anyway (see [`TokioConnect`]). Reads and writes pass through.
+struct NoShutdown<S>(S);
+
+impl<S: AsyncRead + Unpin> AsyncRead for NoShutdown<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Kills a process group when dropped (a timed-out exec check and all its children).

@@ -288,3 +288,31 @@ async fn probes_can_bind_a_source_address() {
     assert_eq!(out, ProbeOutcome::Pass { weight: None });
     assert_eq!(peer.await.unwrap().ip().to_string(), "127.0.0.2");
 }
+
+#[tokio::test]
+async fn a_probe_ends_with_a_reset_not_a_half_close() {
+    // Leaving no TIME_WAIT socket per probe and no FIN exchange is what keeps thousands of
+    // probes a second cheap: after the answer, the server must see a reset, never end-of-file.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            head.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(OK.as_bytes()).await.unwrap();
+        s.read(&mut buf).await
+    });
+    assert_eq!(
+        probe(addr, "type = \"http\"\ntimeout = \"2s\"").await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    match seen.await.unwrap() {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("the server read {n} bytes (0 = an orderly close) instead of a reset"),
+    }
+}

@@ -138,6 +138,14 @@ bad_config!(
         "sched_flags = [\"sh-port\"]\n\n[[service.check]]"
     )
 );
+bad_config!(
+    interface_name_too_long,
+    format!("[director]\ninterface = \"enp0s31f6-uplink0\"\n\n{BASE}")
+);
+bad_config!(
+    interface_alias_label_is_not_an_interface,
+    format!("[director]\ninterface = \"eth0:0\"\n\n{BASE}")
+);
 
 #[test]
 fn error_fields_locate_the_problem() {

@@ -36,13 +36,7 @@ setup_director() {
     iface=$(iface_of "$DIP")
     [ -n "$iface" ] || die "no interface holds the director's address $DIP"
     mkdir -p "$STATE_DIR"
-    if lvs-hc setup director --config "$CONF" --interface "$iface" --state-dir "$STATE_DIR"; then
-        return
-    fi
-    # TEMPORARY: until `lvs-hc setup` is on main (it bails "not built yet" today), the same by
-    # hand: the VIP on the director's interface, as the tutorial's enp0s3:0.
-    log "lvs-hc setup director failed; TEMPORARY fallback with ip"
-    ip addr replace "$VIP/32" dev "$iface"
+    lvs-hc setup director --config "$CONF" --interface "$iface" --state-dir "$STATE_DIR"
 }
 
 daemon_start() {

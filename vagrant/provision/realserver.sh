@@ -12,17 +12,10 @@ set -eu
 # shellcheck source=vagrant/provision/lib.sh
 . "$(dirname "$0")/lib.sh"
 
+# The VIP on lo, ARP for it suppressed (arp_ignore=1, arp_announce=2); idempotent.
 setup_realserver() {
     mkdir -p "$STATE_DIR"
-    if lvs-hc setup realserver --vip "$VIP" --mode dr --state-dir "$STATE_DIR"; then
-        return
-    fi
-    # TEMPORARY: until `lvs-hc setup` is on main (it bails "not built yet" today), the same
-    # settings by hand: the VIP on lo, and no ARP answers or announcements for it.
-    log "lvs-hc setup realserver failed; TEMPORARY fallback with ip and sysctl"
-    sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-        net.ipv4.conf.lo.arp_ignore=1 net.ipv4.conf.lo.arp_announce=2
-    ip addr replace "$VIP/32" dev lo
+    lvs-hc setup realserver --vip "$VIP" --mode dr --state-dir "$STATE_DIR"
 }
 
 case ${1:-} in

@@ -164,10 +164,25 @@ fn summary(config: &Config) -> String {
     )
 }
 
+/// The exit status of `lvs-hc run` when the configuration cannot be read or is invalid at
+/// start (`EX_CONFIG` of sysexits.h). Restarting cannot fix it, so the systemd unit names it in
+/// `RestartPreventExitStatus=`; every other failure exits with 1 and is restarted.
+pub const EX_CONFIG: u8 = 78;
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     log::init(args.log_format, &args.log_level)?;
-    let config = crate::load_config(&args.config)?;
+    let config = match crate::load_config(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(
+                config = %args.config.display(),
+                "not starting: {:#}",
+                anyhow::Error::from(e)
+            );
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     let lock_path = match (&args.lock_file, &config.daemon.lock_file) {
         (Some(p), _) | (None, Some(p)) => p.clone(),
         (None, None) => default_lock_path(&args.config),

@@ -99,6 +99,8 @@ impl Ctx<'_> {
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+use super::INTERFACE_NAME_RULE;
+
 /// A document node: a key's item, or an array element.
 #[derive(Clone, Copy)]
 enum Node<'a> {
@@ -441,16 +443,9 @@ fn read_director(mut t: Tbl<'_>) -> Result<DirectorSettings> {
     let mut d = DirectorSettings::default();
     if let Some(f) = t.get("interface") {
         let name = f.str()?;
-        let ok = !name.is_empty()
-            && name.len() < 16
-            && name != "."
-            && name != ".."
-            && !name
-                .bytes()
-                .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
-        if !ok {
+        if !super::is_interface_name(name) {
             return Err(f.err(format!(
-                "`{name}` is not an interface name (1 to 15 characters, no `/`, `:` or spaces)"
+                "`{name}` is not an interface name ({INTERFACE_NAME_RULE})"
             )));
         }
         d.interface = Some(name.to_string());

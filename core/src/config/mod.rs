@@ -112,6 +112,25 @@ impl fmt::Display for ApiListen {
     }
 }
 
+/// What [`is_interface_name`] accepts, for error messages.
+pub const INTERFACE_NAME_RULE: &str = "1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace";
+
+/// Whether the kernel would accept `name` as a network interface name.
+///
+/// The rule is the kernel's own (`dev_valid_name`): shorter than `IFNAMSIZ` (16, counting the
+/// terminating NUL), not `.` or `..` (the name becomes a directory under /sys/class/net and
+/// /proc/sys/net/ipv4/conf), and no `/`, `:` (alias labels such as `eth0:0` are not devices) or
+/// whitespace.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
 /// How `lvs-hc setup director` prepares the director (`[director]`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DirectorSettings {
@@ -467,5 +486,37 @@ impl fmt::Display for Timing {
             write!(f, ", jitter {}", format_duration(self.jitter))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod interface_name_tests {
+    use super::is_interface_name;
+
+    #[test]
+    fn interface_names_follow_the_kernel_rule() {
+        for ok in [
+            "eth0",
+            "lo",
+            "enp0s3",
+            "tunl0",
+            "eth0.100",
+            "a",
+            "fifteen-chars-x",
+        ] {
+            assert!(is_interface_name(ok), "{ok} rejected");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "sixteen-chars-xx",
+            "eth0:0",
+            "a/b",
+            "eth 0",
+            "eth\t0",
+        ] {
+            assert!(!is_interface_name(bad), "{bad} accepted");
+        }
     }
 }

@@ -1,0 +1,381 @@
+//! `lvs-hc setup realserver|director`: addresses, ARP and forwarding settings, which
+//! `ipvsadm-save` does not keep.
+//!
+//! Plan, then apply: [`plan::realserver`] and [`plan::director`] say what the machine should
+//! look like, [`observe`] reads what it looks like through a [`System`], [`plan::plan`] lists
+//! the changes, and [`run`] prints them (`--check`) or makes them, remembering in a state file
+//! what it changed so `--undo` ([`plan::plan_undo`]) reverts exactly that.
+
+pub mod plan;
+pub mod state;
+pub mod system;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use lvs_hc_core::config::{is_interface_name, INTERFACE_NAME_RULE};
+
+use crate::cli::{SetupMode, SetupRole};
+pub use plan::{Change, Desired, Observed, Record};
+pub use system::{IpCommand, System};
+
+/// Why setup could not finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// Changing addresses and settings needs privileges this process lacks: run as root.
+    #[error(
+        "needs root (CAP_NET_ADMIN) to change addresses and settings; --check works without \
+         changing anything"
+    )]
+    NeedsRoot,
+    /// iproute2 is not installed.
+    #[error("the `ip` program (iproute2) was not found in PATH: install iproute2")]
+    IpMissing,
+    /// `ip` could not be started.
+    #[error("cannot run `{command}`")]
+    Run {
+        /// The command line.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `ip` failed: its message says why.
+    #[error("`{command}` failed: {stderr}")]
+    Ip {
+        /// The command line.
+        command: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// `ip` printed something that is not the JSON iproute2 prints (busybox `ip` has no `-j`).
+    #[error("cannot read the output of `{command}` ({message}): is `ip` iproute2's?")]
+    IpOutput {
+        /// The command line.
+        command: String,
+        /// The parse error.
+        message: String,
+    },
+    /// The kernel cannot make this kind of tunnel: load the module.
+    #[error(
+        "the kernel cannot create {kind} tunnels (load the module: `modprobe {kind}`): {stderr}"
+    )]
+    NoTunnelSupport {
+        /// The `ip link` type.
+        kind: &'static str,
+        /// What `ip` said.
+        stderr: String,
+    },
+    /// An interface does not exist.
+    #[error("interface `{0}` does not exist (see `ip link`)")]
+    NoSuchInterface(String),
+    /// The interface the director's VIPs go on does not exist.
+    #[error("interface `{name}` (from {from}) does not exist (see `ip link`)")]
+    DirectorInterfaceMissing {
+        /// The interface.
+        name: String,
+        /// Where the name came from.
+        from: String,
+    },
+    /// A name given as an interface is not one.
+    #[error("--interface: `{0}` is not an interface name ({INTERFACE_NAME_RULE})")]
+    BadInterfaceName(String),
+    /// The director has no interface to put the VIPs on.
+    #[error(
+        "{config}: no interface for the virtual IPs: set `interface` in the `[director]` table \
+         or pass --interface"
+    )]
+    NoInterface {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// The settings cannot be reached.
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    /// A setting under /proc/sys could not be read or written.
+    #[error("{path}: {source}")]
+    Sysctl {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state file could not be read or written: check --state-dir.
+    #[error("state file {path}: {source}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The state file is not one setup wrote.
+    #[error("state file {path}: {message}")]
+    StateFormat {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What `setup` is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Make the changes.
+    Apply,
+    /// Report what differs; change nothing.
+    Check,
+    /// Revert what earlier runs changed.
+    Undo,
+}
+
+impl Action {
+    fn of(check: bool, undo: bool) -> Action {
+        match (check, undo) {
+            (true, _) => Action::Check,
+            (false, true) => Action::Undo,
+            (false, false) => Action::Apply,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything was in place (or nothing was left to undo).
+    InPlace,
+    /// `--check` found differences.
+    Drift,
+    /// Changes were made.
+    Changed,
+}
+
+impl Outcome {
+    /// 1 for drift, 0 otherwise.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Drift => ExitCode::from(1),
+            Outcome::InPlace | Outcome::Changed => ExitCode::SUCCESS,
+        }
+    }
+}
+
+/// Which machine, for the state file's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `setup realserver`.
+    Realserver,
+    /// `setup director`.
+    Director,
+}
+
+impl Role {
+    /// The state file in `dir`.
+    pub fn state_file(self, dir: &Path) -> PathBuf {
+        dir.join(match self {
+            Role::Realserver => "setup-realserver.json",
+            Role::Director => "setup-director.json",
+        })
+    }
+}
+
+/// Runs `lvs-hc setup`. With `--check`, an error exits 2 (as diff(1) does), so monitoring
+/// tells "cannot tell" from "differs" (1).
+pub fn main(role: SetupRole) -> anyhow::Result<ExitCode> {
+    let check = match &role {
+        SetupRole::Realserver { check, .. } | SetupRole::Director { check, .. } => *check,
+    };
+    match setup(role) {
+        Err(e) if check => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(2))
+        }
+        result => result,
+    }
+}
+
+fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
+    let mut sys = IpCommand::default();
+    let mut out = std::io::stdout().lock();
+    let outcome = match role {
+        SetupRole::Realserver {
+            vip,
+            mode,
+            check,
+            undo,
+            state_dir,
+        } => {
+            let mode = match mode {
+                SetupMode::Dr => plan::RealServerMode::Dr,
+                SetupMode::Tun => plan::RealServerMode::Tun,
+            };
+            let desired = plan::realserver(&vip, mode);
+            let action = Action::of(check, undo);
+            if action == Action::Undo && !vip.is_empty() {
+                eprintln!(
+                    "note: --undo reverts all that the state file records; --vip is not used"
+                );
+            }
+            let state = Role::Realserver.state_file(&state_dir);
+            run(&mut sys, &desired, action, &state, &mut out)?
+        }
+        SetupRole::Director {
+            config,
+            interface,
+            check,
+            undo,
+            state_dir,
+        } => {
+            let action = Action::of(check, undo);
+            let state = Role::Director.state_file(&state_dir);
+            if action == Action::Undo {
+                // Undo reverts what the state file says, whatever the configuration says now.
+                run(&mut sys, &Desired::default(), action, &state, &mut out)?
+            } else {
+                let cfg = crate::load_config(&config)?;
+                let (iface, from) = match (interface, &cfg.director.interface) {
+                    (Some(i), _) if !is_interface_name(&i) => {
+                        return Err(SetupError::BadInterfaceName(i).into())
+                    }
+                    (Some(i), _) => (i, "--interface".to_string()),
+                    (None, Some(i)) => (
+                        i.clone(),
+                        format!("`[director] interface` in {}", config.display()),
+                    ),
+                    (None, None) => return Err(SetupError::NoInterface { config }.into()),
+                };
+                if sys.link(&iface)?.is_none() {
+                    return Err(SetupError::DirectorInterfaceMissing { name: iface, from }.into());
+                }
+                let (desired, skipped) = plan::director(&cfg, &iface);
+                for svc in skipped {
+                    eprintln!(
+                        "note: {} left out: a fwmark service matches packets by firewall mark, \
+                         not by one address, so its addresses are not put on {iface}",
+                        svc.label()
+                    );
+                }
+                run(&mut sys, &desired, action, &state, &mut out)?
+            }
+        }
+    };
+    Ok(outcome.exit_code())
+}
+
+/// Reads what `desired` and `record` mention. A setting of a device that does not exist yet
+/// reads as the `default` value it will start with.
+pub fn observe(
+    sys: &mut dyn System,
+    desired: &Desired,
+    record: &Record,
+) -> Result<Observed, SetupError> {
+    let mut obs = Observed::default();
+    let mut devices = record.devices();
+    devices.extend(desired.links.iter().map(|l| l.name.clone()));
+    devices.extend(desired.addresses.iter().map(|(d, _)| d.clone()));
+    for dev in devices {
+        if let Some(state) = sys.link(&dev)? {
+            obs.links.insert(dev.clone(), state);
+            let addrs = sys.addresses(&dev)?;
+            obs.addresses.insert(dev, addrs);
+        }
+    }
+    let keys = desired
+        .sysctls
+        .iter()
+        .map(|(k, _)| k)
+        .chain(record.sysctls.keys());
+    for key in keys {
+        let mut value = sys.sysctl(key)?;
+        if value.is_none() && key.device().is_some_and(|d| !obs.links.contains_key(d)) {
+            if let Some(default) = key.for_new_device() {
+                value = sys.sysctl(&default)?;
+            }
+        }
+        if let Some(v) = value {
+            obs.sysctls.insert(key.clone(), v);
+        }
+    }
+    Ok(obs)
+}
+
+/// Checks, applies or undoes, printing one line per change (or drift) on `out`.
+pub fn run(
+    sys: &mut dyn System,
+    desired: &Desired,
+    action: Action,
+    state: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    match action {
+        Action::Check => {
+            let obs = observe(sys, desired, &Record::default())?;
+            let changes = plan::plan(desired, &obs)?;
+            if changes.is_empty() {
+                writeln!(out, "in place: nothing to change")?;
+                return Ok(Outcome::InPlace);
+            }
+            for c in &changes {
+                writeln!(out, "{}", c.drift())?;
+            }
+            Ok(Outcome::Drift)
+        }
+        Action::Apply => {
+            let before = state::load(state)?.unwrap_or_default();
+            let obs = observe(sys, desired, &Record::default())?;
+            let changes = plan::plan(desired, &obs)?;
+            if changes.is_empty() {
+                writeln!(out, "nothing to change")?;
+                return Ok(Outcome::InPlace);
+            }
+            sys.require_privileges()?;
+            // Write ahead: the earlier values are on disk before anything changes, so an
+            // interrupted run can still be undone.
+            let mut ahead = before.clone();
+            changes.iter().for_each(|c| ahead.remember(c));
+            state::save(state, &ahead)?;
+            let mut done = before;
+            for c in &changes {
+                if let Err(e) = system::apply(sys, c) {
+                    state::save(state, &done)?;
+                    return Err(e.into());
+                }
+                done.remember(c);
+                writeln!(out, "{c}")?;
+            }
+            state::save(state, &done)?;
+            Ok(Outcome::Changed)
+        }
+        Action::Undo => {
+            let Some(record) = state::load(state)? else {
+                writeln!(
+                    out,
+                    "nothing to undo: {} does not exist (setup changed nothing here)",
+                    state.display()
+                )?;
+                return Ok(Outcome::InPlace);
+            };
+            let obs = observe(sys, &Desired::default(), &record)?;
+            let changes = plan::plan_undo(&record, &obs);
+            if changes.is_empty() {
+                writeln!(out, "nothing to undo")?;
+            } else {
+                sys.require_privileges()?;
+            }
+            for c in &changes {
+                system::apply(sys, c)?;
+                writeln!(out, "{c}")?;
+            }
+            state::save(state, &Record::default())?;
+            Ok(if changes.is_empty() {
+                Outcome::InPlace
+            } else {
+                Outcome::Changed
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

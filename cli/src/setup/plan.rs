@@ -1,0 +1,911 @@
+//! The pure half of `lvs-hc setup`: the settings a machine should have and the state it was
+//! seen in go in, the list of changes comes out. Nothing here touches the system, so every rule
+//! is unit-tested without root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use lvs_hc_core::config::VirtualService;
+use lvs_hc_core::table::{Family, Forward, ServiceKey};
+use lvs_hc_core::Config;
+
+/// An address with its prefix length, as `ip addr` writes it: `192.168.0.101/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfAddr {
+    /// The address.
+    pub ip: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl IfAddr {
+    /// The address alone: /32 for IPv4, /128 for IPv6. A VIP is held as a host address so the
+    /// machine does not also claim the rest of its subnet.
+    pub fn host(ip: IpAddr) -> IfAddr {
+        IfAddr {
+            ip,
+            prefix: Family::of(ip).max_prefix(),
+        }
+    }
+}
+
+impl fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
+}
+
+impl FromStr for IfAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IfAddr, String> {
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not ADDRESS/PREFIX"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("`{ip}` is not an address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= Family::of(ip).max_prefix())
+            .ok_or_else(|| format!("`{prefix}` is not a prefix length for {ip}"))?;
+        Ok(IfAddr { ip, prefix })
+    }
+}
+
+/// A kernel setting under /proc/sys, kept as its path there (`net/ipv4/conf/all/arp_ignore`)
+/// and shown the way sysctl(8) names it (`net.ipv4.conf.all.arp_ignore`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sysctl(String);
+
+impl Sysctl {
+    /// `net/ipv4/conf/<dev>/<name>`.
+    pub fn ipv4_conf(dev: &str, name: &str) -> Sysctl {
+        Sysctl(format!("net/ipv4/conf/{dev}/{name}"))
+    }
+
+    /// A setting by its path under /proc/sys.
+    pub fn path(path: &str) -> Sysctl {
+        Sysctl(path.to_string())
+    }
+
+    /// The path under /proc/sys.
+    pub fn as_path(&self) -> &str {
+        &self.0
+    }
+
+    /// The device of a per-device setting (`net/ipv4/conf/tunl0/rp_filter` → `tunl0`).
+    pub fn device(&self) -> Option<&str> {
+        let mut parts = self.0.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("net"), Some(_), Some("conf"), Some(dev)) if dev != "all" && dev != "default" => {
+                Some(dev)
+            }
+            _ => None,
+        }
+    }
+
+    /// The same setting of the `default` pseudo-device, whose values a new device starts with.
+    pub fn for_new_device(&self) -> Option<Sysctl> {
+        let dev = self.device()?;
+        let parts: Vec<&str> = self.0.split('/').collect();
+        let mut parts: Vec<String> = parts.into_iter().map(str::to_string).collect();
+        debug_assert_eq!(parts[3], dev);
+        parts[3] = "default".to_string();
+        Some(Sysctl(parts.join("/")))
+    }
+
+    /// Parses the sysctl(8) name, in which a `.` inside a component is written `/`.
+    pub fn from_dotted(name: &str) -> Sysctl {
+        Sysctl(
+            name.split('.')
+                .map(|c| c.replace('/', "."))
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    }
+}
+
+impl fmt::Display for Sysctl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dotted: Vec<String> = self.0.split('/').map(|c| c.replace('.', "/")).collect();
+        f.write_str(&dotted.join("."))
+    }
+}
+
+/// A tunnel device `setup realserver --mode tun` may create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TunnelKind {
+    /// IPv4-in-IPv4 (`ip link add ... type ipip`): what IPVS sends to an IPv4 real server.
+    Ipip,
+    /// IPv6 tunnels (`type ip6tnl`): what IPVS sends to an IPv6 real server.
+    Ip6tnl,
+}
+
+impl TunnelKind {
+    /// The `ip link` type name.
+    pub fn link_type(self) -> &'static str {
+        match self {
+            TunnelKind::Ipip => "ipip",
+            TunnelKind::Ip6tnl => "ip6tnl",
+        }
+    }
+
+    /// The device the kernel module creates in every namespace as it loads (its "fallback"
+    /// device), which receives tunnelled packets from any source.
+    pub fn device(self) -> &'static str {
+        match self {
+            TunnelKind::Ipip => "tunl0",
+            TunnelKind::Ip6tnl => "ip6tnl0",
+        }
+    }
+}
+
+/// Whether a device is administratively up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// `ip link set ... up`.
+    Up,
+    /// `ip link set ... down`.
+    Down,
+}
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+        })
+    }
+}
+
+/// A device the settings need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkWant {
+    /// Its name.
+    pub name: String,
+    /// `Some`: setup creates it when it is missing; `None`: it must exist already.
+    pub create: Option<TunnelKind>,
+    /// Whether setup brings it up (the director's own interface is left as it is).
+    pub raise: bool,
+}
+
+/// What a machine should look like.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Devices that must exist.
+    pub links: Vec<LinkWant>,
+    /// Addresses that must be on a device.
+    pub addresses: Vec<(String, IfAddr)>,
+    /// Settings and their values.
+    pub sysctls: Vec<(Sysctl, String)>,
+}
+
+/// What a machine looks like, for the devices and settings something asked about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Devices that exist; a missing name is a missing device.
+    pub links: BTreeMap<String, LinkState>,
+    /// Addresses per existing device.
+    pub addresses: BTreeMap<String, Vec<IfAddr>>,
+    /// Settings' current values (trimmed). For a device that does not exist yet, the value it
+    /// will start with (that of `default`); a missing key is a setting the kernel lacks.
+    pub sysctls: BTreeMap<Sysctl, String>,
+}
+
+/// One change to the machine. `Display` says it in the past tense, as `setup` prints it after
+/// making it; [`Change::drift`] says what differs, as `setup --check` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Create a tunnel device.
+    CreateLink {
+        /// Its name.
+        name: String,
+        /// Its type.
+        kind: TunnelKind,
+    },
+    /// Bring a device up or down.
+    SetLink {
+        /// Its name.
+        name: String,
+        /// The new state.
+        state: LinkState,
+    },
+    /// Delete a device setup created.
+    DeleteLink {
+        /// Its name.
+        name: String,
+    },
+    /// Add an address to a device.
+    AddAddress {
+        /// The device.
+        dev: String,
+        /// The address.
+        addr: IfAddr,
+    },
+    /// Remove an address from a device.
+    DelAddress {
+        /// The device.
+        dev: String,
+        /// The address.
+        addr: IfAddr,
+    },
+    /// Write a setting.
+    SetSysctl {
+        /// The setting.
+        key: Sysctl,
+        /// Its value before.
+        from: String,
+        /// Its value after.
+        to: String,
+    },
+}
+
+impl Change {
+    /// What differs, for `--check`: `192.168.0.101/32 is not on lo`.
+    pub fn drift(&self) -> String {
+        match self {
+            Change::CreateLink { name, kind } => {
+                format!("{name} ({}) does not exist", kind.link_type())
+            }
+            Change::SetLink { name, state } => format!("{name} is not {state}"),
+            Change::DeleteLink { name } => format!("{name} exists"),
+            Change::AddAddress { dev, addr } => format!("{addr} is not on {dev}"),
+            Change::DelAddress { dev, addr } => format!("{addr} is on {dev}"),
+            Change::SetSysctl { key, from, to } => format!("{key} is {from}, should be {to}"),
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::CreateLink { name, kind } => write!(f, "created {name} ({})", kind.link_type()),
+            Change::SetLink { name, state } => write!(f, "set {name} {state}"),
+            Change::DeleteLink { name } => write!(f, "deleted {name}"),
+            Change::AddAddress { dev, addr } => write!(f, "added {addr} to {dev}"),
+            Change::DelAddress { dev, addr } => write!(f, "removed {addr} from {dev}"),
+            Change::SetSysctl { key, from, to } => write!(f, "{key}: {from} -> {to}"),
+        }
+    }
+}
+
+/// Why the settings cannot be reached.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A device the settings need does not exist and setup does not create it.
+    #[error("interface `{0}` does not exist (see `ip link`)")]
+    NoSuchInterface(String),
+    /// The kernel has no such setting (a module is missing, or IPv6 is disabled).
+    #[error("the kernel has no setting {0} (/proc/sys/{path})", path = .0.as_path())]
+    NoSuchSysctl(Sysctl),
+}
+
+/// The changes that turn `observed` into `desired`, in a safe order: devices are created, then
+/// settings written (ARP is suppressed before a VIP appears), then devices brought up, then
+/// addresses added. An address already on its device with another prefix counts as present.
+pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Change>, PlanError> {
+    let mut created = Vec::new();
+    let mut raised = Vec::new();
+    for link in &desired.links {
+        match (observed.links.get(&link.name), link.create) {
+            (Some(state), _) => {
+                if link.raise && *state == LinkState::Down {
+                    raised.push(set_link(&link.name, LinkState::Up));
+                }
+            }
+            (None, Some(kind)) => {
+                created.push(Change::CreateLink {
+                    name: link.name.clone(),
+                    kind,
+                });
+                if link.raise {
+                    raised.push(set_link(&link.name, LinkState::Up));
+                }
+            }
+            (None, None) => return Err(PlanError::NoSuchInterface(link.name.clone())),
+        }
+    }
+    let mut sysctls = Vec::new();
+    for (key, want) in &desired.sysctls {
+        let have = observed
+            .sysctls
+            .get(key)
+            .ok_or_else(|| PlanError::NoSuchSysctl(key.clone()))?;
+        if have != want {
+            sysctls.push(Change::SetSysctl {
+                key: key.clone(),
+                from: have.clone(),
+                to: want.clone(),
+            });
+        }
+    }
+    let mut added = Vec::new();
+    for (dev, addr) in &desired.addresses {
+        let present = observed
+            .addresses
+            .get(dev)
+            .is_some_and(|have| have.iter().any(|a| a.ip == addr.ip));
+        if !present {
+            added.push(Change::AddAddress {
+                dev: dev.clone(),
+                addr: *addr,
+            });
+        }
+    }
+    Ok([created, sysctls, raised, added].concat())
+}
+
+fn set_link(name: &str, state: LinkState) -> Change {
+    Change::SetLink {
+        name: name.to_string(),
+        state,
+    }
+}
+
+/// What setup changed on this machine, remembered so `--undo` reverts exactly that.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Devices setup created.
+    pub created_links: BTreeSet<String>,
+    /// Devices setup brought up.
+    pub raised_links: BTreeSet<String>,
+    /// Addresses setup added (not those that were there before).
+    pub addresses: BTreeSet<(String, IfAddr)>,
+    /// Settings setup wrote, with the value each had before setup first wrote it.
+    pub sysctls: BTreeMap<Sysctl, String>,
+}
+
+impl Record {
+    /// Remembers a change made by setup. A setting's earlier value is kept from the first
+    /// time: a rerun after someone changed it back must not make setup's value the original.
+    pub fn remember(&mut self, change: &Change) {
+        match change {
+            Change::CreateLink { name, .. } => {
+                self.created_links.insert(name.clone());
+            }
+            Change::SetLink {
+                name,
+                state: LinkState::Up,
+            } => {
+                self.raised_links.insert(name.clone());
+            }
+            Change::AddAddress { dev, addr } => {
+                self.addresses.insert((dev.clone(), *addr));
+            }
+            Change::SetSysctl { key, from, .. } => {
+                self.sysctls
+                    .entry(key.clone())
+                    .or_insert_with(|| from.clone());
+            }
+            Change::SetLink { .. } | Change::DeleteLink { .. } | Change::DelAddress { .. } => {}
+        }
+    }
+
+    /// Whether setup changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.created_links.is_empty()
+            && self.raised_links.is_empty()
+            && self.addresses.is_empty()
+            && self.sysctls.is_empty()
+    }
+
+    /// Every device the record names.
+    pub fn devices(&self) -> BTreeSet<String> {
+        let mut devs: BTreeSet<String> = self.created_links.clone();
+        devs.extend(self.raised_links.iter().cloned());
+        devs.extend(self.addresses.iter().map(|(d, _)| d.clone()));
+        devs
+    }
+}
+
+/// The changes that revert what `record` says setup did, as far as it is still in place:
+/// addresses removed first, devices brought down, settings restored (ARP stays suppressed until
+/// the VIPs are gone), created devices deleted last. What setup did not add is left alone.
+pub fn plan_undo(record: &Record, observed: &Observed) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (dev, addr) in &record.addresses {
+        let present = observed
+            .addresses
+            .get(dev)
+            .is_some_and(|have| have.iter().any(|a| a.ip == addr.ip));
+        if present {
+            changes.push(Change::DelAddress {
+                dev: dev.clone(),
+                addr: *addr,
+            });
+        }
+    }
+    for name in &record.raised_links {
+        if observed.links.get(name) == Some(&LinkState::Up) {
+            changes.push(set_link(name, LinkState::Down));
+        }
+    }
+    for (key, original) in &record.sysctls {
+        let device_gone = key
+            .device()
+            .is_some_and(|d| !observed.links.contains_key(d));
+        match observed.sysctls.get(key) {
+            Some(now) if now != original && !device_gone => changes.push(Change::SetSysctl {
+                key: key.clone(),
+                from: now.clone(),
+                to: original.clone(),
+            }),
+            _ => {}
+        }
+    }
+    for name in &record.created_links {
+        if observed.links.contains_key(name) {
+            changes.push(Change::DeleteLink { name: name.clone() });
+        }
+    }
+    changes
+}
+
+/// How the director forwards to real servers, for `setup realserver`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RealServerMode {
+    /// Direct routing: VIPs on lo.
+    Dr,
+    /// IP-in-IP: VIPs on the tunnel device.
+    Tun,
+}
+
+/// A real server's settings.
+///
+/// DR: each VIP on `lo` as a host address, and for IPv4 `arp_ignore=1` (answer ARP only for
+/// addresses of the interface the request came in on, so not for the VIP on lo) and
+/// `arp_announce=2` (never use the VIP as the source of this machine's own ARP requests), on
+/// `all` and on `lo`. The kernel uses the larger of `all` and the device's value, so `all` is
+/// what takes effect on every interface; `lo` is set too as the LVS-DR guides do, so the
+/// intent stays visible per device. IPv6 needs nothing: neighbour discovery answers only for
+/// addresses of the receiving interface.
+///
+/// TUN: the VIPs on `tunl0` (IPv4) or `ip6tnl0` (IPv6), which are created if missing and
+/// brought up; for IPv4, `rp_filter=0` on the tunnel and on `all` (decapsulated packets come
+/// from clients the routing table would not send back through the tunnel, and the kernel uses
+/// the larger of the two values), plus the ARP settings on `all` and the tunnel.
+pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
+    let vips: BTreeSet<IpAddr> = vips.iter().copied().collect();
+    let has_v4 = vips.iter().any(IpAddr::is_ipv4);
+    let has_v6 = vips.iter().any(IpAddr::is_ipv6);
+    let mut d = Desired::default();
+    let arp = |d: &mut Desired, dev: &str| {
+        for dev in ["all", dev] {
+            d.sysctls
+                .push((Sysctl::ipv4_conf(dev, "arp_ignore"), "1".to_string()));
+            d.sysctls
+                .push((Sysctl::ipv4_conf(dev, "arp_announce"), "2".to_string()));
+        }
+    };
+    match mode {
+        RealServerMode::Dr => {
+            d.links.push(LinkWant {
+                name: "lo".to_string(),
+                create: None,
+                raise: true,
+            });
+            if has_v4 {
+                arp(&mut d, "lo");
+            }
+            for ip in &vips {
+                d.addresses.push(("lo".to_string(), IfAddr::host(*ip)));
+            }
+        }
+        RealServerMode::Tun => {
+            for (present, kind) in [(has_v4, TunnelKind::Ipip), (has_v6, TunnelKind::Ip6tnl)] {
+                if present {
+                    d.links.push(LinkWant {
+                        name: kind.device().to_string(),
+                        create: Some(kind),
+                        raise: true,
+                    });
+                }
+            }
+            if has_v4 {
+                let tun = TunnelKind::Ipip.device();
+                arp(&mut d, tun);
+                for dev in ["all", tun] {
+                    d.sysctls
+                        .push((Sysctl::ipv4_conf(dev, "rp_filter"), "0".to_string()));
+                }
+            }
+            for ip in &vips {
+                let kind = match ip {
+                    IpAddr::V4(_) => TunnelKind::Ipip,
+                    IpAddr::V6(_) => TunnelKind::Ip6tnl,
+                };
+                d.addresses
+                    .push((kind.device().to_string(), IfAddr::host(*ip)));
+            }
+        }
+    }
+    d
+}
+
+/// The director's settings, and the services they leave out (fwmark services: netfilter marks
+/// their packets, whatever addresses those are, so there is no one VIP to hold).
+///
+/// Every service address on `interface` as a host address; `net.ipv4.ip_forward=1` when an
+/// IPv4 service has a NAT server (replies come back through the director, which must route
+/// them), `net.ipv6.conf.all.forwarding=1` likewise for IPv6. DR and TUN need no forwarding.
+pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a VirtualService>) {
+    let mut d = Desired::default();
+    d.links.push(LinkWant {
+        name: interface.to_string(),
+        create: None,
+        raise: false,
+    });
+    let mut vips = BTreeSet::new();
+    let mut skipped = Vec::new();
+    let mut nat = BTreeSet::new();
+    for svc in &config.services {
+        let uses_nat = svc
+            .servers
+            .iter()
+            .chain(&svc.fallbacks)
+            .any(|s| s.forward == Forward::Nat);
+        if uses_nat {
+            nat.insert(svc.key.family());
+        }
+        match svc.key {
+            ServiceKey::Fwmark { .. } => skipped.push(svc),
+            ServiceKey::Tcp(a) | ServiceKey::Udp(a) | ServiceKey::Sctp(a) => {
+                vips.insert(a.ip());
+            }
+        }
+    }
+    for ip in vips {
+        d.addresses.push((interface.to_string(), IfAddr::host(ip)));
+    }
+    if nat.contains(&Family::Ipv4) {
+        d.sysctls
+            .push((Sysctl::path("net/ipv4/ip_forward"), "1".to_string()));
+    }
+    if nat.contains(&Family::Ipv6) {
+        d.sysctls.push((
+            Sysctl::path("net/ipv6/conf/all/forwarding"),
+            "1".to_string(),
+        ));
+    }
+    (d, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(changes: &[Change]) -> Vec<String> {
+        changes.iter().map(ToString::to_string).collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A fresh network namespace: lo down with 127.0.0.1/8, every setting at 0.
+    fn fresh() -> Observed {
+        let mut o = Observed::default();
+        o.links.insert("lo".into(), LinkState::Down);
+        o.addresses
+            .insert("lo".into(), vec!["127.0.0.1/8".parse().unwrap()]);
+        for dev in ["all", "default", "lo"] {
+            for name in ["arp_ignore", "arp_announce", "rp_filter"] {
+                o.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
+            }
+        }
+        o.sysctls
+            .insert(Sysctl::ipv4_conf("all", "rp_filter"), "2".into());
+        o.sysctls
+            .insert(Sysctl::path("net/ipv4/ip_forward"), "0".into());
+        o.sysctls
+            .insert(Sysctl::path("net/ipv6/conf/all/forwarding"), "0".into());
+        o
+    }
+
+    /// `fresh()` as `observe` reads it for TUN before tunl0 exists: its settings read as
+    /// `default`'s, which a new device starts with.
+    fn fresh_without_tunl0() -> Observed {
+        let mut o = fresh();
+        for name in ["arp_ignore", "arp_announce", "rp_filter"] {
+            let v = o.sysctls[&Sysctl::ipv4_conf("default", name)].clone();
+            o.sysctls.insert(Sysctl::ipv4_conf("tunl0", name), v);
+        }
+        o
+    }
+
+    /// `fresh()` with `changes` made, as the kernel would.
+    fn after(mut o: Observed, changes: &[Change]) -> Observed {
+        for c in changes {
+            match c {
+                Change::CreateLink { name, .. } => {
+                    o.links.insert(name.clone(), LinkState::Down);
+                    o.addresses.insert(name.clone(), vec![]);
+                }
+                Change::SetLink { name, state } => {
+                    o.links.insert(name.clone(), *state);
+                }
+                Change::DeleteLink { name } => {
+                    o.links.remove(name);
+                    o.addresses.remove(name);
+                }
+                Change::AddAddress { dev, addr } => {
+                    o.addresses.get_mut(dev).unwrap().push(*addr);
+                }
+                Change::DelAddress { dev, addr } => {
+                    o.addresses.get_mut(dev).unwrap().retain(|a| a != addr);
+                }
+                Change::SetSysctl { key, to, .. } => {
+                    o.sysctls.insert(key.clone(), to.clone());
+                }
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn dr_puts_the_vip_on_lo_after_suppressing_arp() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let changes = plan(&d, &fresh()).unwrap();
+        assert_eq!(
+            lines(&changes),
+            [
+                "net.ipv4.conf.all.arp_ignore: 0 -> 1",
+                "net.ipv4.conf.all.arp_announce: 0 -> 2",
+                "net.ipv4.conf.lo.arp_ignore: 0 -> 1",
+                "net.ipv4.conf.lo.arp_announce: 0 -> 2",
+                "set lo up",
+                "added 192.168.0.101/32 to lo",
+            ]
+        );
+    }
+
+    #[test]
+    fn dr_in_place_plans_nothing() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let done = after(fresh(), &plan(&d, &fresh()).unwrap());
+        assert_eq!(plan(&d, &done).unwrap(), []);
+    }
+
+    #[test]
+    fn a_vip_already_held_with_another_prefix_counts_as_present() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let mut o = fresh();
+        o.addresses
+            .get_mut("lo")
+            .unwrap()
+            .push("192.168.0.101/24".parse().unwrap());
+        assert!(!lines(&plan(&d, &o).unwrap())
+            .iter()
+            .any(|l| l.starts_with("added")));
+    }
+
+    #[test]
+    fn ipv6_vip_is_a_128_and_needs_no_arp_settings() {
+        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Dr);
+        assert_eq!(
+            lines(&plan(&d, &fresh()).unwrap()),
+            ["set lo up", "added 2001:db8::101/128 to lo"]
+        );
+    }
+
+    #[test]
+    fn tun_creates_the_tunnel_relaxes_rp_filter_and_suppresses_arp() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let changes = plan(&d, &fresh_without_tunl0()).unwrap();
+        assert_eq!(
+            lines(&changes),
+            [
+                "created tunl0 (ipip)",
+                "net.ipv4.conf.all.arp_ignore: 0 -> 1",
+                "net.ipv4.conf.all.arp_announce: 0 -> 2",
+                "net.ipv4.conf.tunl0.arp_ignore: 0 -> 1",
+                "net.ipv4.conf.tunl0.arp_announce: 0 -> 2",
+                "net.ipv4.conf.all.rp_filter: 2 -> 0",
+                "set tunl0 up",
+                "added 192.168.0.101/32 to tunl0",
+            ]
+        );
+    }
+
+    #[test]
+    fn tun_for_ipv6_uses_ip6tnl0() {
+        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Tun);
+        let mut o = fresh();
+        o.links.insert("ip6tnl0".into(), LinkState::Down);
+        o.addresses.insert("ip6tnl0".into(), vec![]);
+        assert_eq!(
+            lines(&plan(&d, &o).unwrap()),
+            ["set ip6tnl0 up", "added 2001:db8::101/128 to ip6tnl0"]
+        );
+    }
+
+    #[test]
+    fn check_wording_says_what_differs() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let drift: Vec<String> = plan(&d, &fresh_without_tunl0())
+            .unwrap()
+            .iter()
+            .map(Change::drift)
+            .collect();
+        assert_eq!(drift[0], "tunl0 (ipip) does not exist");
+        assert_eq!(drift[1], "net.ipv4.conf.all.arp_ignore is 0, should be 1");
+        assert_eq!(drift[6], "tunl0 is not up");
+        assert_eq!(drift[7], "192.168.0.101/32 is not on tunl0");
+    }
+
+    #[test]
+    fn undo_reverts_only_what_setup_changed() {
+        let d = realserver(
+            &[ip("192.168.0.101"), ip("192.168.0.102")],
+            RealServerMode::Dr,
+        );
+        // .102 was there before setup, and lo was up.
+        let mut before = fresh();
+        before.links.insert("lo".into(), LinkState::Up);
+        before
+            .addresses
+            .get_mut("lo")
+            .unwrap()
+            .push("192.168.0.102/32".parse().unwrap());
+        before
+            .sysctls
+            .insert(Sysctl::ipv4_conf("lo", "arp_ignore"), "1".into());
+        let changes = plan(&d, &before).unwrap();
+        let mut record = Record::default();
+        changes.iter().for_each(|c| record.remember(c));
+        let done = after(before.clone(), &changes);
+        assert_eq!(
+            lines(&plan_undo(&record, &done)),
+            [
+                "removed 192.168.0.101/32 from lo",
+                "net.ipv4.conf.all.arp_announce: 2 -> 0",
+                "net.ipv4.conf.all.arp_ignore: 1 -> 0",
+                "net.ipv4.conf.lo.arp_announce: 2 -> 0",
+            ]
+        );
+        assert_eq!(after(done.clone(), &plan_undo(&record, &done)), before);
+    }
+
+    #[test]
+    fn undo_deletes_a_created_tunnel_last() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let changes = plan(&d, &fresh_without_tunl0()).unwrap();
+        let mut record = Record::default();
+        changes.iter().for_each(|c| record.remember(c));
+        let done = after(fresh_without_tunl0(), &changes);
+        let undo = lines(&plan_undo(&record, &done));
+        assert_eq!(undo[0], "removed 192.168.0.101/32 from tunl0");
+        assert_eq!(undo[1], "set tunl0 down");
+        assert_eq!(undo.last().unwrap(), "deleted tunl0");
+        assert_eq!(
+            after(done.clone(), &plan_undo(&record, &done)).links,
+            fresh_without_tunl0().links
+        );
+    }
+
+    #[test]
+    fn a_rerun_keeps_the_first_remembered_value() {
+        let mut record = Record::default();
+        let key = Sysctl::ipv4_conf("all", "arp_ignore");
+        record.remember(&Change::SetSysctl {
+            key: key.clone(),
+            from: "0".into(),
+            to: "1".into(),
+        });
+        // Someone set it to 2 by hand; setup sets it back to 1.
+        record.remember(&Change::SetSysctl {
+            key: key.clone(),
+            from: "2".into(),
+            to: "1".into(),
+        });
+        assert_eq!(record.sysctls[&key], "0");
+    }
+
+    #[test]
+    fn undo_after_someone_reverted_by_hand_plans_nothing() {
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let changes = plan(&d, &fresh()).unwrap();
+        let mut record = Record::default();
+        changes.iter().for_each(|c| record.remember(c));
+        assert_eq!(plan_undo(&record, &fresh()), []);
+    }
+
+    fn config(text: &str) -> Config {
+        Config::from_toml(text, "test.toml").unwrap()
+    }
+
+    fn director_observed() -> Observed {
+        let mut o = fresh();
+        o.links.insert("eth0".into(), LinkState::Up);
+        o.addresses
+            .insert("eth0".into(), vec!["192.168.0.178/24".parse().unwrap()]);
+        o
+    }
+
+    #[test]
+    fn director_puts_each_vip_on_the_interface_once_and_no_forwarding_for_dr() {
+        let cfg = config(
+            r#"
+[[service]]
+address = "192.168.0.101:80"
+[[service.server]]
+address = "192.168.0.179:80"
+[[service]]
+address = "192.168.0.101:443"
+[[service.server]]
+address = "192.168.0.179:443"
+[[service]]
+address = "[2001:db8::101]:80"
+[[service.server]]
+address = "[2001:db8::179]:80"
+"#,
+        );
+        let (d, skipped) = director(&cfg, "eth0");
+        assert!(skipped.is_empty());
+        assert_eq!(
+            lines(&plan(&d, &director_observed()).unwrap()),
+            [
+                "added 192.168.0.101/32 to eth0",
+                "added 2001:db8::101/128 to eth0"
+            ]
+        );
+    }
+
+    #[test]
+    fn director_turns_forwarding_on_for_nat_and_skips_fwmark_services() {
+        let cfg = config(
+            r#"
+[[service]]
+address = "192.168.0.101:80"
+forward = "nat"
+[[service.server]]
+address = "10.0.0.2:8080"
+[[service]]
+fwmark = 7
+[[service.check]]
+type = "tcp"
+port = 80
+[[service.server]]
+address = "192.168.0.179"
+"#,
+        );
+        let (d, skipped) = director(&cfg, "eth0");
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            lines(&plan(&d, &director_observed()).unwrap()),
+            [
+                "net.ipv4.ip_forward: 0 -> 1",
+                "added 192.168.0.101/32 to eth0"
+            ]
+        );
+    }
+
+    #[test]
+    fn director_interface_must_exist() {
+        let cfg = config(
+            "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.server]]\naddress = \"192.168.0.179:80\"\n",
+        );
+        let (d, _) = director(&cfg, "eth9");
+        assert_eq!(
+            plan(&d, &director_observed()).unwrap_err().to_string(),
+            "interface `eth9` does not exist (see `ip link`)"
+        );
+    }
+
+    #[test]
+    fn sysctl_names_read_like_sysctl8() {
+        let k = Sysctl::ipv4_conf("eth0.100", "rp_filter");
+        assert_eq!(k.to_string(), "net.ipv4.conf.eth0/100.rp_filter");
+        assert_eq!(Sysctl::from_dotted(&k.to_string()), k);
+        assert_eq!(k.device(), Some("eth0.100"));
+        assert_eq!(
+            k.for_new_device().unwrap().as_path(),
+            "net/ipv4/conf/default/rp_filter"
+        );
+        assert_eq!(Sysctl::ipv4_conf("all", "x").device(), None);
+    }
+}

@@ -1,0 +1,239 @@
+//! The driver against an in-memory machine: what is printed, the exit status, the state file.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::plan::{IfAddr, LinkState, RealServerMode, Sysctl, TunnelKind};
+use super::*;
+
+/// A machine in memory that fails like the kernel does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Fake {
+    links: BTreeMap<String, (LinkState, Vec<IfAddr>)>,
+    sysctls: BTreeMap<Sysctl, String>,
+    privileged: bool,
+}
+
+impl Fake {
+    fn realserver() -> Fake {
+        let mut f = Fake {
+            privileged: true,
+            ..Fake::default()
+        };
+        f.links.insert(
+            "lo".into(),
+            (LinkState::Up, vec!["127.0.0.1/8".parse().unwrap()]),
+        );
+        for dev in ["all", "default", "lo"] {
+            for name in ["arp_ignore", "arp_announce"] {
+                f.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
+            }
+        }
+        f
+    }
+
+    fn dev(&mut self, name: &str) -> Result<&mut (LinkState, Vec<IfAddr>), SetupError> {
+        self.links
+            .get_mut(name)
+            .ok_or_else(|| SetupError::NoSuchInterface(name.into()))
+    }
+}
+
+impl System for Fake {
+    fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError> {
+        Ok(self.links.get(name).map(|l| l.0))
+    }
+    fn addresses(&mut self, dev: &str) -> Result<Vec<IfAddr>, SetupError> {
+        Ok(self.dev(dev)?.1.clone())
+    }
+    fn add_address(&mut self, dev: &str, addr: IfAddr) -> Result<(), SetupError> {
+        let addrs = &mut self.dev(dev)?.1;
+        assert!(!addrs.contains(&addr), "EEXIST: {addr} on {dev}");
+        addrs.push(addr);
+        Ok(())
+    }
+    fn del_address(&mut self, dev: &str, addr: IfAddr) -> Result<(), SetupError> {
+        let addrs = &mut self.dev(dev)?.1;
+        assert!(addrs.contains(&addr), "EADDRNOTAVAIL: {addr} on {dev}");
+        addrs.retain(|a| *a != addr);
+        Ok(())
+    }
+    fn set_link(&mut self, name: &str, state: LinkState) -> Result<(), SetupError> {
+        self.dev(name)?.0 = state;
+        Ok(())
+    }
+    fn create_tunnel(&mut self, name: &str, _: TunnelKind) -> Result<(), SetupError> {
+        assert!(!self.links.contains_key(name), "EEXIST: {name}");
+        self.links.insert(name.into(), (LinkState::Down, vec![]));
+        Ok(())
+    }
+    fn delete_link(&mut self, name: &str) -> Result<(), SetupError> {
+        assert!(self.links.remove(name).is_some(), "ENODEV: {name}");
+        Ok(())
+    }
+    fn sysctl(&mut self, key: &Sysctl) -> Result<Option<String>, SetupError> {
+        Ok(self.sysctls.get(key).cloned())
+    }
+    fn set_sysctl(&mut self, key: &Sysctl, value: &str) -> Result<(), SetupError> {
+        assert!(self.sysctls.contains_key(key), "ENOENT: {key}");
+        self.sysctls.insert(key.clone(), value.into());
+        Ok(())
+    }
+    fn require_privileges(&mut self) -> Result<(), SetupError> {
+        if self.privileged {
+            Ok(())
+        } else {
+            Err(SetupError::NeedsRoot)
+        }
+    }
+}
+
+struct StateDir(PathBuf);
+
+impl StateDir {
+    fn new(name: &str) -> StateDir {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-setup-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        StateDir(dir)
+    }
+    fn file(&self) -> PathBuf {
+        Role::Realserver.state_file(&self.0)
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn go(sys: &mut Fake, desired: &Desired, action: Action, state: &StateDir) -> (Outcome, String) {
+    let mut out = Vec::new();
+    let outcome = run(sys, desired, action, &state.file(), &mut out).unwrap();
+    (outcome, String::from_utf8(out).unwrap())
+}
+
+fn vip(s: &str) -> Desired {
+    plan::realserver(&[s.parse::<IpAddr>().unwrap()], RealServerMode::Dr)
+}
+
+#[test]
+fn check_exits_non_zero_on_drift_and_zero_once_in_place() {
+    let state = StateDir::new("check");
+    let mut sys = Fake::realserver();
+    let d = vip("192.168.0.101");
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(
+        (outcome, outcome.exit_code()),
+        (Outcome::Drift, ExitCode::from(1))
+    );
+    assert!(text.contains("192.168.0.101/32 is not on lo\n"), "{text}");
+    assert_eq!(sys, Fake::realserver(), "--check changed something");
+    assert!(!state.file().exists());
+
+    go(&mut sys, &d, Action::Apply, &state);
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(
+        (outcome, outcome.exit_code()),
+        (Outcome::InPlace, ExitCode::SUCCESS)
+    );
+    assert_eq!(text, "in place: nothing to change\n");
+}
+
+#[test]
+fn setup_prints_each_change_then_nothing_to_change() {
+    let state = StateDir::new("rerun");
+    let mut sys = Fake::realserver();
+    let d = vip("192.168.0.101");
+    let (outcome, text) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert_eq!(
+        text,
+        "net.ipv4.conf.all.arp_ignore: 0 -> 1\nnet.ipv4.conf.all.arp_announce: 0 -> 2\n\
+         net.ipv4.conf.lo.arp_ignore: 0 -> 1\nnet.ipv4.conf.lo.arp_announce: 0 -> 2\n\
+         added 192.168.0.101/32 to lo\n"
+    );
+    assert_eq!(
+        go(&mut sys, &d, Action::Apply, &state).1,
+        "nothing to change\n"
+    );
+}
+
+#[test]
+fn undo_restores_the_machine_and_removes_the_state_file() {
+    let state = StateDir::new("undo");
+    let mut sys = Fake::realserver();
+    sys.links
+        .get_mut("lo")
+        .unwrap()
+        .1
+        .push("192.168.0.102/32".parse().unwrap());
+    let before = sys.clone();
+    let d = plan::realserver(
+        &[
+            "192.168.0.101".parse().unwrap(),
+            "192.168.0.102".parse().unwrap(),
+        ],
+        RealServerMode::Dr,
+    );
+    go(&mut sys, &d, Action::Apply, &state);
+    assert!(state.file().exists());
+    let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert!(
+        text.starts_with("removed 192.168.0.101/32 from lo\n"),
+        "{text}"
+    );
+    assert!(!text.contains("192.168.0.102"), "{text}");
+    assert_eq!(sys, before);
+    assert!(!state.file().exists());
+    let (_, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
+    assert!(text.starts_with("nothing to undo"), "{text}");
+}
+
+#[test]
+fn a_rerun_after_manual_changes_keeps_the_original_values_for_undo() {
+    let state = StateDir::new("orig");
+    let mut sys = Fake::realserver();
+    let before = sys.clone();
+    let d = vip("192.168.0.101");
+    go(&mut sys, &d, Action::Apply, &state);
+    let key = Sysctl::ipv4_conf("all", "arp_ignore");
+    sys.sysctls.insert(key.clone(), "8".into());
+    assert_eq!(
+        go(&mut sys, &d, Action::Apply, &state).1,
+        "net.ipv4.conf.all.arp_ignore: 8 -> 1\n"
+    );
+    go(&mut sys, &Desired::default(), Action::Undo, &state);
+    assert_eq!(sys, before);
+}
+
+#[test]
+fn without_privileges_nothing_changes_and_the_error_says_check_works() {
+    let state = StateDir::new("priv");
+    let mut sys = Fake {
+        privileged: false,
+        ..Fake::realserver()
+    };
+    let mut out = Vec::new();
+    let err = run(
+        &mut sys,
+        &vip("192.168.0.101"),
+        Action::Apply,
+        &state.file(),
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "needs root (CAP_NET_ADMIN) to change addresses and settings; --check works without \
+         changing anything"
+    );
+    assert!(!state.file().exists());
+    assert_eq!(
+        go(&mut sys, &vip("192.168.0.101"), Action::Check, &state).0,
+        Outcome::Drift
+    );
+}

@@ -1,0 +1,475 @@
+//! `lvs-hc setup` against a real kernel, inside network namespaces these tests create and
+//! delete (/proc/sys/net and the devices are per namespace, so the host is never touched).
+//!
+//! They need root and fail, never skip, without it: `sudo -E cargo test -p lvs-hc --test setup`.
+//! The TUN test also needs the ipip module, which the QEMU lab has (`tests/lab/run`).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A network namespace, deleted when dropped.
+struct Netns {
+    name: String,
+    state_dir: PathBuf,
+}
+
+impl Netns {
+    fn new(test: &str) -> Netns {
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the setup tests create network namespaces and need root: run them as root \
+             (sudo -E cargo test -p lvs-hc --test setup), or in the lab (tests/lab/run)"
+        );
+        let name = format!("lvshc-{}-{test}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let state_dir = std::env::temp_dir().join(format!("{name}-state"));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        Netns { name, state_dir }
+    }
+
+    /// Runs a program inside the namespace.
+    fn exec(&self, argv: &[&str]) -> Output {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(argv)
+            .output()
+            .expect("running ip netns exec");
+        out
+    }
+
+    /// Runs `lvs-hc setup ...` inside the namespace, with this test's state directory.
+    fn setup(&self, args: &[&str]) -> Output {
+        let bin = std::env::var("LVS_HC_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_lvs-hc").to_string());
+        let state = self.state_dir.display().to_string();
+        let mut argv = vec![bin.as_str(), "setup"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&["--state-dir", &state]);
+        self.exec(&argv)
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let mut argv = vec!["ip"];
+        argv.extend_from_slice(args);
+        let out = self.exec(&argv);
+        assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    fn sysctl(&self, path: &str) -> String {
+        let out = self.exec(&["cat", &format!("/proc/sys/{path}")]);
+        assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    fn set_sysctl(&self, path: &str, value: &str) {
+        let out = self.exec(&["sh", "-c", &format!("echo {value} > /proc/sys/{path}")]);
+        assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+    }
+
+    /// The addresses on `dev`, as `ADDR/PREFIX`.
+    fn addresses(&self, dev: &str) -> Vec<String> {
+        self.ip(&["-o", "addr", "show", "dev", dev])
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "inet" || *w == "inet6")?;
+                words.next().map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("running a command");
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
+}
+
+/// Asserts success and returns stdout.
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+const ARP: [(&str, &str); 4] = [
+    ("net/ipv4/conf/all/arp_ignore", "1"),
+    ("net/ipv4/conf/all/arp_announce", "2"),
+    ("net/ipv4/conf/lo/arp_ignore", "1"),
+    ("net/ipv4/conf/lo/arp_announce", "2"),
+];
+
+#[test]
+fn realserver_dr_puts_the_vip_on_lo_and_suppresses_arp_and_a_rerun_changes_nothing() {
+    let ns = Netns::new("dr");
+    let out = ok(ns.setup(&[
+        "realserver",
+        "--vip",
+        "192.168.0.101",
+        "--vip",
+        "2001:db8::101",
+    ]));
+    assert!(out.contains("added 192.168.0.101/32 to lo\n"), "{out}");
+    assert!(out.contains("added 2001:db8::101/128 to lo\n"), "{out}");
+    assert!(
+        out.contains("net.ipv4.conf.all.arp_ignore: 0 -> 1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("net.ipv4.conf.lo.arp_announce: 0 -> 2\n"),
+        "{out}"
+    );
+    assert!(out.contains("set lo up\n"), "{out}");
+    let addrs = ns.addresses("lo");
+    assert!(addrs.contains(&"192.168.0.101/32".to_string()), "{addrs:?}");
+    assert!(
+        addrs.contains(&"2001:db8::101/128".to_string()),
+        "{addrs:?}"
+    );
+    for (path, want) in ARP {
+        assert_eq!(ns.sysctl(path), want, "{path}");
+    }
+    assert_eq!(
+        ok(ns.setup(&[
+            "realserver",
+            "--vip",
+            "192.168.0.101",
+            "--vip",
+            "2001:db8::101"
+        ])),
+        "nothing to change\n"
+    );
+}
+
+#[test]
+fn check_lists_drift_with_status_1_then_0_after_setup_and_changes_nothing() {
+    let ns = Netns::new("check");
+    let out = ns.setup(&["realserver", "--vip", "192.168.0.101", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let drift = text(&out.stdout);
+    assert!(drift.contains("192.168.0.101/32 is not on lo\n"), "{drift}");
+    assert!(
+        drift.contains("net.ipv4.conf.all.arp_ignore is 0, should be 1\n"),
+        "{drift}"
+    );
+    assert!(!ns.addresses("lo").contains(&"192.168.0.101/32".to_string()));
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_ignore"), "0");
+    assert!(!ns.state_dir.exists(), "--check wrote state");
+
+    ok(ns.setup(&["realserver", "--vip", "192.168.0.101"]));
+    let out = ns.setup(&["realserver", "--vip", "192.168.0.101", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "in place: nothing to change\n");
+}
+
+#[test]
+fn undo_restores_earlier_values_and_keeps_a_vip_that_was_there_before() {
+    let ns = Netns::new("undo");
+    ns.ip(&["link", "set", "lo", "up"]);
+    ns.ip(&["addr", "add", "192.168.0.102/32", "dev", "lo"]);
+    ns.set_sysctl("net/ipv4/conf/lo/arp_announce", "1");
+    let before_lo = ns.addresses("lo");
+    let vips = [
+        "realserver",
+        "--vip",
+        "192.168.0.101",
+        "--vip",
+        "192.168.0.102",
+    ];
+    let out = ok(ns.setup(&vips));
+    assert!(!out.contains("192.168.0.102"), "{out}");
+    assert!(
+        out.contains("net.ipv4.conf.lo.arp_announce: 1 -> 2\n"),
+        "{out}"
+    );
+
+    // Someone changes a setting by hand; the rerun must not take its value as the original.
+    ns.set_sysctl("net/ipv4/conf/all/arp_ignore", "2");
+    assert_eq!(
+        ok(ns.setup(&vips)),
+        "net.ipv4.conf.all.arp_ignore: 2 -> 1\n"
+    );
+
+    let out = ok(ns.setup(&["realserver", "--undo"]));
+    assert!(out.contains("removed 192.168.0.101/32 from lo\n"), "{out}");
+    assert!(
+        out.contains("net.ipv4.conf.all.arp_ignore: 1 -> 0\n"),
+        "{out}"
+    );
+    assert_eq!(ns.addresses("lo"), before_lo);
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_ignore"), "0");
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_announce"), "0");
+    assert_eq!(ns.sysctl("net/ipv4/conf/lo/arp_announce"), "1");
+    // lo was up before setup: undo leaves it up.
+    assert!(!out.contains("set lo"), "{out}");
+    assert!(ns.ip(&["link", "show", "lo"]).contains(",UP"));
+    assert!(ok(ns.setup(&["realserver", "--undo"])).starts_with("nothing to undo"));
+}
+
+fn write_config(ns: &Netns, name: &str, body: &str) -> String {
+    std::fs::create_dir_all(&ns.state_dir).unwrap();
+    let path = ns.state_dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+const DR_CONFIG: &str = r#"
+[director]
+interface = "vip0"
+
+[[service]]
+address = "192.168.0.101:80"
+[[service.server]]
+address = "192.168.0.179:80"
+
+[[service]]
+address = "192.168.0.101:443"
+[[service.server]]
+address = "192.168.0.179:443"
+
+[[service]]
+address = "[2001:db8::101]:80"
+[[service.server]]
+address = "[2001:db8::179]:80"
+"#;
+
+#[test]
+fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr() {
+    let ns = Netns::new("dir");
+    ns.ip(&[
+        "link",
+        "add",
+        "vip0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vip0-peer",
+    ]);
+    ns.set_sysctl("net/ipv4/ip_forward", "0");
+    let config = write_config(&ns, "dr.toml", DR_CONFIG);
+    let out = ok(ns.setup(&["director", "--config", &config]));
+    assert_eq!(
+        out,
+        "added 192.168.0.101/32 to vip0\nadded 2001:db8::101/128 to vip0\n"
+    );
+    let addrs = ns.addresses("vip0");
+    assert!(addrs.contains(&"192.168.0.101/32".to_string()), "{addrs:?}");
+    assert!(
+        addrs.contains(&"2001:db8::101/128".to_string()),
+        "{addrs:?}"
+    );
+    assert_eq!(ns.sysctl("net/ipv4/ip_forward"), "0");
+    assert_eq!(
+        ok(ns.setup(&["director", "--config", &config])),
+        "nothing to change\n"
+    );
+    ok(ns.setup(&["director", "--config", &config, "--undo"]));
+    assert_eq!(ns.addresses("vip0"), Vec::<String>::new());
+}
+
+#[test]
+fn director_nat_turns_forwarding_on_and_undo_turns_it_off() {
+    let ns = Netns::new("nat");
+    ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
+    ns.set_sysctl("net/ipv4/ip_forward", "0");
+    ns.set_sysctl("net/ipv6/conf/all/forwarding", "0");
+    let config = write_config(
+        &ns,
+        "nat.toml",
+        r#"
+[[service]]
+address = "192.168.0.101:80"
+forward = "nat"
+[[service.server]]
+address = "10.0.0.2:8080"
+"#,
+    );
+    let out = ns.setup(&[
+        "director",
+        "--config",
+        &config,
+        "--interface",
+        "eth0",
+        "--check",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("net.ipv4.ip_forward is 0, should be 1\n"));
+    let out = ok(ns.setup(&["director", "--config", &config, "--interface", "eth0"]));
+    assert_eq!(
+        out,
+        "net.ipv4.ip_forward: 0 -> 1\nadded 192.168.0.101/32 to eth0\n"
+    );
+    assert_eq!(ns.sysctl("net/ipv4/ip_forward"), "1");
+    assert_eq!(ns.sysctl("net/ipv6/conf/all/forwarding"), "0");
+    let out = ok(ns.setup(&["director", "--config", &config, "--undo"]));
+    assert_eq!(
+        out,
+        "removed 192.168.0.101/32 from eth0\nnet.ipv4.ip_forward: 1 -> 0\n"
+    );
+    assert_eq!(ns.sysctl("net/ipv4/ip_forward"), "0");
+}
+
+#[test]
+fn director_errors_name_the_interface_and_the_config_key() {
+    let ns = Netns::new("err");
+    let config = write_config(&ns, "dr.toml", DR_CONFIG);
+    let out = ns.setup(&["director", "--config", &config]);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: interface `vip0` (from `[director] interface` in {config}) does not exist \
+             (see `ip link`)\n"
+        )
+    );
+    let out = ns.setup(&[
+        "director",
+        "--config",
+        &config,
+        "--interface",
+        "eth9",
+        "--check",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--check exits 2 when it cannot tell"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "error: interface `eth9` (from --interface) does not exist (see `ip link`)\n"
+    );
+
+    let out = ns.setup(&["director", "--config", &config, "--interface", "bad/name"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--interface: `bad/name` is not an interface name"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let bare = write_config(
+        &ns,
+        "bare.toml",
+        &DR_CONFIG.replace("interface = \"vip0\"", ""),
+    );
+    let out = ns.setup(&["director", "--config", &bare, "--check"]);
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {bare}: no interface for the virtual IPs: set `interface` in the \
+             `[director]` table or pass --interface\n"
+        )
+    );
+    assert!(!ns.state_dir.join("setup-director.json").exists());
+}
+
+#[test]
+#[ignore = "needs the ipip module: run in the QEMU lab (tests/lab/run)"]
+fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
+    let ns = Netns::new("tun");
+    let probe = ns.exec(&["ip", "link", "show", "tunl0"]);
+    let added = if probe.status.success() {
+        false
+    } else {
+        let out = ns.exec(&["ip", "link", "add", "name", "tunl0", "type", "ipip"]);
+        let exists = ns.exec(&["ip", "link", "show", "tunl0"]).status.success();
+        assert!(
+            exists,
+            "this kernel cannot make ipip tunnels ({}): run in the QEMU lab (tests/lab/run), \
+             which loads tunnel4, ip_tunnel and ipip",
+            text(&out.stderr).trim()
+        );
+        out.status.success()
+    };
+    // Whatever made tunl0 exist, start from the module's own device, down.
+    if added {
+        ns.ip(&["link", "del", "tunl0"]);
+    }
+    ns.set_sysctl("net/ipv4/conf/all/rp_filter", "1");
+    let tun = [
+        "realserver",
+        "--mode",
+        "tun",
+        "--vip",
+        "192.168.0.101",
+        "--vip",
+        "2001:db8::101",
+    ];
+    let out = ok(ns.setup(&tun));
+    assert!(out.contains("set tunl0 up\n"), "{out}");
+    assert!(out.contains("added 192.168.0.101/32 to tunl0\n"), "{out}");
+    assert!(
+        out.contains("added 2001:db8::101/128 to ip6tnl0\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("net.ipv4.conf.all.rp_filter: 1 -> 0\n"),
+        "{out}"
+    );
+    assert!(ns
+        .addresses("tunl0")
+        .contains(&"192.168.0.101/32".to_string()));
+    assert!(ns
+        .addresses("ip6tnl0")
+        .contains(&"2001:db8::101/128".to_string()));
+    assert!(ns.ip(&["link", "show", "tunl0"]).contains(",UP"));
+    assert!(ns.ip(&["link", "show", "ip6tnl0"]).contains(",UP"));
+    assert_eq!(ns.sysctl("net/ipv4/conf/tunl0/rp_filter"), "0");
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/rp_filter"), "0");
+    assert_eq!(ns.sysctl("net/ipv4/conf/tunl0/arp_ignore"), "1");
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_announce"), "2");
+    assert_eq!(ok(ns.setup(&tun)), "nothing to change\n");
+    let mut check = tun.to_vec();
+    check.push("--check");
+    let out = ns.setup(&check);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    let out = ok(ns.setup(&["realserver", "--undo"]));
+    assert!(
+        out.contains("removed 192.168.0.101/32 from tunl0\n"),
+        "{out}"
+    );
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/rp_filter"), "1");
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_announce"), "0");
+    for dev in ["tunl0", "ip6tnl0"] {
+        let gone = !ns.exec(&["ip", "link", "show", dev]).status.success();
+        assert!(
+            gone || ns.addresses(dev).is_empty(),
+            "{dev} keeps addresses"
+        );
+        assert!(
+            gone || !ns.ip(&["link", "show", dev]).contains(",UP"),
+            "{dev} is up"
+        );
+    }
+}
