@@ -293,7 +293,7 @@ step_broken_reload() {
         say "not serving after the broken reload (last answers:$SEEN)"
     fi
     if [ "$ok" = 1 ]; then
-        pass "a reload with a broken file is refused ($(printf '%s\n' "$out" | head -n 1)); still serving ($(tally)); the error is in the log and in /status"
+        pass "a reload with a broken file is refused (\"$(printf '%s\n' "$out" | grep -m 1 -o "[^ ]*$2.*" | cut -c 1-90)\"); still serving ($(tally)); the error is in the log and in /status"
     else
         fail "a reload with a broken file"
     fi
