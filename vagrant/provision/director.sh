@@ -56,13 +56,9 @@ daemon_start() {
     wait_for 30 lvs_hc_answers || die "lvs-hc does not answer on its API after 30s"
 }
 
-lvs_hc_answers() { lvs-hc status --api "$(api)" >/dev/null 2>&1; }
-
-# The API address, from the source configuration: the installed file may be a broken one.
-api() {
-    a=$(sed -n 's/^api *= *"\([^"]*\)".*/\1/p' "$LVS_HC_CONFIG_SRC" | head -n 1)
-    echo "${a:-127.0.0.1:9101}"
-}
+# The client finds the API through `[daemon] api` of the source configuration, not of the
+# installed one, which the story replaces with a broken file.
+lvs_hc_answers() { lvs-hc status --config "$LVS_HC_CONFIG_SRC" >/dev/null 2>&1; }
 
 daemon_stop() {
     if [ "$LVS_HC_INIT" = systemd ]; then
@@ -82,16 +78,16 @@ case ${1:-} in
         ;;
     daemon-start) daemon_start ;;
     daemon-stop) daemon_stop ;;
-    reload) lvs-hc reload --api "$(api)" ;;
-    status) lvs-hc status --json --api "$(api)" ;;
+    reload) lvs-hc reload --config "$LVS_HC_CONFIG_SRC" ;;
+    status) lvs-hc status --json --config "$LVS_HC_CONFIG_SRC" ;;
     reload-with)
         [ -f "${2:-}" ] || die "usage: director.sh reload-with FILE"
         cp "$2" "$CONF"
-        lvs-hc reload --api "$(api)"
+        lvs-hc reload --config "$LVS_HC_CONFIG_SRC"
         ;;
     restore-config)
         install_config
-        lvs-hc reload --api "$(api)"
+        lvs-hc reload --config "$LVS_HC_CONFIG_SRC"
         ;;
     log)
         if [ "$LVS_HC_INIT" = systemd ]; then
