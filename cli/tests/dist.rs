@@ -8,10 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::{CommandFactory, Parser};
 use lvs_hc::cli::Cli;
+
+mod common;
+use common::TempDir;
 
 const BLESS: &str = "LVS_HC_BLESS=1 cargo test -p lvs-hc --test dist";
 
@@ -45,32 +47,11 @@ fn stdout_of(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A fresh directory; tests run in parallel, so each call gets its own.
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("lvs-hc-dist-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Every man page `lvs-hc manpages` writes, by file name.
 fn generated_man_pages() -> BTreeMap<String, Vec<u8>> {
     let dir = TempDir::new("man");
-    stdout_of(&["manpages", "--out", dir.0.to_str().unwrap()]);
-    files_in(&dir.0, ".1")
+    stdout_of(&["manpages", "--out", dir.dir().to_str().unwrap()]);
+    files_in(dir.dir(), ".1")
 }
 
 fn files_in(dir: &Path, suffix: &str) -> BTreeMap<String, Vec<u8>> {
@@ -209,7 +190,7 @@ fn completions_offer_no_hidden_subcommand() {
 /// programmable completion would, and returns the candidates.
 fn bash_complete(lines: &[&str]) -> BTreeMap<String, Vec<String>> {
     let dir = TempDir::new("bash");
-    let script = dir.0.join("lvs-hc.bash");
+    let script = dir.path("lvs-hc.bash");
     std::fs::write(&script, stdout_of(&["completions", "bash"])).unwrap();
     let driver = r#"
 set -u
@@ -437,9 +418,9 @@ fn a_configuration_that_does_not_load_at_start_exits_with_the_status_the_unit_do
     assert_eq!(unit_setting("Restart"), "on-failure");
 
     let dir = TempDir::new("badconfig");
-    let bad = dir.0.join("bad.toml");
+    let bad = dir.path("bad.toml");
     std::fs::write(&bad, "[[service]]\n").unwrap();
-    let missing = dir.0.join("missing.toml");
+    let missing = dir.path("missing.toml");
     for (config, error) in [
         (&bad, "bad.toml:1:1: service[0]"),
         (&missing, "cannot read"),
@@ -451,7 +432,7 @@ fn a_configuration_that_does_not_load_at_start_exits_with_the_status_the_unit_do
             "--backend",
             "memory",
             "--lock-file",
-            dir.0.join("lock").to_str().unwrap(),
+            dir.path("lock").to_str().unwrap(),
             "--api",
             "off",
             "--log-format",
