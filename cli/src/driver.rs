@@ -120,6 +120,12 @@ where
     let mut reloads = options.reloads.take();
     let mut queries = options.queries.take();
     tokio::pin!(shutdown);
+    // One timer for the engine's deadline, moved only when the deadline moves: a timer
+    // registered afresh on every turn of the loop costs more than the probes' results it
+    // waits among.
+    let timer = tokio::time::sleep_until(origin);
+    tokio::pin!(timer);
+    let mut armed = Instant::FAR_FUTURE;
     loop {
         let deadline = drain(
             &mut engine,
@@ -159,7 +165,10 @@ where
             tracing::info!("probes are on time again");
             behind = false;
         }
-        let sleep_until = origin + deadline.since_origin();
+        if deadline != armed && deadline != Instant::FAR_FUTURE {
+            timer.as_mut().reset(origin + deadline.since_origin());
+            armed = deadline;
+        }
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
@@ -178,7 +187,8 @@ where
                     engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
                 }
             }
-            _ = tokio::time::sleep_until(sleep_until), if deadline != Instant::FAR_FUTURE => {
+            _ = &mut timer, if deadline != Instant::FAR_FUTURE => {
+                armed = Instant::FAR_FUTURE;
                 engine.handle_input(Input::Timeout(now()));
             }
         }
