@@ -651,6 +651,10 @@ impl Engine {
         let p = &mut self.probes[pi];
         p.due = Some(due);
         self.schedule.insert((due, pi));
+        if !first_result && weight_changed.is_none() && transition.is_none() {
+            // The common case, thousands of times a second: nothing changed.
+            return;
+        }
         let users = p.users.clone();
         let server = p.server;
         if first_result && transition.is_none() {
