@@ -1,13 +1,19 @@
 //! Probe cost at scale, with real sockets on loopback (figures in docs/BENCHMARKS.md).
 //!
 //!   probe_bench serve PORT                  answer HTTP on every 127.0.0.0/8 address
-//!   probe_bench run PORT SERVERS SECONDS [BASE]
+//!   probe_bench run PORT SERVERS SECONDS [BASE] [--reuse-connection]
 //!                                           run the real driver against SERVERS servers
+//!   probe_bench floor PORT SERVERS SECONDS  the same traffic from bare sockets: no hyper,
+//!                                           no driver, no engine
 //!
-//! `run` checks BASE+1.. (default 127.1.0.1..) up to SERVERS addresses with an HTTP check every second, against
-//! the in-memory IPVS table, for SECONDS seconds; then prints probes by result, CPU time per
-//! probe, peak RSS, and how many servers were ever declared down. Run `serve` in another
-//! process first (`tests/bench/probe-cost` does both, and the overload variant).
+//! `run` checks BASE+1.. (default 127.1.0.1..) up to SERVERS addresses with an HTTP check every
+//! second (with `reuse_connection = true` when asked), against the in-memory IPVS table, for
+//! SECONDS seconds; then prints probes by result, CPU time per probe, peak RSS, and how many
+//! servers were ever declared down. `floor` opens a connection, sends the request, reads the
+//! answer's head and resets, SERVERS times a second, evenly spread: what a fresh connection per
+//! probe costs at the least. Run `serve` in another process first (`tests/bench/probe-cost`
+//! does all of it, and the overload variant). The server keeps connections open unless the
+//! request says `Connection: close`.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,7 +26,9 @@ use lvs_hc_core::{Config, Event, EventKind, Health, ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let all: Vec<String> = std::env::args().collect();
+    let reuse = all.iter().any(|a| a == "--reuse-connection");
+    let args: Vec<String> = all.into_iter().filter(|a| !a.starts_with("--")).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -33,8 +41,17 @@ fn main() {
             args[4].parse().expect("seconds"),
             args.get(5)
                 .map_or(Ipv4Addr::new(127, 1, 0, 0), |a| a.parse().expect("base")),
+            reuse,
         )),
-        _ => eprintln!("usage: probe_bench serve PORT | run PORT SERVERS SECONDS [BASE]"),
+        Some("floor") => rt.block_on(floor(
+            args[2].parse().expect("port"),
+            args[3].parse().expect("servers"),
+            args[4].parse().expect("seconds"),
+        )),
+        _ => eprintln!(
+            "usage: probe_bench serve PORT | run PORT SERVERS SECONDS [BASE] [--reuse-connection] \
+             | floor PORT SERVERS SECONDS"
+        ),
     }
 }
 
@@ -51,15 +68,26 @@ async fn serve(port: u16) {
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let mut seen = Vec::new();
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            loop {
+                while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head: Vec<u8> = seen.drain(..end + 4).collect();
+                    let close = String::from_utf8_lossy(&head)
+                        .to_ascii_lowercase()
+                        .contains("connection: close");
+                    let answer: &[u8] = if close {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    };
+                    if stream.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
                 match stream.read(&mut buf).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => seen.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                .await;
         });
     }
 }
@@ -112,13 +140,13 @@ fn rusage() -> (Duration, Duration, u64) {
     (tv(u.ru_utime), tv(u.ru_stime), u.ru_maxrss as u64)
 }
 
-async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr) {
+async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr, reuse: bool) {
     let mut text = String::new();
     let per_service = 100;
     for s in 0..servers.div_ceil(per_service) {
         let _ = write!(
             text,
-            "[[service]]\naddress = \"10.0.{}.{}:{port}\"\n[[service.check]]\ntype = \"http\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+            "[[service]]\naddress = \"10.0.{}.{}:{port}\"\n[[service.check]]\ntype = \"http\"\ninterval = \"1s\"\ntimeout = \"1s\"\nreuse_connection = {reuse}\n",
             s / 250,
             s % 250 + 1
         );
@@ -153,6 +181,7 @@ async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr) {
         .count();
     println!("servers                {servers}");
     println!("seconds                {seconds}");
+    println!("reuse_connection       {reuse}");
     println!(
         "probes                 {probes} ({} pass, {} fail, {} inconclusive)",
         counts.pass, counts.fail, counts.inconclusive
@@ -197,4 +226,77 @@ impl Observer for CountsRef<'_> {
     fn on_backlog(&mut self, waiting: usize) {
         self.0.on_backlog(waiting)
     }
+}
+
+/// Bare sockets: connect, request, read the answer's head, reset; `servers` times a second,
+/// evenly spread, for `seconds`.
+async fn floor(port: u16, servers: u32, seconds: u64) {
+    async fn once(target: SocketAddr) -> bool {
+        let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+            return false;
+        };
+        #[allow(deprecated)]
+        let _ = socket.set_linger(Some(Duration::ZERO));
+        let Ok(mut s) = socket.connect(target).await else {
+            return false;
+        };
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        if s.write_all(request).await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 512];
+        let mut n = 0;
+        while n < buf.len() {
+            match s.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                return true;
+            }
+        }
+        false
+    }
+    let base = Ipv4Addr::new(127, 1, 0, 0);
+    let ok = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let total = u64::from(servers) * seconds;
+    let (user0, sys0, _) = rusage();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / servers.max(1));
+            for i in 0..total {
+                tick.tick().await;
+                let target = SocketAddr::from((addr(base, (i % u64::from(servers)) as u32), port));
+                let ok = ok.clone();
+                tokio::task::spawn_local(async move {
+                    if once(target).await {
+                        ok.set(ok.get() + 1);
+                    }
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        })
+        .await;
+    let (user1, sys1, maxrss_kib) = rusage();
+    let (user, sys) = (user1 - user0, sys1 - sys0);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / total.max(1) as f64;
+    println!("servers                {servers}");
+    println!("seconds                {seconds}");
+    println!("exchanges              {total} ({} answered)", ok.get());
+    println!(
+        "cpu time               {:.2}s ({:.1}% of one core)",
+        (user + sys).as_secs_f64(),
+        100.0 * (user + sys).as_secs_f64() / seconds as f64
+    );
+    println!(
+        "cpu per exchange       {:.1} us ({:.1} us user, {:.1} us system)",
+        per(user + sys),
+        per(user),
+        per(sys)
+    );
+    println!(
+        "peak rss               {:.1} MiB",
+        maxrss_kib as f64 / 1024.0
+    );
 }

@@ -4,11 +4,13 @@
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. HTTP runs on hyper's connection
 //! API; TLS on tokio-rustls with the `ring` provider.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -71,6 +73,60 @@ const LATE_TOLERANCE: Duration = Duration::from_millis(100);
 pub struct Prober<C: Connect> {
     connect: C,
     tls: Arc<Mutex<HashMap<TlsSettings, Arc<rustls::ClientConfig>>>>,
+    pool: Rc<RefCell<Pool>>,
+}
+
+/// The connections kept between probes of checks with `reuse_connection`: one per target and
+/// check, out of the pool while a probe uses it. A connection idle for more than twice its
+/// check's interval plus the timeout (its server or check was removed by a reload) is closed.
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<PoolKey, (Kept, tokio::time::Instant)>,
+    swept: Option<tokio::time::Instant>,
+}
+
+/// A target and the very check (not an equal one) that probes it. The engine hands out the
+/// same `Arc` for every probe of a check, so comparing addresses is exact and cheap; the key
+/// holds the `Arc`, so its address cannot be reused while the entry lives. A reload that
+/// rebuilds the check starts a fresh connection.
+#[derive(Clone)]
+struct PoolKey(SocketAddr, Arc<Check>);
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &PoolKey) -> bool {
+        self.0 == other.0 && Arc::ptr_eq(&self.1, &other.1)
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl std::hash::Hash for PoolKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        Arc::as_ptr(&self.1).hash(state);
+    }
+}
+
+impl Pool {
+    /// How often the pool looks for connections nobody will use again.
+    const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+    fn take(&mut self, key: &PoolKey) -> Option<Kept> {
+        self.idle.remove(key).map(|(c, _)| c)
+    }
+
+    fn put(&mut self, key: PoolKey, c: Kept) {
+        let now = tokio::time::Instant::now();
+        self.idle.insert(key, (c, now));
+        let swept = *self.swept.get_or_insert(now);
+        if now.duration_since(swept) >= Self::SWEEP_EVERY {
+            self.swept = Some(now);
+            self.idle.retain(|PoolKey(_, check), (_, since)| {
+                let t = check.timing;
+                now.duration_since(*since) <= 2 * t.interval.max(t.fail_interval) + t.timeout
+            });
+        }
+    }
 }
 
 impl<C: Connect> Prober<C> {
@@ -79,6 +135,7 @@ impl<C: Connect> Prober<C> {
         Prober {
             connect,
             tls: Arc::default(),
+            pool: Rc::default(),
         }
     }
 
@@ -120,35 +177,81 @@ impl<C: Connect> Prober<C> {
                 Ok(_) => ProbeOutcome::Pass { weight: None },
                 Err(e) => fail(io_reason(&e)),
             },
-            CheckKind::Http(h) => {
-                let stream = match self.connect.connect(target, check.source).await {
-                    Ok(s) => s,
-                    Err(e) => return fail(io_reason(&e)),
-                };
-                http_exchange(stream, h, target).await
-            }
-            CheckKind::Https(h) => {
-                let stream = match self.connect.connect(target, check.source).await {
-                    Ok(s) => s,
-                    Err(e) => return fail(io_reason(&e)),
-                };
-                let settings = h.tls.clone().unwrap_or(TlsSettings {
-                    sni: None,
-                    verify: true,
-                    ca_file: None,
-                });
-                let config = match self.tls_config(&settings) {
-                    Ok(c) => c,
-                    Err(e) => return fail(format!("TLS setup failed: {e}")),
-                };
-                let name = server_name(&settings, h, target);
-                let connector = tokio_rustls::TlsConnector::from(config);
-                match connector.connect(name, stream).await {
-                    Ok(tls) => http_exchange(tls, h, target).await,
-                    Err(e) => fail(format!("TLS handshake failed: {e}")),
+            CheckKind::Http(h) => self.http(req, h, false).await,
+            CheckKind::Https(h) => self.http(req, h, true).await,
+            // Boxed: a child process's state is large and only exec probes need it.
+            CheckKind::Exec(e) => Box::pin(exec(e, target, req.timeout())).await,
+        }
+    }
+
+    /// An HTTP(S) probe: on the server's kept connection when the check reuses connections and
+    /// one is open, else on a fresh one.
+    async fn http(&self, req: &ProbeRequest, h: &HttpCheck, tls: bool) -> ProbeOutcome {
+        let target = req.target();
+        let key = h
+            .reuse_connection
+            .then(|| PoolKey(target, req.check.clone()));
+        if let Some(key) = &key {
+            let kept = self.pool.borrow_mut().take(key);
+            if let Some(Kept(stream)) = kept {
+                match exchange(stream, h, target, true).await {
+                    Exchange::Done(outcome, kept) => {
+                        if let Some(kept) = kept {
+                            self.pool.borrow_mut().put(key.clone(), kept);
+                        }
+                        return outcome;
+                    }
+                    // The server closed the idle connection as the request went out: not
+                    // a verdict; a fresh connection decides.
+                    Exchange::Closed(_) => {}
                 }
             }
-            CheckKind::Exec(e) => exec(e, target, req.timeout()).await,
+        }
+        let stream = match self.open(req, h, tls).await {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
+        };
+        match exchange(stream, h, target, key.is_some()).await {
+            Exchange::Done(outcome, kept) => {
+                if let (Some(key), Some(kept)) = (key, kept) {
+                    self.pool.borrow_mut().put(key, kept);
+                }
+                outcome
+            }
+            Exchange::Closed(outcome) => outcome,
+        }
+    }
+
+    /// A fresh stream for an HTTP(S) check: TCP, then TLS for https.
+    async fn open(
+        &self,
+        req: &ProbeRequest,
+        h: &HttpCheck,
+        tls: bool,
+    ) -> Result<BoxStream, ProbeOutcome> {
+        let target = req.target();
+        let stream = match self.connect.connect(target, req.check.source).await {
+            Ok(s) => s,
+            Err(e) => return Err(fail(io_reason(&e))),
+        };
+        if !tls {
+            return Ok(Box::new(stream));
+        }
+        let settings = h.tls.clone().unwrap_or(TlsSettings {
+            sni: None,
+            verify: true,
+            ca_file: None,
+        });
+        let config = match self.tls_config(&settings) {
+            Ok(c) => c,
+            Err(e) => return Err(fail(format!("TLS setup failed: {e}"))),
+        };
+        let name = server_name(&settings, h, target);
+        let connector = tokio_rustls::TlsConnector::from(config);
+        // Boxed: the handshake's state is large and only https probes need it.
+        match Box::pin(connector.connect(name, stream)).await {
+            Ok(tls) => Ok(Box::new(tls)),
+            Err(e) => Err(fail(format!("TLS handshake failed: {e}"))),
         }
     }
 
@@ -256,83 +359,165 @@ fn host_header(h: &HttpCheck, target: SocketAddr) -> String {
     }
 }
 
-async fn http_exchange<S>(stream: S, h: &HttpCheck, target: SocketAddr) -> ProbeOutcome
-where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let stream = TokioIo::new(NoShutdown(stream));
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(stream).await {
-        Ok(x) => x,
-        Err(e) => return fail(format!("HTTP handshake failed: {e}")),
-    };
+/// The request of an HTTP(S) check. With `reuse_connection` it asks to keep the connection
+/// (HTTP/1.1's default); otherwise it says `Connection: close`.
+fn build_request(h: &HttpCheck, target: SocketAddr) -> Result<http::Request<Empty<Bytes>>, String> {
     let method = match h.method {
         HttpMethod::Get => http::Method::GET,
         HttpMethod::Head => http::Method::HEAD,
     };
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(h.path.as_str())
         .header(http::header::HOST, host_header(h, target))
         .header(
             http::header::USER_AGENT,
             concat!("lvs-hc/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new());
-    let request = match request {
+        );
+    if !h.reuse_connection {
+        request = request.header(http::header::CONNECTION, "close");
+    }
+    request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("cannot build the request: {e}"))
+}
+
+/// A probe's byte stream, plain or TLS, behind one type so kept connections of both kinds
+/// share the pool.
+trait ProbeStream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> ProbeStream for T {}
+
+type BoxStream = Box<dyn ProbeStream>;
+
+/// A stream kept between probes, with the HTTP state of the last exchange dropped: an idle
+/// keep-alive connection holds no more than its socket. Whether the server closed it while it
+/// was idle shows at the next exchange, which hyper starts with a read: a closed connection
+/// ends before any response, and the probe then connects afresh (see [`Exchange::Closed`]).
+struct Kept(BoxStream);
+
+/// How one exchange on a connection ended.
+enum Exchange {
+    /// A verdict, and the stream when it can carry another request.
+    Done(ProbeOutcome, Option<Kept>),
+    /// The connection closed before any response began: for a kept connection this is the
+    /// server ending an idle keep-alive connection, not a verdict.
+    Closed(ProbeOutcome),
+}
+
+/// One request and its response on `stream`, judged against the check. When `keep` is set,
+/// the body is read to its end (within `body_limit`) so the stream can be kept.
+async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, keep: bool) -> Exchange {
+    let request = match build_request(h, target) {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot build the request: {e}")),
+        Err(e) => return Exchange::Done(fail(e), None),
     };
-    let exchange = async move {
-        let response = match sender.send_request(request).await {
-            Ok(r) => r,
-            Err(e) => return fail(hyper_reason(&e)),
-        };
-        let status = response.status().as_u16();
-        if !h.expect_status.contains(status) {
-            return fail(format!("status {status} not in {}", h.expect_status));
-        }
-        if h.expect_body.is_none() && h.expect_body_regex.is_none() {
-            return ProbeOutcome::Pass { weight: None };
-        }
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while bytes.len() < h.body_limit {
-            match body.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        let room = h.body_limit - bytes.len();
-                        bytes.extend_from_slice(&data[..data.len().min(room)]);
+    let io = TokioIo::new(NoShutdown(stream));
+    let (mut sender, mut conn) = match hyper::client::conn::http1::handshake(io).await {
+        Ok(x) => x,
+        Err(e) => return Exchange::Done(fail(format!("HTTP handshake failed: {e}")), None),
+    };
+    let ((result, reusable), conn_ended) = {
+        let work = async {
+            let response = match sender.send_request(request).await {
+                Ok(r) => r,
+                Err(e) => return (Err(fail(hyper_reason(&e))), false),
+            };
+            let status = response.status().as_u16();
+            if !h.expect_status.contains(status) && !keep {
+                let reason = format!("status {status} not in {}", h.expect_status);
+                return (Ok(fail(reason)), false);
+            }
+            let want_body = h.expect_body.is_some() || h.expect_body_regex.is_some();
+            if !want_body && !keep {
+                return (Ok(ProbeOutcome::Pass { weight: None }), false);
+            }
+            let keep_alive = keep_alive(&response);
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            let mut complete = false;
+            while bytes.len() < h.body_limit {
+                match body.frame().await {
+                    None => {
+                        complete = true;
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            let room = h.body_limit - bytes.len();
+                            bytes.extend_from_slice(&data[..data.len().min(room)]);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let reason = format!("reading the body failed: {}", hyper_reason(&e));
+                        return (Ok(fail(reason)), false);
                     }
                 }
-                Some(Err(e)) => {
-                    return fail(format!("reading the body failed: {}", hyper_reason(&e)))
-                }
             }
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        if let Some(want) = &h.expect_body {
-            if !text.contains(want.as_str()) {
-                return fail(format!("body lacks {want:?}"));
+            complete = complete || hyper::body::Body::is_end_stream(&body);
+            let reusable = keep_alive && complete;
+            if !h.expect_status.contains(status) {
+                let reason = format!("status {status} not in {}", h.expect_status);
+                return (Ok(fail(reason)), reusable);
             }
+            (Ok(judge_body(h, &bytes)), reusable)
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            r = &mut work => (r, false),
+            // The connection ended first (the server closed it): the exchange now resolves
+            // with whatever was received.
+            _ = &mut conn => (work.await, true),
         }
-        if let Some(re) = &h.expect_body_regex {
-            if !re.is_match(&text) {
-                return fail(format!("body does not match /{}/", re.as_str()));
-            }
-        }
-        ProbeOutcome::Pass { weight: None }
     };
-    tokio::pin!(exchange);
-    tokio::pin!(conn);
-    tokio::select! {
-        biased;
-        outcome = &mut exchange => outcome,
-        // The connection ended first (the server closed it): the exchange now resolves with
-        // whatever was received.
-        _ = &mut conn => exchange.await,
+    drop(sender);
+    match result {
+        Err(outcome) => Exchange::Closed(outcome),
+        Ok(outcome) if !reusable || conn_ended => Exchange::Done(outcome, None),
+        Ok(outcome) => {
+            // The whole response was read and nothing more: the stream is at a message
+            // boundary and can carry the next request without hyper's state.
+            let parts = conn.into_parts();
+            let kept = parts
+                .read_buf
+                .is_empty()
+                .then(|| Kept(parts.io.into_inner().0));
+            Exchange::Done(outcome, kept)
+        }
     }
+}
+
+/// Whether the server lets the connection stay open after `response`: HTTP/1.1 without
+/// `Connection: close`. (HTTP/1.0 servers are not kept.)
+fn keep_alive<B>(response: &http::Response<B>) -> bool {
+    response.version() == http::Version::HTTP_11
+        && !response
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+            })
+}
+
+/// Whether the body read so far has what the check expects.
+fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
+    if h.expect_body.is_none() && h.expect_body_regex.is_none() {
+        return ProbeOutcome::Pass { weight: None };
+    }
+    let text = String::from_utf8_lossy(bytes);
+    if let Some(want) = &h.expect_body {
+        if !text.contains(want.as_str()) {
+            return fail(format!("body lacks {want:?}"));
+        }
+    }
+    if let Some(re) = &h.expect_body_regex {
+        if !re.is_match(&text) {
+            return fail(format!("body does not match /{}/", re.as_str()));
+        }
+    }
+    ProbeOutcome::Pass { weight: None }
 }
 
 fn hyper_reason(e: &hyper::Error) -> String {
@@ -540,6 +725,7 @@ mod tests {
             expect_body_regex: None,
             body_limit: 10,
             tls: None,
+            reuse_connection: false,
         };
         assert_eq!(
             host_header(&h(None), "10.0.0.1:80".parse().unwrap()),
@@ -557,5 +743,45 @@ mod tests {
             host_header(&h(Some("www.example.com")), "10.0.0.1:80".parse().unwrap()),
             "www.example.com"
         );
+    }
+
+    fn check_every(interval: &str) -> Arc<Check> {
+        let text = format!(
+            "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.check]]\ntype = \"http\"\n\
+             reuse_connection = true\ninterval = \"{interval}\"\ntimeout = \"1s\"\n\
+             [[service.server]]\naddress = \"10.0.0.2:80\"\n"
+        );
+        let config = lvs_hc_core::Config::from_toml(&text, "pool-test").unwrap();
+        config.services[0].servers[0].checks[0].clone()
+    }
+
+    fn idle_conn() -> Kept {
+        let (stream, _peer) = tokio::io::duplex(64);
+        Kept(Box::new(stream))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kept_connections_nobody_probes_any_more_are_closed() {
+        let target = |last: u8| SocketAddr::from(([10, 0, 0, last], 80));
+        let (every_1s, every_30s) = (check_every("1s"), check_every("30s"));
+        let mut pool = Pool::default();
+        pool.put(PoolKey(target(2), every_1s.clone()), idle_conn());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        pool.put(PoolKey(target(3), every_30s.clone()), idle_conn());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // 11 s on: the 1 s check's connection is past 2 × 1 s + 1 s and goes; the 30 s
+        // check's is not.
+        pool.put(PoolKey(target(4), every_1s.clone()), idle_conn());
+        let mut kept: Vec<SocketAddr> = pool.idle.keys().map(|k| k.0).collect();
+        kept.sort();
+        assert_eq!(kept, vec![target(3), target(4)]);
+        assert!(pool.take(&PoolKey(target(3), every_30s.clone())).is_some());
+        assert!(
+            pool.take(&PoolKey(target(4), every_30s)).is_none(),
+            "keyed by check too"
+        );
+        // An equal check rebuilt by a reload is another check.
+        assert!(pool.take(&PoolKey(target(4), check_every("1s"))).is_none());
+        assert!(pool.take(&PoolKey(target(4), every_1s)).is_some());
     }
 }

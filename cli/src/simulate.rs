@@ -463,6 +463,10 @@ pub struct World {
     pub restart: bool,
     /// The configuration in force.
     pub config: Option<Config>,
+    /// Connections the simulated servers accepted.
+    pub connections: usize,
+    /// Requests answered on a connection that had answered one before (keep-alive).
+    pub reused_answers: usize,
 }
 
 /// A shared handle on the world.
@@ -575,8 +579,10 @@ async fn serve(world: Shared, addr: SocketAddr, body: String) -> turmoil::Result
         }
         let l = listener.as_ref().expect("listening");
         tokio::select! {
+            biased;
             accepted = l.accept() => {
                 let (stream, _) = accepted?;
+                world.borrow_mut().connections += 1;
                 let world = world.clone();
                 let body = body.clone();
                 tokio::task::spawn_local(async move {
@@ -588,47 +594,74 @@ async fn serve(world: Shared, addr: SocketAddr, body: String) -> turmoil::Result
     }
 }
 
+/// Answers the requests of one connection as the server behaves at the time, keeping the
+/// connection open between requests unless the request says `Connection: close` (probes with
+/// `reuse_connection` keep it). A killed server's open connections close with it.
 async fn answer(
     world: Shared,
     addr: SocketAddr,
     mut stream: turmoil::net::TcpStream,
     body: String,
 ) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    let behaviour = world
-        .borrow()
-        .behaviour
-        .get(&addr)
-        .copied()
-        .unwrap_or(Behaviour::Healthy);
-    let head = request.starts_with(b"HEAD ");
-    let (status, text) = match behaviour {
-        Behaviour::Healthy => ("200 OK", body),
-        Behaviour::Error500 => ("500 Internal Server Error", "oops".to_string()),
-        Behaviour::WrongPage => ("200 OK", "<html>default page</html>".to_string()),
-        Behaviour::Slow => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            ("200 OK", body)
-        }
-        Behaviour::Blackholed | Behaviour::Killed => return Ok(()),
+    let behaviour = |world: &Shared| {
+        world
+            .borrow()
+            .behaviour
+            .get(&addr)
+            .copied()
+            .unwrap_or(Behaviour::Healthy)
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        text.len()
-    );
-    if !head {
-        response.push_str(&text);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut answered = false;
+    loop {
+        let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+            // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
+            let read = tokio::select! {
+                biased;
+                n = stream.read(&mut buf) => Some(n?),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => None,
+            };
+            match read {
+                Some(0) => return Ok(()),
+                Some(n) => seen.extend_from_slice(&buf[..n]),
+                None if behaviour(&world) == Behaviour::Killed => return Ok(()),
+                None => {}
+            }
+            continue;
+        };
+        let request: Vec<u8> = seen.drain(..end + 4).collect();
+        let head = request.starts_with(b"HEAD ");
+        let close = String::from_utf8_lossy(&request)
+            .to_ascii_lowercase()
+            .contains("connection: close");
+        let (status, text) = match behaviour(&world) {
+            Behaviour::Healthy => ("200 OK", body.clone()),
+            Behaviour::Error500 => ("500 Internal Server Error", "oops".to_string()),
+            Behaviour::WrongPage => ("200 OK", "<html>default page</html>".to_string()),
+            Behaviour::Slow => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                ("200 OK", body.clone())
+            }
+            Behaviour::Blackholed | Behaviour::Killed => return Ok(()),
+        };
+        let mut response = format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{}\r\n",
+            text.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if !head {
+            response.push_str(&text);
+        }
+        stream.write_all(response.as_bytes()).await?;
+        if answered {
+            world.borrow_mut().reused_answers += 1;
+        }
+        answered = true;
+        if close {
+            return stream.shutdown().await;
+        }
     }
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 /// The director's address in the simulation (any address no server uses).

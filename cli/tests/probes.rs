@@ -316,3 +316,250 @@ async fn a_probe_ends_with_a_reset_not_a_half_close() {
         Ok(n) => panic!("the server read {n} bytes (0 = an orderly close) instead of a reset"),
     }
 }
+
+/// What a keep-alive server answers and how it treats connections.
+#[derive(Clone, Copy, PartialEq)]
+enum KeepAlive {
+    /// Answers every request on the connection, keeping it open.
+    Keep,
+    /// Answers, then closes the connection without saying so (no `Connection: close`): what a
+    /// server ending an idle keep-alive connection looks like to the next request.
+    CloseSilently,
+    /// Answers with `Connection: close` and closes.
+    SayClose,
+    /// Answers the first request of a connection; closes it, unanswered, on the second: the
+    /// race of a server ending an idle connection just as the next request goes out.
+    CloseOnSecondRequest,
+}
+
+/// An HTTP/1.1 server that keeps connections (as `mode` says), answering `200 ok` or, while
+/// `status` holds 503, `503 busy`. Counts connections and requests, keeps the request heads,
+/// and stops when `kill` is set: listener and every connection closed, as when its process
+/// dies.
+struct KeepAliveServer {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    kill: tokio::sync::watch::Sender<bool>,
+}
+
+impl KeepAliveServer {
+    async fn start(mode: KeepAlive) -> KeepAliveServer {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = KeepAliveServer {
+            addr: listener.local_addr().unwrap(),
+            connections: Arc::default(),
+            heads: Arc::default(),
+            status: Arc::new(200.into()),
+            kill: tokio::sync::watch::channel(false).0,
+        };
+        let (connections, heads, status) = (
+            server.connections.clone(),
+            server.heads.clone(),
+            server.status.clone(),
+        );
+        let mut killed = server.kill.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let mut s = tokio::select! {
+                    _ = killed.changed() => return,
+                    a = listener.accept() => a.unwrap().0,
+                };
+                connections.fetch_add(1, SeqCst);
+                let (heads, status, mut killed) = (heads.clone(), status.clone(), killed.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let mut seen = Vec::new();
+                    let mut answered = false;
+                    loop {
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = seen.drain(..end + 4).collect();
+                            heads
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&head).into());
+                            if mode == KeepAlive::CloseOnSecondRequest && answered {
+                                return;
+                            }
+                            answered = true;
+                            let answer = match (status.load(SeqCst), mode) {
+                                (503, _) => "HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy",
+                                (_, KeepAlive::SayClose) => {
+                                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                                }
+                                _ => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                            };
+                            let keeps =
+                                matches!(mode, KeepAlive::Keep | KeepAlive::CloseOnSecondRequest);
+                            if s.write_all(answer.as_bytes()).await.is_err() || !keeps {
+                                return;
+                            }
+                        }
+                        let n = tokio::select! {
+                            _ = killed.changed() => return,
+                            n = s.read(&mut buf) => n,
+                        };
+                        match n {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        server
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.heads.lock().unwrap().len()
+    }
+}
+
+fn request_to(server: SocketAddr, toml: &str) -> ProbeRequest {
+    ProbeRequest {
+        id: ProbeId(1),
+        server,
+        check: check(toml),
+        started: Instant::ZERO,
+    }
+}
+
+const REUSE: &str = "type = \"http\"\nexpect_body = \"ok\"\nreuse_connection = true";
+
+#[tokio::test]
+async fn a_reused_connection_carries_every_probe_of_its_server() {
+    let server = KeepAliveServer::start(KeepAlive::Keep).await;
+    let prober = Prober::new(TokioConnect);
+    let req = request_to(server.addr, REUSE);
+    for _ in 0..5 {
+        assert_eq!(
+            prober.probe(&req).await,
+            ProbeOutcome::Pass { weight: None }
+        );
+    }
+    assert_eq!((server.connections(), server.requests()), (1, 5));
+    let heads = server.heads.lock().unwrap().clone();
+    assert!(
+        heads
+            .iter()
+            .all(|h| !h.to_ascii_lowercase().contains("connection: close")),
+        "{heads:?}"
+    );
+
+    // Without reuse_connection: a fresh connection per probe, each saying so.
+    let fresh = KeepAliveServer::start(KeepAlive::Keep).await;
+    let req = request_to(fresh.addr, "type = \"http\"\nexpect_body = \"ok\"");
+    for _ in 0..3 {
+        assert_eq!(
+            prober.probe(&req).await,
+            ProbeOutcome::Pass { weight: None }
+        );
+    }
+    assert_eq!((fresh.connections(), fresh.requests()), (3, 3));
+    let heads = fresh.heads.lock().unwrap().clone();
+    assert!(
+        heads.iter().all(|h| h.contains("connection: close")),
+        "{heads:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_ending_kept_connections_is_not_a_failure() {
+    for mode in [
+        KeepAlive::CloseSilently,
+        KeepAlive::SayClose,
+        KeepAlive::CloseOnSecondRequest,
+    ] {
+        let server = KeepAliveServer::start(mode).await;
+        let prober = Prober::new(TokioConnect);
+        let req = request_to(server.addr, REUSE);
+        for _ in 0..4 {
+            assert_eq!(
+                prober.probe(&req).await,
+                ProbeOutcome::Pass { weight: None }
+            );
+            // Give the server's close time to arrive, as between two real probes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Every probe needed its own connection, and none was counted against the server.
+        let requests = match mode {
+            KeepAlive::CloseOnSecondRequest => 7, // 3 of them unanswered on kept connections
+            _ => 4,
+        };
+        assert_eq!((server.connections(), server.requests()), (4, requests));
+    }
+}
+
+#[tokio::test]
+async fn a_kept_connection_reports_what_the_server_answers_now() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let server = KeepAliveServer::start(KeepAlive::Keep).await;
+    let prober = Prober::new(TokioConnect);
+    let req = request_to(server.addr, REUSE);
+    assert_eq!(
+        prober.probe(&req).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    server.status.store(503, SeqCst);
+    assert_eq!(prober.probe(&req).await, fail("status 503 not in 200-299"));
+    server.status.store(200, SeqCst);
+    assert_eq!(
+        prober.probe(&req).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    assert_eq!((server.connections(), server.requests()), (1, 3));
+}
+
+#[tokio::test]
+async fn a_killed_server_fails_even_with_a_kept_connection() {
+    let server = KeepAliveServer::start(KeepAlive::Keep).await;
+    let prober = Prober::new(TokioConnect);
+    let req = request_to(server.addr, REUSE);
+    assert_eq!(
+        prober.probe(&req).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    server.kill.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The kept connection is closed and nothing listens: the fresh connection decides.
+    assert_eq!(prober.probe(&req).await, fail("connection refused"));
+}
+
+#[tokio::test]
+async fn a_kept_connection_to_a_server_that_stops_answering_times_out() {
+    // The server holds the connection open but never answers again: the probe fails at its
+    // timeout, and the next one opens a fresh connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+            }
+            held.push(s);
+        }
+    });
+    let prober = Prober::new(TokioConnect);
+    let req = request_to(addr, &format!("{REUSE}\ntimeout = \"200ms\""));
+    assert_eq!(
+        prober.probe(&req).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    assert_eq!(prober.probe(&req).await, fail("timed out after 200ms"));
+    assert_eq!(prober.probe(&req).await, fail("timed out after 200ms"));
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

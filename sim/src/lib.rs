@@ -31,6 +31,8 @@ pub struct Knobs {
     pub quorum: usize,
     /// `remove` or `zero`.
     pub on_failure: &'static str,
+    /// Whether the check keeps its connection between probes (HTTP keep-alive).
+    pub reuse_connection: bool,
 }
 
 impl Knobs {
@@ -43,6 +45,7 @@ impl Knobs {
             fall: 1 + rng.up_to(2) as u32,
             quorum: 1 + rng.up_to(1) as usize,
             on_failure: if rng.up_to(1) == 0 { "remove" } else { "zero" },
+            reuse_connection: rng.up_to(1) == 1,
         }
     }
 
@@ -72,6 +75,7 @@ timeout = "{timeout}ms"
 rise = {rise}
 fall = {fall}
 jitter = "{jitter}ms"
+reuse_connection = {reuse}
 
 [[service.server]]
 address = "192.168.0.179:80"
@@ -93,6 +97,7 @@ weight = 5
             rise = self.rise,
             fall = self.fall,
             jitter = self.interval_ms / 10,
+            reuse = self.reuse_connection,
         );
         Config::from_toml(&text, "sim.toml").expect("the simulation's configuration is valid")
     }
@@ -160,6 +165,7 @@ struct Checker {
     restarts: Vec<Duration>,
     last_restart_seen: usize,
     scenario: Scenario,
+    reuse_connection: bool,
 }
 
 impl Checker {
@@ -203,6 +209,7 @@ impl Checker {
             restarts,
             last_restart_seen: 0,
             scenario: plan.scenario,
+            reuse_connection: knobs.reuse_connection,
         }
     }
 
@@ -359,6 +366,22 @@ impl Checker {
             .as_ref()
             .ok_or("liveness: the engine never ran")?;
         let mut problems = Vec::new();
+        // Connections: without reuse_connection every request has a connection of its own;
+        // with it, kept connections carry most passing probes (a server's connection is
+        // replaced only when a probe fails or the server closes it).
+        let passes = world.probes.iter().filter(|p| p.2 == Some(true)).count();
+        let reused = world.reused_answers;
+        if !self.reuse_connection && reused != 0 {
+            problems.push(format!(
+                "{reused} requests answered on kept connections without reuse_connection"
+            ));
+        }
+        if self.reuse_connection && reused * 2 < passes {
+            problems.push(format!(
+                "with reuse_connection only {reused} of {passes} passing probes used a kept \
+                 connection"
+            ));
+        }
         if world.pending_ops != 0 {
             problems.push(format!("{} operations still pending", world.pending_ops));
         }

@@ -35,6 +35,17 @@ bad_config!(
     BASE.replace("weight = 2", "weight = 2\nwieght = 3")
 );
 bad_config!(
+    reuse_connection_is_for_http_checks,
+    BASE.replace("type = \"http\"", "type = \"tcp\"\nreuse_connection = true")
+);
+bad_config!(
+    reuse_connection_is_a_boolean,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\nreuse_connection = \"yes\""
+    )
+);
+bad_config!(
     weight_out_of_range,
     BASE.replace("weight = 2", "weight = 70000")
 );

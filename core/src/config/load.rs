@@ -1019,6 +1019,10 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
         Some(f) => f.int(1, 16 << 20)? as usize,
         None => 64 << 10,
     };
+    let reuse_connection = match t.get("reuse_connection") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
     let tls = if tls {
         let sni = match t.get("sni") {
             Some(f) => Some(f.str()?.to_string()),
@@ -1049,6 +1053,7 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
         expect_body_regex,
         body_limit,
         tls,
+        reuse_connection,
     })
 }
 

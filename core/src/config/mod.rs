@@ -337,6 +337,9 @@ pub struct HttpCheck {
     pub body_limit: usize,
     /// TLS settings (https only).
     pub tls: Option<TlsSettings>,
+    /// Keep the connection open between probes (HTTP keep-alive) instead of a fresh
+    /// connection per probe.
+    pub reuse_connection: bool,
 }
 
 /// TLS settings of an https check.
