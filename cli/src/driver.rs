@@ -6,8 +6,6 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
 use ipvs_sys::IpvsBackend;
 use lvs_hc_core::{Config, Engine, Event, Input, Instant, Output, ProbeOutcome, ProbeRequest};
 use tokio::sync::mpsc;
@@ -89,9 +87,12 @@ where
     B: IpvsBackend,
     O: Observer,
 {
-    // Probes run inside this future, on the caller's task: no Send bounds (turmoil's sockets
-    // are not Send) and no task per probe.
-    drive(config, connect, &mut backend, shutdown, &mut options).await
+    // Probes run as local tasks: cheap to spawn, no Send bounds (turmoil's sockets are not
+    // Send), all on the driver's thread.
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(drive(config, connect, &mut backend, shutdown, &mut options))
+        .await
 }
 
 async fn drive<C, B, O>(
@@ -112,10 +113,9 @@ where
     let mut engine = Engine::new(config, now(), seed);
     let prober = Prober::new(connect);
     let mut queue: VecDeque<ProbeRequest> = VecDeque::new();
-    // The probes in flight, polled by this task: no task, channel or wake-up of another task
-    // per probe, which at thousands of probes a second is most of what a probe costs beyond
-    // its own exchange.
-    let mut probes = FuturesUnordered::new();
+    let (done_tx, mut done_rx) =
+        mpsc::unbounded_channel::<(ProbeRequest, ProbeOutcome, Duration)>();
+    let mut in_flight = 0usize;
     let mut behind = false;
     let mut reloads = options.reloads.take();
     let mut queries = options.queries.take();
@@ -138,9 +138,16 @@ where
         let limit = engine.config().daemon.probe_concurrency;
         // Beyond `probe_concurrency`, probes wait their turn: when lvs-hc falls behind, probes
         // start later and spread out, and each still gets its whole timeout once started.
-        while probes.len() < limit {
+        while in_flight < limit {
             let Some(req) = queue.pop_front() else { break };
-            probes.push(run_probe(&prober, req));
+            let prober = prober.clone();
+            let done = done_tx.clone();
+            in_flight += 1;
+            tokio::task::spawn_local(async move {
+                let started = tokio::time::Instant::now();
+                let outcome = prober.probe(&req).await;
+                let _ = done.send((req, outcome, started.elapsed()));
+            });
         }
         if !queue.is_empty() {
             options.observer.on_backlog(queue.len());
@@ -169,11 +176,13 @@ where
                 engine.handle_input(Input::Reload { now: now(), config });
             }
             Some(query) = recv(&mut queries) => query(&engine),
-            Some((req, outcome, took)) = probes.next(), if !probes.is_empty() => {
+            Some((req, outcome, took)) = done_rx.recv() => {
+                in_flight -= 1;
                 options.observer.on_probe(&req, &outcome, took);
                 engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
                 // Take every other result that is ready too: one reconcile for the burst.
-                while let Some(Some((req, outcome, took))) = probes.next().now_or_never() {
+                while let Ok((req, outcome, took)) = done_rx.try_recv() {
+                    in_flight -= 1;
                     options.observer.on_probe(&req, &outcome, took);
                     engine.handle_input(Input::ProbeResult { now: now(), id: req.id, outcome });
                 }
@@ -185,16 +194,6 @@ where
         }
     }
     engine
-}
-
-/// One probe to its verdict, with the time it took.
-async fn run_probe<C: Connect>(
-    prober: &Prober<C>,
-    req: ProbeRequest,
-) -> (ProbeRequest, ProbeOutcome, Duration) {
-    let started = tokio::time::Instant::now();
-    let outcome = prober.probe(&req).await;
-    (req, outcome, started.elapsed())
 }
 
 async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {

@@ -142,7 +142,7 @@ impl<C: Connect> Prober<C> {
     /// Runs one probe to its verdict. Never takes much longer than the check's timeout.
     ///
     /// When the timeout fires, a reply that already arrived still counts (the probe is polled
-    /// once more first). If the timer itself fired late, lvs-hc was starved of CPU, so the
+    /// once more first, after the runtime has taken in pending socket events). If the timer itself fired late, lvs-hc was starved of CPU, so the
     /// server did not get a fair timeout: the result is inconclusive, not a failure.
     pub async fn probe(&self, req: &ProbeRequest) -> ProbeOutcome {
         let timeout = req.timeout();
@@ -153,8 +153,14 @@ impl<C: Connect> Prober<C> {
             biased;
             outcome = &mut work => outcome,
             _ = tokio::time::sleep_until(deadline) => {
-                // Give the probe one last poll: data waiting in the socket is an answer.
-                if let Some(outcome) = futures_util::FutureExt::now_or_never(&mut work) {
+                // A last chance, as an answer already waiting in the socket is an answer: let
+                // the runtime take in the socket events that arrived by now (a yield lasts one
+                // turn of its I/O driver), then poll the probe once more, outside the task's
+                // cooperative budget (probes share the driver's task, and a spent budget would
+                // make a ready socket look empty).
+                tokio::task::yield_now().await;
+                let last = tokio::task::unconstrained(work.as_mut());
+                if let Some(outcome) = futures_util::FutureExt::now_or_never(last) {
                     return outcome;
                 }
                 let late = tokio::time::Instant::now().saturating_duration_since(deadline);
