@@ -563,3 +563,71 @@ async fn a_kept_connection_to_a_server_that_stops_answering_times_out() {
     assert_eq!(prober.probe(&req).await, fail("timed out after 200ms"));
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// Starts a probe of `server`, lets it send its request, then stalls the runtime's thread for
+/// `stall` (lvs-hc starved of CPU) and returns the probe's verdict.
+async fn probe_with_a_stall(server: SocketAddr, toml: &str, stall: Duration) -> ProbeOutcome {
+    let req = request_to(server, toml);
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            let probe =
+                tokio::task::spawn_local(
+                    async move { Prober::new(TokioConnect).probe(&req).await },
+                );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(stall);
+            probe.await.unwrap()
+        })
+        .await
+}
+
+/// A server on its own thread, so that it answers while the runtime's thread is stalled:
+/// answers each request with `answer`, or holds the connection silently when it is `None`.
+fn threaded_server(answer: Option<&'static str>) -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            if let Some(answer) = answer {
+                let _ = s.write_all(answer.as_bytes());
+            }
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_answer_waiting_in_the_socket_when_the_timer_fires_counts() {
+    // The answer arrives within milliseconds; lvs-hc only looks 1.5 s later, after its
+    // 1 s timeout: the server answered in time, so the probe passes.
+    let server = threaded_server(Some(OK));
+    let toml = "type = \"http\"\nexpect_body = \"server-1\"\ntimeout = \"1s\"";
+    let out = probe_with_a_stall(server, toml, Duration::from_millis(1500)).await;
+    assert_eq!(out, ProbeOutcome::Pass { weight: None });
+}
+
+#[tokio::test]
+async fn a_timer_that_fires_late_gives_no_verdict() {
+    // No answer, and lvs-hc itself 700 ms late to notice the 300 ms timeout: the server did
+    // not get a fair timeout, so the result counts neither way.
+    let server = threaded_server(None);
+    let toml = "type = \"http\"\ntimeout = \"300ms\"";
+    let out = probe_with_a_stall(server, toml, Duration::from_secs(1)).await;
+    match out {
+        ProbeOutcome::Inconclusive { reason } => {
+            assert!(reason.starts_with("lvs-hc ran "), "{reason}");
+            assert!(reason.ends_with(" late: no verdict"), "{reason}");
+        }
+        other => panic!("expected no verdict, got {other:?}"),
+    }
+    // Without the stall, the same server fails at the timeout.
+    let out = probe(server, toml).await;
+    assert_eq!(out, fail("timed out after 300ms"));
+}
