@@ -142,8 +142,9 @@ impl<C: Connect> Prober<C> {
     /// Runs one probe to its verdict. Never takes much longer than the check's timeout.
     ///
     /// When the timeout fires, a reply that already arrived still counts (the probe is polled
-    /// once more first, after the runtime has taken in pending socket events). If the timer itself fired late, lvs-hc was starved of CPU, so the
-    /// server did not get a fair timeout: the result is inconclusive, not a failure.
+    /// once more first, after the runtime has taken in pending socket events). If the timer
+    /// itself fired late, lvs-hc was starved of CPU, so the server did not get a fair timeout:
+    /// the result is inconclusive, not a failure.
     pub async fn probe(&self, req: &ProbeRequest) -> ProbeOutcome {
         let timeout = req.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -155,9 +156,9 @@ impl<C: Connect> Prober<C> {
             _ = tokio::time::sleep_until(deadline) => {
                 // A last chance, as an answer already waiting in the socket is an answer: let
                 // the runtime take in the socket events that arrived by now (a yield lasts one
-                // turn of its I/O driver), then poll the probe once more, outside the task's
-                // cooperative budget (probes share the driver's task, and a spent budget would
-                // make a ready socket look empty).
+                // turn of its I/O driver), then poll the probe once more, outside tokio's
+                // cooperative budget (with its budget spent, a task sees a ready socket as
+                // empty).
                 tokio::task::yield_now().await;
                 let last = tokio::task::unconstrained(work.as_mut());
                 if let Some(outcome) = futures_util::FutureExt::now_or_never(last) {
