@@ -1,7 +1,7 @@
 //! Deterministic simulations of lvs-hc under failure, with safety and liveness checked.
 //!
 //! Each run takes one seed. From it come every knob of the scenario (check interval, rise,
-//! fall, quorum, failure policy), the fault plan, the engine's jitter and turmoil's network
+//! fall, quorum, failure policy, connection reuse), the fault plan, the engine's jitter and turmoil's network
 //! randomness; they are printed before a single-seed run and with any failure, with the line
 //! that replays it. The runs drive `lvs_hc::driver::run_with`, the probes and the engine that
 //! ship, against simulated servers and the strict in-memory IPVS table.
