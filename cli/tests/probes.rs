@@ -631,3 +631,110 @@ async fn a_timer_that_fires_late_gives_no_verdict() {
     let out = probe(server, toml).await;
     assert_eq!(out, fail("timed out after 300ms"));
 }
+
+/// An HTTPS server with the self-signed certificate in tests/fixtures/tls: answers every
+/// request on a connection with `200 ok`, keeping it open. Returns its address and a count of
+/// accepted connections. The certificate (localhost and 127.0.0.1, P-256, valid for a century,
+/// not a CA, so it can be trusted as itself through `ca_file`) was made with
+/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem
+/// -out cert.pem -days 36500 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1
+/// -addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature
+/// -addext extendedKeyUsage=serverAuth`.
+async fn tls_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{dir}/cert.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                let mut seen = Vec::new();
+                loop {
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(answer).await.is_err() || s.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn https_passes_and_reuses_its_tls_connection() {
+    let (addr, connections) = tls_server().await;
+    let prober = Prober::new(TokioConnect);
+    let fresh = request_to(
+        addr,
+        "type = \"https\"\nverify = false\nexpect_body = \"ok\"",
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            prober.probe(&fresh).await,
+            ProbeOutcome::Pass { weight: None }
+        );
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // With reuse_connection, one TLS handshake serves every probe.
+    let kept = request_to(
+        addr,
+        "type = \"https\"\nverify = false\nexpect_body = \"ok\"\nreuse_connection = true",
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            prober.probe(&kept).await,
+            ProbeOutcome::Pass { weight: None }
+        );
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // Verification on: the certificate is self-signed and not trusted, so the check fails.
+    let verified = request_to(addr, "type = \"https\"\nsni = \"localhost\"");
+    match prober.probe(&verified).await {
+        ProbeOutcome::Fail { reason } => {
+            assert!(reason.starts_with("TLS handshake failed: "), "{reason}")
+        }
+        other => panic!("an untrusted certificate passed: {other:?}"),
+    }
+    // Trusted through ca_file, with the name it was issued for.
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/cert.pem");
+    let trusted = request_to(
+        addr,
+        &format!("type = \"https\"\nsni = \"localhost\"\nca_file = \"{ca}\""),
+    );
+    assert_eq!(
+        prober.probe(&trusted).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+}
