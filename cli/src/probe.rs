@@ -77,13 +77,19 @@ pub struct Prober<C: Connect> {
 }
 
 /// The connections kept between probes of checks with `reuse_connection`: one per target and
-/// check, out of the pool while a probe uses it. A connection idle for more than twice its
-/// check's interval plus the timeout (its server or check was removed by a reload) is closed.
+/// check, out of the pool while a probe uses it. A connection idle longer than [`MAX_IDLE`] is
+/// not reused (a stateful firewall or NAT between director and server may have forgotten it
+/// and would drop the request silently). Every [`Pool::SWEEP_EVERY`], at the start of any
+/// probe, connections idle longer than that, or longer than twice their check's interval plus
+/// its timeout (their server or check left the configuration, or stopped reusing), are closed.
 #[derive(Default)]
 struct Pool {
     idle: HashMap<PoolKey, (Kept, tokio::time::Instant)>,
     swept: Option<tokio::time::Instant>,
 }
+
+/// The longest a kept connection may sit idle and still carry a probe.
+const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// A target and the very check (not an equal one) that probes it. The engine hands out the
 /// same `Arc` for every probe of a check, so comparing addresses is exact and cheap; the key
@@ -112,19 +118,40 @@ impl Pool {
     const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
     fn take(&mut self, key: &PoolKey) -> Option<Kept> {
-        self.idle.remove(key).map(|(c, _)| c)
+        let (c, since) = self.idle.remove(key)?;
+        (since.elapsed() <= MAX_IDLE).then_some(c)
     }
 
     fn put(&mut self, key: PoolKey, c: Kept) {
+        self.idle.insert(key, (c, tokio::time::Instant::now()));
+    }
+
+    /// Closes the connections nobody will use again, at most every [`Self::SWEEP_EVERY`]. They
+    /// close in a fixed order (by address, then age), as each close sends a packet and the
+    /// simulator's network draws its randomness in sending order.
+    fn sweep(&mut self) {
+        if self.idle.is_empty() {
+            return;
+        }
         let now = tokio::time::Instant::now();
-        self.idle.insert(key, (c, now));
         let swept = *self.swept.get_or_insert(now);
-        if now.duration_since(swept) >= Self::SWEEP_EVERY {
-            self.swept = Some(now);
-            self.idle.retain(|PoolKey(_, check), (_, since)| {
+        if now.duration_since(swept) < Self::SWEEP_EVERY {
+            return;
+        }
+        self.swept = Some(now);
+        let mut expired: Vec<(SocketAddr, tokio::time::Instant, PoolKey)> = self
+            .idle
+            .iter()
+            .filter(|(PoolKey(_, check), (_, since))| {
                 let t = check.timing;
-                now.duration_since(*since) <= 2 * t.interval.max(t.fail_interval) + t.timeout
-            });
+                let unused = 2 * t.interval.max(t.fail_interval) + t.timeout;
+                now.duration_since(*since) > unused.min(MAX_IDLE)
+            })
+            .map(|(key, (_, since))| (key.0, *since, key.clone()))
+            .collect();
+        expired.sort_by_key(|(addr, since, _)| (*addr, *since));
+        for (_, _, key) in expired {
+            self.idle.remove(&key);
         }
     }
 }
@@ -146,6 +173,7 @@ impl<C: Connect> Prober<C> {
     /// itself fired late, lvs-hc was starved of CPU, so the server did not get a fair timeout:
     /// the result is inconclusive, not a failure.
     pub async fn probe(&self, req: &ProbeRequest) -> ProbeOutcome {
+        self.pool.borrow_mut().sweep();
         let timeout = req.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         let work = self.run(req);
@@ -154,6 +182,8 @@ impl<C: Connect> Prober<C> {
             biased;
             outcome = &mut work => outcome,
             _ = tokio::time::sleep_until(deadline) => {
+                // How late the timer fired: lvs-hc's own delay, not the yield's below.
+                let late = tokio::time::Instant::now().saturating_duration_since(deadline);
                 // A last chance, as an answer already waiting in the socket is an answer: let
                 // the runtime take in the socket events that arrived by now (a yield lasts one
                 // turn of its I/O driver), then poll the probe once more, outside tokio's
@@ -164,7 +194,6 @@ impl<C: Connect> Prober<C> {
                 if let Some(outcome) = futures_util::FutureExt::now_or_never(last) {
                     return outcome;
                 }
-                let late = tokio::time::Instant::now().saturating_duration_since(deadline);
                 if late > LATE_TOLERANCE {
                     ProbeOutcome::Inconclusive {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
@@ -208,8 +237,8 @@ impl<C: Connect> Prober<C> {
                         }
                         return outcome;
                     }
-                    // The server closed the idle connection as the request went out: not
-                    // a verdict; a fresh connection decides.
+                    // No response on the kept connection (most often the server ended it
+                    // while idle): not a verdict; a fresh connection decides.
                     Exchange::Closed(_) => {}
                 }
             }
@@ -406,8 +435,10 @@ struct Kept(BoxStream);
 enum Exchange {
     /// A verdict, and the stream when it can carry another request.
     Done(ProbeOutcome, Option<Kept>),
-    /// The connection closed before any response began: for a kept connection this is the
-    /// server ending an idle keep-alive connection, not a verdict.
+    /// No response began: the connection was closed or reset, the request could not be
+    /// written, or what came back was not a response to it. On a kept connection this is most
+    /// often the server ending an idle keep-alive connection, so it is not a verdict there:
+    /// the probe tries once more on a fresh connection, which decides.
     Closed(ProbeOutcome),
 }
 
@@ -773,22 +804,28 @@ mod tests {
         let (every_1s, every_30s) = (check_every("1s"), check_every("30s"));
         let mut pool = Pool::default();
         pool.put(PoolKey(target(2), every_1s.clone()), idle_conn());
+        pool.sweep(); // the first sweep only starts the clock
         tokio::time::advance(Duration::from_secs(5)).await;
         pool.put(PoolKey(target(3), every_30s.clone()), idle_conn());
+        pool.put(PoolKey(target(5), every_30s.clone()), idle_conn());
         tokio::time::advance(Duration::from_secs(6)).await;
-        // 11 s on: the 1 s check's connection is past 2 × 1 s + 1 s and goes; the 30 s
-        // check's is not.
         pool.put(PoolKey(target(4), every_1s.clone()), idle_conn());
+        // 11 s on: the 1 s check's first connection is past 2 × 1 s + 1 s and goes; the 30 s
+        // check's are not.
+        pool.sweep();
         let mut kept: Vec<SocketAddr> = pool.idle.keys().map(|k| k.0).collect();
         kept.sort();
-        assert_eq!(kept, vec![target(3), target(4)]);
+        assert_eq!(kept, vec![target(3), target(4), target(5)]);
         assert!(pool.take(&PoolKey(target(3), every_30s.clone())).is_some());
         assert!(
-            pool.take(&PoolKey(target(4), every_30s)).is_none(),
+            pool.take(&PoolKey(target(4), every_30s.clone())).is_none(),
             "keyed by check too"
         );
         // An equal check rebuilt by a reload is another check.
         assert!(pool.take(&PoolKey(target(4), check_every("1s"))).is_none());
         assert!(pool.take(&PoolKey(target(4), every_1s)).is_some());
+        // Idle for more than MAX_IDLE, a connection is not reused, even before a sweep.
+        tokio::time::advance(MAX_IDLE).await;
+        assert!(pool.take(&PoolKey(target(5), every_30s)).is_none());
     }
 }

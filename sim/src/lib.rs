@@ -368,7 +368,7 @@ impl Checker {
         let mut problems = Vec::new();
         // Connections: without reuse_connection every request has a connection of its own;
         // with it, kept connections carry most passing probes (a server's connection is
-        // replaced only when a probe fails or the server closes it).
+        // replaced only when a probe times out or the connection breaks or closes).
         let passes = world.probes.iter().filter(|p| p.2 == Some(true)).count();
         let reused = world.reused_answers;
         if !self.reuse_connection && reused != 0 {
