@@ -53,13 +53,18 @@ fn check(toml: &str) -> Arc<lvs_hc_core::config::Check> {
 }
 
 async fn probe(server: SocketAddr, toml: &str) -> ProbeOutcome {
-    let req = ProbeRequest {
+    Prober::new(TokioConnect)
+        .probe(&request_to(server, toml))
+        .await
+}
+
+fn request_to(server: SocketAddr, toml: &str) -> ProbeRequest {
+    ProbeRequest {
         id: ProbeId(1),
         server,
         check: check(toml),
         started: Instant::ZERO,
-    };
-    Prober::new(TokioConnect).probe(&req).await
+    }
 }
 
 fn fail(reason: &str) -> ProbeOutcome {
@@ -346,6 +351,18 @@ struct KeepAliveServer {
 
 impl KeepAliveServer {
     async fn start(mode: KeepAlive) -> KeepAliveServer {
+        KeepAliveServer::start_with(mode, None).await
+    }
+
+    /// The same server speaking TLS with the certificate in tests/fixtures/tls.
+    async fn start_tls(mode: KeepAlive) -> KeepAliveServer {
+        KeepAliveServer::start_with(mode, Some(tls_acceptor())).await
+    }
+
+    async fn start_with(
+        mode: KeepAlive,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> KeepAliveServer {
         use std::sync::atomic::Ordering::SeqCst;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = KeepAliveServer {
@@ -363,13 +380,21 @@ impl KeepAliveServer {
         let mut killed = server.kill.subscribe();
         tokio::spawn(async move {
             loop {
-                let mut s = tokio::select! {
+                let tcp = tokio::select! {
                     _ = killed.changed() => return,
                     a = listener.accept() => a.unwrap().0,
                 };
                 connections.fetch_add(1, SeqCst);
                 let (heads, status, mut killed) = (heads.clone(), status.clone(), killed.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let mut s: Box<dyn Stream> = match tls {
+                        None => Box::new(tcp),
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(s) => Box::new(s),
+                            Err(_) => return,
+                        },
+                    };
                     let mut buf = [0u8; 1024];
                     let mut seen = Vec::new();
                     let mut answered = false;
@@ -393,7 +418,8 @@ impl KeepAliveServer {
                             };
                             let keeps =
                                 matches!(mode, KeepAlive::Keep | KeepAlive::CloseOnSecondRequest);
-                            if s.write_all(answer.as_bytes()).await.is_err() || !keeps {
+                            let sent = s.write_all(answer.as_bytes()).await;
+                            if sent.is_err() || s.flush().await.is_err() || !keeps {
                                 return;
                             }
                         }
@@ -418,15 +444,6 @@ impl KeepAliveServer {
 
     fn requests(&self) -> usize {
         self.heads.lock().unwrap().len()
-    }
-}
-
-fn request_to(server: SocketAddr, toml: &str) -> ProbeRequest {
-    ProbeRequest {
-        id: ProbeId(1),
-        server,
-        check: check(toml),
-        started: Instant::ZERO,
     }
 }
 
@@ -632,15 +649,14 @@ async fn a_timer_that_fires_late_gives_no_verdict() {
     assert_eq!(out, fail("timed out after 300ms"));
 }
 
-/// An HTTPS server with the self-signed certificate in tests/fixtures/tls: answers every
-/// request on a connection with `200 ok`, keeping it open. Returns its address and a count of
-/// accepted connections. The certificate (localhost and 127.0.0.1, P-256, valid for a century,
-/// not a CA, so it can be trusted as itself through `ca_file`) was made with
+/// TLS with the self-signed certificate in tests/fixtures/tls: localhost and 127.0.0.1,
+/// P-256, valid for a century, not a CA (so it can be trusted as itself through `ca_file`);
+/// made with
 /// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem
 /// -out cert.pem -days 36500 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1
 /// -addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature
 /// -addext extendedKeyUsage=serverAuth`.
-async fn tls_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
@@ -657,44 +673,17 @@ async fn tls_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let (tcp, _) = listener.accept().await.unwrap();
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut s) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut buf = [0u8; 1024];
-                let mut seen = Vec::new();
-                loop {
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                        if s.write_all(answer).await.is_err() || s.flush().await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, connections)
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
+
+/// A server's connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 #[tokio::test]
 async fn https_passes_and_reuses_its_tls_connection() {
-    let (addr, connections) = tls_server().await;
+    let server = KeepAliveServer::start_tls(KeepAlive::Keep).await;
+    let addr = server.addr;
     let prober = Prober::new(TokioConnect);
     let fresh = request_to(
         addr,
@@ -706,7 +695,7 @@ async fn https_passes_and_reuses_its_tls_connection() {
             ProbeOutcome::Pass { weight: None }
         );
     }
-    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(server.connections(), 2);
     // With reuse_connection, one TLS handshake serves every probe.
     let kept = request_to(
         addr,
@@ -718,7 +707,7 @@ async fn https_passes_and_reuses_its_tls_connection() {
             ProbeOutcome::Pass { weight: None }
         );
     }
-    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(server.connections(), 3);
     // Verification on: the certificate is self-signed and not trusted, so the check fails.
     let verified = request_to(addr, "type = \"https\"\nsni = \"localhost\"");
     match prober.probe(&verified).await {
