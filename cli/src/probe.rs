@@ -461,19 +461,21 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, keep: bo
                 Err(e) => return (Err(fail(hyper_reason(&e))), false),
             };
             let status = response.status().as_u16();
-            if !h.expect_status.contains(status) && !keep {
-                let reason = format!("status {status} not in {}", h.expect_status);
-                return (Ok(fail(reason)), false);
-            }
+            let bad_status = (!h.expect_status.contains(status))
+                .then(|| fail(format!("status {status} not in {}", h.expect_status)));
             let want_body = h.expect_body.is_some() || h.expect_body_regex.is_some();
-            if !want_body && !keep {
-                return (Ok(ProbeOutcome::Pass { weight: None }), false);
+            if !keep && (bad_status.is_some() || !want_body) {
+                let verdict = bad_status.unwrap_or(ProbeOutcome::Pass { weight: None });
+                return (Ok(verdict), false);
             }
+            // Read the body: to judge it, and, to keep the connection, to its end (the bytes
+            // are kept only when judged).
             let keep_alive = keep_alive(&response);
             let mut body = response.into_body();
             let mut bytes = Vec::new();
+            let mut read = 0;
             let mut complete = false;
-            while bytes.len() < h.body_limit {
+            while read < h.body_limit {
                 match body.frame().await {
                     None => {
                         complete = true;
@@ -481,8 +483,11 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, keep: bo
                     }
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
-                            let room = h.body_limit - bytes.len();
-                            bytes.extend_from_slice(&data[..data.len().min(room)]);
+                            let take = data.len().min(h.body_limit - read);
+                            if want_body {
+                                bytes.extend_from_slice(&data[..take]);
+                            }
+                            read += take;
                         }
                     }
                     Some(Err(e)) => {
@@ -492,12 +497,8 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, keep: bo
                 }
             }
             complete = complete || hyper::body::Body::is_end_stream(&body);
-            let reusable = keep_alive && complete;
-            if !h.expect_status.contains(status) {
-                let reason = format!("status {status} not in {}", h.expect_status);
-                return (Ok(fail(reason)), reusable);
-            }
-            (Ok(judge_body(h, &bytes)), reusable)
+            let verdict = bad_status.unwrap_or_else(|| judge_body(h, &bytes));
+            (Ok(verdict), keep_alive && complete)
         };
         tokio::pin!(work);
         tokio::select! {
