@@ -165,6 +165,7 @@ async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr, reuse: boo
     let observer = CountsRef(&mut counts);
     let options = RunOptions {
         seed: Some(1),
+        fd_budget: None,
         queries: None,
         reloads: None,
         observer,

@@ -29,7 +29,7 @@ pub enum Command {
     /// Ask the running daemon to reread its configuration; prints what changed or the error.
     Reload {
         #[command(flatten)]
-        api: ApiArgs,
+        control: ControlArgs,
     },
     /// Print the running daemon's view: the table like `ipvsadm -Ln`, with health, reason and
     /// time since the last change.
@@ -138,9 +138,14 @@ pub struct RunArgs {
     /// The lock file (default: `[daemon] lock_file`, else /run/lvs-hc/<config stem>.lock).
     #[arg(long, value_name = "FILE")]
     pub lock_file: Option<PathBuf>,
-    /// Where the HTTP API listens: ADDR:PORT, unix:/PATH or off (default: `[daemon] api`).
+    /// Where the read-only HTTP API listens: ADDR:PORT, unix:/PATH or off (default: `[daemon]
+    /// api`).
     #[arg(long, value_name = "ADDR")]
     pub api: Option<String>,
+    /// The control socket (reload, commands): a path or off (default: `[daemon] control`, else
+    /// the lock file's path ending in .sock).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<String>,
     /// Log format: text on a terminal and under systemd's journal, JSON lines otherwise.
     #[arg(long, value_enum, default_value = "auto")]
     pub log_format: LogFormat,
@@ -150,14 +155,29 @@ pub struct RunArgs {
     pub log_level: String,
 }
 
-/// Where `lvs-hc status` and `lvs-hc reload` find the daemon.
+/// Where `lvs-hc status` finds the daemon.
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
-    /// The daemon's API: ADDR:PORT or unix:/PATH.
-    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    /// The daemon's read-only API: ADDR:PORT or unix:/PATH.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["config", "control"])]
     pub api: Option<String>,
-    /// Read the API address from this configuration (default: /etc/lvs-hc/lvs-hc.toml if it
-    /// exists, else 127.0.0.1:9101).
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub control: Option<PathBuf>,
+    /// Find the daemon through this configuration: its control socket when this user may use
+    /// it, else its API (default: /etc/lvs-hc/lvs-hc.toml if it exists, else 127.0.0.1:9101).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Where `lvs-hc reload` finds the daemon's control socket.
+#[derive(Debug, clap::Args)]
+pub struct ControlArgs {
+    /// The daemon's control socket.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub control: Option<PathBuf>,
+    /// Find the control socket through this configuration (`[daemon] control`, else beside its
+    /// lock file; default: /etc/lvs-hc/lvs-hc.toml, else /run/lvs-hc/lvs-hc.sock).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

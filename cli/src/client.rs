@@ -1,7 +1,8 @@
-//! `lvs-hc status` and `lvs-hc reload`: clients of the running daemon's HTTP API.
+//! `lvs-hc status` and `lvs-hc reload`: clients of the running daemon's read-only API and
+//! control socket.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,39 +11,120 @@ use lvs_hc_core::config::ApiListen;
 use lvs_hc_core::time::format_duration;
 use serde_json::Value;
 
-use crate::cli::ApiArgs;
+use crate::cli::{ApiArgs, ControlArgs};
 
-/// The configuration `status` and `reload` read the API address from when given neither
-/// `--api` nor `--config`.
+/// The configuration `status` and `reload` read the daemon's addresses from when given none.
 pub const DEFAULT_CONFIG: &str = "/etc/lvs-hc/lvs-hc.toml";
 
-/// Where the daemon's API is: `--api`, else `[daemon] api` of `--config` (or of
-/// [`DEFAULT_CONFIG`] when it exists), else 127.0.0.1:9101.
-pub fn resolve_api(args: &ApiArgs) -> anyhow::Result<ApiListen> {
-    let listen = if let Some(text) = &args.api {
-        ApiListen::parse(text).map_err(|e| anyhow::anyhow!("--api: {e}"))?
-    } else if let Some(path) = &args.config {
-        crate::load_config(path)?.daemon.api
-    } else if Path::new(DEFAULT_CONFIG).exists() {
-        crate::load_config(Path::new(DEFAULT_CONFIG))?.daemon.api
-    } else {
-        lvs_hc_core::config::DaemonSettings::default().api
-    };
-    if listen == ApiListen::Off {
-        anyhow::bail!(
-            "the daemon's API is switched off ([daemon] api = \"off\"); `lvs-hc status` and \
-             `lvs-hc reload` need it (send SIGHUP to reload instead)"
-        );
-    }
-    Ok(listen)
+/// Where a client reaches the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The read-only API.
+    Api(ApiListen),
+    /// The control socket.
+    Control(PathBuf),
 }
 
-/// Sends one request to the API; returns status and body.
-fn request(
-    listen: &ApiListen,
-    method: reqwest::Method,
-    path: &str,
-) -> anyhow::Result<(u16, String)> {
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Api(listen) => write!(f, "{listen}"),
+            Target::Control(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The configuration a client reads addresses from: `--config`, else [`DEFAULT_CONFIG`] when
+/// it exists.
+fn client_config(config: &Option<PathBuf>) -> anyhow::Result<Option<(lvs_hc_core::Config, PathBuf)>> {
+    let path = match config {
+        Some(p) => p.clone(),
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok(None),
+    };
+    Ok(Some((crate::load_config(&path)?, path)))
+}
+
+/// The control socket: `--control`, else that of `--config` (or [`DEFAULT_CONFIG`]), else
+/// /run/lvs-hc/lvs-hc.sock.
+pub fn resolve_control(args: &ControlArgs) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.control {
+        return Ok(path.clone());
+    }
+    match client_config(&args.config)? {
+        Some((config, path)) => crate::daemon::control_socket_of(&config, &path).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the daemon's control socket is switched off ([daemon] control = \"off\" in \
+                 {}): reload it with SIGHUP (systemctl reload lvs-hc)",
+                path.display()
+            )
+        }),
+        None => Ok(PathBuf::from("/run/lvs-hc/lvs-hc.sock")),
+    }
+}
+
+/// Where `lvs-hc status` may reach the daemon, in order of preference: `--api` or `--control`
+/// alone; else the control socket and the API of `--config` (or [`DEFAULT_CONFIG`]); else the
+/// default control socket and 127.0.0.1:9101.
+pub fn resolve_status(args: &ApiArgs) -> anyhow::Result<Vec<Target>> {
+    if let Some(text) = &args.api {
+        let listen = ApiListen::parse(text).map_err(|e| anyhow::anyhow!("--api: {e}"))?;
+        if listen == ApiListen::Off {
+            anyhow::bail!("--api off: give an address");
+        }
+        return Ok(vec![Target::Api(listen)]);
+    }
+    if let Some(path) = &args.control {
+        return Ok(vec![Target::Control(path.clone())]);
+    }
+    let mut targets = Vec::new();
+    match client_config(&args.config)? {
+        Some((config, path)) => {
+            if let Some(control) = crate::daemon::control_socket_of(&config, &path) {
+                targets.push(Target::Control(control));
+            }
+            if config.daemon.api != ApiListen::Off {
+                targets.push(Target::Api(config.daemon.api));
+            }
+        }
+        None => {
+            targets.push(Target::Control(PathBuf::from("/run/lvs-hc/lvs-hc.sock")));
+            targets.push(Target::Api(lvs_hc_core::config::DaemonSettings::default().api));
+        }
+    }
+    if targets.is_empty() {
+        anyhow::bail!(
+            "the daemon's API and control socket are both switched off ([daemon] api and \
+             control); `lvs-hc status` needs one of them"
+        );
+    }
+    Ok(targets)
+}
+
+/// Whether this user can talk to the control socket at `path` (it exists, someone listens, and
+/// the socket's mode lets us write); the reason when not.
+fn control_reachable(path: &Path) -> Result<(), String> {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "permission denied on the control socket {}: commands need root, or membership of \
+             its group with control_group and control_mode = \"0660\"",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "no control socket at {} (is `lvs-hc run` running? with another --control or \
+             [daemon] control?)",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot reach lvs-hc at unix:{}: {e} (is `lvs-hc run` running?)",
+            path.display()
+        )),
+    }
+}
+
+/// Sends one request to the daemon; returns status and body.
+fn request(target: &Target, method: reqwest::Method, path: &str) -> anyhow::Result<(u16, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -50,20 +132,20 @@ fn request(
         let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .no_proxy();
-        let (client, url) = match listen {
-            ApiListen::Tcp(addr) => (builder.build()?, format!("http://{addr}{path}")),
-            ApiListen::Unix(sock) => (
+        let (client, url) = match target {
+            Target::Api(ApiListen::Tcp(addr)) => (builder.build()?, format!("http://{addr}{path}")),
+            Target::Api(ApiListen::Unix(sock)) | Target::Control(sock) => (
                 builder.unix_socket(sock.as_path()).build()?,
                 format!("http://localhost{path}"),
             ),
-            ApiListen::Off => unreachable!("resolve_api refuses off"),
+            Target::Api(ApiListen::Off) => unreachable!("resolve_status refuses off"),
         };
         let response = client.request(method, &url).send().await.map_err(|e| {
             let cause = std::error::Error::source(&e)
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
             anyhow::anyhow!(
-                "cannot reach lvs-hc at {listen}{cause} (is `lvs-hc run` running? does \
+                "cannot reach lvs-hc at {target}{cause} (is `lvs-hc run` running? does \
                      [daemon] api match?)"
             )
         })?;
@@ -73,10 +155,11 @@ fn request(
     })
 }
 
-/// `lvs-hc reload`.
-pub fn reload(api: &ApiArgs) -> anyhow::Result<ExitCode> {
-    let listen = resolve_api(api)?;
-    let (status, body) = request(&listen, reqwest::Method::POST, "/reload")?;
+/// `lvs-hc reload`, through the control socket.
+pub fn reload(args: &ControlArgs) -> anyhow::Result<ExitCode> {
+    let path = resolve_control(args)?;
+    control_reachable(&path).map_err(anyhow::Error::msg)?;
+    let (status, body) = request(&Target::Control(path), reqwest::Method::POST, "/reload")?;
     match status {
         200 => {
             print!("{body}");
@@ -92,16 +175,28 @@ pub fn reload(api: &ApiArgs) -> anyhow::Result<ExitCode> {
 
 /// `lvs-hc status`.
 pub fn status(api: &ApiArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let listen = resolve_api(api)?;
-    let (code, body) = request(&listen, reqwest::Method::GET, "/status")?;
+    let targets = resolve_status(api)?;
+    // The control socket first when this user may use it: the read-only API can be crowded
+    // by other local users, the control socket only by those allowed on it.
+    let target = targets
+        .iter()
+        .find(|t| match t {
+            Target::Control(path) => targets.len() == 1 || control_reachable(path).is_ok(),
+            Target::Api(_) => true,
+        })
+        .unwrap_or(&targets[0]);
+    if let Target::Control(path) = target {
+        control_reachable(path).map_err(anyhow::Error::msg)?;
+    }
+    let (code, body) = request(target, reqwest::Method::GET, "/status")?;
     if code != 200 {
         anyhow::bail!("lvs-hc answered {code}: {}", body.trim());
     }
+    let value: Value = serde_json::from_str(&body).context("the daemon's /status is not JSON")?;
     if json {
-        print!("{body}");
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let value: Value = serde_json::from_str(&body).context("the daemon's /status is not JSON")?;
     print!("{}", render_status(&value));
     Ok(ExitCode::SUCCESS)
 }
@@ -147,6 +242,28 @@ pub fn render_status(v: &Value) -> String {
             "the last reload was refused; the previous configuration runs:\n  {}",
             e.replace('\n', "\n  ")
         );
+    }
+    if let Some(n) = v["probe_fault_count"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "{n} probe{} cannot run because of this director (no verdict: {} keep their state):",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "its server" } else { "their servers" }
+        );
+        let listed = v["probe_faults"].as_array().map_or(&[][..], |a| a.as_slice());
+        for f in listed.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "  {} ({}): {} (for {})",
+                f["server"].as_str().unwrap_or("?"),
+                f["check"].as_str().unwrap_or("?"),
+                f["reason"].as_str().unwrap_or("?"),
+                ago(&f["since_seconds_ago"])
+            );
+        }
+        if n > 5 {
+            let _ = writeln!(out, "  and {} more", n - 5);
+        }
     }
     out.push_str("Prot LocalAddress:Port Scheduler\n");
     out.push_str(

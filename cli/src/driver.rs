@@ -4,12 +4,16 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use ipvs_sys::IpvsBackend;
 use lvs_hc_core::{Config, Engine, Event, Input, Instant, Output, ProbeOutcome, ProbeRequest};
 use tokio::sync::mpsc;
 
+use crate::limits::FdBudget;
 use crate::probe::{Connect, Prober};
 
 /// What a caller can watch while the driver runs. Every method has a do-nothing default.
@@ -40,6 +44,9 @@ impl Observer for NoObserver {}
 pub struct RunOptions<O: Observer> {
     /// Seed of the engine's jitter; from the clock when `None`.
     pub seed: Option<u64>,
+    /// The descriptor budget probes must fit in (the daemon's `RLIMIT_NOFILE`): fewer than
+    /// `probe_concurrency` probes run at once when it does not fit. `None`: no bound.
+    pub fd_budget: Option<FdBudget>,
     /// New configurations to apply while running.
     pub reloads: Option<mpsc::UnboundedReceiver<Config>>,
     /// Questions for the engine (see [`Query`]).
@@ -52,6 +59,7 @@ impl Default for RunOptions<NoObserver> {
     fn default() -> Self {
         RunOptions {
             seed: None,
+            fd_budget: None,
             reloads: None,
             queries: None,
             observer: NoObserver,
@@ -119,6 +127,8 @@ where
     let mut behind = false;
     let mut reloads = options.reloads.take();
     let mut queries = options.queries.take();
+    let budget = options.fd_budget;
+    let mut limit = probe_slots(budget, engine.config());
     tokio::pin!(shutdown);
     // One timer for the engine's deadline, moved only when the deadline moves: a timer
     // registered afresh on every turn of the loop costs more than the probes' results it
@@ -135,7 +145,6 @@ where
             &mut options.observer,
         );
         options.observer.on_engine(&engine);
-        let limit = engine.config().daemon.probe_concurrency;
         // Beyond `probe_concurrency`, probes wait their turn: when lvs-hc falls behind, probes
         // start later and spread out, and each still gets its whole timeout once started.
         while in_flight < limit {
@@ -145,7 +154,14 @@ where
             in_flight += 1;
             tokio::task::spawn_local(async move {
                 let started = tokio::time::Instant::now();
-                let outcome = prober.probe(&req).await;
+                // A probe that panics is a bug of lvs-hc, not a verdict on the server: it
+                // reports no verdict, and its slot is freed like any other.
+                let outcome = AssertUnwindSafe(prober.probe(&req))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| ProbeOutcome::DirectorFault {
+                        reason: format!("the probe panicked: {}", panic_message(&*panic)),
+                    });
                 let _ = done.send((req, outcome, started.elapsed()));
             });
         }
@@ -174,6 +190,7 @@ where
             _ = &mut shutdown => break,
             Some(config) = recv(&mut reloads) => {
                 engine.handle_input(Input::Reload { now: now(), config });
+                limit = probe_slots(budget, engine.config());
             }
             Some(query) = recv(&mut queries) => query(&engine),
             Some((req, outcome, took)) = done_rx.recv() => {
@@ -194,6 +211,42 @@ where
         }
     }
     engine
+}
+
+/// How many probes may run at once: `probe_concurrency`, or what fits the descriptor budget
+/// (said in the log when that is fewer).
+fn probe_slots(budget: Option<FdBudget>, config: &Config) -> usize {
+    let configured = config.daemon.probe_concurrency;
+    let Some(budget) = budget else {
+        return configured;
+    };
+    let slots = budget.probe_slots(config);
+    if slots.allowed < slots.configured {
+        tracing::warn!(
+            probe_concurrency = slots.configured,
+            allowed = slots.allowed,
+            nofile = budget.limit,
+            "probe_concurrency {} needs about {} file descriptors but RLIMIT_NOFILE is {}: \
+             running at most {} probes at once (raise LimitNOFILE= in the unit, or lower \
+             probe_concurrency)",
+            slots.configured,
+            slots.needed,
+            budget.limit,
+            slots.allowed
+        );
+    }
+    slots.allowed
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {

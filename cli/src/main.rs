@@ -25,7 +25,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Run(args) => return lvs_hc::daemon::main(args),
-        Command::Reload { api } => return lvs_hc::client::reload(&api),
+        Command::Reload { control } => return lvs_hc::client::reload(&control),
         Command::Status { api, json } => return lvs_hc::client::status(&api, json),
         Command::Setup { role } => return lvs_hc::setup::main(role),
         Command::Completions { shell } => {

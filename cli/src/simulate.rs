@@ -534,7 +534,7 @@ impl Observer for SimObserver {
         let verdict = match outcome {
             ProbeOutcome::Pass { .. } => Some(true),
             ProbeOutcome::Fail { .. } => Some(false),
-            ProbeOutcome::Inconclusive { .. } => None,
+            ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => None,
         };
         self.world
             .borrow_mut()
@@ -711,6 +711,7 @@ pub fn run_plan(
                     }
                 };
                 let options = RunOptions {
+                    fd_budget: None,
                     seed: Some(seed.wrapping_add(life)),
                     queries: None,
                     reloads: reloads.take(),

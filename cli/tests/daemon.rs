@@ -71,6 +71,7 @@ fn config(servers: &[(SocketAddr, u32)], extra: &str) -> String {
 struct Daemon {
     child: Child,
     api: String,
+    control: std::path::PathBuf,
     log: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -112,7 +113,12 @@ impl Daemon {
                 sink.lock().unwrap().push(value);
             }
         });
-        let daemon = Daemon { child, api, log };
+        let daemon = Daemon {
+            child,
+            api,
+            control: dir.path("lvs-hc.sock"),
+            log,
+        };
         daemon.wait_for("the first table read", Duration::from_secs(10), |d| {
             d.status()
                 .is_some_and(|s| s["last_resync_seconds_ago"].is_number())
@@ -120,12 +126,17 @@ impl Daemon {
         daemon
     }
 
+    /// `lvs-hc ARGS`, pointed at this daemon: commands at its control socket (beside the lock
+    /// file), the rest at its read-only API.
     fn lvs_hc(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .args(["--api", &self.api])
-            .output()
-            .unwrap()
+        let mut cmd = Command::new(BIN);
+        cmd.args(args);
+        if args.first() == Some(&"reload") {
+            cmd.arg("--control").arg(&self.control);
+        } else {
+            cmd.args(["--api", &self.api]);
+        }
+        cmd.output().unwrap()
     }
 
     fn status(&self) -> Option<Value> {

@@ -195,9 +195,100 @@ async fn exec_passes_on_exit_0_and_reports_the_exit_status() {
         .await,
         fail("exit status 2")
     );
+    // A program that cannot start says nothing about the server: no verdict.
     let missing = probe(s, "type = \"exec\"\ncommand = [\"/nonexistent/check\"]").await;
+    assert_eq!(
+        missing,
+        ProbeOutcome::DirectorFault {
+            reason: "cannot start /nonexistent/check: No such file or directory (ENOENT)".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn exec_verdict_comes_at_exit_even_if_a_child_keeps_stdout_open() {
+    // The background sleep inherits standard output; success is the exit, not the end of
+    // output (today's code waited for the output's end: a timeout after 5s).
+    let dir = std::env::temp_dir().join(format!("lvs-hc-exec-bg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("bg.pid");
+    let script = format!("sleep 30 & echo $! > {}; exit 0", pidfile.display());
+    let toml = format!(
+        "type = \"exec\"\ninterval = \"5s\"\ntimeout = \"5s\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]"
+    );
+    let s: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(probe(s, &toml).await, ProbeOutcome::Pass { weight: None });
     assert!(
-        matches!(missing, ProbeOutcome::Fail { ref reason } if reason.starts_with("cannot run /nonexistent/check"))
+        started.elapsed() < Duration::from_secs(3),
+        "the verdict waited for the background child: {:?}",
+        started.elapsed()
+    );
+    // What the program left in its process group is ended with it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the background child still runs: {stat}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn exec_output_beyond_the_bound_is_read_and_dropped() {
+    // 8 MiB of output, then the weight: the program is not blocked on a full pipe, and the
+    // last line still counts.
+    let s: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let toml = "type = \"exec\"\ndynamic_weight = true\ninterval = \"5s\"\ntimeout = \"5s\"\n\
+                command = [\"/bin/sh\", \"-c\", \"head -c 8388608 /dev/zero; echo; echo weight=3\"]";
+    assert_eq!(probe(s, toml).await, ProbeOutcome::Pass { weight: Some(3) });
+}
+
+#[tokio::test]
+async fn exec_sees_a_cleared_environment_and_its_own_variables() {
+    // CARGO_MANIFEST_DIR is in the test's environment (cargo sets it): the check must not
+    // see it; PATH, the LVS_HC_* variables and the check's env table it must.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let s: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let script = "test -z \\\"$CARGO_MANIFEST_DIR\\\" && test -n \\\"$PATH\\\" && \
+                  test \\\"$LVS_HC_IP:$LVS_HC_PORT\\\" = 127.0.0.1:8080 && \
+                  test \\\"$LVS_HC_TIMEOUT_MS\\\" = 1000 && test \\\"$COLOUR\\\" = blue";
+    let toml = format!(
+        "type = \"exec\"\ntimeout = \"1s\"\nenv = {{ COLOUR = \"blue\" }}\n\
+         command = [\"/bin/sh\", \"-c\", \"{script}\"]"
+    );
+    assert_eq!(probe(s, &toml).await, ProbeOutcome::Pass { weight: None });
+}
+
+#[tokio::test]
+async fn a_source_address_the_director_lacks_is_a_fault_of_the_director() {
+    // 192.0.2.77 (TEST-NET-1) is on no interface here: the bind fails before any packet.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let out = probe(addr, "type = \"tcp\"\nsource = \"192.0.2.77\"").await;
+    assert_eq!(
+        out,
+        ProbeOutcome::DirectorFault {
+            reason: "cannot bind to source 192.0.2.77: Cannot assign requested address \
+                     (EADDRNOTAVAIL)"
+                .into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_is_a_fault_of_the_director() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let out = probe(
+        addr,
+        "type = \"https\"\nca_file = \"/nonexistent/ca.pem\"",
+    )
+    .await;
+    assert!(
+        matches!(&out, ProbeOutcome::DirectorFault { reason } if reason.starts_with("TLS setup failed: cannot read ca_file /nonexistent/ca.pem")),
+        "{out:?}"
     );
 }
 
@@ -252,6 +343,7 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
     let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let options = lvs_hc::driver::RunOptions {
         seed: Some(1),
+        fd_budget: None,
         queries: None,
         reloads: None,
         observer: Log(log.clone()),
@@ -282,6 +374,81 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
     let down = format!("{addr} down: 2 consecutive failures, last: connection refused");
     assert!(lines.iter().any(|l| l.ends_with(&down)), "{lines:#?}");
     assert_eq!(engine.believed_table().unwrap().dest_count(), 0);
+}
+
+/// Connects like [`TokioConnect`], but panics for one target: a bug in a probe.
+#[derive(Clone)]
+struct PanicFor(SocketAddr);
+
+impl lvs_hc::probe::Connect for PanicFor {
+    type Stream = tokio::net::TcpStream;
+
+    async fn connect(
+        &self,
+        target: SocketAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> std::io::Result<Self::Stream> {
+        if target == self.0 {
+            panic!("injected");
+        }
+        lvs_hc::probe::Connect::connect(&TokioConnect, target, source).await
+    }
+}
+
+/// Counts finished probes per server.
+struct Counted(std::rc::Rc<std::cell::RefCell<std::collections::HashMap<SocketAddr, usize>>>);
+
+impl lvs_hc::driver::Observer for Counted {
+    fn on_probe(&mut self, req: &ProbeRequest, _: &ProbeOutcome, _: Duration) {
+        *self.0.borrow_mut().entry(req.server).or_default() += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_probe_that_panics_frees_its_slot_and_gives_no_verdict() {
+    // One probe at a time: a panicking probe that kept its slot would stop all probing.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let healthy = listener.local_addr().unwrap();
+    let buggy: SocketAddr = format!("127.0.0.2:{}", healthy.port()).parse().unwrap();
+    let text = format!(
+        "[daemon]\nprobe_concurrency = 1\n[[service]]\naddress = \"10.0.0.1:{port}\"\n\
+         [[service.check]]\ntype = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\njitter = \"0s\"\n\
+         [[service.server]]\naddress = \"{buggy}\"\n[[service.server]]\naddress = \"{healthy}\"\n",
+        port = healthy.port()
+    );
+    let config = Config::from_toml(&text, "panic-test").unwrap();
+    let counts = std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashMap::new()));
+    let options = lvs_hc::driver::RunOptions {
+        seed: Some(1),
+        fd_budget: None,
+        queries: None,
+        reloads: None,
+        observer: Counted(counts.clone()),
+    };
+    let engine = lvs_hc::driver::run_with(
+        config,
+        PanicFor(buggy),
+        MemoryBackend::new(),
+        tokio::time::sleep(Duration::from_millis(1000)),
+        options,
+    )
+    .await;
+    drop(listener);
+    let counts = counts.borrow();
+    assert!(
+        counts.get(&healthy).copied().unwrap_or(0) >= 5,
+        "the healthy server was starved of probes: {counts:?}"
+    );
+    assert!(counts.get(&buggy).copied().unwrap_or(0) >= 5, "{counts:?}");
+    let faults = engine.probe_faults();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].server, buggy);
+    assert_eq!(faults[0].fault.reason, "the probe panicked: injected");
+    assert_eq!(
+        engine.believed_table().unwrap().dest_count(),
+        1,
+        "the healthy server is in, the buggy one neither added nor failed"
+    );
 }
 
 #[tokio::test]

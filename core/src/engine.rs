@@ -134,6 +134,11 @@ struct ProbeSlot {
     due: Option<Instant>,
     in_flight: Option<(ProbeId, Instant)>,
     last_result: Option<(Instant, ProbeOutcome)>,
+    /// When the probe last gave a verdict (a pass or a failure).
+    last_verdict: Option<Instant>,
+    /// Set while the probe cannot run because of the director (see
+    /// [`ProbeOutcome::DirectorFault`]); cleared by its next verdict.
+    fault: Option<Fault>,
     weight: Option<u32>,
     /// The servers this probe speaks for.
     users: Vec<(usize, ServerRef)>,
@@ -168,6 +173,26 @@ impl ServiceSlot {
             ServerRef::Fallback(i) => &mut self.fallbacks[i],
         }
     }
+}
+
+/// A probe that cannot run because of something on the director.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Since when.
+    pub since: Instant,
+    /// The latest reason.
+    pub reason: String,
+}
+
+/// A probe that cannot run because of the director, for status pages and `/healthz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeFaultStatus {
+    /// The server probed.
+    pub server: SocketAddr,
+    /// The check's label.
+    pub check: String,
+    /// Since when and why.
+    pub fault: Fault,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -326,6 +351,46 @@ impl Engine {
         self.pending.len()
     }
 
+    /// The probes that cannot run because of a problem on this director (see
+    /// [`ProbeOutcome::DirectorFault`]), in server order. Their servers keep their state.
+    pub fn probe_faults(&self) -> Vec<ProbeFaultStatus> {
+        let mut out: Vec<ProbeFaultStatus> = self
+            .probes
+            .iter()
+            .filter_map(|p| {
+                p.fault.as_ref().map(|fault| ProbeFaultStatus {
+                    server: p.server,
+                    check: p.check.label(),
+                    fault: fault.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (a.server, &a.check).cmp(&(b.server, &b.check)));
+        out
+    }
+
+    /// How many probes cannot run because of a problem on this director.
+    pub fn probe_fault_count(&self) -> usize {
+        self.probes.iter().filter(|p| p.fault.is_some()).count()
+    }
+
+    /// How many probes cannot run because of a problem on this director, and the one among
+    /// them that has been failing longest: cheap enough for a health check.
+    pub fn probe_fault_summary(&self) -> (usize, Option<ProbeFaultStatus>) {
+        let faulty = self.probes.iter().filter(|p| p.fault.is_some());
+        let count = faulty.clone().count();
+        let oldest = faulty
+            .min_by_key(|p| p.fault.as_ref().map(|f| f.since))
+            .and_then(|p| {
+                Some(ProbeFaultStatus {
+                    server: p.server,
+                    check: p.check.label(),
+                    fault: p.fault.clone()?,
+                })
+            });
+        (count, oldest)
+    }
+
     /// Feeds one input. Drain [`Engine::poll_output`] afterwards.
     pub fn handle_input(&mut self, input: Input) {
         self.now = self.now.max(input.now());
@@ -422,7 +487,7 @@ impl Engine {
             && slot
                 .probes
                 .iter()
-                .any(|&p| self.probes[p].last_result.is_none());
+                .any(|&p| self.probes[p].last_verdict.is_none());
         ServerView {
             health: slot.health,
             weight: reported.unwrap_or(configured),
@@ -506,6 +571,8 @@ impl Engine {
                                             due: None,
                                             in_flight: None,
                                             last_result: None,
+                                            last_verdict: None,
+                                            fault: None,
                                             weight: None,
                                             users: Vec::new(),
                                         }
@@ -638,7 +705,37 @@ impl Engine {
                 weight_changed = Some(w);
             }
         }
-        let first_result = p.last_result.is_none();
+        let verdict = outcome.is_verdict();
+        let first_result = verdict && p.last_verdict.is_none();
+        let fault_change = match (&outcome, &mut p.fault) {
+            (ProbeOutcome::DirectorFault { reason }, Some(fault)) => {
+                fault.reason.clone_from(reason);
+                None
+            }
+            (ProbeOutcome::DirectorFault { reason }, fault @ None) => {
+                *fault = Some(Fault {
+                    since: now,
+                    reason: reason.clone(),
+                });
+                Some(EventKind::ProbeFault {
+                    server: p.server,
+                    check: p.check.label(),
+                    reason: reason.clone(),
+                })
+            }
+            (_, fault @ Some(_)) if verdict => {
+                let since = fault.take().map_or(now, |f| f.since);
+                Some(EventKind::ProbeFaultCleared {
+                    server: p.server,
+                    check: p.check.label(),
+                    lasted: now.saturating_since(since),
+                })
+            }
+            _ => None,
+        };
+        if verdict {
+            p.last_verdict = Some(now);
+        }
         p.last_result = Some((now, outcome));
         let timing = p.check.timing;
         let period = if p.hysteresis.failing() {
@@ -651,6 +748,10 @@ impl Engine {
         let p = &mut self.probes[pi];
         p.due = Some(due);
         self.schedule.insert((due, pi));
+        if let Some(event) = fault_change {
+            self.emit(event);
+        }
+        let p = &self.probes[pi];
         if !first_result && weight_changed.is_none() && transition.is_none() {
             // The common case, thousands of times a second: nothing changed.
             return;

@@ -103,6 +103,27 @@ pub enum EventKind {
         /// When it is tried again.
         retry_in: Duration,
     },
+    /// A probe could not run because of a problem on this director (out of file descriptors
+    /// or memory, no source address, a check program that cannot start, a panic): no verdict,
+    /// so its server keeps its state. Reported once when it starts; see
+    /// [`EventKind::ProbeFaultCleared`].
+    ProbeFault {
+        /// The server probed.
+        server: SocketAddr,
+        /// The check's label.
+        check: String,
+        /// What went wrong on the director.
+        reason: String,
+    },
+    /// A probe that could not run (see [`EventKind::ProbeFault`]) gave a verdict again.
+    ProbeFaultCleared {
+        /// The server probed.
+        server: SocketAddr,
+        /// The check's label.
+        check: String,
+        /// How long the probe could not run.
+        lasted: Duration,
+    },
     /// A new configuration took effect.
     ConfigApplied {
         /// What changed, in words.
@@ -191,6 +212,24 @@ impl fmt::Display for EventKind {
                 f,
                 "reading the IPVS table failed ({error}), retrying in {}",
                 format_duration(*retry_in)
+            ),
+            EventKind::ProbeFault {
+                server,
+                check,
+                reason,
+            } => write!(
+                f,
+                "probe of {server} ({check}) cannot run on this director: {reason}; no verdict, \
+                 {server} keeps its state"
+            ),
+            EventKind::ProbeFaultCleared {
+                server,
+                check,
+                lasted,
+            } => write!(
+                f,
+                "probe of {server} ({check}) runs again after {} of director faults",
+                format_duration(*lasted)
             ),
             EventKind::ConfigApplied { summary } => write!(f, "configuration applied: {summary}"),
         }

@@ -63,6 +63,24 @@ pub enum ProbeOutcome {
         /// Why, in words for the operator.
         reason: String,
     },
+    /// No verdict: the probe could not run because of something on this director, not the
+    /// server: out of file descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS), no local
+    /// port or `source` address (EADDRNOTAVAIL, a failed bind), an exec check's program that
+    /// cannot be started, a probe that panicked. Counts neither way, like
+    /// [`ProbeOutcome::Inconclusive`], but the engine reports it as a problem of the director
+    /// until the probe runs again.
+    DirectorFault {
+        /// What went wrong on the director, in words for the operator.
+        reason: String,
+    },
+}
+
+impl ProbeOutcome {
+    /// Whether this result says something about the server (a pass or a failure), as opposed
+    /// to no verdict.
+    pub fn is_verdict(&self) -> bool {
+        matches!(self, ProbeOutcome::Pass { .. } | ProbeOutcome::Fail { .. })
+    }
 }
 
 /// A transition of a check's state.
@@ -80,7 +98,8 @@ pub struct Transition {
 ///
 /// From `Unknown`, the first pass is enough to go up (a new server waits for one passing probe,
 /// not `rise`), and `fall` consecutive failures go down. From `Up`, `fall` consecutive failures
-/// go down; from `Down`, `rise` consecutive passes go up. Inconclusive results change nothing.
+/// go down; from `Down`, `rise` consecutive passes go up. Results that are no verdict
+/// (inconclusive, a fault of the director) change nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hysteresis {
     rise: u32,
@@ -137,7 +156,7 @@ impl Hysteresis {
     pub fn record(&mut self, outcome: &ProbeOutcome) -> Option<Transition> {
         let from = self.state;
         match outcome {
-            ProbeOutcome::Inconclusive { .. } => return None,
+            ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => return None,
             ProbeOutcome::Pass { .. } => {
                 self.passes = self.passes.saturating_add(1);
                 self.failures = 0;
@@ -242,6 +261,21 @@ mod tests {
             h.record(&fail("x")).is_some(),
             "the two failures are still consecutive"
         );
+    }
+
+    #[test]
+    fn director_faults_count_neither_way() {
+        let mut h = Hysteresis::starting(1, 2, Health::Up);
+        h.record(&fail("x"));
+        for _ in 0..10 {
+            let fault = ProbeOutcome::DirectorFault {
+                reason: "too many open files".into(),
+            };
+            assert_eq!(h.record(&fault), None);
+        }
+        assert_eq!(h.state(), Health::Up);
+        assert_eq!(h.failures(), 1, "a fault neither adds nor resets failures");
+        assert!(h.record(&fail("x")).is_some());
     }
 
     #[test]

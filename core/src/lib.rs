@@ -76,7 +76,9 @@ pub mod time;
 
 pub use config::{Config, ConfigError};
 pub use diff::diff;
-pub use engine::{Engine, Input, Output, ProbeId, ProbeRequest, ServerStatus};
+pub use engine::{
+    Engine, Fault, Input, Output, ProbeFaultStatus, ProbeId, ProbeRequest, ServerStatus,
+};
 pub use event::{Event, EventKind};
 pub use health::{Health, ProbeOutcome};
 pub use op::{ApplyError, Op, Target};

@@ -373,13 +373,13 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__reload)
-            opts="-c -h --api --config --help"
+            opts="-c -h --control --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --api)
+                --control)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -399,7 +399,7 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__run)
-            opts="-c -h --config --backend --dry-run --cleanup-on-exit --lock-file --api --log-format --log-level --help"
+            opts="-c -h --config --backend --dry-run --cleanup-on-exit --lock-file --api --control --log-format --log-level --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -422,6 +422,10 @@ _lvs__hc() {
                     return 0
                     ;;
                 --api)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -601,13 +605,17 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__status)
-            opts="-c -h --api --config --json --help"
+            opts="-c -h --api --control --config --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --api)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

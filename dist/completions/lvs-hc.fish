@@ -41,7 +41,8 @@ complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l backend -d 'How to
 ipvsadm\t'The `ipvsadm` program'
 memory\t'A table in lvs-hc\'s own memory: try lvs-hc without IPVS or root'"
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l lock-file -d 'The lock file (default: `[daemon] lock_file`, else /run/lvs-hc/<config stem>.lock)' -r -F
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l api -d 'Where the HTTP API listens: ADDR:PORT, unix:/PATH or off (default: `[daemon] api`)' -r
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l api -d 'Where the read-only HTTP API listens: ADDR:PORT, unix:/PATH or off (default: `[daemon] api`)' -r
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l control -d 'The control socket (reload, commands): a path or off (default: `[daemon] control`, else the lock file\'s path ending in .sock)' -r
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l log-format -d 'Log format: text on a terminal and under systemd\'s journal, JSON lines otherwise' -r -f -a "auto\t'Text on a terminal or under journald, JSON otherwise'
 text\t'Human-readable lines'
 json\t'One JSON object per line'"
@@ -49,11 +50,12 @@ complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l log-level -d 'Log 
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l dry-run -d 'Probe and log the operations that would be applied; apply none'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -l cleanup-on-exit -d 'On SIGTERM or SIGINT, delete the services lvs-hc manages (default: leave the table)'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand reload" -l api -d 'The daemon\'s API: ADDR:PORT or unix:/PATH' -r
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand reload" -s c -l config -d 'Read the API address from this configuration (default: /etc/lvs-hc/lvs-hc.toml if it exists, else 127.0.0.1:9101)' -r -F
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand reload" -l control -d 'The daemon\'s control socket' -r -F
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand reload" -s c -l config -d 'Find the control socket through this configuration (`[daemon] control`, else beside its lock file; default: /etc/lvs-hc/lvs-hc.toml, else /run/lvs-hc/lvs-hc.sock)' -r -F
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand reload" -s h -l help -d 'Print help'
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -l api -d 'The daemon\'s API: ADDR:PORT or unix:/PATH' -r
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -s c -l config -d 'Read the API address from this configuration (default: /etc/lvs-hc/lvs-hc.toml if it exists, else 127.0.0.1:9101)' -r -F
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -l api -d 'The daemon\'s read-only API: ADDR:PORT or unix:/PATH' -r
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -l control -d 'The daemon\'s control socket' -r -F
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -s c -l config -d 'Find the daemon through this configuration: its control socket when this user may use it, else its API (default: /etc/lvs-hc/lvs-hc.toml if it exists, else 127.0.0.1:9101)' -r -F
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -l json -d 'Print the daemon\'s JSON status as it is'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand status" -s h -l help -d 'Print help'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and not __fish_seen_subcommand_from realserver director help" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -158,6 +158,68 @@ bad_config!(
     format!("[director]\ninterface = \"eth0:0\"\n\n{BASE}")
 );
 
+// Values that would hurt the servers, the kernel or the director itself.
+bad_config!(
+    interval_below_the_minimum,
+    BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"1ns\"")
+);
+bad_config!(
+    timeout_below_the_minimum,
+    BASE.replace("type = \"http\"", "type = \"http\"\ntimeout = \"1ms\"")
+);
+bad_config!(
+    timeout_longer_than_the_interval,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\ninterval = \"1s\"\ntimeout = \"3s\""
+    )
+);
+bad_config!(
+    absurd_interval,
+    BASE.replace("type = \"http\"", "type = \"http\"\ninterval = \"9000h\"")
+);
+bad_config!(
+    absurd_resync_interval,
+    format!("[daemon]\nresync_interval = \"100000000000h\"\n\n{BASE}")
+);
+bad_config!(
+    multicast_virtual_address,
+    BASE.replace("192.168.0.101:80", "224.0.0.18:80")
+);
+bad_config!(
+    unspecified_virtual_address,
+    BASE.replace("192.168.0.101:80", "0.0.0.0:80")
+);
+bad_config!(
+    broadcast_virtual_address,
+    BASE.replace("192.168.0.101:80", "255.255.255.255:80")
+);
+bad_config!(
+    exec_env_name_with_an_equals_sign,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"exec\"\ncommand = [\"/bin/true\"]\nenv = { \"A=B\" = \"c\" }"
+    )
+);
+bad_config!(
+    exec_env_cannot_override_lvs_hc_variables,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"exec\"\ncommand = [\"/bin/true\"]\nenv = { LVS_HC_IP = \"10.0.0.1\" }"
+    )
+);
+
+#[test]
+fn a_long_timeout_is_allowed_when_the_operator_says_so() {
+    let text = BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\ninterval = \"1s\"\ntimeout = \"3s\"\nallow_long_timeout = true",
+    );
+    let config = Config::from_toml(&text, "x.toml").unwrap_or_else(|e| panic!("{e}"));
+    let timing = config.services[0].servers[0].checks[0].timing;
+    assert_eq!(timing.timeout, std::time::Duration::from_secs(3));
+}
+
 #[test]
 fn error_fields_locate_the_problem() {
     let e = Config::from_toml(&BASE.replace("weight = 2", "weight = -1"), "x.toml").unwrap_err();

@@ -1,105 +1,411 @@
-//! The local HTTP API: `/status` (JSON), `/metrics` (Prometheus text), `/healthz`, and
-//! `POST /reload`. Listens on TCP (127.0.0.1:9101 by default) or a unix socket.
+//! The daemon's HTTP endpoints, on a thread of their own.
+//!
+//! - The **API** (`[daemon] api`, loopback TCP 127.0.0.1:9101 by default, or a unix socket) is
+//!   read-only: `GET /healthz`, `/status`, `/metrics`. Any local user can reach it.
+//! - The **control socket** (`[daemon] control`, a unix socket beside the lock file, mode 0600
+//!   by default: root only; `control_mode` and `control_group` open it to a group) serves the
+//!   same and the commands that change something: `POST /reload`. Who is allowed is who can
+//!   write to the socket file; the peer's uid and pid are logged with every command.
+//!
+//! Neither can starve the daemon: each endpoint takes at most [`MAX_API_CONNECTIONS`] (or
+//! [`MAX_CONTROL_CONNECTIONS`]) connections at once and leaves the rest waiting in the kernel's
+//! backlog; a request's headers must arrive within [`HEADER_TIMEOUT`], which is also the
+//! longest a kept-alive connection may sit idle between requests; a connection lives at most
+//! [`CONNECTION_LIFETIME`]; request heads are bounded by [`MAX_REQUEST_HEAD`]; at most
+//! [`MAX_HEAVY`] `/status` or `/metrics` answers are built at once, from a copy of the engine
+//! taken at most once a second, on threads other than the engine's.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use lvs_hc_core::config::ApiListen;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, Semaphore};
 
-use super::{health, metrics, status, Handle};
+use super::{health, metrics, Handle};
 
-/// Removes the unix socket when the daemon ends.
-pub struct ApiGuard {
+/// Connections the read-only API serves at once.
+pub const MAX_API_CONNECTIONS: usize = 64;
+/// Connections the control socket serves at once.
+pub const MAX_CONTROL_CONNECTIONS: usize = 16;
+/// How long a client may take to send a request's head, and stay idle between requests.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection is served, however busy.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// The largest request head read (hyper's smallest buffer).
+pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// `/status` and `/metrics` answers built at once; more wait their turn.
+pub const MAX_HEAVY: usize = 2;
+/// The mode of a unix socket for the read-only API: like loopback TCP, any local user.
+const API_SOCKET_MODE: u32 = 0o666;
+
+/// What an endpoint lets its clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read: `/healthz`, `/status`, `/metrics`.
+    ReadOnly,
+    /// Read and command: also `POST /reload`.
+    Control,
+}
+
+/// A bound endpoint, not yet served.
+pub struct Endpoint {
+    listener: Listener,
+    access: Access,
+    /// `http://127.0.0.1:9101` or `unix:/run/lvs-hc/lvs-hc.sock`, for logs.
+    name: String,
+    /// The socket file to remove when the daemon ends.
     socket: Option<PathBuf>,
 }
 
-impl Drop for ApiGuard {
+enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Binds the read-only API; `None` when it is off. A TCP address that is not loopback is
+/// allowed but warned about: every host that reaches it can read the status.
+pub fn bind_api(listen: &ApiListen) -> anyhow::Result<Option<Endpoint>> {
+    match listen {
+        ApiListen::Off => Ok(None),
+        ApiListen::Tcp(addr) => {
+            let listener = std::net::TcpListener::bind(addr).with_context(|| {
+                format!(
+                    "cannot listen on {addr} for the API (in use? set [daemon] api, or --api off)"
+                )
+            })?;
+            listener.set_nonblocking(true)?;
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "the API listens on {addr}, which is not a loopback address: every host \
+                     that can reach it can read the status and metrics (it takes no commands; \
+                     those are on the control socket)"
+                );
+            }
+            Ok(Some(Endpoint {
+                listener: Listener::Tcp(listener),
+                access: Access::ReadOnly,
+                name: format!("http://{addr}"),
+                socket: None,
+            }))
+        }
+        ApiListen::Unix(path) => {
+            let listener = bind_unix(path, API_SOCKET_MODE, None)?;
+            Ok(Some(Endpoint {
+                listener: Listener::Unix(listener),
+                access: Access::ReadOnly,
+                name: format!("unix:{}", path.display()),
+                socket: Some(path.clone()),
+            }))
+        }
+    }
+}
+
+/// Binds the control socket at `path` with `mode`, owned by `group` when given.
+pub fn bind_control(path: &Path, mode: u32, group: Option<&str>) -> anyhow::Result<Endpoint> {
+    let gid = group.map(group_id).transpose()?;
+    let listener = bind_unix(path, mode, gid)?;
+    Ok(Endpoint {
+        listener: Listener::Unix(listener),
+        access: Access::Control,
+        name: format!("unix:{}", path.display()),
+        socket: Some(path.to_path_buf()),
+    })
+}
+
+/// Binds a unix socket at `path` with exactly `mode` (and group `gid`) from the first moment
+/// clients can reach it: bound under a temporary name in the same directory, given its mode,
+/// then renamed into place. Something already at `path` is replaced only if it is a socket
+/// that no one listens on (a stale one); anything else is an error.
+fn bind_unix(
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .with_context(|| format!("{} has no directory", path.display()))?;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let stale = |p: &Path| -> anyhow::Result<()> {
+        match std::fs::symlink_metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot look at {}", p.display())),
+            Ok(meta) if meta.file_type().is_socket() => {
+                if std::os::unix::net::UnixStream::connect(p).is_ok() {
+                    anyhow::bail!(
+                        "another process listens on {}: is another lvs-hc running with this \
+                         socket? Give this one its own ([daemon] control / api)",
+                        p.display()
+                    );
+                }
+                std::fs::remove_file(p)
+                    .with_context(|| format!("cannot remove the stale socket {}", p.display()))
+            }
+            Ok(meta) => anyhow::bail!(
+                "{} exists and is {}: lvs-hc replaces only a socket (one left by an earlier \
+                 run); remove it or choose another path",
+                p.display(),
+                file_kind(&meta.file_type())
+            ),
+        }
+    };
+    stale(path)?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    stale(&tmp)?;
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)
+        .with_context(|| format!("cannot listen on {}", tmp.display()))?;
+    let placed = (|| -> anyhow::Result<()> {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))
+                .with_context(|| format!("cannot give {} to group {gid}", tmp.display()))?;
+        }
+        stale(path)?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn file_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_file() {
+        "a regular file"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "not a socket"
+    }
+}
+
+/// A group's id from its name or number.
+fn group_id(group: &str) -> anyhow::Result<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(group).context("a group name without NUL")?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r writes into `grp` and `buf`, both ours and sized as passed.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        anyhow::bail!("control_group: no group named `{group}` on this machine");
+    }
+    Ok(grp.gr_gid)
+}
+
+/// The thread serving the endpoints; stopping it (dropping it) removes their socket files.
+pub struct ApiThread {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    sockets: Vec<PathBuf>,
+}
+
+impl Drop for ApiThread {
     fn drop(&mut self) {
-        if let Some(path) = &self.socket {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        for path in &self.sockets {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
-/// Binds the API and serves it in the background.
-pub async fn start(listen: &ApiListen, handle: Handle) -> anyhow::Result<ApiGuard> {
-    match listen {
-        ApiListen::Off => Ok(ApiGuard { socket: None }),
-        ApiListen::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!(
-                    "cannot listen on {addr} for the API (in use? set [daemon] api, or --api off)"
-                )
-            })?;
-            tracing::info!("API listening on http://{addr} (/status, /metrics, /healthz)");
-            tokio::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => serve_connection(stream, handle.clone()),
-                        Err(e) => {
-                            tracing::warn!("API accept failed: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// Serves `endpoints` on a thread of their own until the returned [`ApiThread`] is dropped.
+pub fn spawn(endpoints: Vec<Endpoint>, handle: Handle) -> anyhow::Result<ApiThread> {
+    let sockets = endpoints.iter().filter_map(|e| e.socket.clone()).collect();
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_HEAVY + 2)
+        .build()
+        .context("starting the API's runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("lvs-hc-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let heavy = Arc::new(Semaphore::new(MAX_HEAVY));
+                for endpoint in endpoints {
+                    tracing::info!(
+                        "{} listening on {} ({})",
+                        match endpoint.access {
+                            Access::ReadOnly => "API",
+                            Access::Control => "control socket",
+                        },
+                        endpoint.name,
+                        match endpoint.access {
+                            Access::ReadOnly => "GET /status, /metrics, /healthz",
+                            Access::Control => "the API and POST /reload",
                         }
-                    }
+                    );
+                    tokio::spawn(serve(endpoint, handle.clone(), heavy.clone()));
                 }
+                let _ = stop_rx.await;
             });
-            Ok(ApiGuard { socket: None })
+            runtime.shutdown_timeout(Duration::from_millis(200));
+        })
+        .context("starting the API's thread")?;
+    Ok(ApiThread {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        sockets,
+    })
+}
+
+/// Accepts connections while fewer than the endpoint's limit are open.
+async fn serve(endpoint: Endpoint, handle: Handle, heavy: Arc<Semaphore>) {
+    let limit = match endpoint.access {
+        Access::ReadOnly => MAX_API_CONNECTIONS,
+        Access::Control => MAX_CONTROL_CONNECTIONS,
+    };
+    let slots = Arc::new(Semaphore::new(limit));
+    let access = endpoint.access;
+    let listener = match endpoint.listener {
+        Listener::Tcp(l) => tokio::net::TcpListener::from_std(l).map(Either::Tcp),
+        Listener::Unix(l) => tokio::net::UnixListener::from_std(l).map(Either::Unix),
+    };
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot serve {}: {e}", endpoint.name);
+            return;
         }
-        ApiListen::Unix(path) => {
-            // We hold the instance lock, so a socket file left here is a stale one.
-            if std::fs::symlink_metadata(path).is_ok() {
-                std::fs::remove_file(path).with_context(|| {
-                    format!("cannot remove the stale socket {}", path.display())
-                })?;
+    };
+    let mut full_since: Option<std::time::Instant> = None;
+    loop {
+        // At the limit, connections wait in the kernel's backlog, holding none of our
+        // descriptors, until one ends.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => {
+                full_since = None;
+                s
             }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            let listener = tokio::net::UnixListener::bind(path)
-                .with_context(|| format!("cannot listen on {} for the API", path.display()))?;
-            tracing::info!("API listening on unix:{}", path.display());
-            tokio::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => serve_connection(stream, handle.clone()),
-                        Err(e) => {
-                            tracing::warn!("API accept failed: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    }
+            Err(_) => {
+                if full_since.is_none() {
+                    full_since = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "{} has {limit} connections open, its most; more wait until one ends \
+                         (idle ones end after {}s)",
+                        endpoint.name,
+                        HEADER_TIMEOUT.as_secs()
+                    );
                 }
-            });
-            Ok(ApiGuard {
-                socket: Some(path.clone()),
-            })
+                match slots.clone().acquire_owned().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                }
+            }
+        };
+        let accepted = match &listener {
+            Either::Tcp(l) => l.accept().await.map(|(s, _)| (Either::Tcp(s), None)),
+            Either::Unix(l) => l.accept().await.map(|(s, _)| {
+                let peer = s.peer_cred().ok().map(|c| (c.uid(), c.pid()));
+                (Either::Unix(s), peer)
+            }),
+        };
+        match accepted {
+            Ok((Either::Tcp(s), _)) => {
+                tokio::spawn(connection(s, handle.clone(), access, None, heavy.clone(), slot));
+            }
+            Ok((Either::Unix(s), peer)) => {
+                tokio::spawn(connection(s, handle.clone(), access, peer, heavy.clone(), slot));
+            }
+            Err(e) => {
+                // Out of descriptors, most likely: the probes report that themselves; wait a
+                // little rather than spin.
+                tracing::warn!("{}: accept failed: {e}", endpoint.name);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }
 
-fn serve_connection<S>(stream: S, handle: Handle)
-where
+enum Either<T, U> {
+    Tcp(T),
+    Unix(U),
+}
+
+/// Who is on the other end of a unix socket: uid and pid.
+type Peer = Option<(u32, Option<i32>)>;
+
+async fn connection<S>(
+    stream: S,
+    handle: Handle,
+    access: Access,
+    peer: Peer,
+    heavy: Arc<Semaphore>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req| {
-            let handle = handle.clone();
-            async move { Ok::<_, Infallible>(respond(req, &handle).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = conn.await {
-            tracing::debug!("API connection ended: {e}");
-        }
+    let service = hyper::service::service_fn(move |req| {
+        let handle = handle.clone();
+        let heavy = heavy.clone();
+        async move { Ok::<_, Infallible>(respond(req, &handle, access, peer, &heavy).await) }
     });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("API connection ended: {e}"),
+        Err(_) => tracing::debug!(
+            "API connection closed after {}s",
+            CONNECTION_LIFETIME.as_secs()
+        ),
+    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -112,73 +418,84 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-async fn respond(req: Request<Incoming>, handle: &Handle) -> Response<Full<Bytes>> {
+async fn respond(
+    req: Request<Incoming>,
+    handle: &Handle,
+    access: Access,
+    peer: Peer,
+    heavy: &Semaphore,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => match health(handle).await {
             Ok(()) => reply(StatusCode::OK, TEXT, "ok\n"),
             Err(reason) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{reason}\n")),
         },
-        (&Method::GET, "/status") => match handle.ask(status::engine_status).await {
-            Some(mut body) => {
-                let shared = handle.shared();
-                let started = shared.started;
-                let extra = json!({
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "pid": std::process::id(),
-                    "config": shared.config_path.display().to_string(),
-                    "config_error": shared.config_error,
-                    "config_loaded_seconds_ago": shared.config_loaded.elapsed().unwrap_or_default().as_secs_f64(),
-                    "backend": shared.backend,
-                    "dry_run": shared.dry_run,
-                    "uptime_seconds": started.elapsed().unwrap_or_default().as_secs_f64(),
-                    "last_resync_seconds_ago": shared.last_snapshot_ok.map(|t| t.elapsed().as_secs_f64()),
-                    "last_resync_error": shared.last_snapshot_error,
-                });
-                drop(shared);
-                if let (Some(obj), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-                    for (k, v) in extra {
-                        obj.insert(k.clone(), v.clone());
-                    }
-                }
-                let mut text = serde_json::to_string_pretty(&body).unwrap_or_default();
-                text.push('\n');
-                reply(StatusCode::OK, "application/json", text)
-            }
-            None => stuck(),
-        },
-        (&Method::GET, "/metrics") => {
-            let servers = handle
-                .ask(|engine| {
-                    let mut out = String::new();
-                    metrics::render_servers(engine, &mut out);
-                    out
-                })
-                .await;
-            match servers {
-                Some(servers) => {
-                    let mut out = String::new();
-                    handle.shared().metrics.render(&mut out);
-                    out.push_str(&servers);
-                    let _ = std::fmt::Write::write_fmt(
-                        &mut out,
-                        format_args!(
-                            "# HELP lvs_hc_config_error Whether the last reload was refused (the previous configuration runs).\n# TYPE lvs_hc_config_error gauge\nlvs_hc_config_error {}\n",
-                            u8::from(handle.shared().config_error.is_some())
-                        ),
-                    );
-                    reply(
-                        StatusCode::OK,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        out,
-                    )
-                }
-                None => stuck(),
+        (&Method::GET, "/status") => {
+            let Ok(_turn) = heavy.acquire().await else {
+                return stuck();
+            };
+            let Some(view) = handle.view().await else {
+                return stuck();
+            };
+            let top = status_head(handle);
+            match tokio::task::spawn_blocking(move || view.status_json(top)).await {
+                Ok(text) => reply(StatusCode::OK, "application/json", text),
+                Err(_) => stuck(),
             }
         }
-        (&Method::POST, "/reload") => match handle.reload("API request") {
-            Ok(summary) => reply(StatusCode::OK, TEXT, format!("{summary}\n")),
-            Err(error) => reply(StatusCode::UNPROCESSABLE_ENTITY, TEXT, format!("{error}\n")),
-        },
+        (&Method::GET, "/metrics") => {
+            let Ok(_turn) = heavy.acquire().await else {
+                return stuck();
+            };
+            let Some(view) = handle.view().await else {
+                return stuck();
+            };
+            let mut head = String::new();
+            {
+                let shared = handle.shared();
+                shared.metrics.render(&mut head);
+                metrics::render_config_error(shared.config_error.is_some(), &mut head);
+            }
+            let text = tokio::task::spawn_blocking(move || {
+                let mut out = head;
+                view.render_metrics(&mut out);
+                out
+            })
+            .await;
+            match text {
+                Ok(text) => reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text,
+                ),
+                Err(_) => stuck(),
+            }
+        }
+        (&Method::POST, "/reload") if access == Access::Control => {
+            let who = match peer {
+                Some((uid, Some(pid))) => format!("control socket, uid {uid}, pid {pid}"),
+                Some((uid, None)) => format!("control socket, uid {uid}"),
+                None => "control socket".to_string(),
+            };
+            match handle.reload_off_loop(who).await {
+                Ok(summary) => reply(StatusCode::OK, TEXT, format!("{summary}\n")),
+                Err(error) => reply(StatusCode::UNPROCESSABLE_ENTITY, TEXT, format!("{error}\n")),
+            }
+        }
+        (&Method::POST, "/reload") => {
+            let control = handle.shared().control_socket.clone();
+            let hint = match control {
+                Some(p) => format!(
+                    "commands are taken only on the control socket {} (`lvs-hc reload`, as a \
+                     user allowed to write to it), or by SIGHUP",
+                    p.display()
+                ),
+                None => "commands are taken only on the control socket, which is off \
+                         ([daemon] control); reload with SIGHUP"
+                    .to_string(),
+            };
+            reply(StatusCode::FORBIDDEN, TEXT, format!("{hint}\n"))
+        }
         (_, "/healthz" | "/status" | "/metrics" | "/reload") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
@@ -187,8 +504,31 @@ async fn respond(req: Request<Incoming>, handle: &Handle) -> Response<Full<Bytes
         _ => reply(
             StatusCode::NOT_FOUND,
             TEXT,
-            "lvs-hc API: GET /healthz, /status, /metrics; POST /reload\n",
+            "lvs-hc API: GET /healthz, /status, /metrics; POST /reload (control socket)\n",
         ),
+    }
+}
+
+/// The daemon's own fields of `/status`.
+fn status_head(handle: &Handle) -> serde_json::Map<String, serde_json::Value> {
+    let shared = handle.shared();
+    let head = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "config": shared.config_path.display().to_string(),
+        "config_error": shared.config_error,
+        "config_loaded_seconds_ago": shared.config_loaded.elapsed().unwrap_or_default().as_secs_f64(),
+        "backend": shared.backend,
+        "dry_run": shared.dry_run,
+        "uptime_seconds": shared.started.elapsed().unwrap_or_default().as_secs_f64(),
+        "last_resync_seconds_ago": shared.last_snapshot_ok.map(|t| t.elapsed().as_secs_f64()),
+        "last_resync_error": shared.last_snapshot_error,
+        "control_socket": shared.control_socket.as_ref().map(|p| p.display().to_string()),
+        "fd_limit": shared.fd_limit,
+    });
+    match head {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("an object"),
     }
 }
 

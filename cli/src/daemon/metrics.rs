@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use lvs_hc_core::{Engine, Health, ProbeOutcome};
+use lvs_hc_core::{Health, ProbeOutcome};
 
 /// Upper bounds (seconds) of the probe duration histogram.
 const BUCKETS: [f64; 12] = [
@@ -57,12 +57,13 @@ pub struct Metrics {
     pub backlog_events: u64,
 }
 
-/// `pass`, `fail` or `inconclusive`.
+/// `pass`, `fail`, `inconclusive` or `director_fault`.
 pub fn result_name(outcome: &ProbeOutcome) -> &'static str {
     match outcome {
         ProbeOutcome::Pass { .. } => "pass",
         ProbeOutcome::Fail { .. } => "fail",
         ProbeOutcome::Inconclusive { .. } => "inconclusive",
+        ProbeOutcome::DirectorFault { .. } => "director_fault",
     }
 }
 
@@ -94,7 +95,7 @@ impl Metrics {
         family(
             "lvs_hc_probe_duration_seconds",
             "histogram",
-            "Probe durations by result (pass, fail, inconclusive).",
+            "Probe durations by result (pass, fail, inconclusive, director_fault).",
         );
         for (result, h) in &self.probes {
             for (bound, count) in BUCKETS.iter().zip(h.counts) {
@@ -120,7 +121,7 @@ impl Metrics {
         counter(
             "lvs_hc_probes_total",
             "Probes finished, by result.",
-            ["pass", "fail", "inconclusive"]
+            ["pass", "fail", "inconclusive", "director_fault"]
                 .iter()
                 .map(|r| {
                     let n = self.probes.get(r).map_or(0, |h| h.count);
@@ -201,61 +202,12 @@ impl Metrics {
     }
 }
 
-/// Per-server gauges from the engine: health state, desired weight, and whether the server is
-/// in the kernel table.
-pub fn render_servers(engine: &Engine, out: &mut String) {
-    let table = engine.believed_table();
+/// `lvs_hc_config_error`: whether the last reload was refused.
+pub fn render_config_error(refused: bool, out: &mut String) {
     let _ = writeln!(
         out,
-        "# HELP lvs_hc_server_state Health of each server (1 for its current state).\n\
-         # TYPE lvs_hc_server_state gauge"
+        "# HELP lvs_hc_config_error Whether the last reload was refused (the previous \
+         configuration runs).\n# TYPE lvs_hc_config_error gauge\nlvs_hc_config_error {}",
+        u8::from(refused)
     );
-    let status = engine.status();
-    let labels = |s: &lvs_hc_core::ServerStatus| {
-        format!(
-            "service=\"{}\",server=\"{}\",role=\"{}\"",
-            s.service,
-            s.server,
-            if s.fallback { "fallback" } else { "real" }
-        )
-    };
-    for s in &status {
-        let _ = writeln!(
-            out,
-            "lvs_hc_server_state{{{},state=\"{}\"}} 1",
-            labels(s),
-            s.health
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lvs_hc_server_in_table Whether the server is in the kernel table (as last read \
-         and changed).\n# TYPE lvs_hc_server_in_table gauge"
-    );
-    for s in &status {
-        let weight = table
-            .and_then(|t| t.services.get(&s.service))
-            .and_then(|e| e.dests.get(&s.server))
-            .map(|d| d.weight);
-        let _ = writeln!(
-            out,
-            "lvs_hc_server_in_table{{{}}} {}",
-            labels(s),
-            u8::from(weight.is_some())
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lvs_hc_server_kernel_weight The server's weight in the kernel table (absent when \
-         it is not in the table).\n# TYPE lvs_hc_server_kernel_weight gauge"
-    );
-    for s in &status {
-        if let Some(w) = table
-            .and_then(|t| t.services.get(&s.service))
-            .and_then(|e| e.dests.get(&s.server))
-            .map(|d| d.weight)
-        {
-            let _ = writeln!(out, "lvs_hc_server_kernel_weight{{{}}} {w}", labels(s));
-        }
-    }
 }

@@ -1,13 +1,20 @@
 //! `lvs-hc run`: the daemon around the driver — lock file, signals, reloads, logs, the HTTP
-//! API, systemd notification, and cleanup on exit.
+//! API and control socket, systemd notification, and cleanup on exit.
+//!
+//! Threads: the driver (engine, probes, kernel table) runs on the main thread; the API and the
+//! control socket on one of their own ([`api`]), which reaches the engine only through a copy
+//! taken at most once a second ([`view`]) and small questions ([`Handle::ask`]); reloads read
+//! and parse the file on a blocking-pool thread, and only the parsed configuration reaches
+//! the engine's loop.
 
-mod api;
+pub mod api;
 mod dryrun;
 mod lock;
 mod log;
 mod metrics;
 mod notify;
-mod status;
+mod observer;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,11 +30,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cli::{BackendKind, RunArgs, RunBackend};
 use crate::driver::{self, Query, RunOptions};
+use crate::limits::FdBudget;
 use crate::probe::TokioConnect;
 
 pub use dryrun::DryRun;
 pub use lock::{default_lock_path, LockFile};
 pub use metrics::Metrics;
+use view::{EngineView, VIEW_MAX_AGE};
 
 /// What the daemon's parts share: the HTTP API reads it, the observer and reloads write it.
 #[derive(Debug)]
@@ -44,6 +53,10 @@ pub struct Shared {
     pub api: ApiListen,
     /// `[daemon] lock_file` of the configuration in force (changes need a restart).
     pub lock_file: Option<PathBuf>,
+    /// The control socket in use, if any.
+    pub control_socket: Option<PathBuf>,
+    /// The soft `RLIMIT_NOFILE` in force.
+    pub fd_limit: Option<u64>,
     /// The resync interval in force (for `/healthz`).
     pub resync_interval: Duration,
     /// The error of the last reload, if it failed; cleared by a good one.
@@ -66,6 +79,10 @@ pub struct Handle {
     queries: mpsc::UnboundedSender<Query>,
     reloads: mpsc::UnboundedSender<Config>,
     notifier: Arc<notify::Notifier>,
+    /// The latest copy of the engine for the API; refreshed at most every [`VIEW_MAX_AGE`].
+    view: Arc<tokio::sync::Mutex<Option<Arc<EngineView>>>>,
+    /// One reload at a time, whoever asks.
+    reload_lock: Arc<Mutex<()>>,
 }
 
 /// How long the main loop may take to answer before `/healthz` calls it stuck.
@@ -90,14 +107,37 @@ impl Handle {
             .ok()
     }
 
+    /// A copy of the engine no older than [`VIEW_MAX_AGE`]; `None` if the main loop does not
+    /// answer. However many ask at once, the engine is asked at most once per period.
+    pub async fn view(&self) -> Option<Arc<EngineView>> {
+        let mut cached = self.view.lock().await;
+        if let Some(v) = cached.as_ref().filter(|v| v.taken.elapsed() < VIEW_MAX_AGE) {
+            return Some(v.clone());
+        }
+        let fresh = Arc::new(self.ask(EngineView::capture).await?);
+        *cached = Some(fresh.clone());
+        Some(fresh)
+    }
+
     /// The shared state, locked.
     pub fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// [`Handle::reload`] on a blocking-pool thread, so neither the engine's loop nor the API's
+    /// waits for the file to be read and parsed.
+    pub async fn reload_off_loop(&self, why: String) -> Result<String, String> {
+        let handle = self.clone();
+        tokio::task::spawn_blocking(move || handle.reload(&why))
+            .await
+            .unwrap_or_else(|e| Err(format!("the reload failed: {e}")))
+    }
+
     /// Rereads the configuration file. A good one goes to the engine (which keeps the health
     /// of unchanged servers); a bad one is logged and recorded, and the running one stays.
+    /// Blocks while it reads and parses: call it off the engine's loop.
     pub fn reload(&self, why: &str) -> Result<String, String> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.shared().config_path.clone();
         self.notifier.send("RELOADING=1");
         let result = match crate::load_config(&path) {
@@ -106,7 +146,8 @@ impl Handle {
                 let mut shared = self.shared();
                 if shared.api != config.daemon.api || shared.lock_file != config.daemon.lock_file {
                     tracing::warn!(
-                        "[daemon] api and lock_file take effect at the next start, not on reload"
+                        "[daemon] api, control and lock_file take effect at the next start, not \
+                         on reload"
                     );
                 }
                 shared.api = config.daemon.api.clone();
@@ -191,7 +232,31 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(text) => ApiListen::parse(text).map_err(|e| anyhow::anyhow!("--api: {e}"))?,
         None => config.daemon.api.clone(),
     };
+    let control = match &args.control {
+        Some(text) => lvs_hc_core::config::ControlListen::parse(text)
+            .map_err(|e| anyhow::anyhow!("--control: {e}"))?,
+        None => config.daemon.control.clone(),
+    };
+    let control_path = control.path(&lock_path);
+    // What lvs-hc creates (the lock, sockets before their mode is set) is its own alone.
+    // SAFETY: umask(2) only sets the process's file mode mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let _lock = LockFile::acquire(&lock_path)?;
+    let fd_limit = match crate::limits::raise_nofile_limit() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!("cannot read RLIMIT_NOFILE ({e}); probe_concurrency is not checked");
+            None
+        }
+    };
+    if let Err(e) = crate::probe::exec::become_subreaper() {
+        tracing::warn!(
+            "cannot become the subreaper of exec checks' descendants ({e}): what they start \
+             outside their process group may outlive them"
+        );
+    }
 
     let backend: Box<dyn IpvsBackend> = match args.backend {
         RunBackend::Netlink => open_netlink()?,
@@ -220,6 +285,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         started: SystemTime::now(),
         api: config.daemon.api.clone(),
         lock_file: config.daemon.lock_file.clone(),
+        control_socket: control_path.clone(),
+        fd_limit,
         resync_interval: config.daemon.resync_interval,
         config_error: None,
         config_loaded: SystemTime::now(),
@@ -227,9 +294,21 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         last_snapshot_error: None,
         metrics: Metrics::default(),
     }));
-    let result = runtime.block_on(serve(config, backend, shared, api, &args));
+    let endpoints = Endpoints {
+        api,
+        control: control_path,
+    };
+    let result = runtime.block_on(serve(config, backend, shared, endpoints, &args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// Where the daemon listens.
+struct Endpoints {
+    /// The read-only API.
+    api: ApiListen,
+    /// The control socket's path, if on.
+    control: Option<PathBuf>,
 }
 
 /// The netlink backend; like ipvsadm, loads ip_vs first if the kernel does not have it yet.
@@ -253,7 +332,7 @@ async fn serve(
     config: Config,
     mut backend: Box<dyn IpvsBackend>,
     shared: Arc<Mutex<Shared>>,
-    api: ApiListen,
+    endpoints: Endpoints,
     args: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -269,12 +348,23 @@ async fn serve(
         queries: query_tx,
         reloads: reload_tx,
         notifier: notifier.clone(),
+        view: Arc::default(),
+        reload_lock: Arc::default(),
     };
 
-    let _api_guard = match &api {
-        ApiListen::Off => None,
-        listen => Some(api::start(listen, handle.clone()).await?),
-    };
+    let mut listeners = Vec::new();
+    if let Some(endpoint) = api::bind_api(&endpoints.api)? {
+        listeners.push(endpoint);
+    }
+    if let Some(path) = &endpoints.control {
+        let d = &config.daemon;
+        listeners.push(api::bind_control(
+            path,
+            d.control_mode,
+            d.control_group.as_deref(),
+        )?);
+    }
+    let _api_thread = api::spawn(listeners, handle.clone())?;
     if let Some(interval) = notifier.watchdog_interval() {
         tokio::spawn(watchdog(handle.clone(), interval));
     }
@@ -282,16 +372,17 @@ async fn serve(
         let handle = handle.clone();
         tokio::spawn(async move {
             while sighup.recv().await.is_some() {
-                let _ = handle.reload("SIGHUP");
+                let _ = handle.reload_off_loop("SIGHUP".into()).await;
             }
         });
     }
+    tokio::spawn(sweep_orphans());
 
     tracing::info!(
         config = %args.config.display(),
         backend = shared.lock().map(|s| s.backend).unwrap_or("?"),
         dry_run = args.dry_run,
-        api = %api,
+        api = %endpoints.api,
         version = env!("CARGO_PKG_VERSION"),
         "lvs-hc starting: {}{}",
         summary(&config),
@@ -304,9 +395,15 @@ async fn serve(
         };
         tracing::info!("{name} received, stopping");
     };
-    let observer = log::DaemonObserver::new(shared.clone(), notifier.clone(), args.dry_run);
+    let observer = observer::DaemonObserver::new(shared.clone(), notifier.clone(), args.dry_run);
+    let fd_budget = shared
+        .lock()
+        .ok()
+        .and_then(|s| s.fd_limit)
+        .map(|limit| FdBudget { limit });
     let options = RunOptions {
         seed: None,
+        fd_budget,
         reloads: Some(reload_rx),
         queries: Some(query_rx),
         observer,
@@ -368,21 +465,73 @@ async fn cleanup(engine: &Engine, backend: &mut Box<dyn IpvsBackend>, dry_run: b
     tracing::error!("cleanup: some services could not be deleted; the table may still hold them");
 }
 
+/// Ends, every second, what exec checks left behind outside their process groups (see
+/// [`crate::probe::exec`]), once any exec check has run.
+async fn sweep_orphans() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if crate::probe::exec::programs_started() == 0 {
+            continue;
+        }
+        match crate::probe::exec::sweep_orphans() {
+            Ok(killed) if !killed.is_empty() => tracing::warn!(
+                pids = ?killed,
+                "killed {} process(es) that exec checks left running outside their process \
+                 group: {killed:?}",
+                killed.len()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("cannot look for processes left by exec checks: {e}"),
+        }
+    }
+}
+
 /// Tells systemd's watchdog we are alive, as long as the main loop answers and the table was
-/// read recently enough.
+/// read recently enough (not for probes that cannot run: a restart would not help them, and
+/// `/healthz` reports those).
 async fn watchdog(handle: Handle, interval: Duration) {
     let mut tick = tokio::time::interval(interval / 2);
     loop {
         tick.tick().await;
-        match health(&handle).await {
+        match liveness(&handle).await {
             Ok(()) => handle.notifier.send("WATCHDOG=1"),
             Err(reason) => tracing::warn!("not telling the watchdog we are alive: {reason}"),
         }
     }
 }
 
-/// lvs-hc's own health: the main loop answers, and a table snapshot succeeded recently.
+/// lvs-hc's own health, for `/healthz`: [`liveness`], and every probe can run (none is
+/// blocked by a fault of this director: no descriptors, no memory, no source address...).
 pub async fn health(handle: &Handle) -> Result<(), String> {
+    liveness(handle).await?;
+    let (count, oldest) = handle
+        .ask(|engine| engine.probe_fault_summary())
+        .await
+        .ok_or_else(|| "the main loop did not answer in time".to_string())?;
+    match oldest {
+        Some(f) if count > 0 => Err(format!(
+            "{count} probe{} cannot run because of this director, so {} no verdict: {} \
+             (the oldest: {} {}, for {})",
+            if count == 1 { "" } else { "s" },
+            if count == 1 { "it gives" } else { "they give" },
+            f.fault.reason,
+            f.server,
+            f.check,
+            lvs_hc_core::time::format_duration(Duration::from_secs(
+                handle
+                    .ask(move |engine| engine.now().saturating_since(f.fault.since).as_secs())
+                    .await
+                    .unwrap_or(0)
+            ))
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the daemon works at all: the main loop answers, and a table snapshot succeeded
+/// recently.
+pub async fn liveness(handle: &Handle) -> Result<(), String> {
     if handle.ask(|_| ()).await.is_none() {
         return Err(format!(
             "the main loop did not answer within {}s",
@@ -415,7 +564,12 @@ pub async fn health(handle: &Handle) -> Result<(), String> {
     Ok(())
 }
 
-/// The API address a client should use: `--api`, else the configuration's `[daemon] api`.
-pub fn api_of(config_path: &Path) -> anyhow::Result<ApiListen> {
-    Ok(crate::load_config(config_path)?.daemon.api)
+/// The control socket of the daemon that runs `config` (at `config_path`), as `lvs-hc run
+/// --config config_path` without `--lock-file` or `--control` would use: `None` when off.
+pub fn control_socket_of(config: &Config, config_path: &Path) -> Option<PathBuf> {
+    let lock = match &config.daemon.lock_file {
+        Some(p) => p.clone(),
+        None => default_lock_path(config_path),
+    };
+    config.daemon.control.path(&lock)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use toml_edit::{Array, ArrayOfTables, Document, Item, TableLike, Value};
 
 use super::{
-    ApiListen, BodyRegex, Check, CheckKind, Config, DaemonSettings, DirectorSettings, ExecCheck,
+    ApiListen, BodyRegex, ControlListen, Check, CheckKind, Config, DaemonSettings, DirectorSettings, ExecCheck,
     FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet,
     Timing, TlsSettings, VirtualService,
 };
@@ -212,10 +212,17 @@ impl<'a> Field<'a> {
         parse_duration(text).map_err(|e| self.err(e))
     }
 
-    fn positive_duration(&self) -> Result<Duration> {
+    /// A duration from `min` to `max`, both included: anything shorter would flood a server
+    /// or the kernel, anything longer is a typo.
+    fn duration_in(&self, min: Duration, max: Duration) -> Result<Duration> {
         let d = self.duration()?;
-        if d.is_zero() {
-            return Err(self.err("must be longer than 0s"));
+        if d < min || d > max {
+            return Err(self.err(format!(
+                "must be from {} to {}, found {}",
+                format_duration(min),
+                format_duration(max),
+                format_duration(d)
+            )));
         }
         Ok(d)
     }
@@ -359,6 +366,25 @@ impl<'a> Tbl<'a> {
         }
     }
 
+    /// Every key of a free-form table (such as an exec check's `env`), in file order.
+    fn entries(&mut self) -> Vec<(String, Field<'a>)> {
+        let keys: Vec<&'a str> = self.table.iter().map(|(k, _)| k).collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let (key, item) = self.table.get_key_value(k)?;
+                Some((
+                    k.to_string(),
+                    Field {
+                        ctx: self.ctx,
+                        item: Node::Item(item),
+                        path: self.key_path(k),
+                        span: key.span().or_else(|| item.span()),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     fn has(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }
@@ -457,16 +483,13 @@ fn read_director(mut t: Tbl<'_>) -> Result<DirectorSettings> {
 fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
     let mut d = DaemonSettings::default();
     if let Some(f) = t.get("resync_interval") {
-        d.resync_interval = f.duration()?;
-        if d.resync_interval < Duration::from_millis(100) {
-            return Err(f.err("must be at least 100ms"));
-        }
+        d.resync_interval = f.duration_in(limits::RESYNC_MIN, limits::RESYNC_MAX)?;
     }
     if let Some(f) = t.get("retry_backoff") {
-        d.retry_backoff = f.positive_duration()?;
+        d.retry_backoff = f.duration_in(limits::BACKOFF_MIN, limits::BACKOFF_MAX)?;
     }
     if let Some(f) = t.get("retry_backoff_max") {
-        d.retry_backoff_max = f.positive_duration()?;
+        d.retry_backoff_max = f.duration_in(limits::BACKOFF_MIN, limits::BACKOFF_MAX)?;
         if d.retry_backoff_max < d.retry_backoff {
             return Err(f.err(format!(
                 "must not be shorter than retry_backoff ({})",
@@ -492,6 +515,39 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
             return Err(f.err(format!("`{path}` is not an absolute path")));
         }
         d.lock_file = Some(path.into());
+    }
+    if let Some(f) = t.get("control") {
+        d.control = ControlListen::parse(f.str()?).map_err(|e| f.err(e))?;
+    }
+    if let Some(f) = t.get("control_mode") {
+        let text = f.str()?;
+        let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                f.err(format!(
+                    "`{text}` is not a file mode in octal such as \"0600\" or \"0660\""
+                ))
+            })?;
+        if mode & 0o002 != 0 {
+            return Err(f.err(format!(
+                "{mode:04o} lets every local user write to the control socket, which can \
+                 change the IPVS table; give a group access instead (control_group, 0660)"
+            )));
+        }
+        d.control_mode = mode;
+    }
+    if let Some(f) = t.get("control_group") {
+        let group = f.str()?;
+        let ok = !group.is_empty()
+            && group.len() <= 32
+            && group
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !ok {
+            return Err(f.err(format!("`{group}` is not a group name or number")));
+        }
+        d.control_group = Some(group.to_string());
     }
     t.finish()?;
     Ok(d)
@@ -567,7 +623,7 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
             timeout: Duration::from_secs(300),
         },
         ("drain", Some(f)) => FailureAction::Drain {
-            timeout: f.positive_duration()?,
+            timeout: f.duration_in(Duration::from_millis(1), limits::DRAIN_MAX)?,
         },
         (_, Some(f)) => return Err(f.err("drain_timeout needs on_failure = \"drain\"")),
         ("zero", None) => FailureAction::Zero,
@@ -669,6 +725,9 @@ fn read_service_key<'a>(t: &mut Tbl<'a>) -> Result<(ServiceKey, Field<'a>)> {
             }
             if addr.port() == 0 {
                 return Err(a.err("port 0 is not a service port; use a firewall-mark service to match all ports"));
+            }
+            if let Some(why) = unusable_address(addr.ip()) {
+                return Err(a.err(format!("{} cannot be a virtual address: {why}", addr.ip())));
             }
             Ok((ServiceKey::inet(proto, addr), a))
         }
@@ -792,8 +851,11 @@ fn read_server<'a>(
             service.family()
         )));
     }
-    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
-        return Err(af.err(format!("{} cannot receive forwarded traffic", addr.ip())));
+    if let Some(why) = unusable_address(addr.ip()) {
+        return Err(af.err(format!(
+            "{} cannot receive forwarded traffic: {why}",
+            addr.ip()
+        )));
     }
     let weight = match t.get("weight") {
         Some(f) => f.int(0, 65535)? as u32,
@@ -869,16 +931,31 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let kind_name = kind_field.choice(&["http", "https", "tcp", "exec"])?;
 
     let interval = match t.get("interval") {
-        Some(f) => f.positive_duration()?,
+        Some(f) => f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?,
         None => Duration::from_secs(5),
     };
+    let long_timeout = match t.get("allow_long_timeout") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
     let timeout = match t.get("timeout") {
-        Some(f) => f.positive_duration()?,
+        Some(f) => {
+            let d = f.duration_in(limits::TIMEOUT_MIN, limits::TIMEOUT_MAX)?;
+            if d > interval && !long_timeout {
+                return Err(f.err(format!(
+                    "timeout {} is longer than interval {}: a probe that times out would delay \
+                     the next one; shorten it, or set allow_long_timeout = true if that is meant",
+                    format_duration(d),
+                    format_duration(interval)
+                )));
+            }
+            d
+        }
         None => Duration::from_secs(2).min(interval),
     };
     let fail_interval = match t.get("failing_interval") {
         Some(f) => {
-            let d = f.positive_duration()?;
+            let d = f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?;
             if d > interval {
                 return Err(f.err(format!(
                     "failing_interval is the faster interval used while failing; it must not exceed interval ({})",
@@ -1120,10 +1197,75 @@ fn read_exec(t: &mut Tbl<'_>) -> Result<ExecCheck> {
         Some(f) => f.bool()?,
         None => false,
     };
+    let mut env = Vec::new();
+    if let Some(f) = t.get("env") {
+        let mut table = f.table()?;
+        for (name, value) in table.entries() {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.as_bytes()[0].is_ascii_digit();
+            if !ok {
+                return Err(value.err(format!(
+                    "`{name}` is not an environment variable name (letters, digits and `_`, \
+                     not starting with a digit)"
+                )));
+            }
+            if name.starts_with("LVS_HC_") {
+                return Err(value.err(format!(
+                    "`{name}`: LVS_HC_* variables are set by lvs-hc for every probe"
+                )));
+            }
+            let text = value.str()?;
+            if text.contains('\0') {
+                return Err(value.err("an environment value cannot hold a NUL byte"));
+            }
+            env.push((name, text.to_string()));
+        }
+    }
     Ok(ExecCheck {
         argv,
         dynamic_weight,
+        env,
     })
+}
+
+/// The bounds of durations in the configuration (docs/SECURITY.md lists them).
+pub mod limits {
+    use std::time::Duration;
+
+    /// Shortest check interval and failing interval.
+    pub const INTERVAL_MIN: Duration = Duration::from_millis(100);
+    /// Longest check interval.
+    pub const INTERVAL_MAX: Duration = Duration::from_secs(24 * 3600);
+    /// Shortest probe timeout.
+    pub const TIMEOUT_MIN: Duration = Duration::from_millis(10);
+    /// Longest probe timeout.
+    pub const TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+    /// Shortest resync interval.
+    pub const RESYNC_MIN: Duration = Duration::from_millis(100);
+    /// Longest resync interval.
+    pub const RESYNC_MAX: Duration = Duration::from_secs(3600);
+    /// Shortest retry backoff.
+    pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
+    /// Longest retry backoff.
+    pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+    /// Longest drain.
+    pub const DRAIN_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
+/// Why `ip` can be neither a virtual address nor a real server's: `None` when it can.
+fn unusable_address(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("it is the unspecified address")
+    } else if ip.is_multicast() {
+        Some("it is a multicast address")
+    } else if ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+        Some("it is the broadcast address")
+    } else {
+        None
+    }
 }
 
 /// Levenshtein distance, for "did you mean" hints on short key names.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use load::ConfigError;
+pub use load::{limits, ConfigError};
 
 use crate::table::{DestParams, Forward, ServiceKey, ServiceParams};
 use crate::time::format_duration;
@@ -68,6 +68,50 @@ pub struct DaemonSettings {
     /// The lock file that keeps a second instance from running with this configuration;
     /// `None`: `/run/lvs-hc/<configuration file stem>.lock`.
     pub lock_file: Option<PathBuf>,
+    /// Where the control socket (reload and the operator's commands) listens.
+    pub control: ControlListen,
+    /// The control socket's permission bits (`control_mode`, default `0600`).
+    pub control_mode: u32,
+    /// The group the control socket belongs to (`control_group`, a name or a number), so its
+    /// members may use it when `control_mode` lets the group write.
+    pub control_group: Option<String>,
+}
+
+/// Where the control socket listens (`[daemon] control`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlListen {
+    /// Beside the lock file, with its name ending in `.sock` instead of `.lock`
+    /// (`/run/lvs-hc/lvs-hc.sock` for the default lock).
+    BesideLock,
+    /// No control socket: reload with SIGHUP.
+    Off,
+    /// This unix socket path.
+    Path(PathBuf),
+}
+
+impl ControlListen {
+    /// Parses `off` or an absolute path.
+    pub fn parse(text: &str) -> Result<ControlListen, String> {
+        if text == "off" {
+            return Ok(ControlListen::Off);
+        }
+        let path = text.strip_prefix("unix:").unwrap_or(text);
+        if !path.starts_with('/') {
+            return Err(format!(
+                "`{text}` is not `off` or an absolute path such as /run/lvs-hc/lvs-hc.sock"
+            ));
+        }
+        Ok(ControlListen::Path(PathBuf::from(path)))
+    }
+
+    /// The socket's path for an instance whose lock file is `lock`; `None` when off.
+    pub fn path(&self, lock: &std::path::Path) -> Option<PathBuf> {
+        match self {
+            ControlListen::Off => None,
+            ControlListen::Path(p) => Some(p.clone()),
+            ControlListen::BesideLock => Some(lock.with_extension("sock")),
+        }
+    }
 }
 
 /// Where the local HTTP API listens (`[daemon] api`).
@@ -152,6 +196,9 @@ impl Default for DaemonSettings {
                 ApiListen::DEFAULT_PORT,
             )),
             lock_file: None,
+            control: ControlListen::BesideLock,
+            control_mode: 0o600,
+            control_group: None,
         }
     }
 }
@@ -466,6 +513,9 @@ pub struct ExecCheck {
     pub argv: Vec<String>,
     /// Whether `weight=N` on standard output sets the server's weight.
     pub dynamic_weight: bool,
+    /// Variables added to the program's environment (`env`), in file order. The rest of the
+    /// environment is cleared but for `PATH`, `LANG` and the `LVS_HC_*` variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl fmt::Display for Timing {

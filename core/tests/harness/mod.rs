@@ -23,6 +23,8 @@ pub enum Behaviour {
     Blackhole,
     /// Passes after 1ms, reporting a dynamic weight.
     Weight(u32),
+    /// The probe cannot run on the director (out of file descriptors) after 1ms.
+    DirectorFault,
 }
 
 pub struct Harness {
@@ -141,6 +143,12 @@ impl Harness {
                         Behaviour::Weight(w) => (
                             Duration::from_millis(1),
                             ProbeOutcome::Pass { weight: Some(w) },
+                        ),
+                        Behaviour::DirectorFault => (
+                            Duration::from_millis(1),
+                            ProbeOutcome::DirectorFault {
+                                reason: "too many open files (EMFILE)".into(),
+                            },
                         ),
                         Behaviour::Blackhole => (
                             req.timeout(),

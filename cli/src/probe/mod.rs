@@ -2,7 +2,13 @@
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. HTTP runs on hyper's connection
-//! API; TLS on tokio-rustls with the `ring` provider.
+//! API; TLS on tokio-rustls with the `ring` provider; exec checks in [`exec`].
+//!
+//! An error that says something about this director rather than the server (no descriptors, no
+//! memory, no local port or source address, a program that cannot start) is no verdict:
+//! [`ProbeOutcome::DirectorFault`], never a failure ([`io_outcome`]).
+
+pub mod exec;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use lvs_hc_core::config::{Check, CheckKind, ExecCheck, HttpCheck, HttpMethod, TlsSettings};
+use lvs_hc_core::config::{Check, CheckKind, HttpCheck, HttpMethod, TlsSettings};
 use lvs_hc_core::time::format_duration;
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -48,21 +54,97 @@ impl Connect for TokioConnect {
         target: SocketAddr,
         source: Option<IpAddr>,
     ) -> io::Result<Self::Stream> {
+        // Everything before the connect itself is the director's business: its errors are
+        // faults of the director whatever their errno.
         let socket = match target {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(|e| DirectorError::wrap("cannot open a socket", &e))?;
         if let Some(ip) = source {
-            socket.bind(SocketAddr::new(ip, 0))?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| DirectorError::wrap(&format!("cannot bind to source {ip}"), &e))?;
         }
         // A probe's connection ends with a reset, as HAProxy's checks do: no FIN exchange,
         // and no TIME_WAIT socket left on the director for each of thousands of probes.
         // (Deprecated in tokio because a non-zero linger blocks the thread in close; a zero
         // linger resets at once and never blocks.)
         #[allow(deprecated)]
-        socket.set_linger(Some(std::time::Duration::ZERO))?;
+        socket
+            .set_linger(Some(std::time::Duration::ZERO))
+            .map_err(|e| DirectorError::wrap("cannot set SO_LINGER", &e))?;
         socket.connect(target).await
     }
+}
+
+/// An error of this director, not of the server, carried inside an [`io::Error`] so that a
+/// [`Connect`] implementation can say so (a failed `bind` to the check's `source`, a socket
+/// that cannot be opened). Probes turn it into [`ProbeOutcome::DirectorFault`].
+#[derive(Debug)]
+pub struct DirectorError(pub String);
+
+impl DirectorError {
+    /// `context: what the OS said`, as an [`io::Error`] of the same kind.
+    pub fn wrap(context: &str, e: &io::Error) -> io::Error {
+        io::Error::new(e.kind(), DirectorError(format!("{context}: {}", errno_text(e))))
+    }
+}
+
+impl std::fmt::Display for DirectorError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DirectorError {}
+
+/// What an error of a probe's socket means: a fault of this director (see [`director_fault`]),
+/// or a failure of the server.
+pub fn io_outcome(e: &io::Error) -> ProbeOutcome {
+    match director_fault(e) {
+        Some(reason) => ProbeOutcome::DirectorFault { reason },
+        None => fail(io_reason(e)),
+    }
+}
+
+/// Why `e` is a fault of this director rather than the server, if it is: a [`DirectorError`],
+/// or no descriptors (EMFILE, ENFILE), no memory (ENOMEM, ENOBUFS), no local address or port
+/// (EADDRNOTAVAIL).
+pub fn director_fault(e: &io::Error) -> Option<String> {
+    if let Some(d) = e.get_ref().and_then(|i| i.downcast_ref::<DirectorError>()) {
+        return Some(d.0.clone());
+    }
+    let errno = e.raw_os_error()?;
+    matches!(
+        errno,
+        libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EADDRNOTAVAIL
+    )
+    .then(|| errno_text(e))
+}
+
+/// The OS's words and the errno's name: `Too many open files (EMFILE)`.
+pub fn errno_text(e: &io::Error) -> String {
+    let Some(errno) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let name = match errno {
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOMEM => "ENOMEM",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EAGAIN => "EAGAIN",
+        libc::EINVAL => "EINVAL",
+        _ => return format!("{text} (errno {errno})"),
+    };
+    format!("{text} ({name})")
 }
 
 /// How late a timer may fire before lvs-hc counts itself, not the server, as the slow one.
@@ -211,12 +293,12 @@ impl<C: Connect> Prober<C> {
         match &check.kind {
             CheckKind::Tcp => match self.connect.connect(target, check.source).await {
                 Ok(_) => ProbeOutcome::Pass { weight: None },
-                Err(e) => fail(io_reason(&e)),
+                Err(e) => io_outcome(&e),
             },
             CheckKind::Http(h) => self.http(req, h, false).await,
             CheckKind::Https(h) => self.http(req, h, true).await,
             // Boxed: a child process's state is large and only exec probes need it.
-            CheckKind::Exec(e) => Box::pin(exec(e, target, req.timeout())).await,
+            CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
         }
     }
 
@@ -268,7 +350,7 @@ impl<C: Connect> Prober<C> {
         let target = req.target();
         let stream = match self.connect.connect(target, req.check.source).await {
             Ok(s) => s,
-            Err(e) => return Err(fail(io_reason(&e))),
+            Err(e) => return Err(io_outcome(&e)),
         };
         if !tls {
             return Ok(Box::new(stream));
@@ -278,16 +360,24 @@ impl<C: Connect> Prober<C> {
             verify: true,
             ca_file: None,
         });
+        // A CA file that cannot be read is this director's problem, not the server's.
         let config = match self.tls_config(&settings) {
             Ok(c) => c,
-            Err(e) => return Err(fail(format!("TLS setup failed: {e}"))),
+            Err(e) => {
+                return Err(ProbeOutcome::DirectorFault {
+                    reason: format!("TLS setup failed: {e}"),
+                })
+            }
         };
         let name = server_name(&settings, h, target);
         let connector = tokio_rustls::TlsConnector::from(config);
         // Boxed: the handshake's state is large and only https probes need it.
         match Box::pin(connector.connect(name, stream)).await {
             Ok(tls) => Ok(Box::new(tls)),
-            Err(e) => Err(fail(format!("TLS handshake failed: {e}"))),
+            Err(e) => Err(match director_fault(&e) {
+                Some(reason) => ProbeOutcome::DirectorFault { reason },
+                None => fail(format!("TLS handshake failed: {e}")),
+            }),
         }
     }
 
@@ -458,7 +548,7 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, keep: bo
         let work = async {
             let response = match sender.send_request(request).await {
                 Ok(r) => r,
-                Err(e) => return (Err(fail(hyper_reason(&e))), false),
+                Err(e) => return (Err(hyper_outcome(&e, "")), false),
             };
             let status = response.status().as_u16();
             let bad_status = (!h.expect_status.contains(status))
@@ -491,8 +581,7 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, keep: bo
                         }
                     }
                     Some(Err(e)) => {
-                        let reason = format!("reading the body failed: {}", hyper_reason(&e));
-                        return (Ok(fail(reason)), false);
+                        return (Ok(hyper_outcome(&e, "reading the body failed: ")), false);
                     }
                 }
             }
@@ -559,6 +648,19 @@ fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
     ProbeOutcome::Pass { weight: None }
 }
 
+/// A failed exchange: a fault of this director when an I/O error under it says so, else a
+/// failure of the server, its reason after `context`.
+fn hyper_outcome(e: &hyper::Error, context: &str) -> ProbeOutcome {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(reason) = s.downcast_ref::<io::Error>().and_then(director_fault) {
+            return ProbeOutcome::DirectorFault { reason };
+        }
+        source = s.source();
+    }
+    fail(format!("{context}{}", hyper_reason(e)))
+}
+
 fn hyper_reason(e: &hyper::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(s) = source {
@@ -574,63 +676,6 @@ fn hyper_reason(e: &hyper::Error) -> String {
         return format!("not an HTTP response ({e})");
     }
     e.to_string()
-}
-
-/// Runs an exec check: the argv with `{ip}` and `{port}` replaced, no shell, in its own
-/// process group, which is killed whole at the timeout.
-async fn exec(check: &ExecCheck, target: SocketAddr, timeout: Duration) -> ProbeOutcome {
-    let ip = target.ip().to_string();
-    let port = target.port().to_string();
-    let argv: Vec<String> = check
-        .argv
-        .iter()
-        .map(|a| a.replace("{ip}", &ip).replace("{port}", &port))
-        .collect();
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env("LVS_HC_IP", &ip)
-        .env("LVS_HC_PORT", &port)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot run {}: {e}", argv[0])),
-    };
-    let pgid = child.id();
-    let guard = KillGroup(pgid);
-    let out = tokio::time::timeout(timeout, child.wait_with_output()).await;
-    let out = match out {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => return fail(format!("waiting for {} failed: {e}", argv[0])),
-        // The guard kills the whole group as it drops.
-        Err(_) => return fail(format!("timed out after {}", format_duration(timeout))),
-    };
-    drop(guard);
-    if !out.status.success() {
-        use std::os::unix::process::ExitStatusExt;
-        return fail(match (out.status.code(), out.status.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(sig)) => format!("killed by signal {sig}"),
-            _ => "failed".to_string(),
-        });
-    }
-    let weight = if check.dynamic_weight {
-        parse_weight(&out.stdout)
-    } else {
-        None
-    };
-    ProbeOutcome::Pass { weight }
-}
-
-/// `weight=N` (0 to 65535) on the last non-empty line of output.
-pub fn parse_weight(stdout: &[u8]) -> Option<u32> {
-    let text = String::from_utf8_lossy(stdout);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
-    let value = last.trim().strip_prefix("weight=")?;
-    value.trim().parse::<u32>().ok().filter(|w| *w <= 65535)
 }
 
 /// A probe's stream without the half-close: hyper shuts the write side down once a
@@ -675,20 +720,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// Kills a process group when dropped (a timed-out exec check and all its children).
-struct KillGroup(Option<u32>);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: kill(2) with a negative pid signals the group; no memory is involved.
-            unsafe {
-                libc::kill(-(pgid as i32), libc::SIGKILL);
-            }
-        }
     }
 }
 
@@ -744,14 +775,6 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn weights_come_from_the_last_line() {
-        assert_eq!(parse_weight(b"loading\nweight=7\n"), Some(7));
-        assert_eq!(parse_weight(b"weight=7\nok\n"), None);
-        assert_eq!(parse_weight(b"weight=70000\n"), None);
-        assert_eq!(parse_weight(b""), None);
-    }
 
     #[test]
     fn host_headers_default_to_the_address() {

@@ -1,0 +1,346 @@
+//! What the API shows of the engine: a plain copy ([`EngineView`]) taken on the engine's loop
+//! at most once every [`VIEW_MAX_AGE`], and turned into `/status` JSON and `/metrics` text on
+//! the API's own thread, so that no amount of API traffic costs the probes more than one copy
+//! a second.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lvs_hc_core::{Engine, Health, ProbeOutcome};
+use serde_json::{json, Value};
+
+use super::metrics::result_name;
+
+/// How old a view may be and still answer a request.
+pub const VIEW_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How many of the probes that cannot run `/status` lists one by one (all are counted).
+const FAULTS_LISTED: usize = 100;
+
+/// The engine as it was at one moment. Ages are as of [`EngineView::taken`].
+#[derive(Debug)]
+pub struct EngineView {
+    /// When the copy was taken.
+    pub taken: std::time::Instant,
+    /// Whether the engine has read the table once.
+    pub has_snapshot: bool,
+    /// Operations emitted and not yet answered.
+    pub pending_operations: usize,
+    /// Every configured service.
+    pub services: Vec<ServiceView>,
+    /// The first probes that cannot run because of the director.
+    pub probe_faults: Vec<FaultView>,
+    /// How many probes cannot run because of the director.
+    pub probe_fault_count: usize,
+}
+
+/// One service.
+#[derive(Debug)]
+pub struct ServiceView {
+    /// `TCP 192.168.0.101:80`.
+    pub key: String,
+    /// Its name, if it has one.
+    pub name: Option<String>,
+    /// Its scheduler.
+    pub scheduler: String,
+    /// Whether the kernel table has it.
+    pub in_table: bool,
+    /// Whether a fallback server is in with a weight.
+    pub fallback_active: bool,
+    /// Its quorum.
+    pub quorum: usize,
+    /// Its real and fallback servers.
+    pub servers: Vec<ServerView>,
+}
+
+/// One server of a service.
+#[derive(Debug)]
+pub struct ServerView {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Whether it is a fallback.
+    pub fallback: bool,
+    /// Its health.
+    pub health: Health,
+    /// Why.
+    pub reason: String,
+    /// How long it has been in this state.
+    pub since: Duration,
+    /// Its weight while in service.
+    pub weight: u32,
+    /// Whether it drains.
+    pub draining: bool,
+    /// The weight the engine wants in the kernel, if any.
+    pub desired_weight: Option<u32>,
+    /// The kernel's weight, when it is in the table.
+    pub kernel_weight: Option<u32>,
+    /// Its forwarding method in the kernel.
+    pub forward: Option<&'static str>,
+    /// Active connections.
+    pub active: Option<u32>,
+    /// Inactive connections.
+    pub inactive: Option<u32>,
+    /// Each check's last result.
+    pub checks: Vec<CheckView>,
+}
+
+/// One check of a server and its last result.
+#[derive(Debug)]
+pub struct CheckView {
+    /// The check's label.
+    pub label: String,
+    /// Its last result: how long ago, the result's name, and the reason for anything but a
+    /// pass.
+    pub last: Option<(Duration, &'static str, Option<String>)>,
+}
+
+/// A probe that cannot run because of the director.
+#[derive(Debug)]
+pub struct FaultView {
+    /// The server probed.
+    pub server: SocketAddr,
+    /// The check.
+    pub check: String,
+    /// Why.
+    pub reason: String,
+    /// Since how long.
+    pub since: Duration,
+}
+
+impl EngineView {
+    /// Copies what the API shows; runs on the engine's loop.
+    pub fn capture(engine: &Engine) -> EngineView {
+        let now = engine.now();
+        let table = engine.believed_table();
+        let counters = engine.counters();
+        let status = engine.status();
+        let mut statuses = status.into_iter().peekable();
+        let mut services = Vec::with_capacity(engine.config().services.len());
+        for svc in &engine.config().services {
+            let entry = table.and_then(|t| t.services.get(&svc.key));
+            let desired = engine.desired(&svc.key);
+            let mut servers = Vec::new();
+            while let Some(s) = statuses.next_if(|s| s.service == svc.key) {
+                let dest = entry.and_then(|e| e.dests.get(&s.server));
+                let conns = counters.dests.get(&(svc.key, s.server));
+                let checks = s
+                    .checks
+                    .into_iter()
+                    .map(|(label, last)| CheckView {
+                        label,
+                        last: last.map(|(at, outcome)| {
+                            let reason = match &outcome {
+                                ProbeOutcome::Pass { .. } => None,
+                                ProbeOutcome::Fail { reason }
+                                | ProbeOutcome::Inconclusive { reason }
+                                | ProbeOutcome::DirectorFault { reason } => Some(reason.clone()),
+                            };
+                            (now.saturating_since(at), result_name(&outcome), reason)
+                        }),
+                    })
+                    .collect();
+                servers.push(ServerView {
+                    address: s.server,
+                    fallback: s.fallback,
+                    health: s.health,
+                    reason: s.reason,
+                    since: now.saturating_since(s.since),
+                    weight: s.weight,
+                    draining: s.draining,
+                    desired_weight: desired
+                        .as_ref()
+                        .and_then(|d| d.entry.dests.get(&s.server))
+                        .map(|d| d.weight),
+                    kernel_weight: dest.map(|d| d.weight),
+                    forward: dest.map(|d| d.forward.label()),
+                    active: conns.map(|c| c.active),
+                    inactive: conns.map(|c| c.inactive),
+                    checks,
+                });
+            }
+            let fallback_active = svc.fallbacks.iter().any(|f| {
+                entry.is_some_and(|e| e.dests.get(&f.addr).is_some_and(|d| d.weight > 0))
+            });
+            services.push(ServiceView {
+                key: svc.key.to_string(),
+                name: svc.name.clone(),
+                scheduler: svc.params.scheduler.clone(),
+                in_table: entry.is_some(),
+                fallback_active,
+                quorum: svc.quorum,
+                servers,
+            });
+        }
+        let faults = engine.probe_faults();
+        EngineView {
+            taken: std::time::Instant::now(),
+            has_snapshot: engine.has_snapshot(),
+            pending_operations: engine.pending_ops(),
+            services,
+            probe_fault_count: faults.len(),
+            probe_faults: faults
+                .into_iter()
+                .take(FAULTS_LISTED)
+                .map(|f| FaultView {
+                    server: f.server,
+                    check: f.check,
+                    reason: f.fault.reason,
+                    since: now.saturating_since(f.fault.since),
+                })
+                .collect(),
+        }
+    }
+
+    /// The `/status` document, compact, one server a line: `top` holds the daemon's own fields
+    /// (version, pid, ...). Built a server at a time, so its memory is the text's and little
+    /// more.
+    pub fn status_json(&self, top: serde_json::Map<String, Value>) -> String {
+        let age = self.taken.elapsed();
+        let secs = |d: Duration| (d + age).as_secs_f64();
+        let mut head = top;
+        head.insert("has_snapshot".into(), json!(self.has_snapshot));
+        head.insert("pending_operations".into(), json!(self.pending_operations));
+        head.insert("probe_fault_count".into(), json!(self.probe_fault_count));
+        let faults: Vec<Value> = self
+            .probe_faults
+            .iter()
+            .map(|f| {
+                json!({
+                    "server": f.server.to_string(),
+                    "check": f.check,
+                    "reason": f.reason,
+                    "since_seconds_ago": secs(f.since),
+                })
+            })
+            .collect();
+        head.insert("probe_faults".into(), Value::Array(faults));
+        let mut out = open_object(&Value::Object(head));
+        out.push_str(",\"services\":[");
+        for (i, svc) in self.services.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('\n');
+            let head = json!({
+                "service": svc.key,
+                "name": svc.name,
+                "scheduler": svc.scheduler,
+                "in_table": svc.in_table,
+                "fallback_active": svc.fallback_active,
+                "quorum": svc.quorum,
+            });
+            out.push_str(&open_object(&head));
+            out.push_str(",\"servers\":[");
+            for (j, s) in svc.servers.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push('\n');
+                let checks: Vec<Value> = s
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        let last = c.last.as_ref().map(|(ago, result, reason)| {
+                            json!({
+                                "result": result,
+                                "reason": reason,
+                                "seconds_ago": secs(*ago),
+                            })
+                        });
+                        json!({ "check": c.label, "last": last })
+                    })
+                    .collect();
+                let server = json!({
+                    "address": s.address.to_string(),
+                    "fallback": s.fallback,
+                    "health": s.health.as_str(),
+                    "reason": s.reason,
+                    "since_seconds_ago": secs(s.since),
+                    "weight": s.weight,
+                    "draining": s.draining,
+                    "in_table": s.kernel_weight.is_some(),
+                    "desired_weight": s.desired_weight,
+                    "kernel_weight": s.kernel_weight,
+                    "forward": s.forward,
+                    "active_conns": s.active,
+                    "inactive_conns": s.inactive,
+                    "checks": checks,
+                });
+                out.push_str(&server.to_string());
+            }
+            out.push_str("]}");
+        }
+        out.push_str("\n]}\n");
+        out
+    }
+
+    /// Per-server gauges: health state, whether the server is in the kernel table, its kernel
+    /// weight; and the count of probes that cannot run.
+    pub fn render_metrics(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_probe_director_faults Probes that cannot run because of a problem on \
+             this director (no descriptors, no memory, no source address, a check program that \
+             cannot start); their servers keep their state.\n\
+             # TYPE lvs_hc_probe_director_faults gauge\nlvs_hc_probe_director_faults {}",
+            self.probe_fault_count
+        );
+        let servers = || {
+            self.services.iter().flat_map(|svc| {
+                svc.servers.iter().map(move |s| {
+                    let role = if s.fallback { "fallback" } else { "real" };
+                    (
+                        format!(
+                            "service=\"{}\",server=\"{}\",role=\"{role}\"",
+                            svc.key, s.address
+                        ),
+                        s,
+                    )
+                })
+            })
+        };
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_server_state Health of each server (1 for its current state).\n\
+             # TYPE lvs_hc_server_state gauge"
+        );
+        for (labels, s) in servers() {
+            let _ = writeln!(
+                out,
+                "lvs_hc_server_state{{{labels},state=\"{}\"}} 1",
+                s.health
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_server_in_table Whether the server is in the kernel table (as last \
+             read and changed).\n# TYPE lvs_hc_server_in_table gauge"
+        );
+        for (labels, s) in servers() {
+            let _ = writeln!(
+                out,
+                "lvs_hc_server_in_table{{{labels}}} {}",
+                u8::from(s.kernel_weight.is_some())
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_server_kernel_weight The server's weight in the kernel table (absent \
+             when it is not in the table).\n# TYPE lvs_hc_server_kernel_weight gauge"
+        );
+        for (labels, s) in servers() {
+            if let Some(w) = s.kernel_weight {
+                let _ = writeln!(out, "lvs_hc_server_kernel_weight{{{labels}}} {w}");
+            }
+        }
+    }
+}
+
+/// A JSON object's text without its closing brace, to append more members to.
+fn open_object(v: &Value) -> String {
+    let mut text = v.to_string();
+    let closing = text.pop();
+    debug_assert!(closing == Some('}') && text.len() > 1, "a non-empty object");
+    text
+}
