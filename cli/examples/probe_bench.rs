@@ -102,6 +102,7 @@ struct Counts {
     pass: u64,
     fail: u64,
     inconclusive: u64,
+    director_faults: u64,
     down: u64,
     max_backlog: usize,
     reasons: std::collections::BTreeMap<String, u64>,
@@ -116,6 +117,10 @@ impl Observer for Counts {
                 *self.reasons.entry(reason.clone()).or_default() += 1;
             }
             ProbeOutcome::Inconclusive { .. } => self.inconclusive += 1,
+            ProbeOutcome::DirectorFault { reason } => {
+                self.director_faults += 1;
+                *self.reasons.entry(reason.clone()).or_default() += 1;
+            }
         }
     }
     fn on_event(&mut self, event: &Event) {
@@ -174,7 +179,7 @@ async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr, reuse: boo
     let (user1, sys1, maxrss_kib) = rusage();
     let (user, sys) = (user1 - user0, sys1 - sys0);
     let cpu = user + sys;
-    let probes = counts.pass + counts.fail + counts.inconclusive;
+    let probes = counts.pass + counts.fail + counts.inconclusive + counts.director_faults;
     let up = engine
         .status()
         .iter()
@@ -184,8 +189,8 @@ async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr, reuse: boo
     println!("seconds                {seconds}");
     println!("reuse_connection       {reuse}");
     println!(
-        "probes                 {probes} ({} pass, {} fail, {} inconclusive)",
-        counts.pass, counts.fail, counts.inconclusive
+        "probes                 {probes} ({} pass, {} fail, {} inconclusive, {} director faults)",
+        counts.pass, counts.fail, counts.inconclusive, counts.director_faults
     );
     println!(
         "probes per second      {:.0}",

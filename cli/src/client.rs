@@ -36,7 +36,9 @@ impl std::fmt::Display for Target {
 
 /// The configuration a client reads addresses from: `--config`, else [`DEFAULT_CONFIG`] when
 /// it exists.
-fn client_config(config: &Option<PathBuf>) -> anyhow::Result<Option<(lvs_hc_core::Config, PathBuf)>> {
+fn client_config(
+    config: &Option<PathBuf>,
+) -> anyhow::Result<Option<(lvs_hc_core::Config, PathBuf)>> {
     let path = match config {
         Some(p) => p.clone(),
         None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
@@ -89,7 +91,9 @@ pub fn resolve_status(args: &ApiArgs) -> anyhow::Result<Vec<Target>> {
         }
         None => {
             targets.push(Target::Control(PathBuf::from("/run/lvs-hc/lvs-hc.sock")));
-            targets.push(Target::Api(lvs_hc_core::config::DaemonSettings::default().api));
+            targets.push(Target::Api(
+                lvs_hc_core::config::DaemonSettings::default().api,
+            ));
         }
     }
     if targets.is_empty() {
@@ -244,13 +248,16 @@ pub fn render_status(v: &Value) -> String {
         );
     }
     if let Some(n) = v["probe_fault_count"].as_u64().filter(|n| *n > 0) {
-        let _ = writeln!(
+        let _ =
+            writeln!(
             out,
             "{n} probe{} cannot run because of this director (no verdict: {} keep their state):",
             if n == 1 { "" } else { "s" },
             if n == 1 { "its server" } else { "their servers" }
         );
-        let listed = v["probe_faults"].as_array().map_or(&[][..], |a| a.as_slice());
+        let listed = v["probe_faults"]
+            .as_array()
+            .map_or(&[][..], |a| a.as_slice());
         for f in listed.iter().take(5) {
             let _ = writeln!(
                 out,

@@ -38,7 +38,9 @@ pub enum LoadError {
         limit: u64,
     },
     /// The file is not UTF-8 text.
-    #[error("{path}:{line}:{column}: not UTF-8 text (byte 0x{byte:02x}); a configuration is UTF-8 TOML")]
+    #[error(
+        "{path}:{line}:{column}: not UTF-8 text (byte 0x{byte:02x}); a configuration is UTF-8 TOML"
+    )]
     NotUtf8 {
         /// The path given.
         path: PathBuf,

@@ -281,11 +281,7 @@ async fn a_source_address_the_director_lacks_is_a_fault_of_the_director() {
 async fn an_unreadable_ca_file_is_a_fault_of_the_director() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let out = probe(
-        addr,
-        "type = \"https\"\nca_file = \"/nonexistent/ca.pem\"",
-    )
-    .await;
+    let out = probe(addr, "type = \"https\"\nca_file = \"/nonexistent/ca.pem\"").await;
     assert!(
         matches!(&out, ProbeOutcome::DirectorFault { reason } if reason.starts_with("TLS setup failed: cannot read ca_file /nonexistent/ca.pem")),
         "{out:?}"

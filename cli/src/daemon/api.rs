@@ -355,10 +355,24 @@ async fn serve(endpoint: Endpoint, handle: Handle, heavy: Arc<Semaphore>) {
         };
         match accepted {
             Ok((Either::Tcp(s), _)) => {
-                tokio::spawn(connection(s, handle.clone(), access, None, heavy.clone(), slot));
+                tokio::spawn(connection(
+                    s,
+                    handle.clone(),
+                    access,
+                    None,
+                    heavy.clone(),
+                    slot,
+                ));
             }
             Ok((Either::Unix(s), peer)) => {
-                tokio::spawn(connection(s, handle.clone(), access, peer, heavy.clone(), slot));
+                tokio::spawn(connection(
+                    s,
+                    handle.clone(),
+                    access,
+                    peer,
+                    heavy.clone(),
+                    slot,
+                ));
             }
             Err(e) => {
                 // Out of descriptors, most likely: the probes report that themselves; wait a

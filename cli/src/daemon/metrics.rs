@@ -55,6 +55,8 @@ pub struct Metrics {
     pub probes_waiting: usize,
     /// Times probes fell behind (more due than `probe_concurrency`).
     pub backlog_events: u64,
+    /// Copies of the engine taken for the API (at most one a second, however many ask).
+    pub api_views: u64,
 }
 
 /// `pass`, `fail`, `inconclusive` or `director_fault`.
@@ -173,6 +175,12 @@ impl Metrics {
                 ("{result=\"ok\"}".to_string(), self.reloads_ok),
                 ("{result=\"failed\"}".to_string(), self.reloads_failed),
             ],
+        );
+        counter(
+            "lvs_hc_api_views_total",
+            "Copies of the engine taken on its loop for /status and /metrics (at most one a \
+             second, however many ask).",
+            vec![(String::new(), self.api_views)],
         );
         counter(
             "lvs_hc_probe_backlog_events_total",

@@ -115,6 +115,7 @@ impl Handle {
             return Some(v.clone());
         }
         let fresh = Arc::new(self.ask(EngineView::capture).await?);
+        self.shared().metrics.api_views += 1;
         *cached = Some(fresh.clone());
         Some(fresh)
     }

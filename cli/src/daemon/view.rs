@@ -159,9 +159,10 @@ impl EngineView {
                     checks,
                 });
             }
-            let fallback_active = svc.fallbacks.iter().any(|f| {
-                entry.is_some_and(|e| e.dests.get(&f.addr).is_some_and(|d| d.weight > 0))
-            });
+            let fallback_active = svc
+                .fallbacks
+                .iter()
+                .any(|f| entry.is_some_and(|e| e.dests.get(&f.addr).is_some_and(|d| d.weight > 0)));
             services.push(ServiceView {
                 key: svc.key.to_string(),
                 name: svc.name.clone(),

@@ -247,7 +247,11 @@ pub fn sweep_orphans() -> io::Result<Vec<u32>> {
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
     let mut killed = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if running.contains(&pid) {

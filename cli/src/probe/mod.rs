@@ -87,7 +87,10 @@ pub struct DirectorError(pub String);
 impl DirectorError {
     /// `context: what the OS said`, as an [`io::Error`] of the same kind.
     pub fn wrap(context: &str, e: &io::Error) -> io::Error {
-        io::Error::new(e.kind(), DirectorError(format!("{context}: {}", errno_text(e))))
+        io::Error::new(
+            e.kind(),
+            DirectorError(format!("{context}: {}", errno_text(e))),
+        )
     }
 }
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use toml_edit::{Array, ArrayOfTables, Document, Item, TableLike, Value};
 
 use super::{
-    ApiListen, BodyRegex, ControlListen, Check, CheckKind, Config, DaemonSettings, DirectorSettings, ExecCheck,
-    FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet,
-    Timing, TlsSettings, VirtualService,
+    ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
+    DirectorSettings, ExecCheck, FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage,
+    NewServers, Server, StatusSet, Timing, TlsSettings, VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::{format_duration, parse_duration};
@@ -1202,9 +1202,7 @@ fn read_exec(t: &mut Tbl<'_>) -> Result<ExecCheck> {
         let mut table = f.table()?;
         for (name, value) in table.entries() {
             let ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !name.as_bytes()[0].is_ascii_digit();
             if !ok {
                 return Err(value.err(format!(
