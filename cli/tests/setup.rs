@@ -225,6 +225,41 @@ fn undo_restores_earlier_values_and_keeps_a_vip_that_was_there_before() {
     assert!(ok(ns.setup(&["realserver", "--undo"])).starts_with("nothing to undo"));
 }
 
+#[test]
+fn undo_refuses_a_state_file_naming_a_device_setup_never_creates() {
+    let ns = Netns::new("crafted");
+    ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
+    std::fs::create_dir_all(&ns.state_dir).unwrap();
+    let file = ns.state_dir.join("setup-realserver.json");
+    let crafted = "{\n  \"created_links\": [\"eth0\"]\n}\n";
+    std::fs::write(&file, crafted).unwrap();
+    let out = ns.setup(&["realserver", "--undo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: state file {}:2: `created_links` names `eth0`, a device setup never creates",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        ns.exec(&["ip", "link", "show", "eth0"]).status.success(),
+        "undo deleted eth0"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), crafted);
+}
+
 fn write_config(ns: &Netns, name: &str, body: &str) -> String {
     std::fs::create_dir_all(&ns.state_dir).unwrap();
     let path = ns.state_dir.join(name);

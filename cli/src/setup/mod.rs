@@ -109,11 +109,17 @@ pub enum SetupError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The state file is not one setup wrote.
-    #[error("state file {path}: {message}")]
+    /// The state file holds something setup never writes (or is not JSON): something else
+    /// changed it. Check it, then correct or delete it; nothing was changed.
+    #[error(
+        "state file {path}:{line}: {message}; setup never writes that, so something else \
+         changed the file: check it, then correct or delete it (nothing was changed)"
+    )]
     StateFormat {
         /// The file.
         path: PathBuf,
+        /// The line (from 1).
+        line: usize,
         /// What is wrong.
         message: String,
     },

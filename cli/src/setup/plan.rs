@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use lvs_hc_core::config::VirtualService;
+use lvs_hc_core::config::{is_interface_name, VirtualService, INTERFACE_NAME_RULE};
 use lvs_hc_core::table::{Family, Forward, ServiceKey};
 use lvs_hc_core::Config;
 
@@ -55,23 +55,89 @@ impl FromStr for IfAddr {
     }
 }
 
-/// A kernel setting under /proc/sys, kept as its path there (`net/ipv4/conf/all/arp_ignore`)
-/// and shown the way sysctl(8) names it (`net.ipv4.conf.all.arp_ignore`).
+/// A kernel setting under /proc/sys that setup manages, kept as its path there
+/// (`net/ipv4/conf/all/arp_ignore`) and shown the way sysctl(8) names it
+/// (`net.ipv4.conf.all.arp_ignore`).
+///
+/// Only the settings setup writes can be made: a [`ConfSetting`] of a device, or a
+/// [`GlobalSetting`]; [`Sysctl::from_dotted`] accepts exactly those. A device in the path is
+/// always an interface name, so the path is relative and never holds `..`, an empty component
+/// or a NUL: joined to /proc/sys it stays there, whatever a state file says.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sysctl(String);
 
-impl Sysctl {
-    /// `net/ipv4/conf/<dev>/<name>`.
-    pub fn ipv4_conf(dev: &str, name: &str) -> Sysctl {
-        Sysctl(format!("net/ipv4/conf/{dev}/{name}"))
-    }
+/// A per-device IPv4 setting setup writes: `net.ipv4.conf.<device>.<name>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfSetting {
+    /// Which of this machine's addresses its ARP requests use as their source.
+    ArpAnnounce,
+    /// Which ARP requests are answered.
+    ArpIgnore,
+    /// Reverse-path filtering.
+    RpFilter,
+}
 
-    /// A setting by its path under /proc/sys.
-    pub fn path(path: &str) -> Sysctl {
-        Sysctl(path.to_string())
+impl ConfSetting {
+    /// Every per-device setting setup writes, and so every one a state file may name.
+    pub const ALL: [ConfSetting; 3] = [
+        ConfSetting::ArpAnnounce,
+        ConfSetting::ArpIgnore,
+        ConfSetting::RpFilter,
+    ];
+
+    /// The file name under `net/ipv4/conf/<device>/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfSetting::ArpAnnounce => "arp_announce",
+            ConfSetting::ArpIgnore => "arp_ignore",
+            ConfSetting::RpFilter => "rp_filter",
+        }
     }
+}
+
+/// A setting of the whole machine that setup writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GlobalSetting {
+    /// `net.ipv4.ip_forward`.
+    Ipv4Forward,
+    /// `net.ipv6.conf.all.forwarding`.
+    Ipv6Forwarding,
+}
+
+impl GlobalSetting {
+    /// Every machine-wide setting setup writes, and so every one a state file may name.
+    pub const ALL: [GlobalSetting; 2] = [GlobalSetting::Ipv4Forward, GlobalSetting::Ipv6Forwarding];
 
     /// The path under /proc/sys.
+    fn path(self) -> &'static str {
+        match self {
+            GlobalSetting::Ipv4Forward => "net/ipv4/ip_forward",
+            GlobalSetting::Ipv6Forwarding => "net/ipv6/conf/all/forwarding",
+        }
+    }
+}
+
+impl Sysctl {
+    /// `net/ipv4/conf/<dev>/<setting>`.
+    ///
+    /// # Panics
+    /// When `dev` is not an interface name (`all` and `default` are): setup passes only names
+    /// of its own (`all`, `lo`, the tunnels), and a state file's go through
+    /// [`Sysctl::from_dotted`].
+    pub fn ipv4_conf(dev: &str, setting: ConfSetting) -> Sysctl {
+        assert!(
+            is_interface_name(dev),
+            "`{dev}` is not an interface name ({INTERFACE_NAME_RULE})"
+        );
+        Sysctl(format!("net/ipv4/conf/{dev}/{}", setting.name()))
+    }
+
+    /// A machine-wide setting.
+    pub fn global(setting: GlobalSetting) -> Sysctl {
+        Sysctl(setting.path().to_string())
+    }
+
+    /// The path under /proc/sys: relative, without `..` (see [`Sysctl`]).
     pub fn as_path(&self) -> &str {
         &self.0
     }
@@ -89,22 +155,57 @@ impl Sysctl {
 
     /// The same setting of the `default` pseudo-device, whose values a new device starts with.
     pub fn for_new_device(&self) -> Option<Sysctl> {
-        let dev = self.device()?;
-        let parts: Vec<&str> = self.0.split('/').collect();
-        let mut parts: Vec<String> = parts.into_iter().map(str::to_string).collect();
-        debug_assert_eq!(parts[3], dev);
-        parts[3] = "default".to_string();
+        self.device()?;
+        let mut parts: Vec<&str> = self.0.split('/').collect();
+        parts[3] = "default";
         Some(Sysctl(parts.join("/")))
     }
 
-    /// Parses the sysctl(8) name, in which a `.` inside a component is written `/`.
-    pub fn from_dotted(name: &str) -> Sysctl {
-        Sysctl(
-            name.split('.')
-                .map(|c| c.replace('/', "."))
-                .collect::<Vec<_>>()
-                .join("/"),
-        )
+    /// Parses a sysctl(8) name, in which a `.` inside a component is written `/`. Only the
+    /// settings setup writes are accepted; the error says why a name is not one.
+    pub fn from_dotted(name: &str) -> Result<Sysctl, String> {
+        let sysctl = if let Some(g) = GlobalSetting::ALL
+            .into_iter()
+            .find(|g| Sysctl::global(*g).to_string() == name)
+        {
+            Sysctl::global(g)
+        } else {
+            let not_managed = || {
+                let conf: Vec<&str> = ConfSetting::ALL.iter().map(|c| c.name()).collect();
+                let global: Vec<String> = GlobalSetting::ALL
+                    .iter()
+                    .map(|g| Sysctl::global(*g).to_string())
+                    .collect();
+                format!(
+                    "`{name}` is not a setting setup writes (it writes \
+                     net.ipv4.conf.<device>.{{{}}}, {})",
+                    conf.join(","),
+                    global.join(" and ")
+                )
+            };
+            let (dev, setting) = name
+                .strip_prefix("net.ipv4.conf.")
+                .and_then(|rest| rest.rsplit_once('.'))
+                .ok_or_else(not_managed)?;
+            let setting = ConfSetting::ALL
+                .into_iter()
+                .find(|c| c.name() == setting)
+                .ok_or_else(not_managed)?;
+            let dev = match dev.contains('.') {
+                true => None,
+                false => Some(dev.replace('/', ".")),
+            }
+            .filter(|d| is_interface_name(d))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}`: `{dev}` is not an interface name ({INTERFACE_NAME_RULE}; a `.` \
+                     in it is written `/`)"
+                )
+            })?;
+            Sysctl::ipv4_conf(&dev, setting)
+        };
+        debug_assert_eq!(sysctl.to_string(), name);
+        Ok(sysctl)
     }
 }
 
@@ -125,6 +226,9 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
+    /// Every kind, and so every device setup may create.
+    pub const ALL: [TunnelKind; 2] = [TunnelKind::Ipip, TunnelKind::Ip6tnl];
+
     /// The `ip link` type name.
     pub fn link_type(self) -> &'static str {
         match self {
@@ -141,6 +245,20 @@ impl TunnelKind {
             TunnelKind::Ip6tnl => "ip6tnl0",
         }
     }
+}
+
+/// The loopback device, which holds a real server's VIPs with direct routing.
+pub const LOOPBACK: &str = "lo";
+
+/// The devices setup creates: the tunnel modules' own ([`TunnelKind::device`]).
+pub fn created_devices() -> impl Iterator<Item = &'static str> {
+    TunnelKind::ALL.into_iter().map(TunnelKind::device)
+}
+
+/// The devices setup brings up: [`LOOPBACK`] for DR, the tunnels for TUN. The director's
+/// interface is left as it is.
+pub fn raised_devices() -> impl Iterator<Item = &'static str> {
+    std::iter::once(LOOPBACK).chain(created_devices())
 }
 
 /// Whether a device is administratively up.
@@ -475,24 +593,28 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
     let mut d = Desired::default();
     let arp = |d: &mut Desired, dev: &str| {
         for dev in ["all", dev] {
-            d.sysctls
-                .push((Sysctl::ipv4_conf(dev, "arp_ignore"), "1".to_string()));
-            d.sysctls
-                .push((Sysctl::ipv4_conf(dev, "arp_announce"), "2".to_string()));
+            d.sysctls.push((
+                Sysctl::ipv4_conf(dev, ConfSetting::ArpIgnore),
+                "1".to_string(),
+            ));
+            d.sysctls.push((
+                Sysctl::ipv4_conf(dev, ConfSetting::ArpAnnounce),
+                "2".to_string(),
+            ));
         }
     };
     match mode {
         RealServerMode::Dr => {
             d.links.push(LinkWant {
-                name: "lo".to_string(),
+                name: LOOPBACK.to_string(),
                 create: None,
                 raise: true,
             });
             if has_v4 {
-                arp(&mut d, "lo");
+                arp(&mut d, LOOPBACK);
             }
             for ip in &vips {
-                d.addresses.push(("lo".to_string(), IfAddr::host(*ip)));
+                d.addresses.push((LOOPBACK.to_string(), IfAddr::host(*ip)));
             }
         }
         RealServerMode::Tun => {
@@ -509,8 +631,10 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
                 let tun = TunnelKind::Ipip.device();
                 arp(&mut d, tun);
                 for dev in ["all", tun] {
-                    d.sysctls
-                        .push((Sysctl::ipv4_conf(dev, "rp_filter"), "0".to_string()));
+                    d.sysctls.push((
+                        Sysctl::ipv4_conf(dev, ConfSetting::RpFilter),
+                        "0".to_string(),
+                    ));
                 }
             }
             for ip in &vips {
@@ -563,11 +687,11 @@ pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a Vi
     }
     if nat.contains(&Family::Ipv4) {
         d.sysctls
-            .push((Sysctl::path("net/ipv4/ip_forward"), "1".to_string()));
+            .push((Sysctl::global(GlobalSetting::Ipv4Forward), "1".to_string()));
     }
     if nat.contains(&Family::Ipv6) {
         d.sysctls.push((
-            Sysctl::path("net/ipv6/conf/all/forwarding"),
+            Sysctl::global(GlobalSetting::Ipv6Forwarding),
             "1".to_string(),
         ));
     }
@@ -593,16 +717,16 @@ mod tests {
         o.addresses
             .insert("lo".into(), vec!["127.0.0.1/8".parse().unwrap()]);
         for dev in ["all", "default", "lo"] {
-            for name in ["arp_ignore", "arp_announce", "rp_filter"] {
+            for name in ConfSetting::ALL {
                 o.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
             }
         }
         o.sysctls
-            .insert(Sysctl::ipv4_conf("all", "rp_filter"), "2".into());
+            .insert(Sysctl::ipv4_conf("all", ConfSetting::RpFilter), "2".into());
         o.sysctls
-            .insert(Sysctl::path("net/ipv4/ip_forward"), "0".into());
+            .insert(Sysctl::global(GlobalSetting::Ipv4Forward), "0".into());
         o.sysctls
-            .insert(Sysctl::path("net/ipv6/conf/all/forwarding"), "0".into());
+            .insert(Sysctl::global(GlobalSetting::Ipv6Forwarding), "0".into());
         o
     }
 
@@ -610,7 +734,7 @@ mod tests {
     /// `default`'s, which a new device starts with.
     fn fresh_without_tunl0() -> Observed {
         let mut o = fresh();
-        for name in ["arp_ignore", "arp_announce", "rp_filter"] {
+        for name in ConfSetting::ALL {
             let v = o.sysctls[&Sysctl::ipv4_conf("default", name)].clone();
             o.sysctls.insert(Sysctl::ipv4_conf("tunl0", name), v);
         }
@@ -753,7 +877,7 @@ mod tests {
             .push("192.168.0.102/32".parse().unwrap());
         before
             .sysctls
-            .insert(Sysctl::ipv4_conf("lo", "arp_ignore"), "1".into());
+            .insert(Sysctl::ipv4_conf("lo", ConfSetting::ArpIgnore), "1".into());
         let changes = plan(&d, &before).unwrap();
         let mut record = Record::default();
         changes.iter().for_each(|c| record.remember(c));
@@ -790,7 +914,7 @@ mod tests {
     #[test]
     fn a_rerun_keeps_the_first_remembered_value() {
         let mut record = Record::default();
-        let key = Sysctl::ipv4_conf("all", "arp_ignore");
+        let key = Sysctl::ipv4_conf("all", ConfSetting::ArpIgnore);
         record.remember(&Change::SetSysctl {
             key: key.clone(),
             from: "0".into(),
@@ -898,14 +1022,60 @@ address = "192.168.0.179"
 
     #[test]
     fn sysctl_names_read_like_sysctl8() {
-        let k = Sysctl::ipv4_conf("eth0.100", "rp_filter");
+        let k = Sysctl::ipv4_conf("eth0.100", ConfSetting::RpFilter);
         assert_eq!(k.to_string(), "net.ipv4.conf.eth0/100.rp_filter");
-        assert_eq!(Sysctl::from_dotted(&k.to_string()), k);
+        assert_eq!(Sysctl::from_dotted(&k.to_string()), Ok(k.clone()));
         assert_eq!(k.device(), Some("eth0.100"));
         assert_eq!(
             k.for_new_device().unwrap().as_path(),
             "net/ipv4/conf/default/rp_filter"
         );
-        assert_eq!(Sysctl::ipv4_conf("all", "x").device(), None);
+        assert_eq!(
+            Sysctl::ipv4_conf("ipv4", ConfSetting::ArpIgnore)
+                .for_new_device()
+                .unwrap()
+                .as_path(),
+            "net/ipv4/conf/default/arp_ignore"
+        );
+        assert_eq!(
+            Sysctl::ipv4_conf("all", ConfSetting::ArpIgnore).device(),
+            None
+        );
+        for g in GlobalSetting::ALL {
+            let s = Sysctl::global(g);
+            assert_eq!(Sysctl::from_dotted(&s.to_string()), Ok(s));
+        }
+    }
+
+    #[test]
+    fn a_sysctl_name_that_would_leave_proc_sys_net_is_refused() {
+        for name in [
+            "//.//.etc.shadow",
+            ".etc.shadow",
+            "net.ipv4.conf.//.//.//.//.etc.arp_ignore",
+            "net.ipv4.conf.//.arp_ignore",
+            "net.ipv4.conf./.arp_ignore",
+            "net.ipv4.conf..arp_ignore",
+            "net.ipv4.conf.a\0b.arp_ignore",
+            "net.ipv4.conf.eth0.100.arp_ignore",
+            "net.ipv4.conf.all.forwarding",
+            "net.ipv6.conf.eth0.forwarding",
+            "kernel.core_pattern",
+            "net.ipv4.ip_forward.",
+            "",
+        ] {
+            assert!(Sysctl::from_dotted(name).is_err(), "{name:?} accepted");
+        }
+        assert_eq!(
+            Sysctl::from_dotted("net.ipv4.conf.//.arp_ignore").unwrap_err(),
+            "`net.ipv4.conf.//.arp_ignore`: `//` is not an interface name (1 to 15 bytes, not \
+             `.` or `..`, no `/`, `:` or whitespace; a `.` in it is written `/`)"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "`..` is not an interface name")]
+    fn a_sysctl_of_a_device_that_is_no_interface_name_cannot_be_made() {
+        Sysctl::ipv4_conf("..", ConfSetting::RpFilter);
     }
 }
