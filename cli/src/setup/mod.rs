@@ -123,6 +123,15 @@ pub enum SetupError {
         /// What is wrong.
         message: String,
     },
+    /// The state file is far larger than setup writes: something else wrote it.
+    #[error(
+        "state file {path} is larger than 1 MiB, which setup never writes: check what wrote \
+         it, then correct or delete it (nothing was changed)"
+    )]
+    StateTooLarge {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// What `setup` is asked to do.

@@ -7,8 +7,9 @@
 //! refused with the file and line, before anything changes.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{ErrorKind, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use lvs_hc_core::config::{is_interface_name, INTERFACE_NAME_RULE};
@@ -16,6 +17,9 @@ use serde_json::{json, Map, Value};
 
 use super::plan::{created_devices, raised_devices, IfAddr, Record, Sysctl};
 use super::SetupError;
+
+/// The largest state file read, in bytes (1 MiB): setup's own are a few hundred.
+const MAX_LEN: u64 = 1 << 20;
 
 /// The longest earlier value of a setting accepted: an `i64` and its sign.
 const MAX_VALUE_LEN: usize = 20;
@@ -26,11 +30,20 @@ pub fn load(path: &Path) -> Result<Option<Record>, SetupError> {
         path: path.to_path_buf(),
         source,
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
+    let mut text = String::new();
+    file.take(MAX_LEN + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_LEN {
+        return Err(SetupError::StateTooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     parse(&text)
         .map(Some)
         .map_err(|Bad { line, message }| SetupError::StateFormat {
@@ -59,7 +72,19 @@ pub fn save(path: &Path, record: &Record) -> Result<(), SetupError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp).map_err(io)?;
+    // Whatever is at the temporary name (left by an interrupted run, or planted) is removed,
+    // never opened: a symbolic link there would be followed. create_new (O_EXCL) then refuses
+    // anything that appears in between, links included.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(render(record).as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
@@ -452,6 +477,38 @@ mod tests {
         );
         let text = text.replace("\"eth0\"", "\"tunl0\"");
         assert_eq!(parse(&text).unwrap_err().line, 9);
+    }
+
+    #[test]
+    fn a_state_file_larger_than_setup_would_write_is_refused() {
+        let dir = TempDir::new("large");
+        let path = dir.0.join("setup-realserver.json");
+        let big = format!("{{\"about\": \"{}\"}}", "x".repeat(2 << 20));
+        std::fs::write(&path, big).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "state file {} is larger than 1 MiB, which setup never writes: check what wrote \
+                 it, then correct or delete it (nothing was changed)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn save_does_not_follow_a_link_planted_at_the_temporary_file() {
+        let dir = TempDir::new("tmp-link");
+        let path = dir.0.join("setup-realserver.json");
+        let victim = dir.0.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.0.join("setup-realserver.json.tmp")).unwrap();
+        let mut r = Record::default();
+        r.raised_links.insert("lo".into());
+        save(&path, &r).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(load(&path).unwrap(), Some(r));
     }
 
     #[test]
