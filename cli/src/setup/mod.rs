@@ -225,13 +225,17 @@ fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
                 SetupMode::Dr => plan::RealServerMode::Dr,
                 SetupMode::Tun => plan::RealServerMode::Tun,
             };
-            let desired = plan::realserver(&vip, mode);
             let action = Action::of(check, undo);
-            if action == Action::Undo && !vip.is_empty() {
-                eprintln!(
-                    "note: --undo reverts all that the state file records; --vip is not used"
-                );
-            }
+            let desired = if action == Action::Undo {
+                if !vip.is_empty() {
+                    eprintln!(
+                        "note: --undo reverts all that the state file records; --vip is not used"
+                    );
+                }
+                Desired::default()
+            } else {
+                plan::realserver(&vip, mode).map_err(SetupError::Plan)?
+            };
             let state = Role::Realserver.state_file(&state_dir);
             run(&mut sys, &desired, action, &state, &mut out)?
         }
@@ -263,7 +267,7 @@ fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
                 if sys.link(&iface)?.is_none() {
                     return Err(SetupError::DirectorInterfaceMissing { name: iface, from }.into());
                 }
-                let (desired, skipped) = plan::director(&cfg, &iface);
+                let (desired, skipped) = plan::director(&cfg, &iface).map_err(SetupError::Plan)?;
                 for svc in skipped {
                     eprintln!(
                         "note: {} left out: a fwmark service matches packets by firewall mark, \

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use lvs_hc_core::config::{is_interface_name, VirtualService, INTERFACE_NAME_RULE};
@@ -52,6 +52,59 @@ impl FromStr for IfAddr {
             .filter(|p| *p <= Family::of(ip).max_prefix())
             .ok_or_else(|| format!("`{prefix}` is not a prefix length for {ip}"))?;
         Ok(IfAddr { ip, prefix })
+    }
+}
+
+/// Why an address cannot be a virtual IP that setup puts on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VipProblem {
+    /// 0.0.0.0 or `::`.
+    Unspecified,
+    /// 127.0.0.0/8 or `::1`: on `lo` already, or leaking a local-only address onto another
+    /// device.
+    Loopback,
+    /// 224.0.0.0/4 or ff00::/8.
+    Multicast,
+    /// 255.255.255.255.
+    Broadcast,
+}
+
+impl VipProblem {
+    /// What is wrong with `ip` as a virtual IP, if anything. An IPv4-mapped IPv6 address is
+    /// judged as the IPv4 address it maps.
+    pub fn of(ip: IpAddr) -> Option<VipProblem> {
+        let ip = ip.to_canonical();
+        if ip.is_unspecified() {
+            Some(VipProblem::Unspecified)
+        } else if ip.is_loopback() {
+            Some(VipProblem::Loopback)
+        } else if ip.is_multicast() {
+            Some(VipProblem::Multicast)
+        } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+            Some(VipProblem::Broadcast)
+        } else {
+            None
+        }
+    }
+
+    /// `a loopback`, as in "a loopback VIP".
+    pub fn kind(self) -> &'static str {
+        match self {
+            VipProblem::Unspecified => "an unspecified",
+            VipProblem::Loopback => "a loopback",
+            VipProblem::Multicast => "a multicast",
+            VipProblem::Broadcast => "a broadcast",
+        }
+    }
+
+    /// Why such an address is no VIP.
+    pub fn reason(self) -> &'static str {
+        match self {
+            VipProblem::Unspecified => "0.0.0.0 and :: stand for no address in particular",
+            VipProblem::Loopback => "127.0.0.0/8 and ::1 never leave this machine",
+            VipProblem::Multicast => "224.0.0.0/4 and ff00::/8 name groups of hosts, not one",
+            VipProblem::Broadcast => "255.255.255.255 reaches every host on the link",
+        }
     }
 }
 
@@ -400,6 +453,37 @@ pub enum PlanError {
     /// The kernel has no such setting (a module is missing, or IPv6 is disabled).
     #[error("the kernel has no setting {0} (/proc/sys/{path})", path = .0.as_path())]
     NoSuchSysctl(Sysctl),
+    /// A `--vip` is no address a client can reach this server by: pass the VIP.
+    #[error(
+        "--vip {ip}: {kind} VIP cannot be set up on {dev} ({reason}); pass the address clients \
+         connect to (nothing was changed)",
+        kind = .problem.kind(),
+        reason = .problem.reason()
+    )]
+    RealserverVip {
+        /// The address.
+        ip: IpAddr,
+        /// The device it would go on.
+        dev: String,
+        /// What is wrong with it.
+        problem: VipProblem,
+    },
+    /// A service's address is no address a client can reach: the daemon may run the service,
+    /// but setup will not put the address on the director's interface.
+    #[error(
+        "service {service}: {kind} VIP cannot be set up on {dev} ({reason}); setup director puts \
+         only addresses clients can reach on {dev} (nothing was changed)",
+        kind = .problem.kind(),
+        reason = .problem.reason()
+    )]
+    DirectorVip {
+        /// The service, as [`VirtualService::label`] names it.
+        service: String,
+        /// The director's interface.
+        dev: String,
+        /// What is wrong with the address.
+        problem: VipProblem,
+    },
 }
 
 /// The changes that turn `observed` into `desired`, in a safe order: devices are created, then
@@ -586,8 +670,25 @@ pub enum RealServerMode {
 /// brought up; for IPv4, `rp_filter=0` on the tunnel and on `all` (decapsulated packets come
 /// from clients the routing table would not send back through the tunnel, and the kernel uses
 /// the larger of the two values), plus the ARP settings on `all` and the tunnel.
-pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
+///
+/// A VIP that is unspecified, loopback, multicast or the broadcast address is refused
+/// ([`VipProblem`]).
+pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Result<Desired, PlanError> {
     let vips: BTreeSet<IpAddr> = vips.iter().copied().collect();
+    let device = |ip: &IpAddr| match (mode, ip) {
+        (RealServerMode::Dr, _) => LOOPBACK,
+        (RealServerMode::Tun, IpAddr::V4(_)) => TunnelKind::Ipip.device(),
+        (RealServerMode::Tun, IpAddr::V6(_)) => TunnelKind::Ip6tnl.device(),
+    };
+    for ip in &vips {
+        if let Some(problem) = VipProblem::of(*ip) {
+            return Err(PlanError::RealserverVip {
+                ip: *ip,
+                dev: device(ip).to_string(),
+                problem,
+            });
+        }
+    }
     let has_v4 = vips.iter().any(IpAddr::is_ipv4);
     let has_v6 = vips.iter().any(IpAddr::is_ipv6);
     let mut d = Desired::default();
@@ -614,7 +715,8 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
                 arp(&mut d, LOOPBACK);
             }
             for ip in &vips {
-                d.addresses.push((LOOPBACK.to_string(), IfAddr::host(*ip)));
+                d.addresses
+                    .push((device(ip).to_string(), IfAddr::host(*ip)));
             }
         }
         RealServerMode::Tun => {
@@ -638,16 +740,12 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
                 }
             }
             for ip in &vips {
-                let kind = match ip {
-                    IpAddr::V4(_) => TunnelKind::Ipip,
-                    IpAddr::V6(_) => TunnelKind::Ip6tnl,
-                };
                 d.addresses
-                    .push((kind.device().to_string(), IfAddr::host(*ip)));
+                    .push((device(ip).to_string(), IfAddr::host(*ip)));
             }
         }
     }
-    d
+    Ok(d)
 }
 
 /// The director's settings, and the services they leave out (fwmark services: netfilter marks
@@ -656,7 +754,14 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
 /// Every service address on `interface` as a host address; `net.ipv4.ip_forward=1` when an
 /// IPv4 service has a NAT server (replies come back through the director, which must route
 /// them), `net.ipv6.conf.all.forwarding=1` likewise for IPv6. DR and TUN need no forwarding.
-pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a VirtualService>) {
+///
+/// A service address that is unspecified, loopback, multicast or the broadcast address is
+/// refused ([`VipProblem`]): the daemon can run a service on 127.0.0.1, but there is nothing to
+/// set up for it on `interface`.
+pub fn director<'a>(
+    config: &'a Config,
+    interface: &str,
+) -> Result<(Desired, Vec<&'a VirtualService>), PlanError> {
     let mut d = Desired::default();
     d.links.push(LinkWant {
         name: interface.to_string(),
@@ -678,6 +783,13 @@ pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a Vi
         match svc.key {
             ServiceKey::Fwmark { .. } => skipped.push(svc),
             ServiceKey::Tcp(a) | ServiceKey::Udp(a) | ServiceKey::Sctp(a) => {
+                if let Some(problem) = VipProblem::of(a.ip()) {
+                    return Err(PlanError::DirectorVip {
+                        service: svc.label(),
+                        dev: interface.to_string(),
+                        problem,
+                    });
+                }
                 vips.insert(a.ip());
             }
         }
@@ -695,7 +807,7 @@ pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a Vi
             "1".to_string(),
         ));
     }
-    (d, skipped)
+    Ok((d, skipped))
 }
 
 #[cfg(test)]
@@ -772,7 +884,7 @@ mod tests {
 
     #[test]
     fn dr_puts_the_vip_on_lo_after_suppressing_arp() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let changes = plan(&d, &fresh()).unwrap();
         assert_eq!(
             lines(&changes),
@@ -789,14 +901,14 @@ mod tests {
 
     #[test]
     fn dr_in_place_plans_nothing() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let done = after(fresh(), &plan(&d, &fresh()).unwrap());
         assert_eq!(plan(&d, &done).unwrap(), []);
     }
 
     #[test]
     fn a_vip_already_held_with_another_prefix_counts_as_present() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let mut o = fresh();
         o.addresses
             .get_mut("lo")
@@ -809,7 +921,7 @@ mod tests {
 
     #[test]
     fn ipv6_vip_is_a_128_and_needs_no_arp_settings() {
-        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Dr);
+        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Dr).unwrap();
         assert_eq!(
             lines(&plan(&d, &fresh()).unwrap()),
             ["set lo up", "added 2001:db8::101/128 to lo"]
@@ -818,7 +930,7 @@ mod tests {
 
     #[test]
     fn tun_creates_the_tunnel_relaxes_rp_filter_and_suppresses_arp() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun).unwrap();
         let changes = plan(&d, &fresh_without_tunl0()).unwrap();
         assert_eq!(
             lines(&changes),
@@ -837,7 +949,7 @@ mod tests {
 
     #[test]
     fn tun_for_ipv6_uses_ip6tnl0() {
-        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Tun);
+        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Tun).unwrap();
         let mut o = fresh();
         o.links.insert("ip6tnl0".into(), LinkState::Down);
         o.addresses.insert("ip6tnl0".into(), vec![]);
@@ -849,7 +961,7 @@ mod tests {
 
     #[test]
     fn check_wording_says_what_differs() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun).unwrap();
         let drift: Vec<String> = plan(&d, &fresh_without_tunl0())
             .unwrap()
             .iter()
@@ -866,7 +978,8 @@ mod tests {
         let d = realserver(
             &[ip("192.168.0.101"), ip("192.168.0.102")],
             RealServerMode::Dr,
-        );
+        )
+        .unwrap();
         // .102 was there before setup, and lo was up.
         let mut before = fresh();
         before.links.insert("lo".into(), LinkState::Up);
@@ -896,7 +1009,7 @@ mod tests {
 
     #[test]
     fn undo_deletes_a_created_tunnel_last() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun).unwrap();
         let changes = plan(&d, &fresh_without_tunl0()).unwrap();
         let mut record = Record::default();
         changes.iter().for_each(|c| record.remember(c));
@@ -931,7 +1044,7 @@ mod tests {
 
     #[test]
     fn undo_after_someone_reverted_by_hand_plans_nothing() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let changes = plan(&d, &fresh()).unwrap();
         let mut record = Record::default();
         changes.iter().for_each(|c| record.remember(c));
@@ -968,7 +1081,7 @@ address = "[2001:db8::101]:80"
 address = "[2001:db8::179]:80"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0");
+        let (d, skipped) = director(&cfg, "eth0").unwrap();
         assert!(skipped.is_empty());
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -997,7 +1110,7 @@ port = 80
 address = "192.168.0.179"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0");
+        let (d, skipped) = director(&cfg, "eth0").unwrap();
         assert_eq!(skipped.len(), 1);
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -1013,10 +1126,76 @@ address = "192.168.0.179"
         let cfg = config(
             "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.server]]\naddress = \"192.168.0.179:80\"\n",
         );
-        let (d, _) = director(&cfg, "eth9");
+        let (d, _) = director(&cfg, "eth9").unwrap();
         assert_eq!(
             plan(&d, &director_observed()).unwrap_err().to_string(),
             "interface `eth9` does not exist (see `ip link`)"
+        );
+    }
+
+    #[test]
+    fn vips_that_would_hurt_are_told_apart_from_usable_ones() {
+        for (addr, want) in [
+            ("0.0.0.0", Some(VipProblem::Unspecified)),
+            ("::", Some(VipProblem::Unspecified)),
+            ("127.0.0.1", Some(VipProblem::Loopback)),
+            ("127.255.255.254", Some(VipProblem::Loopback)),
+            ("::1", Some(VipProblem::Loopback)),
+            ("::ffff:127.0.0.1", Some(VipProblem::Loopback)),
+            ("224.0.0.1", Some(VipProblem::Multicast)),
+            ("239.255.255.255", Some(VipProblem::Multicast)),
+            ("ff02::1", Some(VipProblem::Multicast)),
+            ("255.255.255.255", Some(VipProblem::Broadcast)),
+            ("::ffff:255.255.255.255", Some(VipProblem::Broadcast)),
+            ("192.168.0.101", None),
+            ("192.168.0.255", None),
+            ("223.255.255.255", None),
+            ("128.0.0.1", None),
+            ("2001:db8::101", None),
+        ] {
+            assert_eq!(VipProblem::of(ip(addr)), want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn realserver_refuses_a_vip_that_would_hurt_naming_the_device_it_would_go_on() {
+        let err = |vip: &str, mode| {
+            realserver(&[ip("192.168.0.101"), ip(vip)], mode)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("127.0.0.2", RealServerMode::Dr),
+            "--vip 127.0.0.2: a loopback VIP cannot be set up on lo (127.0.0.0/8 and ::1 never \
+             leave this machine); pass the address clients connect to (nothing was changed)"
+        );
+        assert!(err("ff02::1", RealServerMode::Tun).starts_with(
+            "--vip ff02::1: a multicast VIP cannot be set up on ip6tnl0 (224.0.0.0/4"
+        ));
+        assert!(err("255.255.255.255", RealServerMode::Tun)
+            .starts_with("--vip 255.255.255.255: a broadcast VIP cannot be set up on tunl0"));
+    }
+
+    #[test]
+    fn director_refuses_a_loopback_service_address_naming_the_service() {
+        let cfg = config(
+            r#"
+[[service]]
+address = "192.168.0.101:80"
+[[service.server]]
+address = "192.168.0.179:80"
+[[service]]
+name = "local"
+address = "127.0.0.1:80"
+[[service.server]]
+address = "192.168.0.179:80"
+"#,
+        );
+        assert_eq!(
+            director(&cfg, "eth0").unwrap_err().to_string(),
+            "service local (TCP 127.0.0.1:80): a loopback VIP cannot be set up on eth0 \
+             (127.0.0.0/8 and ::1 never leave this machine); setup director puts only addresses \
+             clients can reach on eth0 (nothing was changed)"
         );
     }
 

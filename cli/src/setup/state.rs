@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use lvs_hc_core::config::{is_interface_name, INTERFACE_NAME_RULE};
 use serde_json::{json, Map, Value};
 
-use super::plan::{created_devices, raised_devices, IfAddr, Record, Sysctl};
+use super::plan::{created_devices, raised_devices, IfAddr, Record, Sysctl, VipProblem};
 use super::SetupError;
 
 /// The largest state file read, in bytes (1 MiB): setup's own are a few hundred.
@@ -226,6 +226,17 @@ fn parse(text: &str) -> Result<Record, Bad> {
                             format!(
                                 "{} is not a host address (/32 or /128), and setup adds only those",
                                 quoted(addr)
+                            ),
+                        ));
+                    }
+                    if let Some(problem) = VipProblem::of(a.ip) {
+                        return Err(bad(
+                            &at(Some("address")),
+                            format!(
+                                "{} is {} address, which setup never sets up ({})",
+                                quoted(addr),
+                                problem.kind(),
+                                problem.reason()
                             ),
                         ));
                     }
@@ -535,9 +546,9 @@ address = "[2001:db8::2]:8080"
         )
         .unwrap();
         let desired = [
-            realserver(&vips, RealServerMode::Dr),
-            realserver(&vips, RealServerMode::Tun),
-            director(&cfg, "eth0.100").0,
+            realserver(&vips, RealServerMode::Dr).unwrap(),
+            realserver(&vips, RealServerMode::Tun).unwrap(),
+            director(&cfg, "eth0.100").unwrap().0,
         ];
         for d in desired {
             // All that setup would record if every setting differed and nothing existed.

@@ -115,7 +115,7 @@ fn go(sys: &mut Fake, desired: &Desired, action: Action, state: &StateDir) -> (O
 }
 
 fn vip(s: &str) -> Desired {
-    plan::realserver(&[s.parse::<IpAddr>().unwrap()], RealServerMode::Dr)
+    plan::realserver(&[s.parse::<IpAddr>().unwrap()], RealServerMode::Dr).unwrap()
 }
 
 #[test]
@@ -176,7 +176,8 @@ fn undo_restores_the_machine_and_removes_the_state_file() {
             "192.168.0.102".parse().unwrap(),
         ],
         RealServerMode::Dr,
-    );
+    )
+    .unwrap();
     go(&mut sys, &d, Action::Apply, &state);
     assert!(state.file().exists());
     let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
@@ -312,6 +313,12 @@ fn undo_refuses_entries_setup_never_writes_and_changes_nothing() {
             "4: `../eth0` is not an interface name",
         ),
         (
+            "{\n  \"addresses\": [\n    {\"dev\": \"lo\", \"address\": \"127.0.0.2/32\"}\n  \
+             ]\n}\n",
+            "3: `127.0.0.2/32` is a loopback address, which setup never sets up (127.0.0.0/8 and \
+             ::1 never leave this machine)",
+        ),
+        (
             "{\n  \"sysctls\": {\n    \"net.ipv4.conf.all.arp_ignore\": \"1; reboot\"\n  }\n}\n",
             "3: net.ipv4.conf.all.arp_ignore: `1; reboot` is not an earlier value setup would \
              have recorded (an integer of at most 20 digits)",
@@ -332,6 +339,11 @@ fn undo_refuses_entries_setup_never_writes_and_changes_nothing() {
             "eth0".into(),
             (LinkState::Up, vec!["192.168.0.179/24".parse().unwrap()]),
         );
+        sys.links
+            .get_mut("lo")
+            .unwrap()
+            .1
+            .push("127.0.0.2/32".parse().unwrap());
         let before = sys.clone();
         craft(&state, crafted);
         let err = undo_error(&mut sys, &state);
