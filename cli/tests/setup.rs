@@ -225,6 +225,156 @@ fn undo_restores_earlier_values_and_keeps_a_vip_that_was_there_before() {
     assert!(ok(ns.setup(&["realserver", "--undo"])).starts_with("nothing to undo"));
 }
 
+#[test]
+fn undo_refuses_a_state_file_naming_a_device_setup_never_creates() {
+    let ns = Netns::new("crafted");
+    ns.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
+    std::fs::create_dir_all(&ns.state_dir).unwrap();
+    let file = ns.state_dir.join("setup-realserver.json");
+    let crafted = "{\n  \"created_links\": [\"eth0\"]\n}\n";
+    std::fs::write(&file, crafted).unwrap();
+    let out = ns.setup(&["realserver", "--undo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: state file {}:2: `created_links` names `eth0`, a device setup never creates",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        ns.exec(&["ip", "link", "show", "eth0"]).status.success(),
+        "undo deleted eth0"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), crafted);
+}
+
+#[test]
+fn realserver_refuses_vips_that_would_hurt_before_changing_anything() {
+    let ns = Netns::new("badvip");
+    let lo = ns.ip(&["-o", "addr", "show", "dev", "lo"]);
+    let cases = [
+        (
+            "127.0.0.2",
+            "a loopback",
+            "127.0.0.0/8 and ::1 never leave this machine",
+        ),
+        (
+            "::1",
+            "a loopback",
+            "127.0.0.0/8 and ::1 never leave this machine",
+        ),
+        (
+            "0.0.0.0",
+            "an unspecified",
+            "0.0.0.0 and :: stand for no address in particular",
+        ),
+        (
+            "::",
+            "an unspecified",
+            "0.0.0.0 and :: stand for no address in particular",
+        ),
+        (
+            "224.0.0.1",
+            "a multicast",
+            "224.0.0.0/4 and ff00::/8 name groups of hosts, not one",
+        ),
+        (
+            "ff02::1",
+            "a multicast",
+            "224.0.0.0/4 and ff00::/8 name groups of hosts, not one",
+        ),
+        (
+            "255.255.255.255",
+            "a broadcast",
+            "255.255.255.255 reaches every host on the link",
+        ),
+    ];
+    for (vip, kind, why) in cases {
+        for (extra, status) in [(None, 1), (Some("--check"), 2)] {
+            let mut args = vec!["realserver", "--vip", "192.168.0.101", "--vip", vip];
+            args.extend(extra);
+            let out = ns.setup(&args);
+            assert_eq!(out.status.code(), Some(status), "{args:?}");
+            assert_eq!(text(&out.stdout), "", "{args:?}");
+            assert_eq!(
+                text(&out.stderr),
+                format!(
+                    "error: --vip {vip}: {kind} VIP cannot be set up on lo ({why}); pass the \
+                     address clients connect to (nothing was changed)\n"
+                ),
+                "{args:?}"
+            );
+        }
+    }
+    assert_eq!(ns.ip(&["-o", "addr", "show", "dev", "lo"]), lo);
+    assert!(!ns.ip(&["link", "show", "lo"]).contains(",UP"));
+    assert_eq!(ns.sysctl("net/ipv4/conf/all/arp_ignore"), "0");
+    assert!(!ns.state_dir.exists(), "state written");
+}
+
+#[test]
+fn director_refuses_a_loopback_service_address_the_daemon_accepts() {
+    let ns = Netns::new("dirlo");
+    ns.ip(&[
+        "link",
+        "add",
+        "vip0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vip0-peer",
+    ]);
+    let config = write_config(
+        &ns,
+        "lo.toml",
+        r#"
+[director]
+interface = "vip0"
+
+[[service]]
+address = "192.168.0.101:80"
+[[service.server]]
+address = "192.168.0.179:80"
+
+[[service]]
+address = "127.0.0.1:80"
+[[service.server]]
+address = "192.168.0.179:80"
+"#,
+    );
+    let bin = env!("CARGO_BIN_EXE_lvs-hc");
+    ok(Command::new(bin)
+        .args(["check", "--config", &config])
+        .output()
+        .unwrap());
+    let want = "error: service TCP 127.0.0.1:80: a loopback VIP cannot be set up on vip0 \
+                (127.0.0.0/8 and ::1 never leave this machine); setup director puts only \
+                addresses clients can reach on vip0 (nothing was changed)\n";
+    for (extra, status) in [(None, 1), (Some("--check"), 2)] {
+        let mut args = vec!["director", "--config", &config];
+        args.extend(extra);
+        let out = ns.setup(&args);
+        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        assert_eq!(text(&out.stdout), "", "{args:?}");
+        assert_eq!(text(&out.stderr), want, "{args:?}");
+    }
+    assert_eq!(ns.addresses("vip0"), Vec::<String>::new());
+    assert!(!ns.state_dir.join("setup-director.json").exists());
+}
+
 fn write_config(ns: &Netns, name: &str, body: &str) -> String {
     std::fs::create_dir_all(&ns.state_dir).unwrap();
     let path = ns.state_dir.join(name);

@@ -109,13 +109,28 @@ pub enum SetupError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The state file is not one setup wrote.
-    #[error("state file {path}: {message}")]
+    /// The state file holds something setup never writes (or is not JSON): something else
+    /// changed it. Check it, then correct or delete it; nothing was changed.
+    #[error(
+        "state file {path}:{line}: {message}; setup never writes that, so something else \
+         changed the file: check it, then correct or delete it (nothing was changed)"
+    )]
     StateFormat {
         /// The file.
         path: PathBuf,
+        /// The line (from 1).
+        line: usize,
         /// What is wrong.
         message: String,
+    },
+    /// The state file is far larger than setup writes: something else wrote it.
+    #[error(
+        "state file {path} is larger than 1 MiB, which setup never writes: check what wrote \
+         it, then correct or delete it (nothing was changed)"
+    )]
+    StateTooLarge {
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -210,13 +225,17 @@ fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
                 SetupMode::Dr => plan::RealServerMode::Dr,
                 SetupMode::Tun => plan::RealServerMode::Tun,
             };
-            let desired = plan::realserver(&vip, mode);
             let action = Action::of(check, undo);
-            if action == Action::Undo && !vip.is_empty() {
-                eprintln!(
-                    "note: --undo reverts all that the state file records; --vip is not used"
-                );
-            }
+            let desired = if action == Action::Undo {
+                if !vip.is_empty() {
+                    eprintln!(
+                        "note: --undo reverts all that the state file records; --vip is not used"
+                    );
+                }
+                Desired::default()
+            } else {
+                plan::realserver(&vip, mode).map_err(SetupError::Plan)?
+            };
             let state = Role::Realserver.state_file(&state_dir);
             run(&mut sys, &desired, action, &state, &mut out)?
         }
@@ -248,7 +267,7 @@ fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
                 if sys.link(&iface)?.is_none() {
                     return Err(SetupError::DirectorInterfaceMissing { name: iface, from }.into());
                 }
-                let (desired, skipped) = plan::director(&cfg, &iface);
+                let (desired, skipped) = plan::director(&cfg, &iface).map_err(SetupError::Plan)?;
                 for svc in skipped {
                     eprintln!(
                         "note: {} left out: a fwmark service matches packets by firewall mark, \

@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
-use lvs_hc_core::config::VirtualService;
+use lvs_hc_core::config::{is_interface_name, VirtualService, INTERFACE_NAME_RULE};
 use lvs_hc_core::table::{Family, Forward, ServiceKey};
 use lvs_hc_core::Config;
 
@@ -55,23 +55,142 @@ impl FromStr for IfAddr {
     }
 }
 
-/// A kernel setting under /proc/sys, kept as its path there (`net/ipv4/conf/all/arp_ignore`)
-/// and shown the way sysctl(8) names it (`net.ipv4.conf.all.arp_ignore`).
+/// Why an address cannot be a virtual IP that setup puts on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VipProblem {
+    /// 0.0.0.0 or `::`.
+    Unspecified,
+    /// 127.0.0.0/8 or `::1`: on `lo` already, or leaking a local-only address onto another
+    /// device.
+    Loopback,
+    /// 224.0.0.0/4 or ff00::/8.
+    Multicast,
+    /// 255.255.255.255.
+    Broadcast,
+}
+
+impl VipProblem {
+    /// What is wrong with `ip` as a virtual IP, if anything. An IPv4-mapped IPv6 address is
+    /// judged as the IPv4 address it maps.
+    pub fn of(ip: IpAddr) -> Option<VipProblem> {
+        let ip = ip.to_canonical();
+        if ip.is_unspecified() {
+            Some(VipProblem::Unspecified)
+        } else if ip.is_loopback() {
+            Some(VipProblem::Loopback)
+        } else if ip.is_multicast() {
+            Some(VipProblem::Multicast)
+        } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+            Some(VipProblem::Broadcast)
+        } else {
+            None
+        }
+    }
+
+    /// `a loopback`, as in "a loopback VIP".
+    pub fn kind(self) -> &'static str {
+        match self {
+            VipProblem::Unspecified => "an unspecified",
+            VipProblem::Loopback => "a loopback",
+            VipProblem::Multicast => "a multicast",
+            VipProblem::Broadcast => "a broadcast",
+        }
+    }
+
+    /// Why such an address is no VIP.
+    pub fn reason(self) -> &'static str {
+        match self {
+            VipProblem::Unspecified => "0.0.0.0 and :: stand for no address in particular",
+            VipProblem::Loopback => "127.0.0.0/8 and ::1 never leave this machine",
+            VipProblem::Multicast => "224.0.0.0/4 and ff00::/8 name groups of hosts, not one",
+            VipProblem::Broadcast => "255.255.255.255 reaches every host on the link",
+        }
+    }
+}
+
+/// A kernel setting under /proc/sys that setup manages, kept as its path there
+/// (`net/ipv4/conf/all/arp_ignore`) and shown the way sysctl(8) names it
+/// (`net.ipv4.conf.all.arp_ignore`).
+///
+/// Only the settings setup writes can be made: a [`ConfSetting`] of a device, or a
+/// [`GlobalSetting`]; [`Sysctl::from_dotted`] accepts exactly those. A device in the path is
+/// always an interface name, so the path is relative and never holds `..`, an empty component
+/// or a NUL: joined to /proc/sys it stays there, whatever a state file says.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sysctl(String);
 
-impl Sysctl {
-    /// `net/ipv4/conf/<dev>/<name>`.
-    pub fn ipv4_conf(dev: &str, name: &str) -> Sysctl {
-        Sysctl(format!("net/ipv4/conf/{dev}/{name}"))
-    }
+/// A per-device IPv4 setting setup writes: `net.ipv4.conf.<device>.<name>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConfSetting {
+    /// Which of this machine's addresses its ARP requests use as their source.
+    ArpAnnounce,
+    /// Which ARP requests are answered.
+    ArpIgnore,
+    /// Reverse-path filtering.
+    RpFilter,
+}
 
-    /// A setting by its path under /proc/sys.
-    pub fn path(path: &str) -> Sysctl {
-        Sysctl(path.to_string())
+impl ConfSetting {
+    /// Every per-device setting setup writes, and so every one a state file may name.
+    pub const ALL: [ConfSetting; 3] = [
+        ConfSetting::ArpAnnounce,
+        ConfSetting::ArpIgnore,
+        ConfSetting::RpFilter,
+    ];
+
+    /// The file name under `net/ipv4/conf/<device>/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfSetting::ArpAnnounce => "arp_announce",
+            ConfSetting::ArpIgnore => "arp_ignore",
+            ConfSetting::RpFilter => "rp_filter",
+        }
     }
+}
+
+/// A setting of the whole machine that setup writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GlobalSetting {
+    /// `net.ipv4.ip_forward`.
+    Ipv4Forward,
+    /// `net.ipv6.conf.all.forwarding`.
+    Ipv6Forwarding,
+}
+
+impl GlobalSetting {
+    /// Every machine-wide setting setup writes, and so every one a state file may name.
+    pub const ALL: [GlobalSetting; 2] = [GlobalSetting::Ipv4Forward, GlobalSetting::Ipv6Forwarding];
 
     /// The path under /proc/sys.
+    fn path(self) -> &'static str {
+        match self {
+            GlobalSetting::Ipv4Forward => "net/ipv4/ip_forward",
+            GlobalSetting::Ipv6Forwarding => "net/ipv6/conf/all/forwarding",
+        }
+    }
+}
+
+impl Sysctl {
+    /// `net/ipv4/conf/<dev>/<setting>`.
+    ///
+    /// # Panics
+    /// When `dev` is not an interface name (`all` and `default` are): setup passes only names
+    /// of its own (`all`, `lo`, the tunnels), and a state file's go through
+    /// [`Sysctl::from_dotted`].
+    pub fn ipv4_conf(dev: &str, setting: ConfSetting) -> Sysctl {
+        assert!(
+            is_interface_name(dev),
+            "`{dev}` is not an interface name ({INTERFACE_NAME_RULE})"
+        );
+        Sysctl(format!("net/ipv4/conf/{dev}/{}", setting.name()))
+    }
+
+    /// A machine-wide setting.
+    pub fn global(setting: GlobalSetting) -> Sysctl {
+        Sysctl(setting.path().to_string())
+    }
+
+    /// The path under /proc/sys: relative, without `..` (see [`Sysctl`]).
     pub fn as_path(&self) -> &str {
         &self.0
     }
@@ -89,22 +208,57 @@ impl Sysctl {
 
     /// The same setting of the `default` pseudo-device, whose values a new device starts with.
     pub fn for_new_device(&self) -> Option<Sysctl> {
-        let dev = self.device()?;
-        let parts: Vec<&str> = self.0.split('/').collect();
-        let mut parts: Vec<String> = parts.into_iter().map(str::to_string).collect();
-        debug_assert_eq!(parts[3], dev);
-        parts[3] = "default".to_string();
+        self.device()?;
+        let mut parts: Vec<&str> = self.0.split('/').collect();
+        parts[3] = "default";
         Some(Sysctl(parts.join("/")))
     }
 
-    /// Parses the sysctl(8) name, in which a `.` inside a component is written `/`.
-    pub fn from_dotted(name: &str) -> Sysctl {
-        Sysctl(
-            name.split('.')
-                .map(|c| c.replace('/', "."))
-                .collect::<Vec<_>>()
-                .join("/"),
-        )
+    /// Parses a sysctl(8) name, in which a `.` inside a component is written `/`. Only the
+    /// settings setup writes are accepted; the error says why a name is not one.
+    pub fn from_dotted(name: &str) -> Result<Sysctl, String> {
+        let sysctl = if let Some(g) = GlobalSetting::ALL
+            .into_iter()
+            .find(|g| Sysctl::global(*g).to_string() == name)
+        {
+            Sysctl::global(g)
+        } else {
+            let not_managed = || {
+                let conf: Vec<&str> = ConfSetting::ALL.iter().map(|c| c.name()).collect();
+                let global: Vec<String> = GlobalSetting::ALL
+                    .iter()
+                    .map(|g| Sysctl::global(*g).to_string())
+                    .collect();
+                format!(
+                    "`{name}` is not a setting setup writes (it writes \
+                     net.ipv4.conf.<device>.{{{}}}, {})",
+                    conf.join(","),
+                    global.join(" and ")
+                )
+            };
+            let (dev, setting) = name
+                .strip_prefix("net.ipv4.conf.")
+                .and_then(|rest| rest.rsplit_once('.'))
+                .ok_or_else(not_managed)?;
+            let setting = ConfSetting::ALL
+                .into_iter()
+                .find(|c| c.name() == setting)
+                .ok_or_else(not_managed)?;
+            let dev = match dev.contains('.') {
+                true => None,
+                false => Some(dev.replace('/', ".")),
+            }
+            .filter(|d| is_interface_name(d))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}`: `{dev}` is not an interface name ({INTERFACE_NAME_RULE}; a `.` \
+                     in it is written `/`)"
+                )
+            })?;
+            Sysctl::ipv4_conf(&dev, setting)
+        };
+        debug_assert_eq!(sysctl.to_string(), name);
+        Ok(sysctl)
     }
 }
 
@@ -125,6 +279,9 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
+    /// Every kind, and so every device setup may create.
+    pub const ALL: [TunnelKind; 2] = [TunnelKind::Ipip, TunnelKind::Ip6tnl];
+
     /// The `ip link` type name.
     pub fn link_type(self) -> &'static str {
         match self {
@@ -141,6 +298,20 @@ impl TunnelKind {
             TunnelKind::Ip6tnl => "ip6tnl0",
         }
     }
+}
+
+/// The loopback device, which holds a real server's VIPs with direct routing.
+pub const LOOPBACK: &str = "lo";
+
+/// The devices setup creates: the tunnel modules' own ([`TunnelKind::device`]).
+pub fn created_devices() -> impl Iterator<Item = &'static str> {
+    TunnelKind::ALL.into_iter().map(TunnelKind::device)
+}
+
+/// The devices setup brings up: [`LOOPBACK`] for DR, the tunnels for TUN. The director's
+/// interface is left as it is.
+pub fn raised_devices() -> impl Iterator<Item = &'static str> {
+    std::iter::once(LOOPBACK).chain(created_devices())
 }
 
 /// Whether a device is administratively up.
@@ -282,6 +453,37 @@ pub enum PlanError {
     /// The kernel has no such setting (a module is missing, or IPv6 is disabled).
     #[error("the kernel has no setting {0} (/proc/sys/{path})", path = .0.as_path())]
     NoSuchSysctl(Sysctl),
+    /// A `--vip` is no address a client can reach this server by: pass the VIP.
+    #[error(
+        "--vip {ip}: {kind} VIP cannot be set up on {dev} ({reason}); pass the address clients \
+         connect to (nothing was changed)",
+        kind = .problem.kind(),
+        reason = .problem.reason()
+    )]
+    RealserverVip {
+        /// The address.
+        ip: IpAddr,
+        /// The device it would go on.
+        dev: String,
+        /// What is wrong with it.
+        problem: VipProblem,
+    },
+    /// A service's address is no address a client can reach: the daemon may run the service,
+    /// but setup will not put the address on the director's interface.
+    #[error(
+        "service {service}: {kind} VIP cannot be set up on {dev} ({reason}); setup director puts \
+         only addresses clients can reach on {dev} (nothing was changed)",
+        kind = .problem.kind(),
+        reason = .problem.reason()
+    )]
+    DirectorVip {
+        /// The service, as [`VirtualService::label`] names it.
+        service: String,
+        /// The director's interface.
+        dev: String,
+        /// What is wrong with the address.
+        problem: VipProblem,
+    },
 }
 
 /// The changes that turn `observed` into `desired`, in a safe order: devices are created, then
@@ -468,31 +670,53 @@ pub enum RealServerMode {
 /// brought up; for IPv4, `rp_filter=0` on the tunnel and on `all` (decapsulated packets come
 /// from clients the routing table would not send back through the tunnel, and the kernel uses
 /// the larger of the two values), plus the ARP settings on `all` and the tunnel.
-pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
+///
+/// A VIP that is unspecified, loopback, multicast or the broadcast address is refused
+/// ([`VipProblem`]).
+pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Result<Desired, PlanError> {
     let vips: BTreeSet<IpAddr> = vips.iter().copied().collect();
+    let device = |ip: &IpAddr| match (mode, ip) {
+        (RealServerMode::Dr, _) => LOOPBACK,
+        (RealServerMode::Tun, IpAddr::V4(_)) => TunnelKind::Ipip.device(),
+        (RealServerMode::Tun, IpAddr::V6(_)) => TunnelKind::Ip6tnl.device(),
+    };
+    for ip in &vips {
+        if let Some(problem) = VipProblem::of(*ip) {
+            return Err(PlanError::RealserverVip {
+                ip: *ip,
+                dev: device(ip).to_string(),
+                problem,
+            });
+        }
+    }
     let has_v4 = vips.iter().any(IpAddr::is_ipv4);
     let has_v6 = vips.iter().any(IpAddr::is_ipv6);
     let mut d = Desired::default();
     let arp = |d: &mut Desired, dev: &str| {
         for dev in ["all", dev] {
-            d.sysctls
-                .push((Sysctl::ipv4_conf(dev, "arp_ignore"), "1".to_string()));
-            d.sysctls
-                .push((Sysctl::ipv4_conf(dev, "arp_announce"), "2".to_string()));
+            d.sysctls.push((
+                Sysctl::ipv4_conf(dev, ConfSetting::ArpIgnore),
+                "1".to_string(),
+            ));
+            d.sysctls.push((
+                Sysctl::ipv4_conf(dev, ConfSetting::ArpAnnounce),
+                "2".to_string(),
+            ));
         }
     };
     match mode {
         RealServerMode::Dr => {
             d.links.push(LinkWant {
-                name: "lo".to_string(),
+                name: LOOPBACK.to_string(),
                 create: None,
                 raise: true,
             });
             if has_v4 {
-                arp(&mut d, "lo");
+                arp(&mut d, LOOPBACK);
             }
             for ip in &vips {
-                d.addresses.push(("lo".to_string(), IfAddr::host(*ip)));
+                d.addresses
+                    .push((device(ip).to_string(), IfAddr::host(*ip)));
             }
         }
         RealServerMode::Tun => {
@@ -509,21 +733,19 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
                 let tun = TunnelKind::Ipip.device();
                 arp(&mut d, tun);
                 for dev in ["all", tun] {
-                    d.sysctls
-                        .push((Sysctl::ipv4_conf(dev, "rp_filter"), "0".to_string()));
+                    d.sysctls.push((
+                        Sysctl::ipv4_conf(dev, ConfSetting::RpFilter),
+                        "0".to_string(),
+                    ));
                 }
             }
             for ip in &vips {
-                let kind = match ip {
-                    IpAddr::V4(_) => TunnelKind::Ipip,
-                    IpAddr::V6(_) => TunnelKind::Ip6tnl,
-                };
                 d.addresses
-                    .push((kind.device().to_string(), IfAddr::host(*ip)));
+                    .push((device(ip).to_string(), IfAddr::host(*ip)));
             }
         }
     }
-    d
+    Ok(d)
 }
 
 /// The director's settings, and the services they leave out (fwmark services: netfilter marks
@@ -532,7 +754,14 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Desired {
 /// Every service address on `interface` as a host address; `net.ipv4.ip_forward=1` when an
 /// IPv4 service has a NAT server (replies come back through the director, which must route
 /// them), `net.ipv6.conf.all.forwarding=1` likewise for IPv6. DR and TUN need no forwarding.
-pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a VirtualService>) {
+///
+/// A service address that is unspecified, loopback, multicast or the broadcast address is
+/// refused ([`VipProblem`]): the daemon can run a service on 127.0.0.1, but there is nothing to
+/// set up for it on `interface`.
+pub fn director<'a>(
+    config: &'a Config,
+    interface: &str,
+) -> Result<(Desired, Vec<&'a VirtualService>), PlanError> {
     let mut d = Desired::default();
     d.links.push(LinkWant {
         name: interface.to_string(),
@@ -554,6 +783,13 @@ pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a Vi
         match svc.key {
             ServiceKey::Fwmark { .. } => skipped.push(svc),
             ServiceKey::Tcp(a) | ServiceKey::Udp(a) | ServiceKey::Sctp(a) => {
+                if let Some(problem) = VipProblem::of(a.ip()) {
+                    return Err(PlanError::DirectorVip {
+                        service: svc.label(),
+                        dev: interface.to_string(),
+                        problem,
+                    });
+                }
                 vips.insert(a.ip());
             }
         }
@@ -563,15 +799,15 @@ pub fn director<'a>(config: &'a Config, interface: &str) -> (Desired, Vec<&'a Vi
     }
     if nat.contains(&Family::Ipv4) {
         d.sysctls
-            .push((Sysctl::path("net/ipv4/ip_forward"), "1".to_string()));
+            .push((Sysctl::global(GlobalSetting::Ipv4Forward), "1".to_string()));
     }
     if nat.contains(&Family::Ipv6) {
         d.sysctls.push((
-            Sysctl::path("net/ipv6/conf/all/forwarding"),
+            Sysctl::global(GlobalSetting::Ipv6Forwarding),
             "1".to_string(),
         ));
     }
-    (d, skipped)
+    Ok((d, skipped))
 }
 
 #[cfg(test)]
@@ -593,16 +829,16 @@ mod tests {
         o.addresses
             .insert("lo".into(), vec!["127.0.0.1/8".parse().unwrap()]);
         for dev in ["all", "default", "lo"] {
-            for name in ["arp_ignore", "arp_announce", "rp_filter"] {
+            for name in ConfSetting::ALL {
                 o.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
             }
         }
         o.sysctls
-            .insert(Sysctl::ipv4_conf("all", "rp_filter"), "2".into());
+            .insert(Sysctl::ipv4_conf("all", ConfSetting::RpFilter), "2".into());
         o.sysctls
-            .insert(Sysctl::path("net/ipv4/ip_forward"), "0".into());
+            .insert(Sysctl::global(GlobalSetting::Ipv4Forward), "0".into());
         o.sysctls
-            .insert(Sysctl::path("net/ipv6/conf/all/forwarding"), "0".into());
+            .insert(Sysctl::global(GlobalSetting::Ipv6Forwarding), "0".into());
         o
     }
 
@@ -610,7 +846,7 @@ mod tests {
     /// `default`'s, which a new device starts with.
     fn fresh_without_tunl0() -> Observed {
         let mut o = fresh();
-        for name in ["arp_ignore", "arp_announce", "rp_filter"] {
+        for name in ConfSetting::ALL {
             let v = o.sysctls[&Sysctl::ipv4_conf("default", name)].clone();
             o.sysctls.insert(Sysctl::ipv4_conf("tunl0", name), v);
         }
@@ -648,7 +884,7 @@ mod tests {
 
     #[test]
     fn dr_puts_the_vip_on_lo_after_suppressing_arp() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let changes = plan(&d, &fresh()).unwrap();
         assert_eq!(
             lines(&changes),
@@ -665,14 +901,14 @@ mod tests {
 
     #[test]
     fn dr_in_place_plans_nothing() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let done = after(fresh(), &plan(&d, &fresh()).unwrap());
         assert_eq!(plan(&d, &done).unwrap(), []);
     }
 
     #[test]
     fn a_vip_already_held_with_another_prefix_counts_as_present() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let mut o = fresh();
         o.addresses
             .get_mut("lo")
@@ -685,7 +921,7 @@ mod tests {
 
     #[test]
     fn ipv6_vip_is_a_128_and_needs_no_arp_settings() {
-        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Dr);
+        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Dr).unwrap();
         assert_eq!(
             lines(&plan(&d, &fresh()).unwrap()),
             ["set lo up", "added 2001:db8::101/128 to lo"]
@@ -694,7 +930,7 @@ mod tests {
 
     #[test]
     fn tun_creates_the_tunnel_relaxes_rp_filter_and_suppresses_arp() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun).unwrap();
         let changes = plan(&d, &fresh_without_tunl0()).unwrap();
         assert_eq!(
             lines(&changes),
@@ -713,7 +949,7 @@ mod tests {
 
     #[test]
     fn tun_for_ipv6_uses_ip6tnl0() {
-        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Tun);
+        let d = realserver(&[ip("2001:db8::101")], RealServerMode::Tun).unwrap();
         let mut o = fresh();
         o.links.insert("ip6tnl0".into(), LinkState::Down);
         o.addresses.insert("ip6tnl0".into(), vec![]);
@@ -725,7 +961,7 @@ mod tests {
 
     #[test]
     fn check_wording_says_what_differs() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun).unwrap();
         let drift: Vec<String> = plan(&d, &fresh_without_tunl0())
             .unwrap()
             .iter()
@@ -742,7 +978,8 @@ mod tests {
         let d = realserver(
             &[ip("192.168.0.101"), ip("192.168.0.102")],
             RealServerMode::Dr,
-        );
+        )
+        .unwrap();
         // .102 was there before setup, and lo was up.
         let mut before = fresh();
         before.links.insert("lo".into(), LinkState::Up);
@@ -753,7 +990,7 @@ mod tests {
             .push("192.168.0.102/32".parse().unwrap());
         before
             .sysctls
-            .insert(Sysctl::ipv4_conf("lo", "arp_ignore"), "1".into());
+            .insert(Sysctl::ipv4_conf("lo", ConfSetting::ArpIgnore), "1".into());
         let changes = plan(&d, &before).unwrap();
         let mut record = Record::default();
         changes.iter().for_each(|c| record.remember(c));
@@ -772,7 +1009,7 @@ mod tests {
 
     #[test]
     fn undo_deletes_a_created_tunnel_last() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Tun).unwrap();
         let changes = plan(&d, &fresh_without_tunl0()).unwrap();
         let mut record = Record::default();
         changes.iter().for_each(|c| record.remember(c));
@@ -790,7 +1027,7 @@ mod tests {
     #[test]
     fn a_rerun_keeps_the_first_remembered_value() {
         let mut record = Record::default();
-        let key = Sysctl::ipv4_conf("all", "arp_ignore");
+        let key = Sysctl::ipv4_conf("all", ConfSetting::ArpIgnore);
         record.remember(&Change::SetSysctl {
             key: key.clone(),
             from: "0".into(),
@@ -807,7 +1044,7 @@ mod tests {
 
     #[test]
     fn undo_after_someone_reverted_by_hand_plans_nothing() {
-        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr);
+        let d = realserver(&[ip("192.168.0.101")], RealServerMode::Dr).unwrap();
         let changes = plan(&d, &fresh()).unwrap();
         let mut record = Record::default();
         changes.iter().for_each(|c| record.remember(c));
@@ -844,7 +1081,7 @@ address = "[2001:db8::101]:80"
 address = "[2001:db8::179]:80"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0");
+        let (d, skipped) = director(&cfg, "eth0").unwrap();
         assert!(skipped.is_empty());
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -873,7 +1110,7 @@ port = 80
 address = "192.168.0.179"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0");
+        let (d, skipped) = director(&cfg, "eth0").unwrap();
         assert_eq!(skipped.len(), 1);
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -889,7 +1126,7 @@ address = "192.168.0.179"
         let cfg = config(
             "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.server]]\naddress = \"192.168.0.179:80\"\n",
         );
-        let (d, _) = director(&cfg, "eth9");
+        let (d, _) = director(&cfg, "eth9").unwrap();
         assert_eq!(
             plan(&d, &director_observed()).unwrap_err().to_string(),
             "interface `eth9` does not exist (see `ip link`)"
@@ -897,15 +1134,127 @@ address = "192.168.0.179"
     }
 
     #[test]
+    fn vips_that_would_hurt_are_told_apart_from_usable_ones() {
+        for (addr, want) in [
+            ("0.0.0.0", Some(VipProblem::Unspecified)),
+            ("::", Some(VipProblem::Unspecified)),
+            ("127.0.0.1", Some(VipProblem::Loopback)),
+            ("127.255.255.254", Some(VipProblem::Loopback)),
+            ("::1", Some(VipProblem::Loopback)),
+            ("::ffff:127.0.0.1", Some(VipProblem::Loopback)),
+            ("224.0.0.1", Some(VipProblem::Multicast)),
+            ("239.255.255.255", Some(VipProblem::Multicast)),
+            ("ff02::1", Some(VipProblem::Multicast)),
+            ("255.255.255.255", Some(VipProblem::Broadcast)),
+            ("::ffff:255.255.255.255", Some(VipProblem::Broadcast)),
+            ("192.168.0.101", None),
+            ("192.168.0.255", None),
+            ("223.255.255.255", None),
+            ("128.0.0.1", None),
+            ("2001:db8::101", None),
+        ] {
+            assert_eq!(VipProblem::of(ip(addr)), want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn realserver_refuses_a_vip_that_would_hurt_naming_the_device_it_would_go_on() {
+        let err = |vip: &str, mode| {
+            realserver(&[ip("192.168.0.101"), ip(vip)], mode)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("127.0.0.2", RealServerMode::Dr),
+            "--vip 127.0.0.2: a loopback VIP cannot be set up on lo (127.0.0.0/8 and ::1 never \
+             leave this machine); pass the address clients connect to (nothing was changed)"
+        );
+        assert!(err("ff02::1", RealServerMode::Tun).starts_with(
+            "--vip ff02::1: a multicast VIP cannot be set up on ip6tnl0 (224.0.0.0/4"
+        ));
+        assert!(err("255.255.255.255", RealServerMode::Tun)
+            .starts_with("--vip 255.255.255.255: a broadcast VIP cannot be set up on tunl0"));
+    }
+
+    #[test]
+    fn director_refuses_a_loopback_service_address_naming_the_service() {
+        let cfg = config(
+            r#"
+[[service]]
+address = "192.168.0.101:80"
+[[service.server]]
+address = "192.168.0.179:80"
+[[service]]
+name = "local"
+address = "127.0.0.1:80"
+[[service.server]]
+address = "192.168.0.179:80"
+"#,
+        );
+        assert_eq!(
+            director(&cfg, "eth0").unwrap_err().to_string(),
+            "service local (TCP 127.0.0.1:80): a loopback VIP cannot be set up on eth0 \
+             (127.0.0.0/8 and ::1 never leave this machine); setup director puts only addresses \
+             clients can reach on eth0 (nothing was changed)"
+        );
+    }
+
+    #[test]
     fn sysctl_names_read_like_sysctl8() {
-        let k = Sysctl::ipv4_conf("eth0.100", "rp_filter");
+        let k = Sysctl::ipv4_conf("eth0.100", ConfSetting::RpFilter);
         assert_eq!(k.to_string(), "net.ipv4.conf.eth0/100.rp_filter");
-        assert_eq!(Sysctl::from_dotted(&k.to_string()), k);
+        assert_eq!(Sysctl::from_dotted(&k.to_string()), Ok(k.clone()));
         assert_eq!(k.device(), Some("eth0.100"));
         assert_eq!(
             k.for_new_device().unwrap().as_path(),
             "net/ipv4/conf/default/rp_filter"
         );
-        assert_eq!(Sysctl::ipv4_conf("all", "x").device(), None);
+        assert_eq!(
+            Sysctl::ipv4_conf("ipv4", ConfSetting::ArpIgnore)
+                .for_new_device()
+                .unwrap()
+                .as_path(),
+            "net/ipv4/conf/default/arp_ignore"
+        );
+        assert_eq!(
+            Sysctl::ipv4_conf("all", ConfSetting::ArpIgnore).device(),
+            None
+        );
+        for g in GlobalSetting::ALL {
+            let s = Sysctl::global(g);
+            assert_eq!(Sysctl::from_dotted(&s.to_string()), Ok(s));
+        }
+    }
+
+    #[test]
+    fn a_sysctl_name_that_would_leave_proc_sys_net_is_refused() {
+        for name in [
+            "//.//.etc.shadow",
+            ".etc.shadow",
+            "net.ipv4.conf.//.//.//.//.etc.arp_ignore",
+            "net.ipv4.conf.//.arp_ignore",
+            "net.ipv4.conf./.arp_ignore",
+            "net.ipv4.conf..arp_ignore",
+            "net.ipv4.conf.a\0b.arp_ignore",
+            "net.ipv4.conf.eth0.100.arp_ignore",
+            "net.ipv4.conf.all.forwarding",
+            "net.ipv6.conf.eth0.forwarding",
+            "kernel.core_pattern",
+            "net.ipv4.ip_forward.",
+            "",
+        ] {
+            assert!(Sysctl::from_dotted(name).is_err(), "{name:?} accepted");
+        }
+        assert_eq!(
+            Sysctl::from_dotted("net.ipv4.conf.//.arp_ignore").unwrap_err(),
+            "`net.ipv4.conf.//.arp_ignore`: `//` is not an interface name (1 to 15 bytes, not \
+             `.` or `..`, no `/`, `:` or whitespace; a `.` in it is written `/`)"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "`..` is not an interface name")]
+    fn a_sysctl_of_a_device_that_is_no_interface_name_cannot_be_made() {
+        Sysctl::ipv4_conf("..", ConfSetting::RpFilter);
     }
 }

@@ -62,6 +62,16 @@ impl Default for IpCommand {
 }
 
 impl IpCommand {
+    /// The real machine, with settings read and written under `proc_sys` instead of /proc/sys
+    /// (for tests: what a settings file write would reach).
+    #[cfg(test)]
+    pub(crate) fn with_proc_sys(proc_sys: PathBuf) -> IpCommand {
+        IpCommand {
+            proc_sys,
+            ..IpCommand::default()
+        }
+    }
+
     fn run(&self, args: &[&str]) -> Result<String, SetupError> {
         let command = || {
             let mut line = self.program.display().to_string();

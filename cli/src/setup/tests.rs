@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::plan::{IfAddr, LinkState, RealServerMode, Sysctl, TunnelKind};
+use super::plan::{ConfSetting, IfAddr, LinkState, RealServerMode, Sysctl, TunnelKind};
 use super::*;
 
 /// A machine in memory that fails like the kernel does.
@@ -26,7 +26,7 @@ impl Fake {
             (LinkState::Up, vec!["127.0.0.1/8".parse().unwrap()]),
         );
         for dev in ["all", "default", "lo"] {
-            for name in ["arp_ignore", "arp_announce"] {
+            for name in [ConfSetting::ArpIgnore, ConfSetting::ArpAnnounce] {
                 f.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
             }
         }
@@ -115,7 +115,7 @@ fn go(sys: &mut Fake, desired: &Desired, action: Action, state: &StateDir) -> (O
 }
 
 fn vip(s: &str) -> Desired {
-    plan::realserver(&[s.parse::<IpAddr>().unwrap()], RealServerMode::Dr)
+    plan::realserver(&[s.parse::<IpAddr>().unwrap()], RealServerMode::Dr).unwrap()
 }
 
 #[test]
@@ -176,7 +176,8 @@ fn undo_restores_the_machine_and_removes_the_state_file() {
             "192.168.0.102".parse().unwrap(),
         ],
         RealServerMode::Dr,
-    );
+    )
+    .unwrap();
     go(&mut sys, &d, Action::Apply, &state);
     assert!(state.file().exists());
     let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
@@ -199,7 +200,7 @@ fn a_rerun_after_manual_changes_keeps_the_original_values_for_undo() {
     let before = sys.clone();
     let d = vip("192.168.0.101");
     go(&mut sys, &d, Action::Apply, &state);
-    let key = Sysctl::ipv4_conf("all", "arp_ignore");
+    let key = Sysctl::ipv4_conf("all", ConfSetting::ArpIgnore);
     sys.sysctls.insert(key.clone(), "8".into());
     assert_eq!(
         go(&mut sys, &d, Action::Apply, &state).1,
@@ -236,4 +237,133 @@ fn without_privileges_nothing_changes_and_the_error_says_check_works() {
         go(&mut sys, &vip("192.168.0.101"), Action::Check, &state).0,
         Outcome::Drift
     );
+}
+
+/// Writes the state file by hand, as something other than setup might.
+fn craft(state: &StateDir, text: &str) {
+    std::fs::create_dir_all(&state.0).unwrap();
+    std::fs::write(state.file(), text).unwrap();
+}
+
+/// Runs `--undo`, which must fail before printing (so before changing) anything.
+fn undo_error(sys: &mut dyn System, state: &StateDir) -> String {
+    let mut out = Vec::new();
+    let result = run(
+        sys,
+        &Desired::default(),
+        Action::Undo,
+        &state.file(),
+        &mut out,
+    );
+    let printed = String::from_utf8(out).unwrap();
+    match result {
+        Ok(outcome) => panic!("undo of a crafted state file succeeded ({outcome:?}):\n{printed}"),
+        Err(e) => {
+            assert_eq!(printed, "", "undo printed changes before failing");
+            format!("{e:#}")
+        }
+    }
+}
+
+#[test]
+fn undo_refuses_a_state_file_setting_outside_proc_sys_and_writes_nothing() {
+    let state = StateDir::new("escape");
+    let proc_sys = state.0.join("proc-sys");
+    std::fs::create_dir_all(&proc_sys).unwrap();
+    let victim = state.0.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    // In a sysctl(8) name `/` stands for a `.` inside a component, so `//` is `..`: this key
+    // is the path `../victim`, which leaves the settings directory.
+    let crafted = "{\n  \"sysctls\": {\n    \"//.victim\": \"0\"\n  }\n}\n";
+    craft(&state, crafted);
+    let mut sys = IpCommand::with_proc_sys(proc_sys);
+    let err = undo_error(&mut sys, &state);
+    let at = format!("state file {}:3: ", state.file().display());
+    assert!(
+        err.starts_with(&format!("{at}`//.victim` is not a setting setup writes")),
+        "{err}"
+    );
+    assert!(err.ends_with("(nothing was changed)"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_to_string(state.file()).unwrap(), crafted);
+}
+
+#[test]
+fn undo_refuses_entries_setup_never_writes_and_changes_nothing() {
+    let cases = [
+        (
+            "{\n  \"created_links\": [\n    \"tunl0\",\n    \"eth0\"\n  ]\n}\n",
+            "4: `created_links` names `eth0`, a device setup never creates (it creates only \
+             tunl0 and ip6tnl0)",
+        ),
+        (
+            "{\n  \"raised_links\": [\"eth0\"]\n}\n",
+            "2: `raised_links` names `eth0`, a device setup never brings up (it brings up only lo, \
+             tunl0 and ip6tnl0)",
+        ),
+        (
+            "{\n  \"addresses\": [\n    {\"dev\": \"eth0\", \"address\": \
+             \"192.168.0.179/24\"}\n  ]\n}\n",
+            "3: `192.168.0.179/24` is not a host address (/32 or /128), and setup adds only \
+             those",
+        ),
+        (
+            "{\n  \"addresses\": [\n    {\n      \"dev\": \"../eth0\",\n      \"address\": \
+             \"192.168.0.101/32\"\n    }\n  ]\n}\n",
+            "4: `../eth0` is not an interface name",
+        ),
+        (
+            "{\n  \"addresses\": [\n    {\"dev\": \"lo\", \"address\": \"127.0.0.2/32\"}\n  \
+             ]\n}\n",
+            "3: `127.0.0.2/32` is a loopback address, which setup never sets up (127.0.0.0/8 and \
+             ::1 never leave this machine)",
+        ),
+        (
+            "{\n  \"sysctls\": {\n    \"net.ipv4.conf.all.arp_ignore\": \"1; reboot\"\n  }\n}\n",
+            "3: net.ipv4.conf.all.arp_ignore: `1; reboot` is not an earlier value setup would \
+             have recorded (an integer of at most 20 digits)",
+        ),
+        (
+            "{\n  \"sysctls\": {\n    \"net.ipv4.conf.eth0.forwarding\": \"0\"\n  }\n}\n",
+            "3: `net.ipv4.conf.eth0.forwarding` is not a setting setup writes",
+        ),
+        (
+            "{\n  \"about\": \"x\",\n  \"commands\": []\n}\n",
+            "3: `commands` is not a key setup writes",
+        ),
+    ];
+    for (crafted, want) in cases {
+        let state = StateDir::new("crafted");
+        let mut sys = Fake::realserver();
+        sys.links.insert(
+            "eth0".into(),
+            (LinkState::Up, vec!["192.168.0.179/24".parse().unwrap()]),
+        );
+        sys.links
+            .get_mut("lo")
+            .unwrap()
+            .1
+            .push("127.0.0.2/32".parse().unwrap());
+        let before = sys.clone();
+        craft(&state, crafted);
+        let err = undo_error(&mut sys, &state);
+        let want = format!("state file {}:{want}", state.file().display());
+        assert!(
+            err.starts_with(&want),
+            "{crafted}\nwant: {want}\ngot:  {err}"
+        );
+        assert_eq!(sys, before, "{crafted}");
+        assert_eq!(std::fs::read_to_string(state.file()).unwrap(), crafted);
+        // Setting up refuses it as well: it would add to the record.
+        let mut out = Vec::new();
+        let applied = run(
+            &mut sys,
+            &vip("192.168.0.101"),
+            Action::Apply,
+            &state.file(),
+            &mut out,
+        );
+        assert!(applied.is_err(), "{crafted}");
+        assert_eq!(sys, before, "{crafted}");
+    }
 }
