@@ -24,6 +24,8 @@ LVS_HC_SRC=${LVS_HC_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 LVS_HC_CONFIG_SRC=${LVS_HC_CONFIG_SRC:-$LVS_HC_SRC/examples/seed.toml}
 CONF=$LVS_HC_PREFIX/etc/lvs-hc/lvs-hc.toml
 DAEMON_LOG=$RUN_DIR/lvs-hc.log
+# Commands go to the control socket, beside the daemon's lock (/run/lvs-hc/<config stem>.lock).
+CONTROL=/run/lvs-hc/$(basename "$CONF" .toml).sock
 
 install_config() {
     mkdir -p "$(dirname "$CONF")"
@@ -78,16 +80,16 @@ case ${1:-} in
         ;;
     daemon-start) daemon_start ;;
     daemon-stop) daemon_stop ;;
-    reload) lvs-hc reload --config "$LVS_HC_CONFIG_SRC" ;;
+    reload) lvs-hc reload --control "$CONTROL" ;;
     status) lvs-hc status --json --config "$LVS_HC_CONFIG_SRC" ;;
     reload-with)
         [ -f "${2:-}" ] || die "usage: director.sh reload-with FILE"
         cp "$2" "$CONF"
-        lvs-hc reload --config "$LVS_HC_CONFIG_SRC"
+        lvs-hc reload --control "$CONTROL"
         ;;
     restore-config)
         install_config
-        lvs-hc reload --config "$LVS_HC_CONFIG_SRC"
+        lvs-hc reload --control "$CONTROL"
         ;;
     log)
         if [ "$LVS_HC_INIT" = systemd ]; then
