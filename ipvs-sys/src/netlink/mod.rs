@@ -100,9 +100,55 @@ pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
     Ok(out)
 }
 
+/// How a [`NetlinkBackend`] reaches the kernel: whole netlink datagrams out and in. The real
+/// one is [`NetlinkSocket`]; tests put a scripted kernel here.
+pub trait Transport {
+    /// Sends one datagram (one or more netlink messages).
+    fn send(&mut self, datagram: &[u8]) -> std::io::Result<()>;
+
+    /// Receives one datagram into `buf` and returns its length.
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// A generic netlink socket, bound and connected to the kernel.
+pub struct NetlinkSocket {
+    socket: Socket,
+}
+
+impl std::fmt::Debug for NetlinkSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetlinkSocket").finish_non_exhaustive()
+    }
+}
+
+impl NetlinkSocket {
+    /// Opens a generic netlink socket (this works without IPVS: the family is resolved later).
+    pub fn open() -> Result<NetlinkSocket, IpvsError> {
+        let mut socket = Socket::new(NETLINK_GENERIC).map_err(io("opening a netlink socket"))?;
+        socket
+            .bind_auto()
+            .map_err(io("binding the netlink socket"))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(io("connecting the netlink socket"))?;
+        Ok(NetlinkSocket { socket })
+    }
+}
+
+impl Transport for NetlinkSocket {
+    fn send(&mut self, datagram: &[u8]) -> std::io::Result<()> {
+        self.socket.send(datagram, 0).map(|_| ())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut slice = buf;
+        self.socket.recv(&mut slice, 0)
+    }
+}
+
 /// The IPVS table through generic netlink.
 pub struct NetlinkBackend {
-    socket: Socket,
+    transport: Box<dyn Transport + Send>,
     family_id: u16,
     seq: u32,
     buf: Vec<u8>,
@@ -128,21 +174,20 @@ impl NetlinkBackend {
     ///
     /// Fails with [`IpvsError::NotAvailable`] when the kernel has no IPVS.
     pub fn connect() -> Result<NetlinkBackend, IpvsError> {
-        let mut socket = Socket::new(NETLINK_GENERIC).map_err(io("opening a netlink socket"))?;
-        socket
-            .bind_auto()
-            .map_err(io("binding the netlink socket"))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(io("connecting the netlink socket"))?;
-        let mut backend = NetlinkBackend {
-            socket,
-            family_id: 0,
-            seq: 1,
-            buf: vec![0; 1 << 18],
-        };
+        let mut backend = NetlinkBackend::with_transport(Box::new(NetlinkSocket::open()?), 0);
         backend.family_id = backend.resolve_family()?;
         Ok(backend)
+    }
+
+    /// A backend speaking through `transport` to the IPVS family `family_id` (already
+    /// resolved): for tests, with a scripted kernel.
+    pub fn with_transport(transport: Box<dyn Transport + Send>, family_id: u16) -> NetlinkBackend {
+        NetlinkBackend {
+            transport,
+            family_id,
+            seq: 1,
+            buf: vec![0; 1 << 18],
+        }
     }
 
     fn resolve_family(&mut self) -> Result<u16, IpvsError> {
@@ -156,8 +201,8 @@ impl NetlinkBackend {
         nl.finalize();
         let mut out = vec![0u8; nl.buffer_len()];
         nl.serialize(&mut out);
-        self.socket
-            .send(&out, 0)
+        self.transport
+            .send(&out)
             .map_err(io("asking for the IPVS netlink family"))?;
         loop {
             let n = self.recv()?;
@@ -200,17 +245,16 @@ impl NetlinkBackend {
     }
 
     fn recv(&mut self) -> Result<usize, IpvsError> {
-        let mut slice = &mut self.buf[..];
-        self.socket
-            .recv(&mut slice, 0)
+        self.transport
+            .recv(&mut self.buf)
             .map_err(io("reading from the netlink socket"))
     }
 
     fn send(&mut self, msg: IpvsMessage, flags: u16) -> Result<u32, IpvsError> {
         let seq = self.next_seq();
         let bytes = encode_request(msg, self.family_id, seq, flags);
-        self.socket
-            .send(&bytes, 0)
+        self.transport
+            .send(&bytes)
             .map_err(io("writing to the netlink socket"))?;
         Ok(seq)
     }
