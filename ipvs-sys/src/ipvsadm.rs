@@ -3,28 +3,35 @@
 //! Reading runs `ipvsadm -Sn` for the rules, then `-Ln` listings for what `-S` leaves out
 //! (thresholds, connection counters, statistics and rates). Changing runs the argv of each
 //! [`Op`] directly, without a shell; a batch goes through one `ipvsadm -R`.
+//!
+//! Each run is bounded ([`crate::TIMEOUT`] by default): an `ipvsadm` that has not finished by
+//! then is killed, with anything it started (it runs in its own process group), and the call
+//! fails with [`IpvsError::IpvsadmTimeout`].
 
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use lvs_hc_core::save::{parse_save, parse_socket};
 use lvs_hc_core::{Family, Op, ServiceKey, Stats};
 
-use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
+use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot, TIMEOUT};
 
-/// Runs `ipvsadm` (by default the one on `PATH`).
+/// Runs `ipvsadm` (by default the one on `PATH`), each run bounded by a timeout ([`TIMEOUT`]
+/// by default).
 #[derive(Clone, Debug)]
 pub struct IpvsadmBackend {
     program: PathBuf,
+    timeout: Duration,
 }
 
 impl Default for IpvsadmBackend {
     fn default() -> Self {
-        IpvsadmBackend {
-            program: PathBuf::from("ipvsadm"),
-        }
+        IpvsadmBackend::with_program("ipvsadm")
     }
 }
 
@@ -33,12 +40,23 @@ impl IpvsadmBackend {
     pub fn with_program(program: impl Into<PathBuf>) -> IpvsadmBackend {
         IpvsadmBackend {
             program: program.into(),
+            timeout: TIMEOUT,
         }
+    }
+
+    /// The same backend, killing any run of the program that takes longer than `timeout`.
+    pub fn with_timeout(self, timeout: Duration) -> IpvsadmBackend {
+        IpvsadmBackend { timeout, ..self }
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, IpvsError> {
         let command = format!("{} {}", self.program.display(), args.join(" "));
-        let mut child = Command::new(&self.program)
+        let io_error = |what: &str| {
+            let context = format!("{what} {command}");
+            move |source| IpvsError::Io { context, source }
+        };
+        let deadline = Instant::now() + self.timeout;
+        let child = Command::new(&self.program)
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -47,29 +65,130 @@ impl IpvsadmBackend {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
-            .map_err(|source| IpvsError::Io {
-                context: format!("running {command}"),
-                source,
-            })?;
+            .map_err(io_error("running"))?;
+        let mut running = Running {
+            child,
+            reaped: false,
+        };
+        // Input and output go through threads, so that a program that neither reads nor
+        // writes blocks none of them past the deadline.
+        let (tx, rx) = mpsc::channel();
+        let mut pending = 2;
+        let stdout = running.child.stdout.take().expect("piped stdout");
+        let stderr = running.child.stderr.take().expect("piped stderr");
+        spawn_io(&tx, move || Pipe::Stdout(read_all(stdout))).map_err(io_error("running"))?;
+        spawn_io(&tx, move || Pipe::Stderr(read_all(stderr))).map_err(io_error("running"))?;
         if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(input.as_bytes())
-                .map_err(|source| IpvsError::Io {
-                    context: format!("writing to {command}"),
-                    source,
-                })?;
+            let mut pipe = running.child.stdin.take().expect("piped stdin");
+            let input = input.to_string();
+            spawn_io(&tx, move || Pipe::Stdin(pipe.write_all(input.as_bytes())))
+                .map_err(io_error("running"))?;
+            pending += 1;
         }
-        let out = child.wait_with_output().map_err(|source| IpvsError::Io {
-            context: format!("running {command}"),
-            source,
-        })?;
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if !out.status.success() || (stdin.is_some() && !stderr.is_empty()) {
+        let (mut out, mut err, mut written) = (None, None, None);
+        while pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Pipe::Stdout(r)) => out = Some(r),
+                Ok(Pipe::Stderr(r)) => err = Some(r),
+                Ok(Pipe::Stdin(r)) => written = Some(r),
+                Err(_) => break,
+            }
+            pending -= 1;
+        }
+        // The pipes close when the program exits; it is reaped (or, past the deadline, killed
+        // with its group when `running` drops).
+        let status = match pending {
+            0 => running.wait_until(deadline).map_err(io_error("running"))?,
+            _ => None,
+        };
+        let (Some(status), Some(out), Some(err)) = (status, out, err) else {
+            return Err(IpvsError::IpvsadmTimeout {
+                command,
+                after: self.timeout,
+            });
+        };
+        if let Some(Err(source)) = written {
+            return Err(IpvsError::Io {
+                context: format!("writing to {command}"),
+                source,
+            });
+        }
+        let stdout = out.map_err(io_error("reading the output of"))?;
+        let stderr = err.map_err(io_error("reading the output of"))?;
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        if !status.success() || (stdin.is_some() && !stderr.is_empty()) {
             return Err(classify(&command, stderr));
         }
-        String::from_utf8(out.stdout)
+        String::from_utf8(stdout)
             .map_err(|_| IpvsError::IpvsadmOutput(format!("{command}: not UTF-8")))
+    }
+}
+
+/// A pipe of the running program, done with.
+enum Pipe {
+    Stdout(io::Result<Vec<u8>>),
+    Stderr(io::Result<Vec<u8>>),
+    Stdin(io::Result<()>),
+}
+
+fn spawn_io(
+    tx: &mpsc::Sender<Pipe>,
+    work: impl FnOnce() -> Pipe + Send + 'static,
+) -> io::Result<()> {
+    let tx = tx.clone();
+    std::thread::Builder::new()
+        .name("ipvsadm-io".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map(|_| ())
+}
+
+fn read_all(mut pipe: impl Read) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    pipe.read_to_end(&mut buf).map(|_| buf)
+}
+
+/// The program, in its own process group. Dropped before it was reaped, it is killed with its
+/// whole group (anything it started too), then reaped.
+struct Running {
+    child: Child,
+    reaped: bool,
+}
+
+impl Running {
+    /// Its exit status, or `None` if it is still running at `deadline`.
+    fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+        // It has closed its output, so it is exiting: a short pause is usually enough.
+        let mut pause = Duration::from_micros(200);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.reaped = true;
+                return Ok(Some(status));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: kill(2) with a negative pid signals the process group the child leads;
+            // it is not reaped yet, so its pid (the group's id) cannot have been reused.
+            unsafe {
+                libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+            }
+            let _ = self.child.wait();
+        }
     }
 }
 
