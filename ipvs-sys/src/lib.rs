@@ -14,7 +14,7 @@ pub mod netlink;
 
 use std::time::Duration;
 
-use lvs_hc_core::{ApplyError, Counters, Op, Table};
+use lvs_hc_core::{ApplyError, Counters, Op, ServiceKey, Table};
 
 /// How long a backend waits for the kernel to answer (each receive on the netlink socket), or
 /// for one `ipvsadm` run to finish, before giving up with [`IpvsError::Timeout`] or
@@ -29,6 +29,33 @@ pub struct Snapshot {
     pub table: Table,
     /// Connection counters and traffic statistics.
     pub counters: Counters,
+    /// Services in the kernel that this backend could not represent (a forwarding method,
+    /// family or protocol from a newer kernel, a missing or malformed attribute, a line
+    /// ipvsadm prints that cannot be read). Each is left out of [`Snapshot::table`] and
+    /// [`Snapshot::counters`] whole, even when only one of its destinations was unreadable: a
+    /// partial service would make a caller re-add what it cannot see. A caller must leave
+    /// these services alone: the table does not show them, yet they exist.
+    pub skipped: Vec<SkippedService>,
+}
+
+/// A service left out of a [`Snapshot`] because it could not be read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedService {
+    /// Its key, when that much could be read; `None` when not even the key could be (an
+    /// unknown family or protocol, say).
+    pub key: Option<ServiceKey>,
+    /// What could not be read, e.g. `destination 10.0.0.2:80: unknown forwarding method 5`.
+    pub error: String,
+}
+
+impl std::fmt::Display for SkippedService {
+    /// `TCP 192.168.0.101:80: <error>`, or `a service whose key cannot be read: <error>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.error),
+            None => write!(f, "a service whose key cannot be read: {}", self.error),
+        }
+    }
 }
 
 /// What the kernel says about IPVS itself.

@@ -862,24 +862,27 @@ pub fn decode_dest(attrs: &[DestAttr], service_family: Family) -> Result<Decoded
             DestAttr::Other(_) => {}
         }
     }
-    params.forward = match fwd.ok_or("destination without forwarding method")? {
-        FWD_MASQ => Forward::Nat,
-        FWD_TUNNEL => Forward::Tun,
-        // ipvsadm shows a local node as -g too.
-        FWD_DROUTE | FWD_LOCALNODE => Forward::Dr,
-        other => {
-            return Err(DecodeError::from(format!(
-                "unknown forwarding method {other}"
-            )))
-        }
-    };
     let af_num = family
         .filter(|f| *f != 0)
         .unwrap_or_else(|| af(service_family));
-    let ip = ip_from(addr.ok_or("destination without address")?, af_num)?;
+    let ip = ip_from(addr.ok_or("destination without address")?, af_num)
+        .map_err(|_| format!("destination of unknown address family {af_num}"))?;
+    let addr = SocketAddr::new(ip, port.ok_or("destination without port")?);
+    params.forward =
+        match fwd.ok_or_else(|| format!("destination {addr} without forwarding method"))? {
+            FWD_MASQ => Forward::Nat,
+            FWD_TUNNEL => Forward::Tun,
+            // ipvsadm shows a local node as -g too.
+            FWD_DROUTE | FWD_LOCALNODE => Forward::Dr,
+            other => {
+                return Err(DecodeError::from(format!(
+                    "destination {addr}: unknown forwarding method {other}"
+                )))
+            }
+        };
     counters.stats = stats64.or(stats).unwrap_or_default();
     Ok(DecodedDest {
-        addr: SocketAddr::new(ip, port.ok_or("destination without port")?),
+        addr,
         params,
         counters,
     })

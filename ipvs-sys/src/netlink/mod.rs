@@ -23,7 +23,7 @@ use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
 use lvs_hc_core::{Op, ServiceEntry, ServiceKey};
 
-use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot, TIMEOUT};
+use crate::{IpvsBackend, IpvsError, IpvsInfo, SkippedService, Snapshot, TIMEOUT};
 use codec::{Attr, IpvsMessage};
 
 /// How many requests are in flight before their acknowledgements are read: enough to
@@ -69,9 +69,19 @@ pub enum Reply {
         /// Its sequence number.
         seq: u32,
     },
+    /// A message whose header is sound but whose content could not be parsed (an attribute
+    /// of the wrong size, say): the messages around it in the datagram are still read.
+    Undecodable {
+        /// Its sequence number.
+        seq: u32,
+        /// What could not be parsed.
+        error: String,
+    },
 }
 
 /// Decodes every netlink message in a received datagram. Never panics on malformed input.
+/// Fails only when the datagram cannot be split into messages; a message that cannot be
+/// parsed is a [`Reply::Undecodable`].
 pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
     let mut out = Vec::new();
     while buf.len() >= 16 {
@@ -82,8 +92,18 @@ pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
                 buf.len()
             )));
         }
-        let msg = NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(&buf[..len])
-            .map_err(|e| IpvsError::Decode(e.to_string()))?;
+        let aligned = (len + 3) & !3;
+        let msg = match NetlinkMessage::<GenlMessage<IpvsMessage>>::deserialize(&buf[..len]) {
+            Ok(msg) => msg,
+            Err(e) => {
+                out.push(Reply::Undecodable {
+                    seq: u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                    error: e.to_string(),
+                });
+                buf = &buf[aligned.min(buf.len())..];
+                continue;
+            }
+        };
         let seq = msg.header.sequence_number;
         let interrupted = msg.header.flags & NLM_F_DUMP_INTR != 0;
         match msg.payload {
@@ -103,7 +123,6 @@ pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
             NetlinkPayload::Done(_) => out.push(Reply::Done { seq }),
             _ => {}
         }
-        let aligned = (len + 3) & !3;
         buf = &buf[aligned.min(buf.len())..];
     }
     Ok(out)
@@ -381,6 +400,9 @@ impl NetlinkBackend {
             for r in decode_datagram(&self.buf[..n])? {
                 match r {
                     Reply::Message { seq: s, msg, .. } if s == seq => replies.push(msg),
+                    Reply::Undecodable { seq: s, error } if s == seq => {
+                        return Err(IpvsError::Decode(error));
+                    }
                     Reply::Ack { seq: s, errno } if s == seq => {
                         return if errno == 0 {
                             Ok(replies)
@@ -395,12 +417,13 @@ impl NetlinkBackend {
     }
 
     /// Runs a dump; `Ok(None)` when the kernel flagged it as interrupted. Its parts count only
-    /// once its end has arrived; parts of other (earlier, timed-out) dumps are skipped.
+    /// once its end has arrived; parts of other (earlier, timed-out) dumps are skipped. A part
+    /// that could not be parsed is an `Err` with what was wrong.
     fn dump(
         &mut self,
         msg: IpvsMessage,
         reading: &Reading<'_>,
-    ) -> Result<Option<Vec<IpvsMessage>>, IpvsError> {
+    ) -> Result<Option<Vec<Result<IpvsMessage, String>>>, IpvsError> {
         let seq = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut replies = Vec::new();
         let mut interrupted_seen = false;
@@ -414,8 +437,9 @@ impl NetlinkBackend {
                         interrupted,
                     } if s == seq => {
                         interrupted_seen |= interrupted;
-                        replies.push(msg);
+                        replies.push(Ok(msg));
                     }
+                    Reply::Undecodable { seq: s, error } if s == seq => replies.push(Err(error)),
                     Reply::Done { seq: s } if s == seq => {
                         return Ok((!interrupted_seen).then_some(replies));
                     }
@@ -428,16 +452,33 @@ impl NetlinkBackend {
         }
     }
 
+    /// One snapshot; `Ok(None)` when a dump was interrupted. A service that cannot be decoded,
+    /// or one of whose destinations cannot, is left out whole and named in `skipped`.
     fn try_snapshot(&mut self) -> Result<Option<Snapshot>, IpvsError> {
         let Some(services) = self.dump(codec::dump_services(), &Reading::Services)? else {
             return Ok(None);
         };
         let mut snap = Snapshot::default();
-        for msg in services {
+        for part in services {
+            let msg = match part {
+                Ok(msg) => msg,
+                Err(error) => {
+                    snap.skipped.push(SkippedService { key: None, error });
+                    continue;
+                }
+            };
             for attr in msg.attrs {
                 let Attr::Service(svc) = attr else { continue };
-                let s =
-                    codec::decode_service(&svc).map_err(|e| IpvsError::Decode(e.to_string()))?;
+                let s = match codec::decode_service(&svc) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        snap.skipped.push(SkippedService {
+                            key: codec::decode_service_key(&svc).ok(),
+                            error: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
                 snap.counters.services.insert(s.key, s.stats);
                 snap.table.services.insert(
                     s.key,
@@ -450,22 +491,45 @@ impl NetlinkBackend {
         }
         let keys: Vec<ServiceKey> = snap.table.services.keys().copied().collect();
         for key in keys {
-            let Some(dests) = self.dump(codec::dump_dests(&key), &Reading::Dests(&key))? else {
+            let Some(parts) = self.dump(codec::dump_dests(&key), &Reading::Dests(&key))? else {
                 return Ok(None);
             };
-            let entry = snap.table.services.get_mut(&key).expect("just inserted");
-            for msg in dests {
-                for attr in msg.attrs {
-                    let Attr::Dest(d) = attr else { continue };
-                    let d = codec::decode_dest(&d, key.family())
-                        .map_err(|e| IpvsError::Decode(e.to_string()))?;
-                    entry.dests.insert(d.addr, d.params);
-                    snap.counters.dests.insert((key, d.addr), d.counters);
+            match decode_dests(&key, parts) {
+                Ok(dests) => {
+                    let entry = snap.table.services.get_mut(&key).expect("just inserted");
+                    for d in dests {
+                        entry.dests.insert(d.addr, d.params);
+                        snap.counters.dests.insert((key, d.addr), d.counters);
+                    }
+                }
+                Err(error) => {
+                    snap.table.services.remove(&key);
+                    snap.counters.services.remove(&key);
+                    snap.skipped.push(SkippedService {
+                        key: Some(key),
+                        error,
+                    });
                 }
             }
         }
         Ok(Some(snap))
     }
+}
+
+/// Every destination of a dump, or what made one of them unreadable.
+fn decode_dests(
+    key: &ServiceKey,
+    parts: Vec<Result<IpvsMessage, String>>,
+) -> Result<Vec<codec::DecodedDest>, String> {
+    let mut dests = Vec::new();
+    for part in parts {
+        let msg = part.map_err(|e| format!("a destination: {e}"))?;
+        for attr in msg.attrs {
+            let Attr::Dest(d) = attr else { continue };
+            dests.push(codec::decode_dest(&d, key.family()).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(dests)
 }
 
 impl IpvsBackend for NetlinkBackend {
@@ -521,14 +585,22 @@ impl IpvsBackend for NetlinkBackend {
                 match replies {
                     Ok(replies) => {
                         for r in replies {
-                            if let Reply::Ack { seq, errno } = r {
-                                if let Some(i) = waiting.remove(&seq) {
-                                    results[i] = Some(if errno == 0 {
-                                        Ok(())
-                                    } else {
-                                        Err(IpvsError::from_errno(errno, Some(&ops[i])))
-                                    });
+                            match r {
+                                Reply::Ack { seq, errno } => {
+                                    if let Some(i) = waiting.remove(&seq) {
+                                        results[i] = Some(if errno == 0 {
+                                            Ok(())
+                                        } else {
+                                            Err(IpvsError::from_errno(errno, Some(&ops[i])))
+                                        });
+                                    }
                                 }
+                                Reply::Undecodable { seq, error } => {
+                                    if let Some(i) = waiting.remove(&seq) {
+                                        results[i] = Some(Err(IpvsError::Decode(error)));
+                                    }
+                                }
+                                _ => {}
                             }
                         }
                     }
