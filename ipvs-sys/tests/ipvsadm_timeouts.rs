@@ -1,7 +1,8 @@
 //! The ipvsadm backend never waits for a hung `ipvsadm` without bound: at the timeout the
 //! program is killed, with anything it started, and the call fails saying so.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ipvs_sys::ipvsadm::IpvsadmBackend;
@@ -11,29 +12,37 @@ use lvs_hc_core::{DestParams, Forward, Op, ServiceKey};
 const TIMEOUT: Duration = Duration::from_millis(300);
 
 /// A stand-in for an ipvsadm that hangs: it never reads its input, and a child of its (which
-/// holds its output open) records its pid and sleeps.
+/// holds its output open) records its pid, in a file named after the first argument, and sleeps.
 const HUNG: &str =
-    "#!/bin/sh\nsleep 10 &\necho $! > \"$(dirname \"$0\")/sleeper.pid\"\nwait\necho late\n";
+    "#!/bin/sh\nsleep 10 &\necho $! > \"$(dirname \"$0\")/sleeper$1.pid\"\nwait\necho late\n";
 
-fn hung(test: &str) -> (IpvsadmBackend, PathBuf) {
-    let dir =
-        std::env::temp_dir().join(format!("lvs-hc-hung-ipvsadm-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ipvsadm");
-    std::fs::write(&path, HUNG).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (
-        IpvsadmBackend::with_program(&path).with_timeout(TIMEOUT),
-        dir,
-    )
+/// The stand-in, written once per test process: a test that forks while another still has the
+/// script open for writing would make that one's exec fail with "Text file busy".
+fn hung() -> IpvsadmBackend {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-hung-ipvsadm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ipvsadm");
+        std::fs::write(&path, HUNG).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    });
+    IpvsadmBackend::with_program(path).with_timeout(TIMEOUT)
+}
+
+fn program() -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("lvs-hc-hung-ipvsadm-{}", std::process::id()))
+        .join("ipvsadm")
 }
 
 /// Whether the sleeping child is dead within a second: gone, or a zombie (its orphan is left to
 /// init, which does not reap at once everywhere).
-fn sleeper_gone(dir: &Path) -> bool {
-    let pid =
-        std::fs::read_to_string(dir.join("sleeper.pid")).expect("the stand-in recorded its child");
+fn sleeper_gone(first_argument: &str) -> bool {
+    let pid_file = program().with_file_name(format!("sleeper{first_argument}.pid"));
+    let pid = std::fs::read_to_string(pid_file).expect("the stand-in recorded its child");
     let status = format!("/proc/{}/status", pid.trim());
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(1) {
@@ -53,7 +62,7 @@ fn sleeper_gone(dir: &Path) -> bool {
 
 #[test]
 fn hung_ipvsadm_is_killed_at_the_timeout_and_the_snapshot_fails() {
-    let (mut backend, dir) = hung("snapshot");
+    let mut backend = hung();
     let start = Instant::now();
     let error = backend.snapshot().unwrap_err();
     let waited = start.elapsed();
@@ -65,19 +74,19 @@ fn hung_ipvsadm_is_killed_at_the_timeout_and_the_snapshot_fails() {
         error.to_string(),
         format!(
             "`{} -S -n` did not finish within 300ms; it was killed",
-            dir.join("ipvsadm").display()
+            program().display()
         )
     );
     assert!(waited < Duration::from_secs(3), "{waited:?}");
     assert!(
-        sleeper_gone(&dir),
+        sleeper_gone("-S"),
         "the hung program's child was killed too"
     );
 }
 
 #[test]
 fn hung_ipvsadm_restore_fails_every_operation_of_the_batch() {
-    let (mut backend, dir) = hung("restore");
+    let mut backend = hung();
     let svc = ServiceKey::Tcp("10.0.0.1:80".parse().unwrap());
     // More input than a pipe holds, so that writing it would block on a program not reading.
     let ops: Vec<Op> = (0..3000u32)
@@ -97,7 +106,7 @@ fn hung_ipvsadm_restore_fails_every_operation_of_the_batch() {
     }
     assert!(waited < Duration::from_secs(3), "{waited:?}");
     assert!(
-        sleeper_gone(&dir),
+        sleeper_gone("-R"),
         "the hung program's child was killed too"
     );
 }
