@@ -1,7 +1,9 @@
 //! The IPVS table through the `ipvsadm` program.
 //!
 //! Reading runs `ipvsadm -Sn` for the rules, then `-Ln` listings for what `-S` leaves out
-//! (thresholds, connection counters, statistics and rates). Changing runs the argv of each
+//! (thresholds, connection counters, statistics and rates). The rules are read service by
+//! service: one whose lines cannot be read (an option from a newer ipvsadm, say) is left out
+//! and named in [`Snapshot::skipped`], with its counters. Changing runs the argv of each
 //! [`Op`] directly, without a shell; a batch goes through one `ipvsadm -R`.
 //!
 //! Each run is bounded ([`crate::TIMEOUT`] by default): an `ipvsadm` that has not finished by
@@ -17,9 +19,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lvs_hc_core::save::{parse_save, parse_socket};
-use lvs_hc_core::{Family, Op, ServiceKey, Stats};
+use lvs_hc_core::{Family, Op, Protocol, ServiceKey, Stats, Table};
 
-use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot, TIMEOUT};
+use crate::{IpvsBackend, IpvsError, IpvsInfo, SkippedService, Snapshot, TIMEOUT};
 
 /// Runs `ipvsadm` (by default the one on `PATH`), each run bounded by a timeout ([`TIMEOUT`]
 /// by default).
@@ -222,11 +224,109 @@ fn classify(command: &str, stderr: String) -> IpvsError {
     }
 }
 
+/// The rules of one service in `ipvsadm -Sn` output: its `-A` line and the `-a` lines naming
+/// it, with their line numbers.
+struct SaveGroup<'a> {
+    key: Option<ServiceKey>,
+    lines: Vec<(usize, &'a str)>,
+}
+
+/// Reads `ipvsadm -Sn` output service by service, with lvs-hc-core's `parse_save` on each
+/// service's lines: a service whose lines cannot be read is skipped, the others are read.
+fn parse_save_by_service(text: &str) -> (Table, Vec<SkippedService>) {
+    let mut groups: Vec<SaveGroup<'_>> = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        let tokens = rule_tokens(line);
+        if tokens.is_empty() {
+            continue;
+        }
+        let key = rule_key(&tokens);
+        let is_service = tokens.iter().any(|t| *t == "-A" || *t == "--add-service");
+        // A destination goes with the service it names; one whose service cannot be read, with
+        // the service before it (ipvsadm prints each service's destinations after it).
+        let existing = match key {
+            Some(k) => groups.iter().position(|g| g.key == Some(k)),
+            None if is_service => None,
+            None => groups.len().checked_sub(1),
+        };
+        match existing {
+            Some(i) => groups[i].lines.push((idx + 1, line)),
+            None => groups.push(SaveGroup {
+                key,
+                lines: vec![(idx + 1, line)],
+            }),
+        }
+    }
+    let mut table = Table::new();
+    let mut skipped = Vec::new();
+    for group in groups {
+        let text: String = group.lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+        match parse_save(&text) {
+            Ok(t) => table.services.extend(t.services),
+            Err(e) => {
+                let line = group
+                    .lines
+                    .get(e.line.wrapping_sub(1))
+                    .map_or(0, |(n, _)| *n);
+                skipped.push(SkippedService {
+                    key: group.key,
+                    error: format!("line {line}: {}", e.message),
+                });
+            }
+        }
+    }
+    (table, skipped)
+}
+
+/// A save line's tokens, without its comment or a leading `ipvsadm` (as `parse_save` reads it).
+fn rule_tokens(line: &str) -> Vec<&str> {
+    let content = line.split('#').next().unwrap_or("");
+    let mut tokens: Vec<&str> = content.split_whitespace().collect();
+    if tokens.first() == Some(&"ipvsadm") {
+        tokens.remove(0);
+    }
+    tokens
+}
+
+/// The service a save line names, if it names exactly one that can be read.
+fn rule_key(tokens: &[&str]) -> Option<ServiceKey> {
+    let mut keys = Vec::new();
+    let mut ipv6 = false;
+    let mut it = tokens.iter();
+    while let Some(&t) = it.next() {
+        let protocol = match t {
+            "-t" | "--tcp-service" => Protocol::Tcp,
+            "-u" | "--udp-service" => Protocol::Udp,
+            "--sctp-service" => Protocol::Sctp,
+            "-f" | "--fwmark-service" => {
+                keys.push(it.next()?.parse::<u32>().ok().map(|mark| (mark, None)));
+                continue;
+            }
+            "-6" | "--ipv6" => {
+                ipv6 = true;
+                continue;
+            }
+            _ => continue,
+        };
+        let addr = parse_socket(it.next()?, None).ok();
+        keys.push(addr.map(|a| (0, Some(ServiceKey::inet(protocol, a)))));
+    }
+    match keys.as_slice() {
+        [Some((_, Some(key)))] => Some(*key),
+        [Some((mark, None))] if *mark != 0 => Some(ServiceKey::Fwmark {
+            mark: *mark,
+            family: if ipv6 { Family::Ipv6 } else { Family::Ipv4 },
+        }),
+        _ => None,
+    }
+}
+
 /// One destination line's numbers from an `ipvsadm -Ln` listing, keyed by service and address.
 type Rows = Vec<(ServiceKey, Option<SocketAddr>, Vec<u64>)>;
 
 /// Parses an `ipvsadm -Ln` listing (any of its formats) into rows of numbers: each service line
-/// and each `->` destination line with the numeric columns that follow the names.
+/// and each `->` destination line with the numeric columns that follow the names. The
+/// destinations of a service line it does not know (a newer protocol) are left out.
 fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
     let bad = |line: &str| IpvsError::IpvsadmOutput(format!("unexpected line `{line}`"));
     let mut rows = Vec::new();
@@ -248,9 +348,9 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
                 let addr = parse_socket(tokens.get(1).ok_or_else(|| bad(line))?, None)
                     .map_err(|_| bad(line))?;
                 let proto = match first {
-                    "TCP" => lvs_hc_core::Protocol::Tcp,
-                    "UDP" => lvs_hc_core::Protocol::Udp,
-                    _ => lvs_hc_core::Protocol::Sctp,
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
+                    _ => Protocol::Sctp,
                 };
                 let key = ServiceKey::inet(proto, addr);
                 current = Some(key);
@@ -277,7 +377,7 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
                 };
                 rows.push((key, Some(addr), numbers(2)));
             }
-            _ => {}
+            _ => current = None,
         }
     }
     Ok(rows)
@@ -286,7 +386,7 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
 impl IpvsBackend for IpvsadmBackend {
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
         let save = self.run(&["-S", "-n"], None)?;
-        let mut table = parse_save(&save).map_err(|e| IpvsError::IpvsadmOutput(e.to_string()))?;
+        let (mut table, skipped) = parse_save_by_service(&save);
         let mut snap = Snapshot::default();
         // Thresholds and connections: "-> addr  Uthreshold Lthreshold ActiveConn InActConn".
         for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--thresholds"], None)?)? {
@@ -341,7 +441,12 @@ impl IpvsBackend for IpvsadmBackend {
                 }
             }
         }
+        for key in skipped.iter().filter_map(|s| s.key) {
+            snap.counters.services.remove(&key);
+            snap.counters.dests.retain(|(svc, _), _| *svc != key);
+        }
         snap.table = table;
+        snap.skipped = skipped;
         Ok(snap)
     }
 
