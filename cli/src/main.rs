@@ -6,7 +6,7 @@ use clap::Parser;
 use lvs_hc::cli::{Cli, Command, TableFormat};
 use lvs_hc::commands::{check_summary, plan_lines, resolve_down, simulate_report};
 use lvs_hc::simulate::{Plan, Scenario};
-use lvs_hc::table::{format_json, format_list, format_save, open_backend};
+use lvs_hc::table::{format_json, format_list, format_save, format_skipped, open_backend};
 use lvs_hc::{load_config, read_actual};
 use lvs_hc_core::Table;
 
@@ -64,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Table { backend, format } => {
             let mut b = open_backend(backend)?;
             let snap = b.snapshot().context("reading the IPVS table")?;
+            eprint!("{}", format_skipped(&snap));
             let text = match format {
                 TableFormat::Save => format_save(&snap),
                 TableFormat::List => format_list(&b.info()?, &snap),
@@ -80,10 +81,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&config)?;
             let table = match actual {
                 Some(path) if path.as_os_str() == "kernel" => {
-                    open_backend(backend)?
+                    let snap = open_backend(backend)?
                         .snapshot()
-                        .context("reading the IPVS table")?
-                        .table
+                        .context("reading the IPVS table")?;
+                    eprint!("{}", format_skipped(&snap));
+                    snap.table
                 }
                 Some(path) => read_actual(&path)?,
                 None => Table::new(),

@@ -20,6 +20,15 @@ pub fn open_backend(kind: BackendKind) -> Result<Box<dyn IpvsBackend>, IpvsError
     })
 }
 
+/// One warning line per service the backend could not read and left out of the snapshot, for
+/// standard error.
+pub fn format_skipped(snap: &Snapshot) -> String {
+    snap.skipped
+        .iter()
+        .map(|s| format!("warning: {s} (left out: lvs-hc cannot read this service)\n"))
+        .collect()
+}
+
 /// The table as `ipvsadm-save -n` prints it.
 pub fn format_save(snap: &Snapshot) -> String {
     render_save(&snap.table)

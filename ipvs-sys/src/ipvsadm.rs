@@ -1,30 +1,39 @@
 //! The IPVS table through the `ipvsadm` program.
 //!
 //! Reading runs `ipvsadm -Sn` for the rules, then `-Ln` listings for what `-S` leaves out
-//! (thresholds, connection counters, statistics and rates). Changing runs the argv of each
+//! (thresholds, connection counters, statistics and rates). The rules are read service by
+//! service: one whose lines cannot be read (an option from a newer ipvsadm, say) is left out
+//! and named in [`Snapshot::skipped`], with its counters. Changing runs the argv of each
 //! [`Op`] directly, without a shell; a batch goes through one `ipvsadm -R`.
+//!
+//! Each run is bounded ([`crate::TIMEOUT`] by default): an `ipvsadm` that has not finished by
+//! then is killed, with anything it started (it runs in its own process group), and the call
+//! fails with [`IpvsError::IpvsadmTimeout`].
 
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use lvs_hc_core::save::{parse_save, parse_socket};
-use lvs_hc_core::{Family, Op, ServiceKey, Stats};
+use lvs_hc_core::{Family, Op, Protocol, ServiceKey, Stats, Table};
 
-use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
+use crate::{IpvsBackend, IpvsError, IpvsInfo, SkippedService, Snapshot, TIMEOUT};
 
-/// Runs `ipvsadm` (by default the one on `PATH`).
+/// Runs `ipvsadm` (by default the one on `PATH`), each run bounded by a timeout ([`TIMEOUT`]
+/// by default).
 #[derive(Clone, Debug)]
 pub struct IpvsadmBackend {
     program: PathBuf,
+    timeout: Duration,
 }
 
 impl Default for IpvsadmBackend {
     fn default() -> Self {
-        IpvsadmBackend {
-            program: PathBuf::from("ipvsadm"),
-        }
+        IpvsadmBackend::with_program("ipvsadm")
     }
 }
 
@@ -33,12 +42,23 @@ impl IpvsadmBackend {
     pub fn with_program(program: impl Into<PathBuf>) -> IpvsadmBackend {
         IpvsadmBackend {
             program: program.into(),
+            timeout: TIMEOUT,
         }
+    }
+
+    /// The same backend, killing any run of the program that takes longer than `timeout`.
+    pub fn with_timeout(self, timeout: Duration) -> IpvsadmBackend {
+        IpvsadmBackend { timeout, ..self }
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, IpvsError> {
         let command = format!("{} {}", self.program.display(), args.join(" "));
-        let mut child = Command::new(&self.program)
+        let io_error = |what: &str| {
+            let context = format!("{what} {command}");
+            move |source| IpvsError::Io { context, source }
+        };
+        let deadline = Instant::now() + self.timeout;
+        let child = Command::new(&self.program)
             .args(args)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -47,29 +67,130 @@ impl IpvsadmBackend {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
-            .map_err(|source| IpvsError::Io {
-                context: format!("running {command}"),
-                source,
-            })?;
+            .map_err(io_error("running"))?;
+        let mut running = Running {
+            child,
+            reaped: false,
+        };
+        // Input and output go through threads, so that a program that neither reads nor
+        // writes blocks none of them past the deadline.
+        let (tx, rx) = mpsc::channel();
+        let mut pending = 2;
+        let stdout = running.child.stdout.take().expect("piped stdout");
+        let stderr = running.child.stderr.take().expect("piped stderr");
+        spawn_io(&tx, move || Pipe::Stdout(read_all(stdout))).map_err(io_error("running"))?;
+        spawn_io(&tx, move || Pipe::Stderr(read_all(stderr))).map_err(io_error("running"))?;
         if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(input.as_bytes())
-                .map_err(|source| IpvsError::Io {
-                    context: format!("writing to {command}"),
-                    source,
-                })?;
+            let mut pipe = running.child.stdin.take().expect("piped stdin");
+            let input = input.to_string();
+            spawn_io(&tx, move || Pipe::Stdin(pipe.write_all(input.as_bytes())))
+                .map_err(io_error("running"))?;
+            pending += 1;
         }
-        let out = child.wait_with_output().map_err(|source| IpvsError::Io {
-            context: format!("running {command}"),
-            source,
-        })?;
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if !out.status.success() || (stdin.is_some() && !stderr.is_empty()) {
+        let (mut out, mut err, mut written) = (None, None, None);
+        while pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Pipe::Stdout(r)) => out = Some(r),
+                Ok(Pipe::Stderr(r)) => err = Some(r),
+                Ok(Pipe::Stdin(r)) => written = Some(r),
+                Err(_) => break,
+            }
+            pending -= 1;
+        }
+        // The pipes close when the program exits; it is reaped (or, past the deadline, killed
+        // with its group when `running` drops).
+        let status = match pending {
+            0 => running.wait_until(deadline).map_err(io_error("running"))?,
+            _ => None,
+        };
+        let (Some(status), Some(out), Some(err)) = (status, out, err) else {
+            return Err(IpvsError::IpvsadmTimeout {
+                command,
+                after: self.timeout,
+            });
+        };
+        if let Some(Err(source)) = written {
+            return Err(IpvsError::Io {
+                context: format!("writing to {command}"),
+                source,
+            });
+        }
+        let stdout = out.map_err(io_error("reading the output of"))?;
+        let stderr = err.map_err(io_error("reading the output of"))?;
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        if !status.success() || (stdin.is_some() && !stderr.is_empty()) {
             return Err(classify(&command, stderr));
         }
-        String::from_utf8(out.stdout)
+        String::from_utf8(stdout)
             .map_err(|_| IpvsError::IpvsadmOutput(format!("{command}: not UTF-8")))
+    }
+}
+
+/// A pipe of the running program, done with.
+enum Pipe {
+    Stdout(io::Result<Vec<u8>>),
+    Stderr(io::Result<Vec<u8>>),
+    Stdin(io::Result<()>),
+}
+
+fn spawn_io(
+    tx: &mpsc::Sender<Pipe>,
+    work: impl FnOnce() -> Pipe + Send + 'static,
+) -> io::Result<()> {
+    let tx = tx.clone();
+    std::thread::Builder::new()
+        .name("ipvsadm-io".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map(|_| ())
+}
+
+fn read_all(mut pipe: impl Read) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    pipe.read_to_end(&mut buf).map(|_| buf)
+}
+
+/// The program, in its own process group. Dropped before it was reaped, it is killed with its
+/// whole group (anything it started too), then reaped.
+struct Running {
+    child: Child,
+    reaped: bool,
+}
+
+impl Running {
+    /// Its exit status, or `None` if it is still running at `deadline`.
+    fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+        // It has closed its output, so it is exiting: a short pause is usually enough.
+        let mut pause = Duration::from_micros(200);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.reaped = true;
+                return Ok(Some(status));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: kill(2) with a negative pid signals the process group the child leads;
+            // it is not reaped yet, so its pid (the group's id) cannot have been reused.
+            unsafe {
+                libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+            }
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -103,11 +224,109 @@ fn classify(command: &str, stderr: String) -> IpvsError {
     }
 }
 
+/// The rules of one service in `ipvsadm -Sn` output: its `-A` line and the `-a` lines naming
+/// it, with their line numbers.
+struct SaveGroup<'a> {
+    key: Option<ServiceKey>,
+    lines: Vec<(usize, &'a str)>,
+}
+
+/// Reads `ipvsadm -Sn` output service by service, with lvs-hc-core's `parse_save` on each
+/// service's lines: a service whose lines cannot be read is skipped, the others are read.
+fn parse_save_by_service(text: &str) -> (Table, Vec<SkippedService>) {
+    let mut groups: Vec<SaveGroup<'_>> = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        let tokens = rule_tokens(line);
+        if tokens.is_empty() {
+            continue;
+        }
+        let key = rule_key(&tokens);
+        let is_service = tokens.iter().any(|t| *t == "-A" || *t == "--add-service");
+        // A destination goes with the service it names; one whose service cannot be read, with
+        // the service before it (ipvsadm prints each service's destinations after it).
+        let existing = match key {
+            Some(k) => groups.iter().position(|g| g.key == Some(k)),
+            None if is_service => None,
+            None => groups.len().checked_sub(1),
+        };
+        match existing {
+            Some(i) => groups[i].lines.push((idx + 1, line)),
+            None => groups.push(SaveGroup {
+                key,
+                lines: vec![(idx + 1, line)],
+            }),
+        }
+    }
+    let mut table = Table::new();
+    let mut skipped = Vec::new();
+    for group in groups {
+        let text: String = group.lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+        match parse_save(&text) {
+            Ok(t) => table.services.extend(t.services),
+            Err(e) => {
+                let line = group
+                    .lines
+                    .get(e.line.wrapping_sub(1))
+                    .map_or(0, |(n, _)| *n);
+                skipped.push(SkippedService {
+                    key: group.key,
+                    error: format!("line {line}: {}", e.message),
+                });
+            }
+        }
+    }
+    (table, skipped)
+}
+
+/// A save line's tokens, without its comment or a leading `ipvsadm` (as `parse_save` reads it).
+fn rule_tokens(line: &str) -> Vec<&str> {
+    let content = line.split('#').next().unwrap_or("");
+    let mut tokens: Vec<&str> = content.split_whitespace().collect();
+    if tokens.first() == Some(&"ipvsadm") {
+        tokens.remove(0);
+    }
+    tokens
+}
+
+/// The service a save line names, if it names exactly one that can be read.
+fn rule_key(tokens: &[&str]) -> Option<ServiceKey> {
+    let mut keys = Vec::new();
+    let mut ipv6 = false;
+    let mut it = tokens.iter();
+    while let Some(&t) = it.next() {
+        let protocol = match t {
+            "-t" | "--tcp-service" => Protocol::Tcp,
+            "-u" | "--udp-service" => Protocol::Udp,
+            "--sctp-service" => Protocol::Sctp,
+            "-f" | "--fwmark-service" => {
+                keys.push(it.next()?.parse::<u32>().ok().map(|mark| (mark, None)));
+                continue;
+            }
+            "-6" | "--ipv6" => {
+                ipv6 = true;
+                continue;
+            }
+            _ => continue,
+        };
+        let addr = parse_socket(it.next()?, None).ok();
+        keys.push(addr.map(|a| (0, Some(ServiceKey::inet(protocol, a)))));
+    }
+    match keys.as_slice() {
+        [Some((_, Some(key)))] => Some(*key),
+        [Some((mark, None))] if *mark != 0 => Some(ServiceKey::Fwmark {
+            mark: *mark,
+            family: if ipv6 { Family::Ipv6 } else { Family::Ipv4 },
+        }),
+        _ => None,
+    }
+}
+
 /// One destination line's numbers from an `ipvsadm -Ln` listing, keyed by service and address.
 type Rows = Vec<(ServiceKey, Option<SocketAddr>, Vec<u64>)>;
 
 /// Parses an `ipvsadm -Ln` listing (any of its formats) into rows of numbers: each service line
-/// and each `->` destination line with the numeric columns that follow the names.
+/// and each `->` destination line with the numeric columns that follow the names. The
+/// destinations of a service line it does not know (a newer protocol) are left out.
 fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
     let bad = |line: &str| IpvsError::IpvsadmOutput(format!("unexpected line `{line}`"));
     let mut rows = Vec::new();
@@ -129,9 +348,9 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
                 let addr = parse_socket(tokens.get(1).ok_or_else(|| bad(line))?, None)
                     .map_err(|_| bad(line))?;
                 let proto = match first {
-                    "TCP" => lvs_hc_core::Protocol::Tcp,
-                    "UDP" => lvs_hc_core::Protocol::Udp,
-                    _ => lvs_hc_core::Protocol::Sctp,
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
+                    _ => Protocol::Sctp,
                 };
                 let key = ServiceKey::inet(proto, addr);
                 current = Some(key);
@@ -158,7 +377,7 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
                 };
                 rows.push((key, Some(addr), numbers(2)));
             }
-            _ => {}
+            _ => current = None,
         }
     }
     Ok(rows)
@@ -167,7 +386,7 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
 impl IpvsBackend for IpvsadmBackend {
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
         let save = self.run(&["-S", "-n"], None)?;
-        let mut table = parse_save(&save).map_err(|e| IpvsError::IpvsadmOutput(e.to_string()))?;
+        let (mut table, skipped) = parse_save_by_service(&save);
         let mut snap = Snapshot::default();
         // Thresholds and connections: "-> addr  Uthreshold Lthreshold ActiveConn InActConn".
         for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--thresholds"], None)?)? {
@@ -222,7 +441,12 @@ impl IpvsBackend for IpvsadmBackend {
                 }
             }
         }
+        for key in skipped.iter().filter_map(|s| s.key) {
+            snap.counters.services.remove(&key);
+            snap.counters.dests.retain(|(svc, _), _| *svc != key);
+        }
         snap.table = table;
+        snap.skipped = skipped;
         Ok(snap)
     }
 

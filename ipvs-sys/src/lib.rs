@@ -12,7 +12,15 @@ pub mod ipvsadm;
 pub mod memory;
 pub mod netlink;
 
-use lvs_hc_core::{ApplyError, Counters, Op, Table};
+use std::time::Duration;
+
+use lvs_hc_core::{ApplyError, Counters, Op, ServiceKey, Table};
+
+/// How long a backend waits for the kernel to answer (each receive on the netlink socket), or
+/// for one `ipvsadm` run to finish, before giving up with [`IpvsError::Timeout`] or
+/// [`IpvsError::IpvsadmTimeout`]. The kernel answers in milliseconds even for large tables; a
+/// wait this long means it will not answer, and the daemon's loop must not stall on it.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The IPVS table as read at one moment, with its counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,6 +29,33 @@ pub struct Snapshot {
     pub table: Table,
     /// Connection counters and traffic statistics.
     pub counters: Counters,
+    /// Services in the kernel that this backend could not represent (a forwarding method,
+    /// family or protocol from a newer kernel, a missing or malformed attribute, a line
+    /// ipvsadm prints that cannot be read). Each is left out of [`Snapshot::table`] and
+    /// [`Snapshot::counters`] whole, even when only one of its destinations was unreadable: a
+    /// partial service would make a caller re-add what it cannot see. A caller must leave
+    /// these services alone: the table does not show them, yet they exist.
+    pub skipped: Vec<SkippedService>,
+}
+
+/// A service left out of a [`Snapshot`] because it could not be read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedService {
+    /// Its key, when that much could be read; `None` when not even the key could be (an
+    /// unknown family or protocol, say).
+    pub key: Option<ServiceKey>,
+    /// What could not be read, e.g. `destination 10.0.0.2:80: unknown forwarding method 5`.
+    pub error: String,
+}
+
+impl std::fmt::Display for SkippedService {
+    /// `TCP 192.168.0.101:80: <error>`, or `a service whose key cannot be read: <error>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.error),
+            None => write!(f, "a service whose key cannot be read: {}", self.error),
+        }
+    }
 }
 
 /// What the kernel says about IPVS itself.
@@ -83,6 +118,15 @@ pub enum IpvsError {
         /// Its text.
         message: String,
     },
+    /// The kernel did not answer within the timeout ([`TIMEOUT`] unless set otherwise). It may
+    /// still have carried out the request: re-read the table, then retry.
+    #[error("the kernel did not answer within {} ({what})", human(after))]
+    Timeout {
+        /// How long it was waited for.
+        after: Duration,
+        /// What was being read, e.g. `reading the list of services`.
+        what: String,
+    },
     /// A kernel reply could not be decoded.
     #[error("cannot decode the kernel's reply: {0}")]
     Decode(String),
@@ -102,9 +146,29 @@ pub enum IpvsError {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// ipvsadm did not finish within the timeout ([`TIMEOUT`] unless set otherwise) and was
+    /// killed. It may have changed part of the table: re-read it, then retry.
+    #[error("`{command}` did not finish within {}; it was killed", human(after))]
+    IpvsadmTimeout {
+        /// The command line run.
+        command: String,
+        /// How long it was given.
+        after: Duration,
+    },
     /// ipvsadm printed something this backend cannot read.
     #[error("cannot read ipvsadm output: {0}")]
     IpvsadmOutput(String),
+}
+
+/// `5s`, `1.5s`, `50ms`: a timeout as an operator would write it.
+fn human(d: &Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if *d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
 }
 
 impl From<ApplyError> for IpvsError {

@@ -2,6 +2,7 @@
 //! what ipvsadm 1.31 prints for a known table: every column lands in the right field.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use ipvs_sys::ipvsadm::IpvsadmBackend;
 use ipvs_sys::IpvsBackend;
@@ -19,13 +20,19 @@ case "$*" in
 esac
 "#;
 
+/// The stand-in, written once per test process: a test that forks while another still has the
+/// script open for writing would make that one's exec fail with "Text file busy".
 fn fake() -> IpvsadmBackend {
-    let dir = std::env::temp_dir().join(format!("lvs-hc-fake-ipvsadm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path: PathBuf = dir.join("ipvsadm");
-    std::fs::write(&path, FAKE).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    let path = PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-fake-ipvsadm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ipvsadm");
+        std::fs::write(&path, FAKE).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    });
     IpvsadmBackend::with_program(path)
 }
 

@@ -742,11 +742,9 @@ pub struct DecodedService {
     pub stats: Stats,
 }
 
-/// Decodes the service attributes of a dump reply.
-pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> {
+/// Decodes the key of a service from its attributes (a dump reply's, or a request's).
+pub fn decode_service_key(attrs: &[SvcAttr]) -> Result<ServiceKey, DecodeError> {
     let (mut family, mut proto, mut addr, mut port, mut mark) = (None, None, None, None, None);
-    let (mut sched, mut flags, mut timeout, mut netmask, mut pe) = (None, 0u32, 0u32, None, None);
-    let (mut stats, mut stats64) = (None, None);
     for a in attrs {
         match a {
             SvcAttr::Af(v) => family = Some(*v),
@@ -754,14 +752,7 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> 
             SvcAttr::Addr(v) => addr = Some(*v),
             SvcAttr::Port(v) => port = Some(*v),
             SvcAttr::Fwmark(v) => mark = Some(*v),
-            SvcAttr::SchedName(v) => sched = Some(v.clone()),
-            SvcAttr::Flags { flags: f, .. } => flags = *f,
-            SvcAttr::Timeout(v) => timeout = *v,
-            SvcAttr::Netmask(v) => netmask = Some(*v),
-            SvcAttr::PeName(v) => pe = Some(v.clone()).filter(|p| !p.is_empty()),
-            SvcAttr::Stats(v) => stats = Some(stats_from(v)),
-            SvcAttr::Stats64(v) => stats64 = Some(stats_from(v)),
-            SvcAttr::Other(_) => {}
+            _ => {}
         }
     }
     let af_num = family.ok_or("service without address family")?;
@@ -774,7 +765,7 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> 
             )))
         }
     };
-    let key = match mark.filter(|m| *m != 0) {
+    Ok(match mark.filter(|m| *m != 0) {
         Some(mark) => ServiceKey::Fwmark { mark, family: fam },
         None => {
             let ip = ip_from(addr.ok_or("service without address")?, af_num)?;
@@ -791,7 +782,32 @@ pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> 
             };
             ServiceKey::inet(protocol, sa)
         }
-    };
+    })
+}
+
+/// Decodes the service attributes of a dump reply.
+pub fn decode_service(attrs: &[SvcAttr]) -> Result<DecodedService, DecodeError> {
+    let key = decode_service_key(attrs)?;
+    let fam = key.family();
+    let (mut sched, mut flags, mut timeout, mut netmask, mut pe) = (None, 0u32, 0u32, None, None);
+    let (mut stats, mut stats64) = (None, None);
+    for a in attrs {
+        match a {
+            SvcAttr::SchedName(v) => sched = Some(v.clone()),
+            SvcAttr::Flags { flags: f, .. } => flags = *f,
+            SvcAttr::Timeout(v) => timeout = *v,
+            SvcAttr::Netmask(v) => netmask = Some(*v),
+            SvcAttr::PeName(v) => pe = Some(v.clone()).filter(|p| !p.is_empty()),
+            SvcAttr::Stats(v) => stats = Some(stats_from(v)),
+            SvcAttr::Stats64(v) => stats64 = Some(stats_from(v)),
+            SvcAttr::Af(_)
+            | SvcAttr::Protocol(_)
+            | SvcAttr::Addr(_)
+            | SvcAttr::Port(_)
+            | SvcAttr::Fwmark(_)
+            | SvcAttr::Other(_) => {}
+        }
+    }
     let flags = flags & !F_HASHED;
     let persistence = (flags & F_PERSISTENT != 0).then(|| Persistence {
         timeout,
@@ -846,24 +862,27 @@ pub fn decode_dest(attrs: &[DestAttr], service_family: Family) -> Result<Decoded
             DestAttr::Other(_) => {}
         }
     }
-    params.forward = match fwd.ok_or("destination without forwarding method")? {
-        FWD_MASQ => Forward::Nat,
-        FWD_TUNNEL => Forward::Tun,
-        // ipvsadm shows a local node as -g too.
-        FWD_DROUTE | FWD_LOCALNODE => Forward::Dr,
-        other => {
-            return Err(DecodeError::from(format!(
-                "unknown forwarding method {other}"
-            )))
-        }
-    };
     let af_num = family
         .filter(|f| *f != 0)
         .unwrap_or_else(|| af(service_family));
-    let ip = ip_from(addr.ok_or("destination without address")?, af_num)?;
+    let ip = ip_from(addr.ok_or("destination without address")?, af_num)
+        .map_err(|_| format!("destination of unknown address family {af_num}"))?;
+    let addr = SocketAddr::new(ip, port.ok_or("destination without port")?);
+    params.forward =
+        match fwd.ok_or_else(|| format!("destination {addr} without forwarding method"))? {
+            FWD_MASQ => Forward::Nat,
+            FWD_TUNNEL => Forward::Tun,
+            // ipvsadm shows a local node as -g too.
+            FWD_DROUTE | FWD_LOCALNODE => Forward::Dr,
+            other => {
+                return Err(DecodeError::from(format!(
+                    "destination {addr}: unknown forwarding method {other}"
+                )))
+            }
+        };
     counters.stats = stats64.or(stats).unwrap_or_default();
     Ok(DecodedDest {
-        addr: SocketAddr::new(ip, port.ok_or("destination without port")?),
+        addr,
         params,
         counters,
     })
