@@ -277,6 +277,7 @@ fn drain<B: IpvsBackend, O: Observer>(
                             now: now(),
                             table: s.table,
                             counters: s.counters,
+                            skipped: s.skipped,
                         }
                     }
                     Err(e) => {

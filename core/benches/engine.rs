@@ -119,6 +119,7 @@ fn one_second(
                 now: *now,
                 table: kernel.clone(),
                 counters: Counters::default(),
+                skipped: Vec::new(),
             }),
             Output::Event(_) => {}
             Output::Timeout(deadline) => {

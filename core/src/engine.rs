@@ -12,7 +12,7 @@ use crate::event::{Event, EventKind};
 use crate::health::{Health, Hysteresis, ProbeOutcome};
 use crate::op::{ApplyError, Op, Target};
 use crate::rng::SplitMix64;
-use crate::table::{Counters, ServiceKey, Table};
+use crate::table::{Counters, ServiceKey, SkippedService, Table};
 use crate::time::Instant;
 
 /// Identifies one probe request, so its result can find its way back.
@@ -69,6 +69,9 @@ pub enum Input {
         table: Table,
         /// Their counters.
         counters: Counters,
+        /// Services the kernel holds that the backend could not read: not in `table`, and
+        /// never touched (not repaired, not deleted, not reported as drift) while unreadable.
+        skipped: Vec<SkippedService>,
     },
     /// Reading the kernel table failed.
     SnapshotFailed {
@@ -251,6 +254,9 @@ pub struct Engine {
     retiring: BTreeSet<ServiceKey>,
     /// Services named by a reload and not yet seen in a snapshot: left alone until then.
     unverified: BTreeSet<ServiceKey>,
+    /// Services the kernel holds that the last snapshot could not read (see
+    /// [`Input::Snapshot`]); `None` for those whose very key could not be read.
+    unreadable: BTreeMap<Option<ServiceKey>, String>,
     believed: Option<Table>,
     counters: Counters,
     pending: HashMap<Target, String>,
@@ -285,6 +291,7 @@ impl Engine {
             service_index: BTreeMap::new(),
             retiring: BTreeSet::new(),
             unverified: BTreeSet::new(),
+            unreadable: BTreeMap::new(),
             believed: None,
             counters: Counters::default(),
             pending: HashMap::new(),
@@ -398,8 +405,11 @@ impl Engine {
             Input::Timeout(_) => {}
             Input::ProbeResult { id, outcome, .. } => self.handle_probe_result(id, outcome),
             Input::Snapshot {
-                table, counters, ..
-            } => self.handle_snapshot(table, counters),
+                table,
+                counters,
+                skipped,
+                ..
+            } => self.handle_snapshot(table, counters, skipped),
             Input::SnapshotFailed { error, .. } => self.handle_snapshot_failed(error),
             Input::Applied { op, result, .. } => self.handle_applied(op, result),
             Input::Reload { config, .. } => self.apply_config(config, true),
@@ -849,8 +859,19 @@ impl Engine {
 
     // ---- the kernel table ----------------------------------------------------------------
 
-    fn handle_snapshot(&mut self, table: Table, counters: Counters) {
+    fn handle_snapshot(&mut self, table: Table, counters: Counters, skipped: Vec<SkippedService>) {
         let now = self.now;
+        let unreadable: BTreeMap<Option<ServiceKey>, String> =
+            skipped.into_iter().map(|s| (s.key, s.error)).collect();
+        for (key, error) in &unreadable {
+            if self.unreadable.get(key) != Some(error) {
+                self.emit(EventKind::ServiceUnreadable {
+                    service: *key,
+                    error: error.clone(),
+                });
+            }
+        }
+        self.unreadable = unreadable;
         let manage_all = self.config.daemon.manage == Manage::All;
         let scoped = if manage_all {
             table
@@ -862,6 +883,7 @@ impl Engine {
                 .into_iter()
                 .filter(|op| !self.pending.contains_key(&op.target()))
                 .filter(|op| !self.unverified.contains(&op.service()))
+                .filter(|op| !self.unreadable.contains_key(&Some(op.service())))
                 .collect();
             if !changes.is_empty() {
                 self.emit(EventKind::Drift { changes });
@@ -1063,7 +1085,7 @@ impl Engine {
     }
 
     fn reconcile_service(&mut self, key: ServiceKey) {
-        if self.unverified.contains(&key) {
+        if self.unverified.contains(&key) || self.unreadable.contains_key(&Some(key)) {
             return;
         }
         let Some(believed) = &self.believed else {

@@ -124,6 +124,14 @@ pub enum EventKind {
         /// How long the probe could not run.
         lasted: Duration,
     },
+    /// The kernel holds a service lvs-hc cannot read (a newer kernel's setting, say): it is
+    /// left alone, neither repaired nor deleted, while it stays unreadable.
+    ServiceUnreadable {
+        /// The service, when its key could be read.
+        service: Option<ServiceKey>,
+        /// What could not be read.
+        error: String,
+    },
     /// A new configuration took effect.
     ConfigApplied {
         /// What changed, in words.
@@ -231,6 +239,18 @@ impl fmt::Display for EventKind {
                 "probe of {server} ({check}) runs again after {} of director faults",
                 format_duration(*lasted)
             ),
+            EventKind::ServiceUnreadable { service, error } => match service {
+                Some(key) => write!(
+                    f,
+                    "{key}: cannot read this service from the kernel ({error}); lvs-hc leaves it \
+                     alone while it stays so"
+                ),
+                None => write!(
+                    f,
+                    "the kernel holds a service lvs-hc cannot read ({error}); lvs-hc leaves it \
+                     alone"
+                ),
+            },
             EventKind::ConfigApplied { summary } => write!(f, "configuration applied: {summary}"),
         }
     }

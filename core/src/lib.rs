@@ -31,6 +31,7 @@
 //!         match engine.poll_output() {
 //!             Output::ReadTable => inputs.push(Input::Snapshot {
 //!                 now, table: kernel.clone(), counters: Counters::default(),
+//!                 skipped: Vec::new(),
 //!             }),
 //!             Output::Probe(req) => inputs.push(Input::ProbeResult {
 //!                 now, id: req.id, outcome: ProbeOutcome::Pass { weight: None },
@@ -86,6 +87,6 @@ pub use plan::plan;
 pub use save::{parse_save, render_save};
 pub use table::{
     Counters, DestCounters, DestParams, Family, Forward, Persistence, Protocol, SchedFlags,
-    ServiceEntry, ServiceKey, ServiceParams, Stats, Table,
+    ServiceEntry, ServiceKey, ServiceParams, SkippedService, Stats, Table,
 };
 pub use time::Instant;

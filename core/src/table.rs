@@ -532,6 +532,27 @@ pub struct Counters {
     pub dests: BTreeMap<(ServiceKey, SocketAddr), DestCounters>,
 }
 
+/// A service the kernel holds but a backend could not read (a snapshot leaves it out), and
+/// why. The engine never touches it: see `Input::Snapshot`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedService {
+    /// Its key, when that much could be read; `None` when not even the key could be (an
+    /// unknown family or protocol, say).
+    pub key: Option<ServiceKey>,
+    /// What could not be read, e.g. `destination 10.0.0.2:80: unknown forwarding method 5`.
+    pub error: String,
+}
+
+impl std::fmt::Display for SkippedService {
+    /// `TCP 192.168.0.101:80: <error>`, or `a service whose key cannot be read: <error>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{key}: {}", self.error),
+            None => write!(f, "a service whose key cannot be read: {}", self.error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

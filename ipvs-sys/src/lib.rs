@@ -14,7 +14,7 @@ pub mod netlink;
 
 use std::time::Duration;
 
-use lvs_hc_core::{ApplyError, Counters, Op, ServiceKey, Table};
+use lvs_hc_core::{ApplyError, Counters, Op, Table};
 
 /// How long a backend waits for the kernel to answer (each receive on the netlink socket), or
 /// for one `ipvsadm` run to finish, before giving up with [`IpvsError::Timeout`] or
@@ -38,25 +38,7 @@ pub struct Snapshot {
     pub skipped: Vec<SkippedService>,
 }
 
-/// A service left out of a [`Snapshot`] because it could not be read, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SkippedService {
-    /// Its key, when that much could be read; `None` when not even the key could be (an
-    /// unknown family or protocol, say).
-    pub key: Option<ServiceKey>,
-    /// What could not be read, e.g. `destination 10.0.0.2:80: unknown forwarding method 5`.
-    pub error: String,
-}
-
-impl std::fmt::Display for SkippedService {
-    /// `TCP 192.168.0.101:80: <error>`, or `a service whose key cannot be read: <error>`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.key {
-            Some(key) => write!(f, "{key}: {}", self.error),
-            None => write!(f, "a service whose key cannot be read: {}", self.error),
-        }
-    }
-}
+pub use lvs_hc_core::SkippedService;
 
 /// What the kernel says about IPVS itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

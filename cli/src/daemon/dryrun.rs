@@ -31,6 +31,7 @@ impl<B: IpvsBackend> IpvsBackend for DryRun<B> {
             Some(table) => Ok(Snapshot {
                 table: table.clone(),
                 counters: real.counters,
+                skipped: real.skipped,
             }),
         }
     }

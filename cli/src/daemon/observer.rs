@@ -137,7 +137,9 @@ impl Observer for DaemonObserver {
                     tracing::info!("every probe runs again: no fault of this director is left");
                 }
             }
-            EventKind::SnapshotFailed { .. } => tracing::warn!("{text}"),
+            EventKind::SnapshotFailed { .. } | EventKind::ServiceUnreadable { .. } => {
+                tracing::warn!("{text}")
+            }
             EventKind::Fallback { active: true, .. } => tracing::warn!("{text}"),
             _ => tracing::info!("{text}"),
         }

@@ -39,6 +39,8 @@ pub struct Harness {
     pub fail_ops: bool,
     /// Table reads fail while this is true.
     pub fail_reads: bool,
+    /// Services every table read reports as unreadable.
+    pub skipped: Vec<lvs_hc_core::SkippedService>,
     pub probes_sent: HashMap<SocketAddr, usize>,
     probes: Vec<(Instant, Input)>,
     immediate: Vec<Input>,
@@ -70,6 +72,7 @@ impl Harness {
             applied: Vec::new(),
             fail_ops: false,
             fail_reads: false,
+            skipped: Vec::new(),
             probes_sent: HashMap::new(),
             probes: Vec::new(),
             immediate: Vec::new(),
@@ -192,6 +195,7 @@ impl Harness {
                     now: self.now,
                     table: self.kernel.clone(),
                     counters: self.counters.clone(),
+                    skipped: self.skipped.clone(),
                 }),
                 Output::Event(e) => self.events.push(e),
                 Output::Timeout(t) => return t,
