@@ -166,7 +166,7 @@ pub fn reload(args: &ControlArgs) -> anyhow::Result<ExitCode> {
     let (status, body) = request(&Target::Control(path), reqwest::Method::POST, "/reload")?;
     match status {
         200 => {
-            print!("{body}");
+            write_stdout(&body)?;
             Ok(ExitCode::SUCCESS)
         }
         422 => {
@@ -197,12 +197,26 @@ pub fn status(api: &ApiArgs, json: bool) -> anyhow::Result<ExitCode> {
         anyhow::bail!("lvs-hc answered {code}: {}", body.trim());
     }
     let value: Value = serde_json::from_str(&body).context("the daemon's /status is not JSON")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
+    let mut text = if json {
+        serde_json::to_string_pretty(&value)?
+    } else {
+        render_status(&value)
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
-    print!("{}", render_status(&value));
+    write_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to standard output; a reader that stopped reading (`| head`, `| grep -m 1`) is not
+/// an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to standard output"),
+    }
 }
 
 fn ago(v: &Value) -> String {

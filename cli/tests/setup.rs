@@ -40,8 +40,7 @@ impl Netns {
 
     /// Runs `lvs-hc setup ...` inside the namespace, with this test's state directory.
     fn setup(&self, args: &[&str]) -> Output {
-        let bin = std::env::var("LVS_HC_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_lvs-hc").to_string());
+        let bin = binary();
         let state = self.state_dir.display().to_string();
         let mut argv = vec![bin.as_str(), "setup"];
         argv.extend_from_slice(args);
@@ -355,8 +354,7 @@ address = "127.0.0.1:80"
 address = "192.168.0.179:80"
 "#,
     );
-    let bin = env!("CARGO_BIN_EXE_lvs-hc");
-    ok(Command::new(bin)
+    ok(Command::new(binary())
         .args(["check", "--config", &config])
         .output()
         .unwrap());
@@ -622,4 +620,10 @@ fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
             "{dev} is up"
         );
     }
+}
+
+/// The lvs-hc binary: `LVS_HC_BIN` in the QEMU lab (where cargo's path does not exist), else
+/// the one cargo built.
+fn binary() -> String {
+    std::env::var("LVS_HC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lvs-hc").to_string())
 }
