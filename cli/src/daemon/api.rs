@@ -13,7 +13,8 @@
 //! longest a kept-alive connection may sit idle between requests; a connection lives at most
 //! [`CONNECTION_LIFETIME`]; request heads are bounded by [`MAX_REQUEST_HEAD`]; at most
 //! [`MAX_HEAVY`] `/status` or `/metrics` answers are built at once, from a copy of the engine
-//! taken at most once a second, on threads other than the engine's.
+//! taken at most once a second, on threads other than the engine's, which run at the lowest
+//! priority (nice 19) so that on a busy core the answers wait and the probes do not.
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -46,6 +47,9 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// `/status` and `/metrics` answers built at once; more wait their turn.
 pub const MAX_HEAVY: usize = 2;
+/// The API thread's nice value: the lowest priority, so that answering it never delays a
+/// probe on a busy core.
+const API_NICE: libc::c_int = 19;
 /// The mode of a unix socket for the read-only API: like loopback TCP, any local user.
 const API_SOCKET_MODE: u32 = 0o666;
 
@@ -273,6 +277,13 @@ pub fn spawn(endpoints: Vec<Endpoint>, handle: Handle) -> anyhow::Result<ApiThre
     let thread = std::thread::Builder::new()
         .name("lvs-hc-api".into())
         .spawn(move || {
+            // The probes come first: on a busy core the API's answers wait, the probes do not.
+            // (Threads of the API's blocking pool are started from here and inherit this.)
+            // SAFETY: setpriority(2) on this thread's own id; no memory is involved.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, API_NICE);
+            }
             runtime.block_on(async move {
                 let heavy = Arc::new(Semaphore::new(MAX_HEAVY));
                 for endpoint in endpoints {
