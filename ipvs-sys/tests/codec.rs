@@ -164,6 +164,36 @@ fn golden_reads() {
     insta::assert_snapshot!(text);
 }
 
+/// A netlink control message (`NLMSG_ERROR`, `NLMSG_DONE`) with sequence number 9.
+fn control(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = ((16 + payload.len()) as u32).to_ne_bytes().to_vec();
+    bytes.extend(kind.to_ne_bytes());
+    bytes.extend(0u16.to_ne_bytes());
+    bytes.extend(9u32.to_ne_bytes());
+    bytes.extend(0u32.to_ne_bytes());
+    bytes.extend(payload);
+    bytes
+}
+
+/// Found by fuzz/ (netlink_decode): an error code of i32::MIN, which no errno negates to,
+/// overflowed the negation.
+#[test]
+fn error_codes_beyond_any_errno_are_errors() {
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    let code = i32::MIN.to_ne_bytes();
+    let error = [&code[..], &[0; 16]].concat(); // the code, then the request's header
+    for bytes in [control(NLMSG_ERROR, &error), control(NLMSG_DONE, &code)] {
+        assert_eq!(
+            decode_datagram(&bytes).unwrap(),
+            vec![Reply::Ack {
+                seq: 9,
+                errno: i32::MAX
+            }]
+        );
+    }
+}
+
 fn service_key() -> impl Strategy<Value = ServiceKey> {
     prop_oneof![
         (any::<[u8; 4]>(), 1u16..)

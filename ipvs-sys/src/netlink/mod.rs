@@ -114,11 +114,11 @@ pub fn decode_datagram(mut buf: &[u8]) -> Result<Vec<Reply>, IpvsError> {
             }),
             NetlinkPayload::Error(e) => out.push(Reply::Ack {
                 seq,
-                errno: -e.raw_code(),
+                errno: errno(e.raw_code()),
             }),
             NetlinkPayload::Done(done) if done.code != 0 => out.push(Reply::Ack {
                 seq,
-                errno: -done.code,
+                errno: errno(done.code),
             }),
             NetlinkPayload::Done(_) => out.push(Reply::Done { seq }),
             _ => {}
@@ -243,6 +243,12 @@ impl fmt::Display for Reading<'_> {
     }
 }
 
+/// The errno of a netlink error code (a negated errno). Saturating: `i32::MIN`, which no errno
+/// negates to, must still read as an error, not overflow.
+fn errno(code: i32) -> i32 {
+    code.saturating_neg()
+}
+
 /// The IPVS table through generic netlink.
 pub struct NetlinkBackend {
     transport: Box<dyn Transport + Send>,
@@ -337,7 +343,7 @@ impl NetlinkBackend {
                         }
                     }
                     NetlinkPayload::Error(e) if e.raw_code() != 0 => {
-                        let errno = -e.raw_code();
+                        let errno = errno(e.raw_code());
                         return Err(if errno == libc::ENOENT {
                             IpvsError::NotAvailable
                         } else {
