@@ -79,7 +79,8 @@ fuzz_target!(|data: &[u8]| {
             match prober.probe(request).await {
                 ProbeOutcome::Pass { .. }
                 | ProbeOutcome::Fail { .. }
-                | ProbeOutcome::Inconclusive { .. } => {}
+                | ProbeOutcome::Inconclusive { .. }
+                | ProbeOutcome::DirectorFault { .. } => {}
             }
             let took = started.elapsed();
             assert!(

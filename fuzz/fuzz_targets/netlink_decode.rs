@@ -35,6 +35,9 @@ fuzz_target!(|data: &[u8]| {
                 let _ = IpvsError::from_errno(errno, None).to_string();
             }
             Reply::Done { .. } => {}
+            Reply::Undecodable { error, .. } => {
+                let _ = error.len();
+            }
         }
     }
 });
