@@ -13,5 +13,7 @@ pub mod probe;
 pub mod setup;
 pub mod simulate;
 pub mod table;
+#[cfg(test)]
+mod test_dir;
 
 pub use load::{load_config, read_actual, LoadError};

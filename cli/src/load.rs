@@ -77,7 +77,7 @@ pub fn load_config(path: &Path) -> Result<Config, LoadError> {
 /// Reads a regular file of at most `limit` bytes as UTF-8. Never blocks on a FIFO and never
 /// reads a device: it opens without waiting (`O_NONBLOCK`) and looks at what it opened first.
 pub fn read_text_file(path: &Path, limit: u64) -> Result<String, LoadError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let read_err = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -88,24 +88,10 @@ pub fn read_text_file(path: &Path, limit: u64) -> Result<String, LoadError> {
         .open(path)
         .map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let kind = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_char_device() {
-            "a character device"
-        } else if ft.is_block_device() {
-            "a block device"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        };
+    if !meta.file_type().is_file() {
         return Err(LoadError::NotAFile {
             path: path.to_path_buf(),
-            kind,
+            kind: file_kind(&meta.file_type()),
         });
     }
     let too_large = |size| LoadError::TooLarge {
@@ -134,6 +120,29 @@ pub fn read_text_file(path: &Path, limit: u64) -> Result<String, LoadError> {
             byte: e.as_bytes()[good.len()],
         }
     })
+}
+
+/// What a file is, in words for an error: `a regular file`, `a directory`, `a FIFO (named
+/// pipe)`, `a symbolic link` (of a link itself, not followed), ...
+pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "of an unknown kind"
+    }
 }
 
 /// The largest table file `plan --actual` reads (about a million destinations).

@@ -521,8 +521,9 @@ fn what_an_exec_check_leaves_outside_its_process_group_is_ended() {
     // Before: a descendant that called setsid outlived the check (reparented to init).
     let dir = TempDir::new("escapee");
     let webs = servers(1);
-    let pidfile = dir.path("escapee.pid");
-    let script = format!("setsid sleep 300 & echo $! > {}; exit 0", pidfile.display());
+    // A sleep no other process runs: found by its argument, whatever pid setsid leaves it.
+    let marker = format!("9{}", std::process::id());
+    let script = format!("setsid sleep {marker} & exit 0");
     let text = config(&weights(&webs), "").replace(
         "type = \"http\"\ninterval = \"200ms\"\ntimeout = \"150ms\"",
         &format!(
@@ -531,26 +532,37 @@ fn what_an_exec_check_leaves_outside_its_process_group_is_ended() {
         ),
     );
     std::fs::write(dir.path("lvs-hc.toml"), text).unwrap();
+    let running = |marker: &str| -> Vec<u32> {
+        let want = format!("sleep\0{marker}\0");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
+            })
+            .collect()
+    };
     let d = Daemon::start(&dir, &[], &[]);
-    d.wait_for("the check ran", Duration::from_secs(5), |_| {
-        pidfile.exists()
-    });
-    let pid = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .to_string();
     d.wait_for(
-        "the escapee ended",
+        "the check started its escapee",
         Duration::from_secs(5),
-        |_| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(stat) => stat.contains(") Z "),
+        |_| {
+            !running(&marker).is_empty()
+                || d.messages().iter().any(|m| {
+                    m.contains("that exec checks left running outside their process group")
+                })
         },
     );
-    assert!(d
-        .messages()
-        .iter()
-        .any(|m| m.contains("that exec checks left running outside their process group")));
+    d.wait_for(
+        "the escapee ended and said so",
+        Duration::from_secs(5),
+        |d| {
+            running(&marker).is_empty()
+                && d.messages().iter().any(|m| {
+                    m.contains("that exec checks left running outside their process group")
+                })
+        },
+    );
 }
 
 #[test]
@@ -570,7 +582,10 @@ fn configuration_files_that_are_not_files_or_too_large_or_not_text_are_refused()
     )
     .unwrap();
     let cases = [
-        (&fifo, "fifo.toml is a FIFO, not a regular file".to_string()),
+        (
+            &fifo,
+            "fifo.toml is a FIFO (named pipe), not a regular file".to_string(),
+        ),
         (
             &big,
             "big.toml is 52428800 bytes; a configuration may be at most 16777216 bytes".to_string(),

@@ -167,7 +167,7 @@ fn bind_unix(
                 "{} exists and is {}: lvs-hc replaces only a socket (one left by an earlier \
                  run); remove it or choose another path",
                 p.display(),
-                file_kind(&meta.file_type())
+                crate::load::file_kind(&meta.file_type())
             ),
         }
     };
@@ -200,23 +200,6 @@ fn bind_unix(
     }
     listener.set_nonblocking(true)?;
     Ok(listener)
-}
-
-fn file_kind(ft: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_file() {
-        "a regular file"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else {
-        "not a socket"
-    }
 }
 
 /// A group's id from its name or number.

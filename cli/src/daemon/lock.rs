@@ -8,7 +8,7 @@
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -119,7 +119,7 @@ fn symbolic_link(path: &Path) -> anyhow::Error {
 /// there may be another's file, which locking would truncate.
 fn usable(path: &Path, meta: &Metadata) -> anyhow::Result<()> {
     let kind = meta.file_type();
-    let what = if kind.is_file() {
+    if kind.is_file() {
         if meta.nlink() == 1 {
             return Ok(());
         }
@@ -129,21 +129,11 @@ fn usable(path: &Path, meta: &Metadata) -> anyhow::Result<()> {
             path.display(),
             meta.nlink()
         );
-    } else if kind.is_symlink() {
+    }
+    if kind.is_symlink() {
         return Err(symbolic_link(path));
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else {
-        "of an unknown kind"
-    };
+    }
+    let what = crate::load::file_kind(&kind);
     anyhow::bail!(
         "{} is {what}, not a regular file; lvs-hc locks only a regular file (remove it, or \
          choose another lock file with --lock-file)",
@@ -154,6 +144,7 @@ fn usable(path: &Path, meta: &Metadata) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TempDir;
 
     #[test]
     fn default_path_follows_the_config_name() {
@@ -190,25 +181,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A directory for one test, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("lvs-hc-lock-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn refusal(path: &Path) -> String {
         match LockFile::acquire(path) {
             Ok(_) => panic!("{} was taken as a lock file", path.display()),
@@ -219,9 +191,9 @@ mod tests {
     #[test]
     fn a_symbolic_link_at_the_lock_path_is_refused_and_its_target_left_alone() {
         let dir = TempDir::new("symlink");
-        let victim = dir.0.join("victim");
+        let victim = dir.join("victim");
         std::fs::write(&victim, "precious\n").unwrap();
-        let path = dir.0.join("x.lock");
+        let path = dir.join("x.lock");
         std::os::unix::fs::symlink(&victim, &path).unwrap();
         assert_eq!(
             refusal(&path),
@@ -234,8 +206,8 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 
         // A dangling link would otherwise create its target.
-        let nowhere = dir.0.join("created-through-the-link");
-        let dangling = dir.0.join("y.lock");
+        let nowhere = dir.join("created-through-the-link");
+        let dangling = dir.join("y.lock");
         std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
         assert!(refusal(&dangling).contains("is a symbolic link"));
         assert!(!nowhere.exists());
@@ -244,9 +216,9 @@ mod tests {
     #[test]
     fn a_hard_link_at_the_lock_path_is_refused_and_the_file_left_alone() {
         let dir = TempDir::new("hardlink");
-        let victim = dir.0.join("victim");
+        let victim = dir.join("victim");
         std::fs::write(&victim, "precious\n").unwrap();
-        let path = dir.0.join("x.lock");
+        let path = dir.join("x.lock");
         std::fs::hard_link(&victim, &path).unwrap();
         assert_eq!(
             refusal(&path),
@@ -262,7 +234,7 @@ mod tests {
     #[test]
     fn a_fifo_or_directory_at_the_lock_path_is_refused_without_blocking() {
         let dir = TempDir::new("fifo");
-        let fifo = dir.0.join("x.lock");
+        let fifo = dir.join("x.lock");
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
@@ -280,7 +252,7 @@ mod tests {
                 fifo.display()
             )
         );
-        let subdir = dir.0.join("d.lock");
+        let subdir = dir.join("d.lock");
         std::fs::create_dir(&subdir).unwrap();
         assert!(
             refusal(&subdir).starts_with(&format!(

@@ -390,6 +390,7 @@ impl Lines {
 mod tests {
     use super::*;
     use crate::setup::plan::ConfSetting;
+    use crate::test_dir::TempDir;
 
     #[test]
     fn a_record_survives_a_round_trip() {
@@ -432,29 +433,10 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A directory for one test, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("lvs-hc-state-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn a_key_naming_an_absolute_path_is_refused_with_its_line() {
         let dir = TempDir::new("absolute");
-        let path = dir.0.join("setup-realserver.json");
+        let path = dir.join("setup-realserver.json");
         // `.etc.shadow` would be the path `/etc/shadow`, which joined to /proc/sys replaces it.
         std::fs::write(&path, "{\"sysctls\": {\".etc.shadow\": \"0\"}}").unwrap();
         let err = load(&path).unwrap_err().to_string();
@@ -493,7 +475,7 @@ mod tests {
     #[test]
     fn a_state_file_larger_than_setup_would_write_is_refused() {
         let dir = TempDir::new("large");
-        let path = dir.0.join("setup-realserver.json");
+        let path = dir.join("setup-realserver.json");
         let big = format!("{{\"about\": \"{}\"}}", "x".repeat(2 << 20));
         std::fs::write(&path, big).unwrap();
         let err = load(&path).unwrap_err().to_string();
@@ -510,10 +492,10 @@ mod tests {
     #[test]
     fn save_does_not_follow_a_link_planted_at_the_temporary_file() {
         let dir = TempDir::new("tmp-link");
-        let path = dir.0.join("setup-realserver.json");
-        let victim = dir.0.join("victim");
+        let path = dir.join("setup-realserver.json");
+        let victim = dir.join("victim");
         std::fs::write(&victim, "precious\n").unwrap();
-        std::os::unix::fs::symlink(&victim, dir.0.join("setup-realserver.json.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("setup-realserver.json.tmp")).unwrap();
         let mut r = Record::default();
         r.raised_links.insert("lo".into());
         save(&path, &r).unwrap();
