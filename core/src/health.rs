@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::text::plural;
+
 /// The state of one check, or of a server (all its checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Health {
@@ -107,7 +109,6 @@ pub struct Hysteresis {
     state: Health,
     passes: u32,
     failures: u32,
-    last_failure: Option<String>,
 }
 
 impl Hysteresis {
@@ -119,7 +120,6 @@ impl Hysteresis {
             state: Health::Unknown,
             passes: 0,
             failures: 0,
-            last_failure: None,
         }
     }
 
@@ -134,16 +134,6 @@ impl Hysteresis {
     /// The current state.
     pub fn state(&self) -> Health {
         self.state
-    }
-
-    /// Consecutive passes so far (0 after a failure).
-    pub fn passes(&self) -> u32 {
-        self.passes
-    }
-
-    /// Consecutive failures so far (0 after a pass).
-    pub fn failures(&self) -> u32 {
-        self.failures
     }
 
     /// Whether the check is failing or recovering: down, or its latest conclusive result was a
@@ -170,7 +160,11 @@ impl Hysteresis {
                     let reason = if from == Health::Unknown {
                         "first probe passed".to_string()
                     } else {
-                        plural(self.passes, "consecutive pass", "consecutive passes")
+                        plural(
+                            self.passes as usize,
+                            "consecutive pass",
+                            "consecutive passes",
+                        )
                     };
                     return Some(Transition {
                         from,
@@ -182,12 +176,15 @@ impl Hysteresis {
             ProbeOutcome::Fail { reason } => {
                 self.failures = self.failures.saturating_add(1);
                 self.passes = 0;
-                self.last_failure = Some(reason.clone());
                 if from != Health::Down && self.failures >= self.fall {
                     self.state = Health::Down;
                     let reason = format!(
                         "{}, last: {reason}",
-                        plural(self.failures, "consecutive failure", "consecutive failures")
+                        plural(
+                            self.failures as usize,
+                            "consecutive failure",
+                            "consecutive failures"
+                        )
                     );
                     return Some(Transition {
                         from,
@@ -198,14 +195,6 @@ impl Hysteresis {
             }
         }
         None
-    }
-}
-
-fn plural(n: u32, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
     }
 }
 
@@ -265,7 +254,7 @@ mod tests {
 
     #[test]
     fn director_faults_count_neither_way() {
-        let mut h = Hysteresis::starting(1, 2, Health::Up);
+        let mut h = Hysteresis::starting(1, 3, Health::Up);
         h.record(&fail("x"));
         for _ in 0..10 {
             let fault = ProbeOutcome::DirectorFault {
@@ -274,8 +263,12 @@ mod tests {
             assert_eq!(h.record(&fault), None);
         }
         assert_eq!(h.state(), Health::Up);
-        assert_eq!(h.failures(), 1, "a fault neither adds nor resets failures");
-        assert!(h.record(&fail("x")).is_some());
+        assert!(h.failing(), "the failure before the faults still counts");
+        // A fault neither added a failure (two are still needed) nor reset the count (the
+        // second failure is not the first of a new run).
+        assert_eq!(h.record(&fail("x")), None, "faults added no failure");
+        let t = h.record(&fail("x")).expect("the third failure in a row");
+        assert_eq!(t.reason, "3 consecutive failures, last: x");
     }
 
     #[test]

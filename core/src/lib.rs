@@ -73,6 +73,7 @@ pub mod plan;
 pub mod rng;
 pub mod save;
 pub mod table;
+pub mod text;
 pub mod time;
 
 pub use config::{Config, ConfigError};

@@ -67,6 +67,15 @@ pub enum Target {
     Dest(ServiceKey, SocketAddr),
 }
 
+impl Target {
+    /// The service acted on, or the service of the destination acted on.
+    pub fn service(&self) -> ServiceKey {
+        match self {
+            Target::Service(key) | Target::Dest(key, _) => *key,
+        }
+    }
+}
+
 impl Op {
     /// The service or destination this operation acts on.
     pub fn target(&self) -> Target {
@@ -94,9 +103,7 @@ impl Op {
 
     /// The service this operation belongs to.
     pub fn service(&self) -> ServiceKey {
-        match self.target() {
-            Target::Service(k) | Target::Dest(k, _) => k,
-        }
+        self.target().service()
     }
 
     /// The ipvsadm arguments, without the program name: exactly what the ipvsadm backend runs.
