@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipvs_sys::memory::MemoryBackend;
 use lvs_hc::probe::{Prober, TokioConnect};
-use lvs_hc_core::{Config, Instant, ProbeId, ProbeOutcome, ProbeRequest};
+use lvs_hc_core::{Config, ProbeId, ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -63,7 +63,6 @@ fn request_to(server: SocketAddr, toml: &str) -> ProbeRequest {
         id: ProbeId(1),
         server,
         check: check(toml),
-        started: Instant::ZERO,
     }
 }
 

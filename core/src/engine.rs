@@ -1,16 +1,25 @@
 //! The sans-IO engine: inputs in, outputs out, time as a value.
+//!
+//! One hop is easy to miss: [`Engine::handle_input`] never emits an operation. It updates
+//! health, the table as believed, retries and drains, and marks the services concerned dirty.
+//! The operations appear in [`Engine::poll_output`], which reconciles the dirty services (their
+//! desired entry against the table as believed) once the queued outputs are drained, so a burst
+//! of inputs costs one pass per changed service. To follow a probe result to the `ipvsadm` line
+//! it causes: `handle_probe_result` → `update_server_health` (marks dirty) → `poll_output` →
+//! `reconcile_service` → [`Output::Apply`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Check, Config, FailureAction, Manage, Server};
+use crate::config::{Check, Config, FailureAction, Manage, Server, VirtualService};
 use crate::desired::{desired_service, DesiredService, ServerRef, ServerView};
 use crate::diff::{diff, diff_service};
 use crate::event::{Event, EventKind};
 use crate::health::{Health, Hysteresis, ProbeOutcome};
 use crate::op::{ApplyError, Op, Target};
+use crate::reason::{DestChange, OpReason, ReloadSummary};
 use crate::rng::SplitMix64;
 use crate::table::{Counters, ServiceKey, SkippedService, Table};
 use crate::time::Instant;
@@ -28,8 +37,6 @@ pub struct ProbeRequest {
     pub server: SocketAddr,
     /// What to do.
     pub check: Arc<Check>,
-    /// When the engine asked; the probe must end by `started + check.timing.timeout`.
-    pub started: Instant,
 }
 
 impl ProbeRequest {
@@ -41,7 +48,8 @@ impl ProbeRequest {
         )
     }
 
-    /// The bound on the whole probe.
+    /// The bound on the whole probe, from when it actually starts (the driver may queue it
+    /// first: see `probe_concurrency`).
     pub fn timeout(&self) -> Duration {
         self.check.timing.timeout
     }
@@ -96,6 +104,15 @@ pub enum Input {
         /// The new configuration.
         config: Config,
     },
+    /// lvs-hc is leaving and takes its services with it (`--cleanup-on-exit`): from now on the
+    /// desired table holds none of the services it manages. Probing stops; the engine reads
+    /// the table afresh, deletes every managed service it finds, retries failures with the
+    /// usual backoff, and reports [`Engine::withdrawn`] once they are gone. There is no way
+    /// back: a withdrawn engine is meant to be dropped.
+    Withdraw {
+        /// When.
+        now: Instant,
+    },
 }
 
 impl Input {
@@ -107,7 +124,8 @@ impl Input {
             | Input::Snapshot { now, .. }
             | Input::SnapshotFailed { now, .. }
             | Input::Applied { now, .. }
-            | Input::Reload { now, .. } => *now,
+            | Input::Reload { now, .. }
+            | Input::Withdraw { now } => *now,
         }
     }
 }
@@ -160,7 +178,54 @@ struct ServerSlot {
 struct ServiceSlot {
     reals: Vec<ServerSlot>,
     fallbacks: Vec<ServerSlot>,
-    fallback_in: Option<bool>,
+    fallback: FallbackState,
+}
+
+/// Whether a service's fallback servers are in, as last reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FallbackState {
+    /// Not computed yet: the first answer is reported only if it brings the fallback in.
+    Unknown,
+    /// Out: enough real servers are healthy.
+    Out,
+    /// In: fewer than `quorum` real servers are healthy.
+    In,
+}
+
+impl FallbackState {
+    fn of(fallback_in: bool) -> FallbackState {
+        if fallback_in {
+            FallbackState::In
+        } else {
+            FallbackState::Out
+        }
+    }
+}
+
+/// Every server of `svc` with its reference: the real servers, then the fallbacks.
+fn servers_of(svc: &VirtualService) -> impl Iterator<Item = (ServerRef, &Server)> {
+    let reals = svc.servers.iter().enumerate();
+    let fallbacks = svc.fallbacks.iter().enumerate();
+    reals
+        .map(|(i, s)| (ServerRef::Real(i), s))
+        .chain(fallbacks.map(|(i, s)| (ServerRef::Fallback(i), s)))
+}
+
+impl ProbeSlot {
+    fn new(server: SocketAddr, check: Arc<Check>) -> ProbeSlot {
+        ProbeSlot {
+            server,
+            hysteresis: Hysteresis::new(check.timing.rise, check.timing.fall),
+            check,
+            due: None,
+            in_flight: None,
+            last_result: None,
+            last_verdict: None,
+            fault: None,
+            weight: None,
+            users: Vec::new(),
+        }
+    }
 }
 
 impl ServiceSlot {
@@ -198,17 +263,74 @@ pub struct ProbeFaultStatus {
     pub fault: Fault,
 }
 
+/// A failed operation: how many times in a row it failed, and whether it may go again.
 #[derive(Clone, Copy, Debug)]
 struct Retry {
     attempts: u32,
-    not_before: Instant,
-    armed: bool,
+    backoff: Backoff,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Drain {
-    deadline: Instant,
-    finished: bool,
+/// Where a failed operation is in its backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backoff {
+    /// Held back until then; its service is reconciled again at that time.
+    Until(Instant),
+    /// The wait is over: the next reconcile of its service emits it again if still needed.
+    Over,
+}
+
+/// A failed real server at weight 0 (`on_failure = "drain"`), by service and address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// Its connections may still end; it is deleted by this deadline at the latest.
+    Running {
+        /// The drain timeout from when it started.
+        deadline: Instant,
+    },
+    /// Over (no connections left, timed out, or gone from the table): the server is deleted.
+    /// Kept until the server's health changes, so the drain does not start again.
+    Finished,
+}
+
+/// Which services the next [`Engine::poll_output`] reconciles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Dirty {
+    /// Every service, configured or in the table (after a snapshot, a reload or a withdrawal).
+    All,
+    /// These services (after probe results, applied operations, timers).
+    Services(BTreeSet<ServiceKey>),
+}
+
+impl Dirty {
+    fn clean() -> Dirty {
+        Dirty::Services(BTreeSet::new())
+    }
+
+    fn mark(&mut self, key: ServiceKey) {
+        if let Dirty::Services(keys) = self {
+            keys.insert(key);
+        }
+    }
+
+    fn is_clean(&self) -> bool {
+        matches!(self, Dirty::Services(keys) if keys.is_empty())
+    }
+}
+
+/// What the engine works towards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Duty {
+    /// The table the probes justify.
+    Serve,
+    /// No managed service at all ([`Input::Withdraw`]).
+    Withdraw,
+}
+
+/// How many probes a new configuration kept with their state, and how many start afresh.
+#[derive(Clone, Copy, Debug, Default)]
+struct Carried {
+    kept: usize,
+    fresh: usize,
 }
 
 /// What the engine knows of one server, for status pages.
@@ -262,8 +384,8 @@ pub struct Engine {
     pending: HashMap<Target, String>,
     retries: HashMap<Target, Retry>,
     drains: HashMap<(ServiceKey, SocketAddr), Drain>,
-    dirty: BTreeSet<ServiceKey>,
-    dirty_all: bool,
+    dirty: Dirty,
+    duty: Duty,
     resync_due: Instant,
     resync_outstanding: bool,
     snapshot_failures: u32,
@@ -297,14 +419,14 @@ impl Engine {
             pending: HashMap::new(),
             retries: HashMap::new(),
             drains: HashMap::new(),
-            dirty: BTreeSet::new(),
-            dirty_all: true,
+            dirty: Dirty::All,
+            duty: Duty::Serve,
             resync_due: now,
             resync_outstanding: false,
             snapshot_failures: 0,
             outputs: VecDeque::new(),
         };
-        engine.apply_config(config, false);
+        engine.install(config);
         engine.tick();
         engine
     }
@@ -356,6 +478,18 @@ impl Engine {
     /// Operations emitted and not yet reported back.
     pub fn pending_ops(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether a withdrawal ([`Input::Withdraw`]) is complete: a table read since it began,
+    /// with the operations applied since, holds none of the services lvs-hc manages, and no
+    /// operation is outstanding. Always false before a withdrawal.
+    pub fn withdrawn(&self) -> bool {
+        self.duty == Duty::Withdraw
+            && self.pending.is_empty()
+            && self
+                .believed
+                .as_ref()
+                .is_some_and(|b| b.services.keys().all(|k| !self.manages(k)))
     }
 
     /// The probes that cannot run because of a problem on this director (see
@@ -412,15 +546,18 @@ impl Engine {
             } => self.handle_snapshot(table, counters, skipped),
             Input::SnapshotFailed { error, .. } => self.handle_snapshot_failed(error),
             Input::Applied { op, result, .. } => self.handle_applied(op, result),
-            Input::Reload { config, .. } => self.apply_config(config, true),
+            Input::Reload { config, .. } => self.handle_reload(config),
+            Input::Withdraw { .. } => self.handle_withdraw(),
         }
         self.tick();
     }
 
     /// The next output; [`Output::Timeout`] when there is nothing more to do for now.
     ///
-    /// Reconciliation runs here, once the queued outputs are drained, so a burst of inputs
-    /// fed before polling costs one pass over each changed service, not one per input.
+    /// Reconciliation runs here, once the queued outputs are drained: this is where the
+    /// operations for the services [`Engine::handle_input`] marked dirty are computed, so a
+    /// burst of inputs fed before polling costs one pass over each changed service, not one
+    /// per input.
     pub fn poll_output(&mut self) -> Output {
         if self.outputs.is_empty() {
             self.reconcile();
@@ -489,10 +626,7 @@ impl Engine {
             .filter_map(|&p| self.probes[p].weight)
             .min();
         let key = self.config.services[si].key;
-        let draining = self
-            .drains
-            .get(&(key, slot.addr))
-            .is_some_and(|d| !d.finished);
+        let draining = self.draining(key, slot.addr);
         let pending = slot.health == Health::Unknown
             && slot
                 .probes
@@ -511,6 +645,10 @@ impl Engine {
         Duration::from_nanos(self.rng.up_to(max))
     }
 
+    fn draining(&self, key: ServiceKey, addr: SocketAddr) -> bool {
+        matches!(self.drains.get(&(key, addr)), Some(Drain::Running { .. }))
+    }
+
     fn manages(&self, key: &ServiceKey) -> bool {
         self.config.daemon.manage == Manage::All
             || self.service_index.contains_key(key)
@@ -519,150 +657,11 @@ impl Engine {
 
     // ---- configuration -------------------------------------------------------------------
 
-    fn apply_config(&mut self, config: Config, reload: bool) {
-        let now = self.now;
-        // Probes: one per distinct (server, check); state carries over for unchanged ones.
-        let mut old_probes: HashMap<(SocketAddr, Arc<Check>), ProbeSlot> = self
-            .probes
-            .drain(..)
-            .map(|p| ((p.server, p.check.clone()), p))
-            .collect();
-        let mut index: HashMap<(SocketAddr, Arc<Check>), usize> = HashMap::new();
-        let mut probes: Vec<ProbeSlot> = Vec::new();
-        let mut services = Vec::with_capacity(config.services.len());
-        let mut old_servers: HashMap<(ServiceKey, SocketAddr, bool), ServerSlot> = HashMap::new();
-        let mut old_fallback_in: HashMap<ServiceKey, Option<bool>> = HashMap::new();
-        for (svc, slot) in self.config.services.iter().zip(self.services.drain(..)) {
-            old_fallback_in.insert(svc.key, slot.fallback_in);
-            for s in slot.reals {
-                old_servers.insert((svc.key, s.addr, false), s);
-            }
-            for s in slot.fallbacks {
-                old_servers.insert((svc.key, s.addr, true), s);
-            }
-        }
-        let mut carried = 0usize;
-        let mut fresh = 0usize;
-        for (si, svc) in config.services.iter().enumerate() {
-            let mut slot = ServiceSlot {
-                reals: Vec::new(),
-                fallbacks: Vec::new(),
-                fallback_in: old_fallback_in.get(&svc.key).copied().flatten(),
-            };
-            let groups = [(false, &svc.servers), (true, &svc.fallbacks)];
-            for (is_fallback, servers) in groups {
-                for (i, server) in servers.iter().enumerate() {
-                    let r = if is_fallback {
-                        ServerRef::Fallback(i)
-                    } else {
-                        ServerRef::Real(i)
-                    };
-                    let mut probe_ids = Vec::with_capacity(server.checks.len());
-                    for check in &server.checks {
-                        let key = (server.addr, check.clone());
-                        let pi = match index.get(&key) {
-                            Some(&pi) => pi,
-                            None => {
-                                let slot = match old_probes.remove(&key) {
-                                    Some(mut old) => {
-                                        old.users.clear();
-                                        carried += 1;
-                                        old
-                                    }
-                                    None => {
-                                        fresh += 1;
-                                        ProbeSlot {
-                                            server: server.addr,
-                                            check: check.clone(),
-                                            hysteresis: Hysteresis::new(
-                                                check.timing.rise,
-                                                check.timing.fall,
-                                            ),
-                                            due: None,
-                                            in_flight: None,
-                                            last_result: None,
-                                            last_verdict: None,
-                                            fault: None,
-                                            weight: None,
-                                            users: Vec::new(),
-                                        }
-                                    }
-                                };
-                                probes.push(slot);
-                                index.insert(key, probes.len() - 1);
-                                probes.len() - 1
-                            }
-                        };
-                        probes[pi].users.push((si, r));
-                        probe_ids.push(pi);
-                    }
-                    let health =
-                        Health::all(probe_ids.iter().map(|&p| probes[p].hysteresis.state()));
-                    let (since, reason) =
-                        match old_servers.remove(&(svc.key, server.addr, is_fallback)) {
-                            Some(old) if old.health == health => (old.since, old.reason),
-                            _ if server.checks.is_empty() => {
-                                (now, "no checks configured".to_string())
-                            }
-                            _ => (now, "waiting for the first probe".to_string()),
-                        };
-                    let s = ServerSlot {
-                        addr: server.addr,
-                        probes: probe_ids,
-                        health,
-                        since,
-                        reason,
-                    };
-                    if is_fallback {
-                        slot.fallbacks.push(s);
-                    } else {
-                        slot.reals.push(s);
-                    }
-                }
-            }
-            services.push(slot);
-        }
-        // Probe ids in flight keep flowing for carried-over probes; others are forgotten.
-        self.in_flight.clear();
-        self.schedule.clear();
-        for (pi, p) in probes.iter_mut().enumerate() {
-            if let Some((id, _)) = p.in_flight {
-                self.in_flight.insert(id, pi);
-            } else {
-                let due = match p.due {
-                    Some(d) => d,
-                    None => {
-                        now + {
-                            let max = u64::try_from(p.check.timing.jitter.as_nanos()).unwrap_or(0);
-                            Duration::from_nanos(self.rng.up_to(max))
-                        }
-                    }
-                };
-                p.due = Some(due);
-                self.schedule.insert((due, pi));
-            }
-        }
-        let old_keys: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
-        let new_keys = config.service_keys();
-        if reload {
-            for k in old_keys.difference(&new_keys) {
-                self.retiring.insert(*k);
-            }
-        }
-        for k in &new_keys {
-            self.retiring.remove(k);
-        }
-        if reload && self.config.daemon.manage == Manage::Configured {
-            // The kernel may already hold a newly named service; what we believe of it was
-            // filtered out. Look before touching it.
-            let added: Vec<ServiceKey> = new_keys.difference(&old_keys).copied().collect();
-            if !added.is_empty() {
-                self.unverified.extend(added);
-                if !self.resync_outstanding {
-                    self.resync_due = self.resync_due.min(now);
-                }
-            }
-        }
+    /// Puts `config` in force: probes carried over, server slots rebuilt, probes scheduled.
+    /// What a reload does beyond that is [`Engine::handle_reload`]'s.
+    fn install(&mut self, config: Config) -> Carried {
+        let (probes, index, carried) = self.carry_probes(&config);
+        let services = self.rebuild_servers(&config, &probes, &index);
         let real_addrs: BTreeSet<(ServiceKey, SocketAddr)> = config
             .services
             .iter()
@@ -677,25 +676,215 @@ impl Engine {
             .collect();
         self.probes = probes;
         self.services = services;
-        if reload {
-            let added = new_keys.difference(&old_keys).count();
-            let removed = old_keys.difference(&new_keys).count();
-            let plural = |n: usize, word: &str| match n {
-                1 => format!("1 {word}"),
-                n => format!("{n} {word}s"),
-            };
-            let summary = format!(
-                "{} ({added} new, {removed} removed), {} ({carried} kept with their state, \
-                 {fresh} new)",
-                plural(new_keys.len(), "service"),
-                plural(self.probes.len(), "probe")
-            );
-            self.config = config;
-            self.emit(EventKind::ConfigApplied { summary });
-        } else {
-            self.config = config;
+        self.config = config;
+        self.reschedule();
+        self.dirty = Dirty::All;
+        carried
+    }
+
+    /// One probe per distinct (server, check) of `config`, in configuration order, each with
+    /// the servers it speaks for. A probe the running configuration has too keeps its state:
+    /// health, schedule, a request in flight.
+    #[allow(clippy::type_complexity)]
+    fn carry_probes(
+        &mut self,
+        config: &Config,
+    ) -> (
+        Vec<ProbeSlot>,
+        HashMap<(SocketAddr, Arc<Check>), usize>,
+        Carried,
+    ) {
+        let mut old: HashMap<(SocketAddr, Arc<Check>), ProbeSlot> = self
+            .probes
+            .drain(..)
+            .map(|p| ((p.server, p.check.clone()), p))
+            .collect();
+        let mut index: HashMap<(SocketAddr, Arc<Check>), usize> = HashMap::new();
+        let mut probes: Vec<ProbeSlot> = Vec::new();
+        let mut carried = Carried::default();
+        for (si, svc) in config.services.iter().enumerate() {
+            for (r, server) in servers_of(svc) {
+                for check in &server.checks {
+                    let key = (server.addr, check.clone());
+                    let pi = match index.get(&key) {
+                        Some(&pi) => pi,
+                        None => {
+                            let slot = match old.remove(&key) {
+                                Some(mut kept) => {
+                                    kept.users.clear();
+                                    carried.kept += 1;
+                                    kept
+                                }
+                                None => {
+                                    carried.fresh += 1;
+                                    ProbeSlot::new(server.addr, check.clone())
+                                }
+                            };
+                            probes.push(slot);
+                            index.insert(key, probes.len() - 1);
+                            probes.len() - 1
+                        }
+                    };
+                    probes[pi].users.push((si, r));
+                }
+            }
         }
-        self.dirty_all = true;
+        (probes, index, carried)
+    }
+
+    /// The server slots of `config` over `probes`. A server the running configuration has in
+    /// the same role keeps its `since` and `reason` while its health stays the same; a service
+    /// keeps what was last reported of its fallback.
+    fn rebuild_servers(
+        &mut self,
+        config: &Config,
+        probes: &[ProbeSlot],
+        index: &HashMap<(SocketAddr, Arc<Check>), usize>,
+    ) -> Vec<ServiceSlot> {
+        let now = self.now;
+        let mut old_servers: HashMap<(ServiceKey, SocketAddr, bool), ServerSlot> = HashMap::new();
+        let mut old_fallback: HashMap<ServiceKey, FallbackState> = HashMap::new();
+        for (svc, slot) in self.config.services.iter().zip(self.services.drain(..)) {
+            old_fallback.insert(svc.key, slot.fallback);
+            for s in slot.reals {
+                old_servers.insert((svc.key, s.addr, false), s);
+            }
+            for s in slot.fallbacks {
+                old_servers.insert((svc.key, s.addr, true), s);
+            }
+        }
+        let mut services = Vec::with_capacity(config.services.len());
+        for svc in &config.services {
+            let mut slot = ServiceSlot {
+                reals: Vec::new(),
+                fallbacks: Vec::new(),
+                fallback: old_fallback
+                    .get(&svc.key)
+                    .copied()
+                    .unwrap_or(FallbackState::Unknown),
+            };
+            for (r, server) in servers_of(svc) {
+                let is_fallback = matches!(r, ServerRef::Fallback(_));
+                let probe_ids: Vec<usize> = server
+                    .checks
+                    .iter()
+                    .map(|check| index[&(server.addr, check.clone())])
+                    .collect();
+                let health = Health::all(probe_ids.iter().map(|&p| probes[p].hysteresis.state()));
+                let (since, reason) = match old_servers.remove(&(svc.key, server.addr, is_fallback))
+                {
+                    Some(old) if old.health == health => (old.since, old.reason),
+                    _ if server.checks.is_empty() => (now, "no checks configured".to_string()),
+                    _ => (now, "waiting for the first probe".to_string()),
+                };
+                let s = ServerSlot {
+                    addr: server.addr,
+                    probes: probe_ids,
+                    health,
+                    since,
+                    reason,
+                };
+                if is_fallback {
+                    slot.fallbacks.push(s);
+                } else {
+                    slot.reals.push(s);
+                }
+            }
+            services.push(slot);
+        }
+        services
+    }
+
+    /// Rebuilds the schedule: a probe in flight keeps its id (its result is still expected), a
+    /// scheduled one its time, and a new one is due after a jitter, so that probes added
+    /// together do not all start at once. A withdrawing engine schedules nothing.
+    fn reschedule(&mut self) {
+        self.in_flight.clear();
+        self.schedule.clear();
+        for pi in 0..self.probes.len() {
+            if let Some((id, _)) = self.probes[pi].in_flight {
+                self.in_flight.insert(id, pi);
+                continue;
+            }
+            if self.duty == Duty::Withdraw {
+                self.probes[pi].due = None;
+                continue;
+            }
+            let due = match self.probes[pi].due {
+                Some(due) => due,
+                None => self.now + self.jitter(self.probes[pi].check.timing.jitter),
+            };
+            self.probes[pi].due = Some(due);
+            self.schedule.insert((due, pi));
+        }
+    }
+
+    /// A new configuration, with the health of unchanged probes kept (see
+    /// [`Engine::install`]); services it no longer names are deleted, and those it newly names
+    /// are looked at in the kernel before they are touched.
+    fn handle_reload(&mut self, config: Config) {
+        let old_keys: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
+        let new_keys = config.service_keys();
+        // Under `manage = "all"` the table as believed already holds every service.
+        let believed_all = self.config.daemon.manage == Manage::All;
+        let carried = self.install(config);
+        self.retire_services(&old_keys, &new_keys, believed_all);
+        let summary = ReloadSummary {
+            services: new_keys.len(),
+            added: new_keys.difference(&old_keys).count(),
+            removed: old_keys.difference(&new_keys).count(),
+            probes: self.probes.len(),
+            kept: carried.kept,
+            fresh: carried.fresh,
+        };
+        self.emit(EventKind::ConfigApplied {
+            summary: summary.to_string(),
+        });
+    }
+
+    /// Services a reload dropped are retired (deleted, even under `manage = "configured"`,
+    /// until a snapshot shows them gone); services it added are unverified until the next
+    /// snapshot when the table as believed could not hold them.
+    fn retire_services(
+        &mut self,
+        old_keys: &BTreeSet<ServiceKey>,
+        new_keys: &BTreeSet<ServiceKey>,
+        believed_all: bool,
+    ) {
+        self.retiring.extend(old_keys.difference(new_keys).copied());
+        for k in new_keys {
+            self.retiring.remove(k);
+        }
+        if believed_all {
+            return;
+        }
+        // The kernel may already hold a newly named service; what we believe of it was
+        // filtered out. Look before touching it.
+        let added: Vec<ServiceKey> = new_keys.difference(old_keys).copied().collect();
+        if !added.is_empty() {
+            self.unverified.extend(added);
+            if !self.resync_outstanding {
+                self.resync_due = self.resync_due.min(self.now);
+            }
+        }
+    }
+
+    /// From now on no managed service is desired (see [`Input::Withdraw`]).
+    fn handle_withdraw(&mut self) {
+        self.duty = Duty::Withdraw;
+        // Verdicts no longer matter: nothing more is probed, nothing drains.
+        self.schedule.clear();
+        for p in &mut self.probes {
+            p.due = None;
+        }
+        self.drains.clear();
+        // Look before deleting: the table may have changed since it was last read. Nothing is
+        // applied before that read (as at the start).
+        self.believed = None;
+        if !self.resync_outstanding {
+            self.resync_due = self.now;
+        }
+        self.dirty = Dirty::All;
     }
 
     // ---- probes --------------------------------------------------------------------------
@@ -704,6 +893,11 @@ impl Engine {
         let Some(pi) = self.in_flight.remove(&id) else {
             return;
         };
+        if self.duty == Duty::Withdraw {
+            // A verdict no longer matters, and the probe is not run again.
+            self.probes[pi].in_flight = None;
+            return;
+        }
         let now = self.now;
         let p = &mut self.probes[pi];
         let started = p.in_flight.take().map_or(now, |(_, s)| s);
@@ -771,13 +965,13 @@ impl Engine {
         if first_result && transition.is_none() {
             // A server stops holding back its service's fallback once it has a result.
             for &(si, _) in &users {
-                self.dirty.insert(self.config.services[si].key);
+                self.dirty.mark(self.config.services[si].key);
             }
         }
         if let Some(weight) = weight_changed {
             self.emit(EventKind::WeightReported { server, weight });
             for &(si, _) in &users {
-                self.dirty.insert(self.config.services[si].key);
+                self.dirty.mark(self.config.services[si].key);
             }
         }
         if let Some(t) = transition {
@@ -837,9 +1031,8 @@ impl Engine {
                     if present {
                         self.drains.insert(
                             (key, addr),
-                            Drain {
+                            Drain::Running {
                                 deadline: now + timeout,
-                                finished: false,
                             },
                         );
                         self.emit(EventKind::DrainStarted {
@@ -854,7 +1047,7 @@ impl Engine {
                 }
             }
         }
-        self.dirty.insert(key);
+        self.dirty.mark(key);
     }
 
     // ---- the kernel table ----------------------------------------------------------------
@@ -895,7 +1088,7 @@ impl Engine {
         // Drains end when the kernel shows no connections left (or the server is gone).
         let mut finished = Vec::new();
         for ((key, addr), d) in &self.drains {
-            if d.finished {
+            if *d == Drain::Finished {
                 continue;
             }
             let dest = self.believed.as_ref().and_then(|b| b.dest(key, addr));
@@ -911,9 +1104,7 @@ impl Engine {
             }
         }
         for (key, addr, reason) in finished {
-            if let Some(d) = self.drains.get_mut(&(key, addr)) {
-                d.finished = true;
-            }
+            self.drains.insert((key, addr), Drain::Finished);
             self.emit(EventKind::DrainFinished {
                 service: key,
                 server: addr,
@@ -924,7 +1115,7 @@ impl Engine {
         self.resync_outstanding = false;
         self.snapshot_failures = 0;
         self.resync_due = now + self.config.daemon.resync_interval;
-        self.dirty_all = true;
+        self.dirty = Dirty::All;
     }
 
     fn handle_snapshot_failed(&mut self, error: String) {
@@ -950,7 +1141,7 @@ impl Engine {
     fn handle_applied(&mut self, op: Op, result: Result<(), ApplyError>) {
         let target = op.target();
         let reason = self.pending.remove(&target).unwrap_or_default();
-        self.dirty.insert(op.service());
+        self.dirty.mark(op.service());
         match result {
             Ok(()) => {
                 if let Some(b) = self.believed.as_mut() {
@@ -966,8 +1157,7 @@ impl Engine {
                     target,
                     Retry {
                         attempts,
-                        not_before: self.now + retry_in,
-                        armed: true,
+                        backoff: Backoff::Until(self.now + retry_in),
                     },
                 );
                 // The failure says our picture of the table may be wrong: look again soon.
@@ -1003,19 +1193,18 @@ impl Engine {
                 id,
                 server: p.server,
                 check: p.check.clone(),
-                started: now,
             };
             self.outputs.push_back(Output::Probe(request));
         }
         let mut timed_out = Vec::new();
         for ((key, addr), d) in self.drains.iter_mut() {
-            if !d.finished && d.deadline <= now {
-                d.finished = true;
+            if matches!(*d, Drain::Running { deadline } if deadline <= now) {
+                *d = Drain::Finished;
                 timed_out.push((*key, *addr));
             }
         }
         for (key, addr) in timed_out {
-            self.dirty.insert(key);
+            self.dirty.mark(key);
             self.emit(EventKind::DrainFinished {
                 service: key,
                 server: addr,
@@ -1024,15 +1213,13 @@ impl Engine {
         }
         let mut expired = Vec::new();
         for (target, r) in self.retries.iter_mut() {
-            if r.armed && r.not_before <= now {
-                r.armed = false;
-                expired.push(*target);
+            if matches!(r.backoff, Backoff::Until(t) if t <= now) {
+                r.backoff = Backoff::Over;
+                expired.push(target.service());
             }
         }
-        for t in expired {
-            self.dirty.insert(match t {
-                Target::Service(k) | Target::Dest(k, _) => k,
-            });
+        for key in expired {
+            self.dirty.mark(key);
         }
         if !self.resync_outstanding && self.resync_due <= now {
             self.resync_outstanding = true;
@@ -1046,13 +1233,13 @@ impl Engine {
             deadline = deadline.min(due);
         }
         for d in self.drains.values() {
-            if !d.finished {
-                deadline = deadline.min(d.deadline);
+            if let Drain::Running { deadline: end } = *d {
+                deadline = deadline.min(end);
             }
         }
         for r in self.retries.values() {
-            if r.armed {
-                deadline = deadline.min(r.not_before);
+            if let Backoff::Until(t) = r.backoff {
+                deadline = deadline.min(t);
             }
         }
         if !self.resync_outstanding {
@@ -1064,21 +1251,20 @@ impl Engine {
     // ---- reconciliation ------------------------------------------------------------------
 
     fn reconcile(&mut self) {
-        if !self.dirty_all && self.dirty.is_empty() {
+        if self.dirty.is_clean() {
             return;
         }
         let Some(believed) = &self.believed else {
             return;
         };
-        let keys: BTreeSet<ServiceKey> = if self.dirty_all {
-            let mut all: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
-            all.extend(believed.services.keys().copied());
-            all
-        } else {
-            std::mem::take(&mut self.dirty)
+        let keys: BTreeSet<ServiceKey> = match std::mem::replace(&mut self.dirty, Dirty::clean()) {
+            Dirty::All => {
+                let mut all: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
+                all.extend(believed.services.keys().copied());
+                all
+            }
+            Dirty::Services(keys) => keys,
         };
-        self.dirty_all = false;
-        self.dirty.clear();
         for key in keys {
             self.reconcile_service(key);
         }
@@ -1092,15 +1278,15 @@ impl Engine {
             return;
         };
         let actual = believed.services.get(&key);
-        let desired = match self.service_index.get(&key) {
-            Some(&si) => {
+        let desired = match (self.duty, self.service_index.get(&key)) {
+            (Duty::Serve, Some(&si)) => {
                 let d = desired_service(&self.config.services[si], actual, |r| {
                     self.server_view(si, r)
                 });
                 Some((si, d))
             }
-            None if self.manages(&key) => None,
-            None => return,
+            _ if self.manages(&key) => None,
+            _ => return,
         };
         let mut ops = Vec::new();
         diff_service(
@@ -1112,27 +1298,10 @@ impl Engine {
         let service_present = actual.is_some();
         // Retry counts belong to operations still needed; a later failure starts afresh.
         let needed: BTreeSet<Target> = ops.iter().map(Op::target).collect();
-        self.retries.retain(|t, _| {
-            let of_this = match t {
-                Target::Service(k) | Target::Dest(k, _) => *k == key,
-            };
-            !of_this || needed.contains(t)
-        });
+        self.retries
+            .retain(|t, _| t.service() != key || needed.contains(t));
         if let Some((si, d)) = &desired {
-            let svc = &self.config.services[*si];
-            if self.services[*si].fallback_in != Some(d.fallback_in) {
-                let first = self.services[*si].fallback_in.is_none();
-                self.services[*si].fallback_in = Some(d.fallback_in);
-                if (!first || d.fallback_in) && !svc.fallbacks.is_empty() {
-                    let (active, healthy, quorum) = (d.fallback_in, d.healthy, svc.quorum);
-                    self.emit(EventKind::Fallback {
-                        service: key,
-                        active,
-                        healthy,
-                        quorum,
-                    });
-                }
-            }
+            self.note_fallback(*si, d);
         }
         let mut service_added = false;
         for op in ops {
@@ -1143,39 +1312,67 @@ impl Engine {
             if self
                 .retries
                 .get(&target)
-                .is_some_and(|r| r.not_before > self.now)
+                .is_some_and(|r| r.backoff != Backoff::Over)
             {
                 continue;
             }
+            // Destinations only after their service: never while it is missing and its
+            // addition is not on its way (pending, or held back by a failure).
             if matches!(target, Target::Dest(..)) && !service_present && !service_added {
                 continue;
             }
             if matches!(op, Op::AddService { .. }) {
                 service_added = true;
             }
-            let reason = self.reason_for(&op, desired.as_ref().map(|(si, _)| *si));
+            let reason = self.reason(&op, desired.as_ref().map(|(si, _)| *si));
             self.pending.insert(target, reason);
             self.outputs.push_back(Output::Apply(op));
         }
     }
 
-    fn reason_for(&self, op: &Op, si: Option<usize>) -> String {
+    /// Records whether the fallback of service `si` is in, and reports a change (the first
+    /// answer only when it brings the fallback in; never for a service without fallbacks).
+    fn note_fallback(&mut self, si: usize, d: &DesiredService) {
+        let svc = &self.config.services[si];
+        let before = self.services[si].fallback;
+        let now = FallbackState::of(d.fallback_in);
+        if before == now {
+            return;
+        }
+        self.services[si].fallback = now;
+        let news = before != FallbackState::Unknown || now == FallbackState::In;
+        if news && !svc.fallbacks.is_empty() {
+            let (service, quorum) = (svc.key, svc.quorum);
+            self.emit(EventKind::Fallback {
+                service,
+                active: d.fallback_in,
+                healthy: d.healthy,
+                quorum,
+            });
+        }
+    }
+
+    /// Why `op` is needed, in words (see [`OpReason`]); `si` is its service's index when the
+    /// service is configured and served.
+    fn reason(&self, op: &Op, si: Option<usize>) -> String {
+        self.op_reason(op, si).to_string()
+    }
+
+    fn op_reason(&self, op: &Op, si: Option<usize>) -> OpReason<'_> {
         let Some(si) = si else {
-            return if self.retiring.contains(&op.service()) {
-                "service removed from the configuration".into()
+            return if self.duty == Duty::Withdraw {
+                OpReason::Withdrawal
+            } else if self.retiring.contains(&op.service()) {
+                OpReason::Retired
             } else {
-                "service not in the configuration (manage = \"all\")".into()
+                OpReason::Unconfigured
             };
         };
         let svc = &self.config.services[si];
         let dest = match op {
-            Op::AddService { .. } => {
-                return "service in the configuration, not in the kernel".into()
-            }
-            Op::EditService { .. } => {
-                return "service settings differ from the configuration".into()
-            }
-            Op::DelService { .. } => return "service not in the configuration".into(),
+            Op::AddService { .. } => return OpReason::ServiceMissing,
+            Op::EditService { .. } => return OpReason::ServiceSettings,
+            Op::DelService { .. } => return OpReason::ServiceUnwanted,
             Op::AddDest { dest, .. } | Op::EditDest { dest, .. } | Op::DelDest { dest, .. } => {
                 *dest
             }
@@ -1183,35 +1380,31 @@ impl Engine {
         let slot = &self.services[si];
         if let Some(i) = svc.fallbacks.iter().position(|f| f.addr == dest) {
             let s = &slot.fallbacks[i];
-            let state = if slot.fallback_in == Some(true) {
-                "in"
-            } else {
-                "out"
+            return OpReason::Fallback {
+                fallback_in: slot.fallback == FallbackState::In,
+                quorum: svc.quorum,
+                health: s.health,
+                why: &s.reason,
             };
-            return format!(
-                "fallback {state} (quorum {}); fallback {} {}",
-                svc.quorum, s.health, s.reason
-            );
         }
         if let Some(i) = svc.servers.iter().position(|f| f.addr == dest) {
             let s = &slot.reals[i];
-            let draining = self
-                .drains
-                .get(&(svc.key, dest))
-                .is_some_and(|d| !d.finished);
-            let extra = if draining { ", draining" } else { "" };
-            let change = match (
-                op,
-                self.believed.as_ref().and_then(|b| b.dest(&svc.key, &dest)),
-            ) {
+            let old = self.believed.as_ref().and_then(|b| b.dest(&svc.key, &dest));
+            let change = match (op, old) {
                 (Op::EditDest { params, .. }, Some(old)) if old.weight != params.weight => {
-                    format!("weight {} -> {}; ", old.weight, params.weight)
+                    DestChange::Weight(old.weight, params.weight)
                 }
-                (Op::EditDest { .. }, Some(_)) => "settings differ from the configuration; ".into(),
-                _ => String::new(),
+                (Op::EditDest { .. }, Some(_)) => DestChange::Settings,
+                _ => DestChange::Presence,
             };
-            return format!("{change}{dest} {}{extra}: {}", s.health, s.reason);
+            return OpReason::Server {
+                dest,
+                change,
+                health: s.health,
+                why: &s.reason,
+                draining: self.draining(svc.key, dest),
+            };
         }
-        "destination not in the configuration".into()
+        OpReason::UnknownDest
     }
 }

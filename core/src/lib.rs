@@ -11,6 +11,11 @@
 //! Mutate with [`Engine::handle_input`], then drain [`Engine::poll_output`] until it returns
 //! [`Output::Timeout`]; sleep until that deadline or until the next input, whichever is first.
 //!
+//! `handle_input` only records what happened (a verdict, the table as read, an operation's
+//! result) and marks the services it concerns dirty. The IPVS operations for those services are
+//! worked out in `poll_output`, once the outputs already queued are drained: that is where
+//! [`Output::Apply`] comes from, so several inputs fed before polling cost one reconciliation.
+//!
 //! ```
 //! use lvs_hc_core::{Config, Engine, Input, Instant, Output, ProbeOutcome, Table, Counters};
 //!
@@ -70,6 +75,7 @@ pub mod event;
 pub mod health;
 pub mod op;
 pub mod plan;
+mod reason;
 pub mod rng;
 pub mod save;
 pub mod table;

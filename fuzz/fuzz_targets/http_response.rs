@@ -21,7 +21,7 @@ use std::sync::{Arc, LazyLock};
 use libfuzzer_sys::fuzz_target;
 use lvs_hc::probe::{Connect, Prober};
 use lvs_hc_core::config::{Check, CheckKind};
-use lvs_hc_core::{Config, Instant, ProbeId, ProbeOutcome, ProbeRequest};
+use lvs_hc_core::{Config, ProbeId, ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::LocalSet;
 
@@ -46,7 +46,6 @@ static REQUESTS: LazyLock<Vec<ProbeRequest>> = LazyLock::new(|| {
             id: ProbeId(1),
             server: SocketAddr::from(([10, 0, 0, 2], 80)),
             check: parse_check(check),
-            started: Instant::ZERO,
         })
         .collect()
 });
