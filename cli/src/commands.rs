@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use lvs_hc_core::config::{CheckKind, FailureAction, FallbackMode, NewServers, Server};
 use lvs_hc_core::time::format_duration;
-use lvs_hc_core::{plan, Config, Op, Table};
+use lvs_hc_core::{what_if, Config, Table};
 
 /// `lvs-hc check`: a summary of a valid configuration.
 pub fn check_summary(config: &Config, origin: &str) -> String {
@@ -162,11 +162,11 @@ pub fn resolve_down(config: &Config, args: &[String]) -> Result<BTreeSet<SocketA
     Ok(down)
 }
 
-/// `lvs-hc plan`: the operations, one `ipvsadm` command per line.
+/// `lvs-hc plan`: the operations the engine would apply to `actual` with the servers in `down`
+/// failing (see [`what_if`]), one `ipvsadm` command per line.
 pub fn plan_lines(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) -> String {
-    let ops: Vec<Op> = plan(config, actual, down);
     let mut out = String::new();
-    for op in ops {
+    for op in what_if(config, actual, down) {
         let _ = writeln!(out, "{op}");
     }
     out

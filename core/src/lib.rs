@@ -74,13 +74,13 @@ pub mod engine;
 pub mod event;
 pub mod health;
 pub mod op;
-pub mod plan;
 mod reason;
 pub mod rng;
 pub mod save;
 pub mod table;
 pub mod text;
 pub mod time;
+pub mod what_if;
 
 pub use config::{Config, ConfigError};
 pub use diff::diff;
@@ -90,10 +90,10 @@ pub use engine::{
 pub use event::{Event, EventKind};
 pub use health::{Health, ProbeOutcome};
 pub use op::{ApplyError, Op, Target};
-pub use plan::plan;
 pub use save::{parse_save, render_save};
 pub use table::{
     Counters, DestCounters, DestParams, Family, Forward, Persistence, Protocol, SchedFlags,
     ServiceEntry, ServiceKey, ServiceParams, SkippedService, Stats, Table,
 };
 pub use time::Instant;
+pub use what_if::what_if;
