@@ -1,18 +1,63 @@
 //! With a fallback configured, it is in the desired table exactly when fewer than `quorum` real
 //! servers are healthy (servers not probed at all yet hold a fallback back, but never remove one
-//! that serves); failed servers follow the failure policy; unknown servers are kept as the
-//! kernel has them.
+//! that serves); failed servers follow the failure policy; servers without a verdict are kept as
+//! the kernel has them, or are in at once with `new_servers = "in"`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use lvs_hc_core::config::{Config, FailureAction, NewServers};
 use lvs_hc_core::desired::{desired_service, ServerRef, ServerView};
 use lvs_hc_core::{DestParams, Forward, Health, ServiceEntry, ServiceParams};
 use proptest::prelude::*;
 
-fn config(servers: usize, quorum: usize, action: &str) -> Config {
+const FALLBACK: &str = "127.0.0.1:80";
+
+/// One real server as the desired table sees it.
+#[derive(Clone, Debug)]
+struct Real {
+    health: Health,
+    /// Its weight in the kernel table, if it is there.
+    in_kernel: Option<u32>,
+    /// Whether it is failed and draining.
+    draining: bool,
+    /// Whether it has no probe result at all yet.
+    unprobed: bool,
+}
+
+impl Real {
+    /// Whether it counts towards the quorum: up, or without a verdict and either starting in
+    /// or serving in the kernel.
+    fn counts(&self, new_servers: NewServers) -> bool {
+        match self.health {
+            Health::Up => true,
+            Health::Unknown => {
+                new_servers == NewServers::In || self.in_kernel.is_some_and(|w| w > 0)
+            }
+            Health::Down => false,
+        }
+    }
+}
+
+fn real() -> impl Strategy<Value = Real> {
+    (
+        prop_oneof![Just(Health::Up), Just(Health::Down), Just(Health::Unknown)],
+        proptest::option::of(0u32..3),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(health, in_kernel, draining, unprobed)| Real {
+            health,
+            in_kernel,
+            draining,
+            unprobed,
+        })
+}
+
+fn config(servers: usize, quorum: usize, action: &str, new_servers: &str) -> Config {
     let mut text = format!(
-        "[[service]]\naddress = \"192.168.0.101:80\"\nquorum = {quorum}\non_failure = \"{action}\"\n"
+        "[[service]]\naddress = \"192.168.0.101:80\"\nquorum = {quorum}\non_failure = \"{action}\"\n\
+         new_servers = \"{new_servers}\"\n"
     );
     for i in 0..servers {
         text.push_str(&format!(
@@ -21,12 +66,10 @@ fn config(servers: usize, quorum: usize, action: &str) -> Config {
             i + 1
         ));
     }
-    text.push_str("[[service.fallback]]\naddress = \"127.0.0.1:80\"\nweight = 5\n");
+    text.push_str(&format!(
+        "[[service.fallback]]\naddress = \"{FALLBACK}\"\nweight = 5\n"
+    ));
     Config::from_toml(&text, "prop.toml").unwrap()
-}
-
-fn health() -> impl Strategy<Value = Health> {
-    prop_oneof![Just(Health::Up), Just(Health::Down), Just(Health::Unknown)]
 }
 
 proptest! {
@@ -34,63 +77,68 @@ proptest! {
 
     #[test]
     fn fallback_in_exactly_when_healthy_below_quorum(
-        states in proptest::collection::vec((health(), any::<bool>(), 0u32..3, any::<bool>()), 1..8),
+        reals in proptest::collection::vec(real(), 1..8),
         quorum_pick in 0usize..8,
         action in prop_oneof![Just("remove"), Just("zero"), Just("drain")],
+        new_servers in prop_oneof![Just("wait"), Just("in")],
         fallback_serving in any::<bool>(),
     ) {
-        let n = states.len();
-        let quorum = quorum_pick % n + 1;
-        let cfg = config(n, quorum, action);
+        let quorum = quorum_pick % reals.len() + 1;
+        let cfg = config(reals.len(), quorum, action, new_servers);
         let svc = &cfg.services[0];
-        // What the kernel holds: some servers present, at some weight.
+        let fallback: SocketAddr = FALLBACK.parse().unwrap();
         let mut dests = BTreeMap::new();
-        for (i, (_, present, w, _)) in states.iter().enumerate() {
-            if *present {
-                dests.insert(svc.servers[i].addr, DestParams::new(Forward::Dr, *w));
+        for (r, server) in reals.iter().zip(&svc.servers) {
+            if let Some(w) = r.in_kernel {
+                dests.insert(server.addr, DestParams::new(Forward::Dr, w));
             }
         }
         if fallback_serving {
-            dests.insert("127.0.0.1:80".parse().unwrap(), DestParams::new(Forward::Dr, 5));
+            dests.insert(fallback, DestParams::new(Forward::Dr, 5));
         }
         let believed = ServiceEntry { params: ServiceParams::new("wlc"), dests };
         let view = |r: ServerRef| match r {
             ServerRef::Real(i) => ServerView {
-                health: states[i].0,
+                health: reals[i].health,
                 weight: svc.servers[i].weight,
-                draining: states[i].1,
-                pending: states[i].3,
+                draining: reals[i].draining,
+                pending: reals[i].unprobed,
             },
-            ServerRef::Fallback(_) => ServerView { health: Health::Up, weight: 5, draining: false, pending: false },
+            ServerRef::Fallback(_) => ServerView {
+                health: Health::Up,
+                weight: 5,
+                draining: false,
+                pending: false,
+            },
         };
         let d = desired_service(svc, Some(&believed), view);
 
-        let counts = |(h, present, w, _): &(Health, bool, u32, bool)| {
-            *h == Health::Up || (*h == Health::Unknown && *present && *w > 0)
-        };
-        let healthy = states.iter().filter(|s| counts(s)).count();
-        let not_yet_probed = states.iter().filter(|s| !counts(s) && s.3).count();
+        let healthy = reals.iter().filter(|r| r.counts(svc.new_servers)).count();
+        let not_yet_probed = reals
+            .iter()
+            .filter(|r| !r.counts(svc.new_servers) && r.unprobed)
+            .count();
         prop_assert_eq!(d.healthy, healthy);
-        let fallback = "127.0.0.1:80".parse().unwrap();
         // Servers not probed yet hold the fallback back, but never take out a serving one.
         let below = healthy < quorum && (healthy + not_yet_probed < quorum || fallback_serving);
-        prop_assert_eq!(d.entry.dests.contains_key(&fallback), below);
+        prop_assert_eq!(d.entry.dests.get(&fallback).map(|p| p.weight), below.then_some(5));
         prop_assert_eq!(d.fallback_in, below);
 
-        for (i, (h, present, w, _)) in states.iter().enumerate() {
-            let s = &svc.servers[i];
-            let got = d.entry.dests.get(&s.addr).map(|p| p.weight);
-            let want = match h {
-                Health::Up => Some(s.weight),
-                Health::Unknown => present.then_some(*w),
+        for (r, server) in reals.iter().zip(&svc.servers) {
+            let got = d.entry.dests.get(&server.addr).map(|p| p.weight);
+            let want = match r.health {
+                Health::Up => Some(server.weight),
+                Health::Unknown => match svc.new_servers {
+                    NewServers::In => Some(server.weight),
+                    NewServers::Wait => r.in_kernel,
+                },
                 Health::Down => match svc.on_failure {
                     FailureAction::Remove => None,
                     FailureAction::Zero => Some(0),
-                    FailureAction::Drain { .. } => states[i].1.then_some(0),
+                    FailureAction::Drain { .. } => r.draining.then_some(0),
                 },
             };
-            prop_assert_eq!(got, want, "server {} in state {:?}", s.addr, h);
+            prop_assert_eq!(got, want, "server {} as {:?}", server.addr, r);
         }
-        prop_assert_eq!(svc.new_servers, NewServers::Wait);
     }
 }
