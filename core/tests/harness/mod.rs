@@ -276,3 +276,10 @@ impl Harness {
         });
     }
 }
+
+impl Harness {
+    /// Asks the engine, now, to withdraw every service it manages (cleanup on exit).
+    pub fn withdraw(&mut self) {
+        self.engine.handle_input(Input::Withdraw { now: self.now });
+    }
+}
