@@ -256,8 +256,11 @@ async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     }
 }
 
-/// Answers every output the engine has; returns its next deadline.
-fn drain<B: IpvsBackend, O: Observer>(
+/// Answers every output the engine has; returns its next deadline. Probe requests go to
+/// `queue` (the caller runs them); table reads and operations are answered with `backend`
+/// (operations as one batch once the engine has no other output), events go to `observer`.
+/// Public for the daemon's cleanup on exit, which drives the engine after [`run`] returns.
+pub fn drain<B: IpvsBackend, O: Observer>(
     engine: &mut Engine,
     backend: &mut B,
     queue: &mut VecDeque<ProbeRequest>,

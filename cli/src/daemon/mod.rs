@@ -25,7 +25,7 @@ use anyhow::Context;
 use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::IpvsBackend;
 use lvs_hc_core::config::ApiListen;
-use lvs_hc_core::{Config, Engine, Op};
+use lvs_hc_core::{Config, Engine, Input};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cli::{BackendKind, RunArgs, RunBackend};
@@ -412,7 +412,7 @@ async fn serve(
     let engine = driver::run_with(config, TokioConnect, &mut backend, shutdown, options).await;
     notifier.send("STOPPING=1");
     if args.cleanup_on_exit {
-        cleanup(&engine, &mut backend, args.dry_run).await;
+        cleanup(engine, &mut backend, args.dry_run).await;
     } else {
         tracing::info!(
             "the IPVS table is left as it is (--cleanup-on-exit removes lvs-hc's services)"
@@ -421,49 +421,61 @@ async fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes the services lvs-hc manages, retrying each a few times.
-async fn cleanup(engine: &Engine, backend: &mut Box<dyn IpvsBackend>, dry_run: bool) {
-    let keys = engine.config().service_keys();
-    for attempt in 1..=5u32 {
-        let snap = match backend.snapshot() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cleanup: reading the table failed ({e}), attempt {attempt}");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                continue;
+/// Withdraws the services lvs-hc manages ([`Input::Withdraw`]): the engine reads the table,
+/// deletes each managed service and retries failures with its backoff, as while running,
+/// until they are gone or 5 seconds have passed. In a dry run the operations are logged, not
+/// applied.
+async fn cleanup(mut engine: Engine, backend: &mut Box<dyn IpvsBackend>, dry_run: bool) {
+    /// How long cleanup on exit may take (systemd waits 90s before it kills).
+    const CLEANUP_DEADLINE: Duration = Duration::from_secs(5);
+    /// Logs what the engine does while it withdraws.
+    struct CleanupLog {
+        dry_run: bool,
+    }
+    impl driver::Observer for CleanupLog {
+        fn on_event(&mut self, event: &lvs_hc_core::Event) {
+            use lvs_hc_core::EventKind;
+            match &event.kind {
+                EventKind::Applied { op, reason } if self.dry_run => {
+                    tracing::info!("dry run: would apply `{op}`: {reason}")
+                }
+                EventKind::ApplyFailed { .. } | EventKind::SnapshotFailed { .. } => {
+                    tracing::warn!("cleanup: {}", event.kind)
+                }
+                EventKind::Applied { .. } => tracing::info!("{}", event.kind),
+                _ => tracing::debug!("cleanup: {}", event.kind),
             }
-        };
-        let ops: Vec<Op> = keys
-            .iter()
-            .filter(|k| snap.table.services.contains_key(k))
-            .map(|&key| Op::DelService { key })
-            .collect();
-        if ops.is_empty() {
+        }
+    }
+    // The engine's clock goes on from where the run left it.
+    let origin = tokio::time::Instant::now();
+    let start = engine.now();
+    let now = move || start + origin.elapsed();
+    engine.handle_input(Input::Withdraw { now: now() });
+    let mut log = CleanupLog { dry_run };
+    let mut no_probes = std::collections::VecDeque::new();
+    loop {
+        let deadline = driver::drain(&mut engine, backend, &mut no_probes, &now, &mut log);
+        if engine.withdrawn() && dry_run {
+            tracing::info!("cleanup (dry run): the table is left as it is");
+            return;
+        }
+        if engine.withdrawn() {
             tracing::info!("cleanup: lvs-hc's services are gone from the table");
             return;
         }
-        if dry_run {
-            for op in &ops {
-                tracing::info!("dry run: would apply `{op}` (cleanup on exit)");
-            }
+        let wait = deadline.saturating_since(now());
+        if origin.elapsed() + wait >= CLEANUP_DEADLINE {
+            tracing::error!(
+                "cleanup: some services could not be deleted within {}s; the table may still \
+                 hold them",
+                CLEANUP_DEADLINE.as_secs()
+            );
             return;
         }
-        let mut failed = 0;
-        for (op, result) in ops.iter().zip(backend.apply_batch(&ops)) {
-            match result {
-                Ok(()) => tracing::info!("applied `{op}`: cleanup on exit"),
-                Err(e) => {
-                    failed += 1;
-                    tracing::warn!("cleanup: `{op}` failed ({e}), attempt {attempt}");
-                }
-            }
-        }
-        if failed == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        tokio::time::sleep(wait).await;
+        engine.handle_input(Input::Timeout(now()));
     }
-    tracing::error!("cleanup: some services could not be deleted; the table may still hold them");
 }
 
 /// Ends, every second, what exec checks left behind outside their process groups (see
