@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::health::Health;
 use crate::op::{ApplyError, Op};
 use crate::table::ServiceKey;
+use crate::text::plural;
 use crate::time::{format_duration, Instant};
 
 /// One thing that happened at a point in time.
@@ -202,15 +203,8 @@ impl fmt::Display for EventKind {
                 format_duration(*retry_in)
             ),
             EventKind::Drift { changes } => {
-                write!(
-                    f,
-                    "table changed outside lvs-hc ({} difference",
-                    changes.len()
-                )?;
-                if changes.len() != 1 {
-                    f.write_str("s")?;
-                }
-                f.write_str("), repairing")?;
+                let count = plural(changes.len(), "difference", "differences");
+                write!(f, "table changed outside lvs-hc ({count}), repairing")?;
                 if let Some(first) = changes.first() {
                     write!(f, "; as if by `{first}`")?;
                 }
@@ -253,5 +247,33 @@ impl fmt::Display for EventKind {
             },
             EventKind::ConfigApplied { summary } => write!(f, "configuration applied: {summary}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_counts_its_differences_and_shows_the_first() {
+        let key = ServiceKey::Tcp("192.168.0.101:80".parse().unwrap());
+        let del = |dest: &str| Op::DelDest {
+            service: key,
+            dest: dest.parse().unwrap(),
+        };
+        let one = EventKind::Drift {
+            changes: vec![del("192.168.0.179:80")],
+        };
+        assert_eq!(
+            one.to_string(),
+            "table changed outside lvs-hc (1 difference), repairing; as if by `ipvsadm -d -t \
+             192.168.0.101:80 -r 192.168.0.179:80`"
+        );
+        let two = EventKind::Drift {
+            changes: vec![del("192.168.0.179:80"), del("192.168.0.180:80")],
+        };
+        assert!(two
+            .to_string()
+            .starts_with("table changed outside lvs-hc (2 differences), repairing; as if by"));
     }
 }
