@@ -326,6 +326,9 @@ enum Duty {
     Withdraw,
 }
 
+/// Where each distinct (server, check) is among the probes.
+type ProbeIndex = HashMap<(SocketAddr, Arc<Check>), usize>;
+
 /// How many probes a new configuration kept with their state, and how many start afresh.
 #[derive(Clone, Copy, Debug, Default)]
 struct Carried {
@@ -685,21 +688,13 @@ impl Engine {
     /// One probe per distinct (server, check) of `config`, in configuration order, each with
     /// the servers it speaks for. A probe the running configuration has too keeps its state:
     /// health, schedule, a request in flight.
-    #[allow(clippy::type_complexity)]
-    fn carry_probes(
-        &mut self,
-        config: &Config,
-    ) -> (
-        Vec<ProbeSlot>,
-        HashMap<(SocketAddr, Arc<Check>), usize>,
-        Carried,
-    ) {
+    fn carry_probes(&mut self, config: &Config) -> (Vec<ProbeSlot>, ProbeIndex, Carried) {
         let mut old: HashMap<(SocketAddr, Arc<Check>), ProbeSlot> = self
             .probes
             .drain(..)
             .map(|p| ((p.server, p.check.clone()), p))
             .collect();
-        let mut index: HashMap<(SocketAddr, Arc<Check>), usize> = HashMap::new();
+        let mut index = ProbeIndex::new();
         let mut probes: Vec<ProbeSlot> = Vec::new();
         let mut carried = Carried::default();
         for (si, svc) in config.services.iter().enumerate() {
@@ -739,7 +734,7 @@ impl Engine {
         &mut self,
         config: &Config,
         probes: &[ProbeSlot],
-        index: &HashMap<(SocketAddr, Arc<Check>), usize>,
+        index: &ProbeIndex,
     ) -> Vec<ServiceSlot> {
         let now = self.now;
         let mut old_servers: HashMap<(ServiceKey, SocketAddr, bool), ServerSlot> = HashMap::new();
