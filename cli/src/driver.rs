@@ -137,7 +137,7 @@ where
     tokio::pin!(timer);
     let mut armed = Instant::FAR_FUTURE;
     loop {
-        let deadline = drain(
+        let deadline = answer_outputs(
             &mut engine,
             backend,
             &mut queue,
@@ -257,7 +257,7 @@ async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
 }
 
 /// Answers every output the engine has; returns its next deadline.
-fn drain<B: IpvsBackend, O: Observer>(
+fn answer_outputs<B: IpvsBackend, O: Observer>(
     engine: &mut Engine,
     backend: &mut B,
     queue: &mut VecDeque<ProbeRequest>,

@@ -460,9 +460,9 @@ async fn respond(
             };
             let mut head = String::new();
             {
-                let shared = handle.shared();
-                shared.metrics.render(&mut head);
-                metrics::render_config_error(shared.config_error.is_some(), &mut head);
+                let state = handle.state();
+                state.metrics.render(&mut head);
+                metrics::render_config_error(state.config_error.is_some(), &mut head);
             }
             let text = tokio::task::spawn_blocking(move || {
                 let mut out = head;
@@ -491,7 +491,7 @@ async fn respond(
             }
         }
         (&Method::POST, "/reload") => {
-            let control = handle.shared().control_socket.clone();
+            let control = handle.state().control_socket.clone();
             let hint = match control {
                 Some(p) => format!(
                     "commands are taken only on the control socket {} (`lvs-hc reload`, as a \
@@ -519,20 +519,20 @@ async fn respond(
 
 /// The daemon's own fields of `/status`.
 fn status_head(handle: &Handle) -> serde_json::Map<String, serde_json::Value> {
-    let shared = handle.shared();
+    let state = handle.state();
     let head = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
-        "config": shared.config_path.display().to_string(),
-        "config_error": shared.config_error,
-        "config_loaded_seconds_ago": shared.config_loaded.elapsed().unwrap_or_default().as_secs_f64(),
-        "backend": shared.backend,
-        "dry_run": shared.dry_run,
-        "uptime_seconds": shared.started.elapsed().unwrap_or_default().as_secs_f64(),
-        "last_resync_seconds_ago": shared.last_snapshot_ok.map(|t| t.elapsed().as_secs_f64()),
-        "last_resync_error": shared.last_snapshot_error,
-        "control_socket": shared.control_socket.as_ref().map(|p| p.display().to_string()),
-        "fd_limit": shared.fd_limit,
+        "config": state.config_path.display().to_string(),
+        "config_error": state.config_error,
+        "config_loaded_seconds_ago": state.config_loaded.elapsed().unwrap_or_default().as_secs_f64(),
+        "backend": state.backend,
+        "dry_run": state.dry_run,
+        "uptime_seconds": state.started.elapsed().unwrap_or_default().as_secs_f64(),
+        "last_resync_seconds_ago": state.last_snapshot_ok.map(|t| t.elapsed().as_secs_f64()),
+        "last_resync_error": state.last_snapshot_error,
+        "control_socket": state.control_socket.as_ref().map(|p| p.display().to_string()),
+        "fd_limit": state.fd_limit,
     });
     match head {
         serde_json::Value::Object(map) => map,

@@ -40,7 +40,7 @@ use view::{EngineView, VIEW_MAX_AGE};
 
 /// What the daemon's parts share: the HTTP API reads it, the observer and reloads write it.
 #[derive(Debug)]
-pub struct Shared {
+pub struct DaemonState {
     /// The configuration file.
     pub config_path: PathBuf,
     /// Whether operations are only logged.
@@ -75,7 +75,7 @@ pub struct Shared {
 /// hand it a new configuration.
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Mutex<Shared>>,
+    state: Arc<Mutex<DaemonState>>,
     queries: mpsc::UnboundedSender<Query>,
     reloads: mpsc::UnboundedSender<Config>,
     notifier: Arc<notify::Notifier>,
@@ -115,14 +115,14 @@ impl Handle {
             return Some(v.clone());
         }
         let fresh = Arc::new(self.ask(EngineView::capture).await?);
-        self.shared().metrics.api_views += 1;
+        self.state().metrics.api_views += 1;
         *cached = Some(fresh.clone());
         Some(fresh)
     }
 
-    /// The shared state, locked.
-    pub fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    /// The daemon's state, locked.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, DaemonState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// [`Handle::reload`] on a blocking-pool thread, so neither the engine's loop nor the API's
@@ -139,25 +139,25 @@ impl Handle {
     /// Blocks while it reads and parses: call it off the engine's loop.
     pub fn reload(&self, why: &str) -> Result<String, String> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.shared().config_path.clone();
+        let path = self.state().config_path.clone();
         self.notifier.send("RELOADING=1");
         let result = match crate::load_config(&path) {
             Ok(config) => {
                 let summary = summary(&config);
-                let mut shared = self.shared();
-                if shared.api != config.daemon.api || shared.lock_file != config.daemon.lock_file {
+                let mut state = self.state();
+                if state.api != config.daemon.api || state.lock_file != config.daemon.lock_file {
                     tracing::warn!(
                         "[daemon] api, control and lock_file take effect at the next start, not \
                          on reload"
                     );
                 }
-                shared.api = config.daemon.api.clone();
-                shared.lock_file = config.daemon.lock_file.clone();
-                shared.resync_interval = config.daemon.resync_interval;
-                shared.config_error = None;
-                shared.config_loaded = SystemTime::now();
-                shared.metrics.reloads_ok += 1;
-                drop(shared);
+                state.api = config.daemon.api.clone();
+                state.lock_file = config.daemon.lock_file.clone();
+                state.resync_interval = config.daemon.resync_interval;
+                state.config_error = None;
+                state.config_loaded = SystemTime::now();
+                state.metrics.reloads_ok += 1;
+                drop(state);
                 if self.reloads.send(config).is_err() {
                     Err("lvs-hc is stopping".to_string())
                 } else {
@@ -170,10 +170,10 @@ impl Handle {
             }
             Err(e) => {
                 let text = format!("{e:#}");
-                let mut shared = self.shared();
-                shared.config_error = Some(text.clone());
-                shared.metrics.reloads_failed += 1;
-                drop(shared);
+                let mut state = self.state();
+                state.config_error = Some(text.clone());
+                state.metrics.reloads_failed += 1;
+                drop(state);
                 tracing::error!(
                     config = %path.display(),
                     "configuration reload ({why}) failed; the running configuration stays in \
@@ -279,7 +279,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let shared = Arc::new(Mutex::new(Shared {
+    let state = Arc::new(Mutex::new(DaemonState {
         config_path: args.config.clone(),
         dry_run: args.dry_run,
         backend: backend_name,
@@ -299,7 +299,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         api,
         control: control_path,
     };
-    let result = runtime.block_on(serve(config, backend, shared, endpoints, &args));
+    let result = runtime.block_on(serve(config, backend, state, endpoints, &args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -332,7 +332,7 @@ fn open_netlink() -> anyhow::Result<Box<dyn IpvsBackend>> {
 async fn serve(
     config: Config,
     mut backend: Box<dyn IpvsBackend>,
-    shared: Arc<Mutex<Shared>>,
+    state: Arc<Mutex<DaemonState>>,
     endpoints: Endpoints,
     args: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -345,7 +345,7 @@ async fn serve(
     let (query_tx, query_rx) = mpsc::unbounded_channel();
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let handle = Handle {
-        shared: shared.clone(),
+        state: state.clone(),
         queries: query_tx,
         reloads: reload_tx,
         notifier: notifier.clone(),
@@ -381,7 +381,7 @@ async fn serve(
 
     tracing::info!(
         config = %args.config.display(),
-        backend = shared.lock().map(|s| s.backend).unwrap_or("?"),
+        backend = state.lock().map(|s| s.backend).unwrap_or("?"),
         dry_run = args.dry_run,
         api = %endpoints.api,
         version = env!("CARGO_PKG_VERSION"),
@@ -396,8 +396,8 @@ async fn serve(
         };
         tracing::info!("{name} received, stopping");
     };
-    let observer = observer::DaemonObserver::new(shared.clone(), notifier.clone(), args.dry_run);
-    let fd_budget = shared
+    let observer = observer::DaemonObserver::new(state.clone(), notifier.clone(), args.dry_run);
+    let fd_budget = state
         .lock()
         .ok()
         .and_then(|s| s.fd_limit)
@@ -539,12 +539,12 @@ pub async fn liveness(handle: &Handle) -> Result<(), String> {
             LOOP_ANSWER_DEADLINE.as_secs()
         ));
     }
-    let shared = handle.shared();
-    let allowed = (shared.resync_interval * 3).max(Duration::from_secs(10));
-    let since = match shared.last_snapshot_ok {
+    let state = handle.state();
+    let allowed = (state.resync_interval * 3).max(Duration::from_secs(10));
+    let since = match state.last_snapshot_ok {
         Some(t) => t.elapsed(),
         None => {
-            let up = shared.started.elapsed().unwrap_or_default();
+            let up = state.started.elapsed().unwrap_or_default();
             if up < allowed {
                 return Ok(());
             }
@@ -552,7 +552,7 @@ pub async fn liveness(handle: &Handle) -> Result<(), String> {
         }
     };
     if since > allowed {
-        let why = shared
+        let why = state
             .last_snapshot_error
             .clone()
             .unwrap_or_else(|| "no snapshot attempted".to_string());

@@ -229,7 +229,7 @@ impl Pool {
             .iter()
             .filter(|(PoolKey(_, check), (_, since))| {
                 let t = check.timing;
-                let unused = 2 * t.interval.max(t.fail_interval) + t.timeout;
+                let unused = 2 * t.interval.max(t.failing_interval) + t.timeout;
                 now.duration_since(*since) > unused.min(MAX_IDLE)
             })
             .map(|(key, (_, since))| (key.0, *since, key.clone()))

@@ -953,7 +953,7 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         }
         None => Duration::from_secs(2).min(interval),
     };
-    let fail_interval = match t.get("failing_interval") {
+    let failing_interval = match t.get("failing_interval") {
         Some(f) => {
             let d = f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?;
             if d > interval {
@@ -977,15 +977,15 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let jitter = match t.get("jitter") {
         Some(f) => {
             let j = f.duration()?;
-            if j >= fail_interval {
+            if j >= failing_interval {
                 return Err(f.err(format!(
                     "jitter must be shorter than the interval ({})",
-                    format_duration(fail_interval)
+                    format_duration(failing_interval)
                 )));
             }
             j
         }
-        None => fail_interval / 10,
+        None => failing_interval / 10,
     };
     let port = match t.get("port") {
         Some(f) => Some(f.int(1, 65535)? as u16),
@@ -1014,7 +1014,7 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         source,
         timing: Timing {
             interval,
-            fail_interval,
+            failing_interval,
             timeout,
             rise,
             fall,
