@@ -313,6 +313,33 @@ async fn exec_timeout_kills_the_whole_process_group() {
     );
 }
 
+#[tokio::test]
+async fn an_exec_probe_dropped_before_its_end_still_ends_its_process_group() {
+    // The driver stops, or the probe's timeout fires a moment before the program's own: the
+    // probe is dropped midway, and what its program started must not run on.
+    let dir = std::env::temp_dir().join(format!("lvs-hc-exec-drop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("child.pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let check = check(&format!(
+        "type = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]"
+    ));
+    let lvs_hc_core::config::CheckKind::Exec(exec) = &check.kind else {
+        unreachable!("an exec check")
+    };
+    let target: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let written = || std::fs::read_to_string(&pidfile).is_ok_and(|p| p.ends_with('\n'));
+    tokio::select! {
+        outcome = lvs_hc::probe::exec::exec(exec, target, Duration::from_secs(30)) => {
+            panic!("the program ended before it was dropped: {outcome:?}")
+        }
+        started = eventually(written) => assert!(started, "the program did not start"),
+    }
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(eventually(|| !runs(&pid)).await, "the grandchild runs on");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// How long a test waits on the wall clock for what it expects before it gives up: far longer
 /// than anything here takes, so that a loaded machine (a build beside the tests) is not a
 /// failure. Tests wait for what they expect to happen, never for a fixed time.
