@@ -5,6 +5,7 @@
 //! address family, every check can run. The TOML format is documented in `examples/full.toml`.
 
 mod load;
+mod toml;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use load::{limits, ConfigError};
+pub use load::limits;
+pub use toml::ConfigError;
 
 use crate::table::{DestParams, Forward, ServiceKey, ServiceParams};
 use crate::time::format_duration;
