@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Run(args) => return lvs_hc::daemon::main(args),
+        Command::Run(args) => return Ok(lvs_hc::daemon::main(args)?),
         Command::Reload { control } => return lvs_hc::client::reload(&control),
         Command::Status { api, json } => return lvs_hc::client::status(&api, json),
         Command::Setup { role } => return lvs_hc::setup::main(role),

@@ -16,14 +16,15 @@ mod notify;
 mod observer;
 pub mod view;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
+use ipvs_sys::ipvsadm::IpvsadmBackend;
 use ipvs_sys::memory::MemoryBackend;
-use ipvs_sys::IpvsBackend;
+use ipvs_sys::{IpvsBackend, IpvsError};
 use lvs_hc_core::config::ApiListen;
 use lvs_hc_core::{Config, Engine, Op};
 use tokio::sync::{mpsc, oneshot};
@@ -33,10 +34,55 @@ use crate::driver::{self, Query, RunOptions};
 use crate::limits::FdBudget;
 use crate::probe::TokioConnect;
 
+pub use api::ApiError;
 pub use dryrun::DryRun;
-pub use lock::{default_lock_path, LockFile};
+pub use lock::{default_lock_path, LockError, LockFile};
 pub use metrics::Metrics;
 use view::{EngineView, VIEW_MAX_AGE};
+
+/// Why `lvs-hc run` could not start or had to stop. A configuration that cannot be read or is
+/// invalid at start is no error: it is logged, and `run` exits with [`EX_CONFIG`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// `RUST_LOG` or `--log-level` is not a log filter: give a level (`info`, `debug`) or
+    /// tracing's directives.
+    #[error("{setting}: {error}")]
+    LogFilter {
+        /// `RUST_LOG=...` or `--log-level ...`.
+        setting: String,
+        /// What is wrong with it.
+        error: tracing_subscriber::filter::ParseError,
+    },
+    /// Logging could not be set up (something set up another logger first).
+    #[error("setting up logging: {0}")]
+    Logging(Box<dyn std::error::Error + Send + Sync>),
+    /// A command-line option's value cannot be used: its message says what is allowed.
+    #[error("{option}: {message}")]
+    BadOption {
+        /// `--api` or `--control`.
+        option: &'static str,
+        /// What is wrong with the value.
+        message: String,
+    },
+    /// The lock that keeps a second instance away could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The kernel's IPVS netlink interface could not be opened (even after `modprobe ip_vs`):
+    /// the message says why.
+    #[error("opening the IPVS netlink interface")]
+    Netlink(#[source] IpvsError),
+    /// The async runtime could not start: the machine is out of threads, memory or
+    /// descriptors.
+    #[error("starting the async runtime")]
+    Runtime(#[source] io::Error),
+    /// The handlers of SIGTERM, SIGINT and SIGHUP could not be installed.
+    #[error("installing signal handlers")]
+    Signals(#[source] io::Error),
+    /// The API or the control socket could not be set up.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
 
 /// What the daemon's parts share: the HTTP API reads it, the observer and reloads write it.
 #[derive(Debug)]
@@ -212,15 +258,15 @@ fn summary(config: &Config) -> String {
 pub const EX_CONFIG: u8 = 78;
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
     log::init(args.log_format, &args.log_level)?;
     let config = match crate::load_config(&args.config) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(
                 config = %args.config.display(),
-                "not starting: {:#}",
-                anyhow::Error::from(e)
+                "not starting: {}",
+                crate::Chain(&e)
             );
             return Ok(ExitCode::from(EX_CONFIG));
         }
@@ -230,12 +276,19 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => default_lock_path(&args.config),
     };
     let api = match &args.api {
-        Some(text) => ApiListen::parse(text).map_err(|e| anyhow::anyhow!("--api: {e}"))?,
+        Some(text) => ApiListen::parse(text).map_err(|message| DaemonError::BadOption {
+            option: "--api",
+            message,
+        })?,
         None => config.daemon.api.clone(),
     };
     let control = match &args.control {
-        Some(text) => lvs_hc_core::config::ControlListen::parse(text)
-            .map_err(|e| anyhow::anyhow!("--control: {e}"))?,
+        Some(text) => lvs_hc_core::config::ControlListen::parse(text).map_err(|message| {
+            DaemonError::BadOption {
+                option: "--control",
+                message,
+            }
+        })?,
         None => config.daemon.control.clone(),
     };
     let control_path = control.path(&lock_path);
@@ -261,7 +314,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let backend: Box<dyn IpvsBackend> = match args.backend {
         RunBackend::Netlink => open_netlink()?,
-        RunBackend::Ipvsadm => crate::table::open_backend(BackendKind::Ipvsadm)?,
+        RunBackend::Ipvsadm => Box::new(IpvsadmBackend::default()),
         RunBackend::Memory => Box::new(MemoryBackend::new()),
     };
     let backend: Box<dyn IpvsBackend> = if args.dry_run {
@@ -278,7 +331,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .map_err(DaemonError::Runtime)?;
     let state = Arc::new(Mutex::new(DaemonState {
         config_path: args.config.clone(),
         dry_run: args.dry_run,
@@ -313,7 +366,7 @@ struct Endpoints {
 }
 
 /// The netlink backend; like ipvsadm, loads ip_vs first if the kernel does not have it yet.
-fn open_netlink() -> anyhow::Result<Box<dyn IpvsBackend>> {
+fn open_netlink() -> Result<Box<dyn IpvsBackend>, DaemonError> {
     match crate::table::open_backend(BackendKind::Netlink) {
         Err(ipvs_sys::IpvsError::NotAvailable) => {
             tracing::info!("IPVS is not loaded; running `modprobe ip_vs`");
@@ -322,10 +375,9 @@ fn open_netlink() -> anyhow::Result<Box<dyn IpvsBackend>> {
                 Ok(s) => tracing::warn!("`modprobe ip_vs` failed ({s})"),
                 Err(e) => tracing::warn!("cannot run modprobe: {e}"),
             }
-            crate::table::open_backend(BackendKind::Netlink)
-                .context("opening the IPVS netlink interface")
+            crate::table::open_backend(BackendKind::Netlink).map_err(DaemonError::Netlink)
         }
-        other => other.context("opening the IPVS netlink interface"),
+        other => other.map_err(DaemonError::Netlink),
     }
 }
 
@@ -335,11 +387,11 @@ async fn serve(
     state: Arc<Mutex<DaemonState>>,
     endpoints: Endpoints,
     args: &RunArgs,
-) -> anyhow::Result<ExitCode> {
+) -> Result<ExitCode, DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut sigterm = signal(SignalKind::terminate()).context("installing signal handlers")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing signal handlers")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing signal handlers")?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
 
     let notifier = Arc::new(notify::Notifier::from_env());
     let (query_tx, query_rx) = mpsc::unbounded_channel();
