@@ -27,7 +27,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => return Ok(lvs_hc::daemon::main(args)?),
         Command::Reload { control } => return Ok(lvs_hc::client::reload(&control)?),
         Command::Status { api, json } => return Ok(lvs_hc::client::status(&api, json)?),
-        Command::Setup { role } => return lvs_hc::setup::main(role),
+        Command::Setup { role } => return Ok(lvs_hc::setup::main(role)?),
         Command::Completions { shell } => {
             stdout.write_all(&lvs_hc::docs::completions(shell))?;
         }
