@@ -2,11 +2,11 @@
 //! control socket.
 
 use std::fmt::Write as _;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use lvs_hc_core::config::ApiListen;
 use lvs_hc_core::time::format_duration;
 use serde_json::Value;
@@ -15,6 +15,112 @@ use crate::cli::{ApiArgs, ControlArgs};
 
 /// The configuration `status` and `reload` read the daemon's addresses from when given none.
 pub const DEFAULT_CONFIG: &str = "/etc/lvs-hc/lvs-hc.toml";
+
+/// Why `lvs-hc status` or `lvs-hc reload` could not get the daemon's answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The configuration the daemon's addresses are read from cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::LoadError),
+    /// `--api` is not an address: give `ADDRESS:PORT` or `unix:/PATH`.
+    #[error("--api: {0}")]
+    BadApi(String),
+    /// `--api off` leaves nothing to ask: give the API's address.
+    #[error("--api off: give an address")]
+    ApiOff,
+    /// The configuration switches the control socket off, so `reload` cannot reach the daemon:
+    /// reload it with SIGHUP.
+    #[error(
+        "the daemon's control socket is switched off ([daemon] control = \"off\" in {}): \
+         reload it with SIGHUP (systemctl reload lvs-hc)",
+        config.display()
+    )]
+    ControlOff {
+        /// The configuration file.
+        config: PathBuf,
+    },
+    /// The configuration switches both the API and the control socket off, so `status` has
+    /// nothing to ask: switch one on.
+    #[error(
+        "the daemon's API and control socket are both switched off ([daemon] api and \
+         control); `lvs-hc status` needs one of them"
+    )]
+    NothingToAsk,
+    /// This user may not write to the control socket: run as root, or be given its group.
+    #[error(
+        "permission denied on the control socket {}: commands need root, or membership of \
+         its group with control_group and control_mode = \"0660\"",
+        path.display()
+    )]
+    ControlDenied {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// Nothing is at the control socket's path: is the daemon running, with this socket?
+    #[error(
+        "no control socket at {} (is `lvs-hc run` running? with another --control or \
+         [daemon] control?)",
+        path.display()
+    )]
+    NoControlSocket {
+        /// The socket.
+        path: PathBuf,
+    },
+    /// The control socket is there but nobody answers on it: is the daemon running?
+    #[error(
+        "cannot reach lvs-hc at unix:{}: {error} (is `lvs-hc run` running?)",
+        path.display()
+    )]
+    ControlUnreachable {
+        /// The socket.
+        path: PathBuf,
+        /// What the OS said.
+        error: io::Error,
+    },
+    /// The client's runtime could not start: the machine is out of threads or descriptors.
+    #[error(transparent)]
+    Runtime(io::Error),
+    /// The HTTP client could not be set up.
+    #[error(transparent)]
+    Http(reqwest::Error),
+    /// The daemon did not answer: is it running, and does `[daemon] api` match?
+    #[error(
+        "cannot reach lvs-hc at {target}{} (is `lvs-hc run` running? does [daemon] api \
+         match?)",
+        cause_of(error)
+    )]
+    Unreachable {
+        /// Where it was asked.
+        target: Target,
+        /// What went wrong.
+        error: reqwest::Error,
+    },
+    /// The daemon's answer broke off.
+    #[error("reading the answer")]
+    Answer(#[source] reqwest::Error),
+    /// The daemon refused the request: its answer says why.
+    #[error("lvs-hc answered {status}: {body}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The answer, trimmed.
+        body: String,
+    },
+    /// What answered at the API is not lvs-hc's `/status` (another program on that port?).
+    #[error("the daemon's /status is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// Standard output could not be written.
+    #[error("writing to standard output")]
+    Stdout(#[source] io::Error),
+}
+
+/// `: why`, from the first cause of a failed request; empty when it has none.
+fn cause_of(error: &reqwest::Error) -> String {
+    std::error::Error::source(error)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default()
+}
 
 /// Where a client reaches the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +144,7 @@ impl std::fmt::Display for Target {
 /// it exists.
 fn client_config(
     config: &Option<PathBuf>,
-) -> anyhow::Result<Option<(lvs_hc_core::Config, PathBuf)>> {
+) -> Result<Option<(lvs_hc_core::Config, PathBuf)>, ClientError> {
     let path = match config {
         Some(p) => p.clone(),
         None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
@@ -49,18 +155,13 @@ fn client_config(
 
 /// The control socket: `--control`, else that of `--config` (or [`DEFAULT_CONFIG`]), else
 /// /run/lvs-hc/lvs-hc.sock.
-pub fn resolve_control(args: &ControlArgs) -> anyhow::Result<PathBuf> {
+pub fn resolve_control(args: &ControlArgs) -> Result<PathBuf, ClientError> {
     if let Some(path) = &args.control {
         return Ok(path.clone());
     }
     match client_config(&args.config)? {
-        Some((config, path)) => crate::daemon::control_socket_of(&config, &path).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the daemon's control socket is switched off ([daemon] control = \"off\" in \
-                 {}): reload it with SIGHUP (systemctl reload lvs-hc)",
-                path.display()
-            )
-        }),
+        Some((config, path)) => crate::daemon::control_socket_of(&config, &path)
+            .ok_or(ClientError::ControlOff { config: path }),
         None => Ok(PathBuf::from("/run/lvs-hc/lvs-hc.sock")),
     }
 }
@@ -68,11 +169,11 @@ pub fn resolve_control(args: &ControlArgs) -> anyhow::Result<PathBuf> {
 /// Where `lvs-hc status` may reach the daemon, in order of preference: `--api` or `--control`
 /// alone; else the control socket and the API of `--config` (or [`DEFAULT_CONFIG`]); else the
 /// default control socket and 127.0.0.1:9101.
-pub fn resolve_status(args: &ApiArgs) -> anyhow::Result<Vec<Target>> {
+pub fn resolve_status(args: &ApiArgs) -> Result<Vec<Target>, ClientError> {
     if let Some(text) = &args.api {
-        let listen = ApiListen::parse(text).map_err(|e| anyhow::anyhow!("--api: {e}"))?;
+        let listen = ApiListen::parse(text).map_err(ClientError::BadApi)?;
         if listen == ApiListen::Off {
-            anyhow::bail!("--api off: give an address");
+            return Err(ClientError::ApiOff);
         }
         return Ok(vec![Target::Api(listen)]);
     }
@@ -97,72 +198,64 @@ pub fn resolve_status(args: &ApiArgs) -> anyhow::Result<Vec<Target>> {
         }
     }
     if targets.is_empty() {
-        anyhow::bail!(
-            "the daemon's API and control socket are both switched off ([daemon] api and \
-             control); `lvs-hc status` needs one of them"
-        );
+        return Err(ClientError::NothingToAsk);
     }
     Ok(targets)
 }
 
 /// Whether this user can talk to the control socket at `path` (it exists, someone listens, and
 /// the socket's mode lets us write); the reason when not.
-fn control_reachable(path: &Path) -> Result<(), String> {
-    match std::os::unix::net::UnixStream::connect(path) {
+fn control_reachable(path: &Path) -> Result<(), ClientError> {
+    let path = path.to_path_buf();
+    match std::os::unix::net::UnixStream::connect(&path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
-            "permission denied on the control socket {}: commands need root, or membership of \
-             its group with control_group and control_mode = \"0660\"",
-            path.display()
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-            "no control socket at {} (is `lvs-hc run` running? with another --control or \
-             [daemon] control?)",
-            path.display()
-        )),
-        Err(e) => Err(format!(
-            "cannot reach lvs-hc at unix:{}: {e} (is `lvs-hc run` running?)",
-            path.display()
-        )),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(ClientError::ControlDenied { path })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ClientError::NoControlSocket { path }),
+        Err(error) => Err(ClientError::ControlUnreachable { path, error }),
     }
 }
 
 /// Sends one request to the daemon; returns status and body.
-fn request(target: &Target, method: reqwest::Method, path: &str) -> anyhow::Result<(u16, String)> {
+fn request(
+    target: &Target,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<(u16, String), ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(ClientError::Runtime)?;
     runtime.block_on(async {
         let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .no_proxy();
-        let (client, url) = match target {
-            Target::Api(ApiListen::Tcp(addr)) => (builder.build()?, format!("http://{addr}{path}")),
+        let (builder, url) = match target {
+            Target::Api(ApiListen::Tcp(addr)) => (builder, format!("http://{addr}{path}")),
             Target::Api(ApiListen::Unix(sock)) | Target::Control(sock) => (
-                builder.unix_socket(sock.as_path()).build()?,
+                builder.unix_socket(sock.as_path()),
                 format!("http://localhost{path}"),
             ),
             Target::Api(ApiListen::Off) => unreachable!("resolve_status refuses off"),
         };
-        let response = client.request(method, &url).send().await.map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default();
-            anyhow::anyhow!(
-                "cannot reach lvs-hc at {target}{cause} (is `lvs-hc run` running? does \
-                     [daemon] api match?)"
-            )
+        let client = builder.build().map_err(ClientError::Http)?;
+        let response = client.request(method, &url).send().await.map_err(|error| {
+            ClientError::Unreachable {
+                target: target.clone(),
+                error,
+            }
         })?;
         let status = response.status().as_u16();
-        let body = response.text().await.context("reading the answer")?;
+        let body = response.text().await.map_err(ClientError::Answer)?;
         Ok((status, body))
     })
 }
 
 /// `lvs-hc reload`, through the control socket.
-pub fn reload(args: &ControlArgs) -> anyhow::Result<ExitCode> {
+pub fn reload(args: &ControlArgs) -> Result<ExitCode, ClientError> {
     let path = resolve_control(args)?;
-    control_reachable(&path).map_err(anyhow::Error::msg)?;
+    control_reachable(&path)?;
     let (status, body) = request(&Target::Control(path), reqwest::Method::POST, "/reload")?;
     match status {
         200 => {
@@ -173,12 +266,15 @@ pub fn reload(args: &ControlArgs) -> anyhow::Result<ExitCode> {
             eprint!("reload refused; the running configuration stays in force:\n{body}");
             Ok(ExitCode::FAILURE)
         }
-        other => anyhow::bail!("lvs-hc answered {other}: {}", body.trim()),
+        status => Err(ClientError::Refused {
+            status,
+            body: body.trim().to_string(),
+        }),
     }
 }
 
 /// `lvs-hc status`.
-pub fn status(api: &ApiArgs, json: bool) -> anyhow::Result<ExitCode> {
+pub fn status(api: &ApiArgs, json: bool) -> Result<ExitCode, ClientError> {
     let targets = resolve_status(api)?;
     // The control socket first when this user may use it: the read-only API can be crowded
     // by other local users, the control socket only by those allowed on it.
@@ -190,15 +286,19 @@ pub fn status(api: &ApiArgs, json: bool) -> anyhow::Result<ExitCode> {
         })
         .unwrap_or(&targets[0]);
     if let Target::Control(path) = target {
-        control_reachable(path).map_err(anyhow::Error::msg)?;
+        control_reachable(path)?;
     }
-    let (code, body) = request(target, reqwest::Method::GET, "/status")?;
-    if code != 200 {
-        anyhow::bail!("lvs-hc answered {code}: {}", body.trim());
+    let (status, body) = request(target, reqwest::Method::GET, "/status")?;
+    if status != 200 {
+        return Err(ClientError::Refused {
+            status,
+            body: body.trim().to_string(),
+        });
     }
-    let value: Value = serde_json::from_str(&body).context("the daemon's /status is not JSON")?;
+    let value: Value = serde_json::from_str(&body).map_err(ClientError::NotJson)?;
     let mut text = if json {
-        serde_json::to_string_pretty(&value)?
+        // A JSON value's alternate form is serde_json's pretty printing (to_string_pretty).
+        format!("{value:#}")
     } else {
         render_status(&value)
     };
@@ -211,11 +311,11 @@ pub fn status(api: &ApiArgs, json: bool) -> anyhow::Result<ExitCode> {
 
 /// Writes to standard output; a reader that stopped reading (`| head`, `| grep -m 1`) is not
 /// an error.
-fn write_stdout(text: &str) -> anyhow::Result<()> {
+fn write_stdout(text: &str) -> Result<(), ClientError> {
     use std::io::Write;
     match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to standard output"),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(ClientError::Stdout),
     }
 }
 

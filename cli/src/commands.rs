@@ -63,13 +63,7 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
             write_server(&mut out, &format!("fallback ({mode}) ->"), s, &mut probes);
         }
     }
-    let plural = |n: usize, one: &str, many: &str| {
-        if n == 1 {
-            format!("1 {one}")
-        } else {
-            format!("{n} {many}")
-        }
-    };
+    use lvs_hc_core::text::plural;
     let _ = writeln!(
         out,
         "{}, {}, {}, {}",

@@ -35,11 +35,6 @@ pub trait Observer {
 /// status pages and health checks see the engine without sharing it.
 pub type Query = Box<dyn FnOnce(&Engine) + Send>;
 
-/// An observer that watches nothing.
-#[derive(Debug, Default)]
-pub struct NoObserver;
-impl Observer for NoObserver {}
-
 /// Options of a driver run beyond the four essentials.
 pub struct RunOptions<O: Observer> {
     /// Seed of the engine's jitter; from the clock when `None`.
@@ -55,20 +50,16 @@ pub struct RunOptions<O: Observer> {
     pub observer: O,
 }
 
-impl Default for RunOptions<NoObserver> {
-    fn default() -> Self {
-        RunOptions {
-            seed: None,
-            fd_budget: None,
-            reloads: None,
-            queries: None,
-            observer: NoObserver,
-        }
-    }
-}
+/// Nobody watches: `()` is the observer of [`run`].
+impl Observer for () {}
 
-/// Runs lvs-hc until `shutdown` resolves: probes every server, keeps the kernel table as the
-/// probes justify. Returns the engine as it ended (for cleanup and summaries).
+/// Runs lvs-hc until `shutdown` resolves: probes every server through `connect`, keeps the
+/// table behind `backend` as the probes justify. Returns the engine as it ended (for cleanup
+/// and summaries).
+///
+/// The driver with nothing but the four essentials lvs-hc's design names, for a program that
+/// embeds lvs-hc, or a test: a seed from the clock, no reloads, no questions, nobody watching.
+/// The daemon and the simulator need those, and call [`run_with`].
 pub async fn run<C, B>(
     config: Config,
     connect: C,
@@ -79,7 +70,14 @@ where
     C: Connect,
     B: IpvsBackend,
 {
-    run_with(config, connect, backend, shutdown, RunOptions::default()).await
+    let options = RunOptions {
+        seed: None,
+        fd_budget: None,
+        reloads: None,
+        queries: None,
+        observer: (),
+    };
+    run_with(config, connect, backend, shutdown, options).await
 }
 
 /// [`run`] with options: a fixed seed, a reload channel, an observer.
@@ -137,7 +135,7 @@ where
     tokio::pin!(timer);
     let mut armed = Instant::FAR_FUTURE;
     loop {
-        let deadline = drain(
+        let deadline = answer_outputs(
             &mut engine,
             backend,
             &mut queue,
@@ -260,7 +258,7 @@ async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
 /// `queue` (the caller runs them); table reads and operations are answered with `backend`
 /// (operations as one batch once the engine has no other output), events go to `observer`.
 /// Public for the daemon's cleanup on exit, which drives the engine after [`run`] returns.
-pub fn drain<B: IpvsBackend, O: Observer>(
+pub fn answer_outputs<B: IpvsBackend, O: Observer>(
     engine: &mut Engine,
     backend: &mut B,
     queue: &mut VecDeque<ProbeRequest>,

@@ -24,10 +24,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Run(args) => return lvs_hc::daemon::main(args),
-        Command::Reload { control } => return lvs_hc::client::reload(&control),
-        Command::Status { api, json } => return lvs_hc::client::status(&api, json),
-        Command::Setup { role } => return lvs_hc::setup::main(role),
+        Command::Run(args) => return Ok(lvs_hc::daemon::main(args)?),
+        Command::Reload { control } => return Ok(lvs_hc::client::reload(&control)?),
+        Command::Status { api, json } => return Ok(lvs_hc::client::status(&api, json)?),
+        Command::Setup { role } => return Ok(lvs_hc::setup::main(role)?),
         Command::Completions { shell } => {
             stdout.write_all(&lvs_hc::docs::completions(shell))?;
         }

@@ -506,14 +506,21 @@ fn an_exec_check_that_never_stops_talking_costs_bounded_memory() {
     assert!(text.contains("/usr/bin/yes"));
     std::fs::write(dir.path("lvs-hc.toml"), text).unwrap();
     let d = Daemon::start(&dir, &[], &[]);
+    // Four seconds of output at least (at a gigabyte a second, unbounded output would show),
+    // and until a probe has timed out (later on a loaded machine).
     thread::sleep(Duration::from_secs(4));
+    d.wait_for(
+        "a timed-out probe of /usr/bin/yes",
+        Duration::from_secs(20),
+        |d| {
+            d.messages()
+                .iter()
+                .any(|m| m.contains("(exec /usr/bin/yes) failed: timed out after 1s"))
+        },
+    );
     let peak = peak_rss_kib(d.child.id());
     eprintln!("peak RSS with /usr/bin/yes as a check: {peak} KiB");
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
-    assert!(d
-        .messages()
-        .iter()
-        .any(|m| m.contains("(exec /usr/bin/yes) failed: timed out after 1s")));
 }
 
 #[test]

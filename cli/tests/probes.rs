@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipvs_sys::memory::MemoryBackend;
+use ipvs_sys::IpvsBackend;
 use lvs_hc::probe::{Prober, TokioConnect};
 use lvs_hc_core::{Config, ProbeId, ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -224,12 +225,10 @@ async fn exec_verdict_comes_at_exit_even_if_a_child_keeps_stdout_open() {
         started.elapsed()
     );
     // What the program left in its process group is ended with it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = std::fs::read_to_string(&pidfile).unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
     assert!(
-        stat.is_empty() || stat.contains(") Z "),
-        "the background child still runs: {stat}"
+        eventually(|| !runs(&pid)).await,
+        "the background child still runs"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -306,14 +305,63 @@ async fn exec_timeout_kills_the_whole_process_group() {
     );
     let s: SocketAddr = "127.0.0.1:80".parse().unwrap();
     assert_eq!(probe(s, &toml).await, fail("timed out after 300ms"));
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = std::fs::read_to_string(&pidfile).unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    // Gone, or a zombie waiting for init: not running either way.
     assert!(
-        stat.is_empty() || stat.contains(") Z "),
-        "the grandchild still runs: {stat}"
+        eventually(|| !runs(&pid)).await,
+        "the grandchild still runs"
     );
+}
+
+#[tokio::test]
+async fn an_exec_probe_dropped_before_its_end_still_ends_its_process_group() {
+    // The driver stops, or the probe's timeout fires a moment before the program's own: the
+    // probe is dropped midway, and what its program started must not run on.
+    let dir = std::env::temp_dir().join(format!("lvs-hc-exec-drop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("child.pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let check = check(&format!(
+        "type = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]"
+    ));
+    let lvs_hc_core::config::CheckKind::Exec(exec) = &check.kind else {
+        unreachable!("an exec check")
+    };
+    let target: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let written = || std::fs::read_to_string(&pidfile).is_ok_and(|p| p.ends_with('\n'));
+    tokio::select! {
+        outcome = lvs_hc::probe::exec::exec(exec, target, Duration::from_secs(30)) => {
+            panic!("the program ended before it was dropped: {outcome:?}")
+        }
+        started = eventually(written) => assert!(started, "the program did not start"),
+    }
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(eventually(|| !runs(&pid)).await, "the grandchild runs on");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// How long a test waits on the wall clock for what it expects before it gives up: far longer
+/// than anything here takes, so that a loaded machine (a build beside the tests) is not a
+/// failure. Tests wait for what they expect to happen, never for a fixed time.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Waits until `done` holds, looking every 10 ms; `false` if it still does not after
+/// [`PATIENCE`].
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// Whether the process `pid` (as written in a pid file) runs: neither gone nor a zombie
+/// waiting for init.
+fn runs(pid: &str) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    !stat.is_empty() && !stat.contains(") Z ")
 }
 
 struct Log(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
@@ -324,14 +372,18 @@ impl lvs_hc::driver::Observer for Log {
     }
 }
 
+/// A TCP check every 100 ms whose timeout leaves a loaded machine a margin: a refused
+/// connection fails at once, but a connection slow to be set up is not a failure.
+const TCP_EVERY_100MS: &str = "[[service.check]]\ntype = \"tcp\"\ninterval = \"100ms\"\n\
+                               timeout = \"2s\"\nallow_long_timeout = true\njitter = \"0s\"\n";
+
 #[tokio::test]
 async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let text = format!(
         "[daemon]\nresync_interval = \"1s\"\n[[service]]\naddress = \"10.0.0.1:{port}\"\n\
-         [[service.check]]\ntype = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 2\njitter = \"0s\"\n\
-         [[service.server]]\naddress = \"{addr}\"\nweight = 3\n",
+         {TCP_EVERY_100MS}rise = 1\nfall = 2\n[[service.server]]\naddress = \"{addr}\"\nweight = 3\n",
         port = addr.port()
     );
     let config = Config::from_toml(&text, "driver-test").unwrap();
@@ -353,22 +405,81 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
         },
         options,
     );
-    let script = async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        drop(listener); // the server dies: connections are refused from now on
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        stop_tx.send(()).unwrap();
-    };
-    let (engine, ()) = tokio::join!(driver, script);
-    let lines = log.borrow().clone();
     let add = format!(
         "applied `ipvsadm -a -t 10.0.0.1:{} -r {addr} -g -w 3`",
         addr.port()
     );
+    let seen = |what: &dyn Fn(&str) -> bool| log.borrow().iter().any(|l| what(l));
+    let script = async {
+        if eventually(|| seen(&|l| l.starts_with(&add))).await {
+            drop(listener); // the server dies: connections are refused from now on
+            eventually(|| seen(&|l| l.contains(" down: "))).await;
+        }
+        stop_tx.send(()).unwrap();
+    };
+    let (engine, ()) = tokio::join!(driver, script);
+    let lines = log.borrow().clone();
     assert!(lines.iter().any(|l| l.starts_with(&add)), "{lines:#?}");
     let down = format!("{addr} down: 2 consecutive failures, last: connection refused");
     assert!(lines.iter().any(|l| l.ends_with(&down)), "{lines:#?}");
     assert_eq!(engine.believed_table().unwrap().dest_count(), 0);
+}
+
+/// A memory backend the test can look into while the driver holds it.
+#[derive(Clone, Default)]
+struct Watched(std::rc::Rc<std::cell::RefCell<MemoryBackend>>);
+
+impl IpvsBackend for Watched {
+    fn snapshot(&mut self) -> Result<ipvs_sys::Snapshot, ipvs_sys::IpvsError> {
+        self.0.borrow_mut().snapshot()
+    }
+    fn apply(&mut self, op: &lvs_hc_core::Op) -> Result<(), ipvs_sys::IpvsError> {
+        self.0.borrow_mut().apply(op)
+    }
+    fn info(&mut self) -> Result<ipvs_sys::IpvsInfo, ipvs_sys::IpvsError> {
+        self.0.borrow_mut().info()
+    }
+    fn flush(&mut self) -> Result<(), ipvs_sys::IpvsError> {
+        self.0.borrow_mut().flush()
+    }
+}
+
+#[tokio::test]
+async fn run_with_only_its_four_essentials_puts_an_answering_server_in_the_table() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = listener.local_addr().unwrap();
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let text = format!(
+        "[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"nat\"\n{TCP_EVERY_100MS}rise = 1\n\
+         [[service.server]]\naddress = \"{live}\"\n[[service.server]]\naddress = \"{dead}\"\n"
+    );
+    let config = Config::from_toml(&text, "run-test").unwrap();
+    let backend = Watched::default();
+    let table = backend.0.clone();
+    let engine = lvs_hc::driver::run(config, TokioConnect, backend, async {
+        // The service and the answering server in the table; then a few more rounds, in which
+        // the refusing server must stay out.
+        eventually(|| {
+            let t = table.borrow();
+            t.log.len() >= 2 && t.state.table.dest_count() == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await;
+    let table = table.borrow();
+    let lines: Vec<String> = table.log.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "ipvsadm -A -t 10.0.0.1:80 -s wlc".to_string(),
+            format!("ipvsadm -a -t 10.0.0.1:80 -r {live} -m -w 1"),
+        ]
+    );
+    assert_eq!(engine.believed_table().unwrap(), &table.state.table);
 }
 
 /// Connects like [`TokioConnect`], but panics for one target: a bug in a probe.
@@ -407,8 +518,7 @@ async fn a_probe_that_panics_frees_its_slot_and_gives_no_verdict() {
     let buggy: SocketAddr = format!("127.0.0.2:{}", healthy.port()).parse().unwrap();
     let text = format!(
         "[daemon]\nprobe_concurrency = 1\n[[service]]\naddress = \"10.0.0.1:{port}\"\n\
-         [[service.check]]\ntype = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\njitter = \"0s\"\n\
-         [[service.server]]\naddress = \"{buggy}\"\n[[service.server]]\naddress = \"{healthy}\"\n",
+         {TCP_EVERY_100MS}[[service.server]]\naddress = \"{buggy}\"\n[[service.server]]\naddress = \"{healthy}\"\n",
         port = healthy.port()
     );
     let config = Config::from_toml(&text, "panic-test").unwrap();
@@ -420,11 +530,14 @@ async fn a_probe_that_panics_frees_its_slot_and_gives_no_verdict() {
         reloads: None,
         observer: Counted(counts.clone()),
     };
+    let probed = |server: &SocketAddr| counts.borrow().get(server).copied().unwrap_or(0);
     let engine = lvs_hc::driver::run_with(
         config,
         PanicFor(buggy),
         MemoryBackend::new(),
-        tokio::time::sleep(Duration::from_millis(1000)),
+        async {
+            eventually(|| probed(&healthy) >= 5 && probed(&buggy) >= 5).await;
+        },
         options,
     )
     .await;
@@ -743,10 +856,10 @@ async fn a_kept_connection_to_a_server_that_stops_answering_times_out() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
-/// Starts a probe of `server`, lets it send its request, then stalls the runtime's thread for
-/// `stall` (lvs-hc starved of CPU) and returns the probe's verdict.
-async fn probe_with_a_stall(server: SocketAddr, toml: &str, stall: Duration) -> ProbeOutcome {
-    let req = request_to(server, toml);
+/// Starts a probe of `server`, waits until the server has its request, then stalls the
+/// runtime's thread for `stall` (lvs-hc starved of CPU) and returns the probe's verdict.
+async fn probe_with_a_stall(server: &Threaded, toml: &str, stall: Duration) -> ProbeOutcome {
+    let req = request_to(server.addr, toml);
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
@@ -754,41 +867,61 @@ async fn probe_with_a_stall(server: SocketAddr, toml: &str, stall: Duration) -> 
                 tokio::task::spawn_local(
                     async move { Prober::new(TokioConnect).probe(&req).await },
                 );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                eventually(|| server.requests() > 0).await,
+                "the request never reached the server"
+            );
             std::thread::sleep(stall);
             probe.await.unwrap()
         })
         .await
 }
 
-/// A server on its own thread, so that it answers while the runtime's thread is stalled:
-/// answers each request with `answer`, or holds the connection silently when it is `None`.
-fn threaded_server(answer: Option<&'static str>) -> SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let mut s = stream.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            if let Some(answer) = answer {
-                let _ = s.write_all(answer.as_bytes());
+/// A server on its own thread, so that it answers while the runtime's thread is stalled.
+struct Threaded {
+    addr: SocketAddr,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Threaded {
+    /// Answers each request with `answer`, or holds the connection silently when it is `None`.
+    fn start(answer: Option<&'static str>) -> Threaded {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Threaded {
+            addr: listener.local_addr().unwrap(),
+            requests: Arc::default(),
+        };
+        let requests = server.requests.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let mut s = stream.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(answer) = answer {
+                    let _ = s.write_all(answer.as_bytes());
+                }
+                held.push(s);
             }
-            held.push(s);
-        }
-    });
-    addr
+        });
+        server
+    }
+
+    /// Requests read so far.
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[tokio::test]
 async fn an_answer_waiting_in_the_socket_when_the_timer_fires_counts() {
     // The answer arrives within milliseconds; lvs-hc only looks 1.5 s later, after its
     // 1 s timeout: the server answered in time, so the probe passes.
-    let server = threaded_server(Some(OK));
+    let server = Threaded::start(Some(OK));
     let toml = "type = \"http\"\nexpect_body = \"server-1\"\ntimeout = \"1s\"";
-    let out = probe_with_a_stall(server, toml, Duration::from_millis(1500)).await;
+    let out = probe_with_a_stall(&server, toml, Duration::from_millis(1500)).await;
     assert_eq!(out, ProbeOutcome::Pass { weight: None });
 }
 
@@ -796,9 +929,9 @@ async fn an_answer_waiting_in_the_socket_when_the_timer_fires_counts() {
 async fn a_timer_that_fires_late_gives_no_verdict() {
     // No answer, and lvs-hc itself 700 ms late to notice the 300 ms timeout: the server did
     // not get a fair timeout, so the result counts neither way.
-    let server = threaded_server(None);
+    let server = Threaded::start(None);
     let toml = "type = \"http\"\ntimeout = \"300ms\"";
-    let out = probe_with_a_stall(server, toml, Duration::from_secs(1)).await;
+    let out = probe_with_a_stall(&server, toml, Duration::from_secs(1)).await;
     match out {
         ProbeOutcome::Inconclusive { reason } => {
             assert!(reason.starts_with("lvs-hc ran "), "{reason}");
@@ -807,7 +940,7 @@ async fn a_timer_that_fires_late_gives_no_verdict() {
         other => panic!("expected no verdict, got {other:?}"),
     }
     // Without the stall, the same server fails at the timeout.
-    let out = probe(server, toml).await;
+    let out = probe(server.addr, toml).await;
     assert_eq!(out, fail("timed out after 300ms"));
 }
 

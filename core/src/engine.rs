@@ -938,7 +938,7 @@ impl Engine {
         p.last_result = Some((now, outcome));
         let timing = p.check.timing;
         let period = if p.hysteresis.failing() {
-            timing.fail_interval
+            timing.failing_interval
         } else {
             timing.interval
         };

@@ -17,12 +17,13 @@
 //! priority (nice 19) so that on a busy core the answers wait and the probes do not.
 
 use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -53,6 +54,138 @@ const API_NICE: libc::c_int = 19;
 /// The mode of a unix socket for the read-only API: like loopback TCP, any local user.
 const API_SOCKET_MODE: u32 = 0o666;
 
+/// Why the API or the control socket could not be set up. The daemon does not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The API's address is taken (another lvs-hc, or another program) or not this machine's:
+    /// set another in `[daemon] api`, or switch the API off with `--api off`.
+    #[error("cannot listen on {addr} for the API (in use? set [daemon] api, or --api off)")]
+    ApiAddress {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A socket path names no directory (`/`): give the socket's whole path.
+    #[error("{} has no directory", path.display())]
+    NoDirectory {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// A socket path names no file (it ends in `..`): give the socket's whole path.
+    #[error("{} has no file name", path.display())]
+    NoFileName {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The socket's directory could not be created: run as root, or choose another path.
+    #[error("cannot create {}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// What is at a socket path could not be looked at: check the directory's permissions.
+    #[error("cannot look at {}", path.display())]
+    Inspect {
+        /// The path.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Another process listens on the socket path: is another lvs-hc running with it? Give
+    /// this one its own (`[daemon] control`, `api`).
+    #[error(
+        "another process listens on {}: is another lvs-hc running with this socket? Give this \
+         one its own ([daemon] control / api)",
+        path.display()
+    )]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something other than a socket is at the socket path: remove it or choose another path.
+    #[error(
+        "{} exists and is {kind}: lvs-hc replaces only a socket (one left by an earlier run); \
+         remove it or choose another path",
+        path.display()
+    )]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+        /// What is there: `a regular file`, `a directory`, ...
+        kind: &'static str,
+    },
+    /// A socket left by an earlier run could not be removed: check the directory's permissions.
+    #[error("cannot remove the stale socket {}", path.display())]
+    RemoveStale {
+        /// The socket path.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The socket could not be bound (under its temporary name): check the directory's
+    /// permissions.
+    #[error("cannot listen on {}", path.display())]
+    Bind {
+        /// The temporary path.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The socket's mode could not be set.
+    #[error("cannot set the mode of {}", path.display())]
+    Mode {
+        /// The temporary path.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The socket could not be given to `control_group`: lvs-hc needs root (CAP_CHOWN) for that.
+    #[error("cannot give {} to group {gid}", path.display())]
+    Group {
+        /// The temporary path.
+        path: PathBuf,
+        /// The group's id.
+        gid: u32,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The socket could not be moved from its temporary name into place.
+    #[error("cannot move {} to {}", from.display(), to.display())]
+    Rename {
+        /// The temporary path.
+        from: PathBuf,
+        /// The socket path.
+        to: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A listening socket could not be made non-blocking.
+    #[error(transparent)]
+    Nonblocking(io::Error),
+    /// `control_group` holds a NUL byte (the configuration's rules keep it from doing so).
+    #[error("a group name without NUL")]
+    GroupName(#[source] std::ffi::NulError),
+    /// `control_group` names no group of this machine: create it, or give another.
+    #[error("control_group: no group named `{group}` on this machine")]
+    NoSuchGroup {
+        /// The name given.
+        group: String,
+    },
+    /// The API's thread or its runtime could not start: the machine is out of threads,
+    /// memory or descriptors.
+    #[error("starting the API's {what}")]
+    Start {
+        /// `runtime` or `thread`.
+        what: &'static str,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
+
 /// What an endpoint lets its clients do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -79,16 +212,18 @@ enum Listener {
 
 /// Binds the read-only API; `None` when it is off. A TCP address that is not loopback is
 /// allowed but warned about: every host that reaches it can read the status.
-pub fn bind_api(listen: &ApiListen) -> anyhow::Result<Option<Endpoint>> {
+pub fn bind_api(listen: &ApiListen) -> Result<Option<Endpoint>, ApiError> {
     match listen {
         ApiListen::Off => Ok(None),
         ApiListen::Tcp(addr) => {
-            let listener = std::net::TcpListener::bind(addr).with_context(|| {
-                format!(
-                    "cannot listen on {addr} for the API (in use? set [daemon] api, or --api off)"
-                )
-            })?;
-            listener.set_nonblocking(true)?;
+            let listener =
+                std::net::TcpListener::bind(addr).map_err(|source| ApiError::ApiAddress {
+                    addr: *addr,
+                    source,
+                })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(ApiError::Nonblocking)?;
             if !addr.ip().is_loopback() {
                 tracing::warn!(
                     "the API listens on {addr}, which is not a loopback address: every host \
@@ -116,7 +251,7 @@ pub fn bind_api(listen: &ApiListen) -> anyhow::Result<Option<Endpoint>> {
 }
 
 /// Binds the control socket at `path` with `mode`, owned by `group` when given.
-pub fn bind_control(path: &Path, mode: u32, group: Option<&str>) -> anyhow::Result<Endpoint> {
+pub fn bind_control(path: &Path, mode: u32, group: Option<&str>) -> Result<Endpoint, ApiError> {
     let gid = group.map(group_id).transpose()?;
     let listener = bind_unix(path, mode, gid)?;
     Ok(Endpoint {
@@ -135,79 +270,93 @@ fn bind_unix(
     path: &Path,
     mode: u32,
     gid: Option<u32>,
-) -> anyhow::Result<std::os::unix::net::UnixListener> {
+) -> Result<std::os::unix::net::UnixListener, ApiError> {
     use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .with_context(|| format!("{} has no directory", path.display()))?;
+        .ok_or_else(|| ApiError::NoDirectory {
+            path: path.to_path_buf(),
+        })?;
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+            .map_err(|source| ApiError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
     }
-    let stale = |p: &Path| -> anyhow::Result<()> {
+    let stale = |p: &Path| -> Result<(), ApiError> {
+        let path = p.to_path_buf();
         match std::fs::symlink_metadata(p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot look at {}", p.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ApiError::Inspect { path, source }),
             Ok(meta) if meta.file_type().is_socket() => {
                 if std::os::unix::net::UnixStream::connect(p).is_ok() {
-                    anyhow::bail!(
-                        "another process listens on {}: is another lvs-hc running with this \
-                         socket? Give this one its own ([daemon] control / api)",
-                        p.display()
-                    );
+                    return Err(ApiError::InUse { path });
                 }
-                std::fs::remove_file(p)
-                    .with_context(|| format!("cannot remove the stale socket {}", p.display()))
+                std::fs::remove_file(p).map_err(|source| ApiError::RemoveStale { path, source })
             }
-            Ok(meta) => anyhow::bail!(
-                "{} exists and is {}: lvs-hc replaces only a socket (one left by an earlier \
-                 run); remove it or choose another path",
-                p.display(),
-                crate::load::file_kind(&meta.file_type())
-            ),
+            Ok(meta) => Err(ApiError::NotASocket {
+                path,
+                kind: crate::load::file_kind(&meta.file_type()),
+            }),
         }
     };
     stale(path)?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
+    let name = path.file_name().ok_or_else(|| ApiError::NoFileName {
+        path: path.to_path_buf(),
+    })?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
         std::process::id()
     ));
     stale(&tmp)?;
-    let listener = std::os::unix::net::UnixListener::bind(&tmp)
-        .with_context(|| format!("cannot listen on {}", tmp.display()))?;
-    let placed = (|| -> anyhow::Result<()> {
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set the mode of {}", tmp.display()))?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(&tmp).map_err(|source| ApiError::Bind {
+            path: tmp.clone(),
+            source,
+        })?;
+    let placed = (|| -> Result<(), ApiError> {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(
+            |source| ApiError::Mode {
+                path: tmp.clone(),
+                source,
+            },
+        )?;
         if let Some(gid) = gid {
-            std::os::unix::fs::chown(&tmp, None, Some(gid))
-                .with_context(|| format!("cannot give {} to group {gid}", tmp.display()))?;
+            std::os::unix::fs::chown(&tmp, None, Some(gid)).map_err(|source| ApiError::Group {
+                path: tmp.clone(),
+                gid,
+                source,
+            })?;
         }
         stale(path)?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+        std::fs::rename(&tmp, path).map_err(|source| ApiError::Rename {
+            from: tmp.clone(),
+            to: path.to_path_buf(),
+            source,
+        })
     })();
     if let Err(e) = placed {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    listener.set_nonblocking(true)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(ApiError::Nonblocking)?;
     Ok(listener)
 }
 
 /// A group's id from its name or number.
-fn group_id(group: &str) -> anyhow::Result<u32> {
+fn group_id(group: &str) -> Result<u32, ApiError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let name = std::ffi::CString::new(group).context("a group name without NUL")?;
+    let name = std::ffi::CString::new(group).map_err(ApiError::GroupName)?;
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::group = std::ptr::null_mut();
@@ -222,7 +371,9 @@ fn group_id(group: &str) -> anyhow::Result<u32> {
         )
     };
     if rc != 0 || found.is_null() {
-        anyhow::bail!("control_group: no group named `{group}` on this machine");
+        return Err(ApiError::NoSuchGroup {
+            group: group.to_string(),
+        });
     }
     Ok(grp.gr_gid)
 }
@@ -249,14 +400,17 @@ impl Drop for ApiThread {
 }
 
 /// Serves `endpoints` on a thread of their own until the returned [`ApiThread`] is dropped.
-pub fn spawn(endpoints: Vec<Endpoint>, handle: Handle) -> anyhow::Result<ApiThread> {
+pub fn spawn(endpoints: Vec<Endpoint>, handle: Handle) -> Result<ApiThread, ApiError> {
     let sockets = endpoints.iter().filter_map(|e| e.socket.clone()).collect();
     let (stop_tx, stop_rx) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(MAX_HEAVY + 2)
         .build()
-        .context("starting the API's runtime")?;
+        .map_err(|source| ApiError::Start {
+            what: "runtime",
+            source,
+        })?;
     let thread = std::thread::Builder::new()
         .name("lvs-hc-api".into())
         .spawn(move || {
@@ -288,7 +442,10 @@ pub fn spawn(endpoints: Vec<Endpoint>, handle: Handle) -> anyhow::Result<ApiThre
             });
             runtime.shutdown_timeout(Duration::from_millis(200));
         })
-        .context("starting the API's thread")?;
+        .map_err(|source| ApiError::Start {
+            what: "thread",
+            source,
+        })?;
     Ok(ApiThread {
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -460,9 +617,9 @@ async fn respond(
             };
             let mut head = String::new();
             {
-                let shared = handle.shared();
-                shared.metrics.render(&mut head);
-                metrics::render_config_error(shared.config_error.is_some(), &mut head);
+                let state = handle.state();
+                state.metrics.render(&mut head);
+                metrics::render_config_error(state.config_error.is_some(), &mut head);
             }
             let text = tokio::task::spawn_blocking(move || {
                 let mut out = head;
@@ -491,7 +648,7 @@ async fn respond(
             }
         }
         (&Method::POST, "/reload") => {
-            let control = handle.shared().control_socket.clone();
+            let control = handle.state().control_socket.clone();
             let hint = match control {
                 Some(p) => format!(
                     "commands are taken only on the control socket {} (`lvs-hc reload`, as a \
@@ -519,20 +676,20 @@ async fn respond(
 
 /// The daemon's own fields of `/status`.
 fn status_head(handle: &Handle) -> serde_json::Map<String, serde_json::Value> {
-    let shared = handle.shared();
+    let state = handle.state();
     let head = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
-        "config": shared.config_path.display().to_string(),
-        "config_error": shared.config_error,
-        "config_loaded_seconds_ago": shared.config_loaded.elapsed().unwrap_or_default().as_secs_f64(),
-        "backend": shared.backend,
-        "dry_run": shared.dry_run,
-        "uptime_seconds": shared.started.elapsed().unwrap_or_default().as_secs_f64(),
-        "last_resync_seconds_ago": shared.last_snapshot_ok.map(|t| t.elapsed().as_secs_f64()),
-        "last_resync_error": shared.last_snapshot_error,
-        "control_socket": shared.control_socket.as_ref().map(|p| p.display().to_string()),
-        "fd_limit": shared.fd_limit,
+        "config": state.config_path.display().to_string(),
+        "config_error": state.config_error,
+        "config_loaded_seconds_ago": state.config_loaded.elapsed().unwrap_or_default().as_secs_f64(),
+        "backend": state.backend,
+        "dry_run": state.dry_run,
+        "uptime_seconds": state.started.elapsed().unwrap_or_default().as_secs_f64(),
+        "last_resync_seconds_ago": state.last_snapshot_ok.map(|t| t.elapsed().as_secs_f64()),
+        "last_resync_error": state.last_snapshot_error,
+        "control_socket": state.control_socket.as_ref().map(|p| p.display().to_string()),
+        "fd_limit": state.fd_limit,
     });
     match head {
         serde_json::Value::Object(map) => map,

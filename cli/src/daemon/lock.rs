@@ -6,12 +6,105 @@
 //! link, a FIFO or anything else at the path is refused, never followed or truncated.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, Write};
+use std::io::{self, ErrorKind, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+/// Why the lock could not be taken. Nothing at the path was changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The lock file's directory could not be created: run as root, or give a lock file in a
+    /// directory that exists with --lock-file.
+    #[error(
+        "cannot create {} for the lock file (run as root, or pass --lock-file)",
+        dir.display()
+    )]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The lock file could not be opened or looked at: run as root, or pass --lock-file.
+    #[error(
+        "cannot open the lock file {} (run as root, or pass --lock-file)",
+        path.display()
+    )]
+    Open {
+        /// The lock file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A symbolic link is at the lock path, which lvs-hc does not follow: remove it, or choose
+    /// another lock file.
+    #[error(
+        "{} is a symbolic link; lvs-hc will not follow it (remove it, or choose another lock \
+         file with --lock-file)",
+        path.display()
+    )]
+    SymbolicLink {
+        /// The lock path.
+        path: PathBuf,
+    },
+    /// The file at the lock path has other names (hard links), so it may be another's file,
+    /// which locking would truncate: remove it, or choose another lock file.
+    #[error(
+        "{} has {names} names (hard links); lvs-hc will not write to a file that may be \
+         another's (remove it, or choose another lock file with --lock-file)",
+        path.display()
+    )]
+    HardLinked {
+        /// The lock path.
+        path: PathBuf,
+        /// How many names the file has.
+        names: u64,
+    },
+    /// Something other than a regular file is at the lock path (a directory, a FIFO, a
+    /// device): remove it, or choose another lock file.
+    #[error(
+        "{} is {kind}, not a regular file; lvs-hc locks only a regular file (remove it, or \
+         choose another lock file with --lock-file)",
+        path.display()
+    )]
+    NotAFile {
+        /// The lock path.
+        path: PathBuf,
+        /// What is there: `a directory`, `a FIFO (named pipe)`, ...
+        kind: &'static str,
+    },
+    /// Another lvs-hc runs with this configuration: stop it first, or give this instance its
+    /// own --lock-file.
+    #[error(
+        "another lvs-hc is already running with this configuration ({holder} holds the lock \
+         {}); stop it first, or give this instance its own --lock-file",
+        path.display()
+    )]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it: `pid 1234`, or a process that has not written its pid yet.
+        holder: String,
+    },
+    /// The kernel refused the lock itself (flock).
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The lock was taken but the pid could not be written into the file (a full disk?).
+    #[error("cannot write the pid into {}", path.display())]
+    WritePid {
+        /// The lock file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
 
 /// `/run/lvs-hc/<configuration file stem>.lock`.
 pub fn default_lock_path(config: &Path) -> PathBuf {
@@ -32,15 +125,17 @@ pub struct LockFile {
 impl LockFile {
     /// Takes the lock at `path` (creating the file and its directory), or fails at once naming
     /// the pid that holds it.
-    pub fn acquire(path: &Path) -> anyhow::Result<LockFile> {
+    pub fn acquire(path: &Path) -> Result<LockFile, LockError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| {
-                format!(
-                    "cannot create {} for the lock file (run as root, or pass --lock-file)",
-                    dir.display()
-                )
+            std::fs::create_dir_all(dir).map_err(|source| LockError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
             })?;
         }
+        let cannot_open = |source| LockError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         // Truncated and written as root, perhaps in a directory others can write: only a
         // regular file with one name is used. The name is looked at before opening, so a FIFO
         // or a device is refused unopened, and what was opened is looked at again, as the name
@@ -49,7 +144,7 @@ impl LockFile {
         match std::fs::symlink_metadata(path) {
             Ok(meta) => usable(path, &meta)?,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| cannot_open(path)),
+            Err(e) => return Err(cannot_open(e)),
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -60,10 +155,12 @@ impl LockFile {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => symbolic_link(path),
-                _ => anyhow::Error::new(e).context(cannot_open(path)),
+                Some(libc::ELOOP) => LockError::SymbolicLink {
+                    path: path.to_path_buf(),
+                },
+                _ => cannot_open(e),
             })?;
-        let meta = file.metadata().with_context(|| cannot_open(path))?;
+        let meta = file.metadata().map_err(cannot_open)?;
         usable(path, &meta)?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -76,18 +173,23 @@ impl LockFile {
                     Ok(pid) => format!("pid {pid}"),
                     Err(_) => "a process that has not written its pid yet".to_string(),
                 };
-                anyhow::bail!(
-                    "another lvs-hc is already running with this configuration ({holder} holds \
-                     the lock {}); stop it first, or give this instance its own --lock-file",
-                    path.display()
-                );
+                return Err(LockError::Held {
+                    path: path.to_path_buf(),
+                    holder,
+                });
             }
-            return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+            return Err(LockError::Lock {
+                path: path.to_path_buf(),
+                source: err,
+            });
         }
         file.set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .with_context(|| format!("cannot write the pid into {}", path.display()))?;
+            .map_err(|source| LockError::WritePid {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(LockFile {
             _file: file,
             path: path.to_path_buf(),
@@ -100,45 +202,27 @@ impl LockFile {
     }
 }
 
-fn cannot_open(path: &Path) -> String {
-    format!(
-        "cannot open the lock file {} (run as root, or pass --lock-file)",
-        path.display()
-    )
-}
-
-fn symbolic_link(path: &Path) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{} is a symbolic link; lvs-hc will not follow it (remove it, or choose another lock \
-         file with --lock-file)",
-        path.display()
-    )
-}
-
 /// Fails unless `meta` (of `path`, not followed) is a regular file with one name: what else is
 /// there may be another's file, which locking would truncate.
-fn usable(path: &Path, meta: &Metadata) -> anyhow::Result<()> {
+fn usable(path: &Path, meta: &Metadata) -> Result<(), LockError> {
+    let path = path.to_path_buf();
     let kind = meta.file_type();
     if kind.is_file() {
         if meta.nlink() == 1 {
             return Ok(());
         }
-        anyhow::bail!(
-            "{} has {} names (hard links); lvs-hc will not write to a file that may be \
-             another's (remove it, or choose another lock file with --lock-file)",
-            path.display(),
-            meta.nlink()
-        );
+        return Err(LockError::HardLinked {
+            path,
+            names: meta.nlink(),
+        });
     }
     if kind.is_symlink() {
-        return Err(symbolic_link(path));
+        return Err(LockError::SymbolicLink { path });
     }
-    let what = crate::load::file_kind(&kind);
-    anyhow::bail!(
-        "{} is {what}, not a regular file; lvs-hc locks only a regular file (remove it, or \
-         choose another lock file with --lock-file)",
-        path.display()
-    )
+    Err(LockError::NotAFile {
+        path,
+        kind: crate::load::file_kind(&kind),
+    })
 }
 
 #[cfg(test)]

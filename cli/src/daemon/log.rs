@@ -4,16 +4,18 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+use super::DaemonError;
 use crate::cli::LogFormat;
 
 /// Sets up logging to standard error. `auto`: coloured text on a terminal; plain text without
 /// timestamps under systemd's journal (which stamps lines itself); JSON lines otherwise.
-pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+pub fn init(format: LogFormat, level: &str) -> Result<(), DaemonError> {
+    let filter = |setting: String, directives: &str| {
+        EnvFilter::try_new(directives).map_err(|error| DaemonError::LogFilter { setting, error })
+    };
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => {
-            EnvFilter::try_new(&v).map_err(|e| anyhow::anyhow!("RUST_LOG={v}: {e}"))?
-        }
-        _ => EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("--log-level {level}: {e}"))?,
+        Ok(v) if !v.is_empty() => filter(format!("RUST_LOG={v}"), &v)?,
+        _ => filter(format!("--log-level {level}"), level)?,
     };
     let terminal = std::io::stderr().is_terminal();
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
@@ -44,7 +46,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
             .with_ansi(terminal)
             .try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("setting up logging: {e}"))
+    result.map_err(DaemonError::Logging)
 }
 
 fn message_only() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {

@@ -16,14 +16,15 @@ mod notify;
 mod observer;
 pub mod view;
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
+use ipvs_sys::ipvsadm::IpvsadmBackend;
 use ipvs_sys::memory::MemoryBackend;
-use ipvs_sys::IpvsBackend;
+use ipvs_sys::{IpvsBackend, IpvsError};
 use lvs_hc_core::config::ApiListen;
 use lvs_hc_core::{Config, Engine, Input};
 use tokio::sync::{mpsc, oneshot};
@@ -33,14 +34,59 @@ use crate::driver::{self, Query, RunOptions};
 use crate::limits::FdBudget;
 use crate::probe::TokioConnect;
 
+pub use api::ApiError;
 pub use dryrun::DryRun;
-pub use lock::{default_lock_path, LockFile};
+pub use lock::{default_lock_path, LockError, LockFile};
 pub use metrics::Metrics;
 use view::{EngineView, VIEW_MAX_AGE};
 
+/// Why `lvs-hc run` could not start or had to stop. A configuration that cannot be read or is
+/// invalid at start is no error: it is logged, and `run` exits with [`EX_CONFIG`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// `RUST_LOG` or `--log-level` is not a log filter: give a level (`info`, `debug`) or
+    /// tracing's directives.
+    #[error("{setting}: {error}")]
+    LogFilter {
+        /// `RUST_LOG=...` or `--log-level ...`.
+        setting: String,
+        /// What is wrong with it.
+        error: tracing_subscriber::filter::ParseError,
+    },
+    /// Logging could not be set up (something set up another logger first).
+    #[error("setting up logging: {0}")]
+    Logging(Box<dyn std::error::Error + Send + Sync>),
+    /// A command-line option's value cannot be used: its message says what is allowed.
+    #[error("{option}: {message}")]
+    BadOption {
+        /// `--api` or `--control`.
+        option: &'static str,
+        /// What is wrong with the value.
+        message: String,
+    },
+    /// The lock that keeps a second instance away could not be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The kernel's IPVS netlink interface could not be opened (even after `modprobe ip_vs`):
+    /// the message says why.
+    #[error("opening the IPVS netlink interface")]
+    Netlink(#[source] IpvsError),
+    /// The async runtime could not start: the machine is out of threads, memory or
+    /// descriptors.
+    #[error("starting the async runtime")]
+    Runtime(#[source] io::Error),
+    /// The handlers of SIGTERM, SIGINT and SIGHUP could not be installed.
+    #[error("installing signal handlers")]
+    Signals(#[source] io::Error),
+    /// The API or the control socket could not be set up.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
 /// What the daemon's parts share: the HTTP API reads it, the observer and reloads write it.
 #[derive(Debug)]
-pub struct Shared {
+pub struct DaemonState {
     /// The configuration file.
     pub config_path: PathBuf,
     /// Whether operations are only logged.
@@ -75,7 +121,7 @@ pub struct Shared {
 /// hand it a new configuration.
 #[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Mutex<Shared>>,
+    state: Arc<Mutex<DaemonState>>,
     queries: mpsc::UnboundedSender<Query>,
     reloads: mpsc::UnboundedSender<Config>,
     notifier: Arc<notify::Notifier>,
@@ -115,14 +161,14 @@ impl Handle {
             return Some(v.clone());
         }
         let fresh = Arc::new(self.ask(EngineView::capture).await?);
-        self.shared().metrics.api_views += 1;
+        self.state().metrics.api_views += 1;
         *cached = Some(fresh.clone());
         Some(fresh)
     }
 
-    /// The shared state, locked.
-    pub fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    /// The daemon's state, locked.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, DaemonState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// [`Handle::reload`] on a blocking-pool thread, so neither the engine's loop nor the API's
@@ -139,25 +185,25 @@ impl Handle {
     /// Blocks while it reads and parses: call it off the engine's loop.
     pub fn reload(&self, why: &str) -> Result<String, String> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let path = self.shared().config_path.clone();
+        let path = self.state().config_path.clone();
         self.notifier.send("RELOADING=1");
         let result = match crate::load_config(&path) {
             Ok(config) => {
                 let summary = summary(&config);
-                let mut shared = self.shared();
-                if shared.api != config.daemon.api || shared.lock_file != config.daemon.lock_file {
+                let mut state = self.state();
+                if state.api != config.daemon.api || state.lock_file != config.daemon.lock_file {
                     tracing::warn!(
                         "[daemon] api, control and lock_file take effect at the next start, not \
                          on reload"
                     );
                 }
-                shared.api = config.daemon.api.clone();
-                shared.lock_file = config.daemon.lock_file.clone();
-                shared.resync_interval = config.daemon.resync_interval;
-                shared.config_error = None;
-                shared.config_loaded = SystemTime::now();
-                shared.metrics.reloads_ok += 1;
-                drop(shared);
+                state.api = config.daemon.api.clone();
+                state.lock_file = config.daemon.lock_file.clone();
+                state.resync_interval = config.daemon.resync_interval;
+                state.config_error = None;
+                state.config_loaded = SystemTime::now();
+                state.metrics.reloads_ok += 1;
+                drop(state);
                 if self.reloads.send(config).is_err() {
                     Err("lvs-hc is stopping".to_string())
                 } else {
@@ -170,10 +216,10 @@ impl Handle {
             }
             Err(e) => {
                 let text = format!("{e:#}");
-                let mut shared = self.shared();
-                shared.config_error = Some(text.clone());
-                shared.metrics.reloads_failed += 1;
-                drop(shared);
+                let mut state = self.state();
+                state.config_error = Some(text.clone());
+                state.metrics.reloads_failed += 1;
+                drop(state);
                 tracing::error!(
                     config = %path.display(),
                     "configuration reload ({why}) failed; the running configuration stays in \
@@ -191,18 +237,12 @@ impl Handle {
 fn summary(config: &Config) -> String {
     let servers: usize = config.services.iter().map(|s| s.servers.len()).sum();
     let fallbacks: usize = config.services.iter().map(|s| s.fallbacks.len()).sum();
-    let plural = |n: usize, word: &str| {
-        if n == 1 {
-            format!("{n} {word}")
-        } else {
-            format!("{n} {word}s")
-        }
-    };
+    use lvs_hc_core::text::plural;
     format!(
         "{}, {}, {}",
-        plural(config.services.len(), "service"),
-        plural(servers, "server"),
-        plural(fallbacks, "fallback")
+        plural(config.services.len(), "service", "services"),
+        plural(servers, "server", "servers"),
+        plural(fallbacks, "fallback", "fallbacks")
     )
 }
 
@@ -212,15 +252,15 @@ fn summary(config: &Config) -> String {
 pub const EX_CONFIG: u8 = 78;
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
     log::init(args.log_format, &args.log_level)?;
     let config = match crate::load_config(&args.config) {
         Ok(config) => config,
         Err(e) => {
             tracing::error!(
                 config = %args.config.display(),
-                "not starting: {:#}",
-                anyhow::Error::from(e)
+                "not starting: {}",
+                crate::Chain(&e)
             );
             return Ok(ExitCode::from(EX_CONFIG));
         }
@@ -230,12 +270,19 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => default_lock_path(&args.config),
     };
     let api = match &args.api {
-        Some(text) => ApiListen::parse(text).map_err(|e| anyhow::anyhow!("--api: {e}"))?,
+        Some(text) => ApiListen::parse(text).map_err(|message| DaemonError::BadOption {
+            option: "--api",
+            message,
+        })?,
         None => config.daemon.api.clone(),
     };
     let control = match &args.control {
-        Some(text) => lvs_hc_core::config::ControlListen::parse(text)
-            .map_err(|e| anyhow::anyhow!("--control: {e}"))?,
+        Some(text) => lvs_hc_core::config::ControlListen::parse(text).map_err(|message| {
+            DaemonError::BadOption {
+                option: "--control",
+                message,
+            }
+        })?,
         None => config.daemon.control.clone(),
     };
     let control_path = control.path(&lock_path);
@@ -261,7 +308,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let backend: Box<dyn IpvsBackend> = match args.backend {
         RunBackend::Netlink => open_netlink()?,
-        RunBackend::Ipvsadm => crate::table::open_backend(BackendKind::Ipvsadm)?,
+        RunBackend::Ipvsadm => Box::new(IpvsadmBackend::default()),
         RunBackend::Memory => Box::new(MemoryBackend::new()),
     };
     let backend: Box<dyn IpvsBackend> = if args.dry_run {
@@ -278,8 +325,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    let shared = Arc::new(Mutex::new(Shared {
+        .map_err(DaemonError::Runtime)?;
+    let state = Arc::new(Mutex::new(DaemonState {
         config_path: args.config.clone(),
         dry_run: args.dry_run,
         backend: backend_name,
@@ -299,7 +346,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         api,
         control: control_path,
     };
-    let result = runtime.block_on(serve(config, backend, shared, endpoints, &args));
+    let result = runtime.block_on(serve(config, backend, state, endpoints, &args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -313,7 +360,7 @@ struct Endpoints {
 }
 
 /// The netlink backend; like ipvsadm, loads ip_vs first if the kernel does not have it yet.
-fn open_netlink() -> anyhow::Result<Box<dyn IpvsBackend>> {
+fn open_netlink() -> Result<Box<dyn IpvsBackend>, DaemonError> {
     match crate::table::open_backend(BackendKind::Netlink) {
         Err(ipvs_sys::IpvsError::NotAvailable) => {
             tracing::info!("IPVS is not loaded; running `modprobe ip_vs`");
@@ -322,30 +369,29 @@ fn open_netlink() -> anyhow::Result<Box<dyn IpvsBackend>> {
                 Ok(s) => tracing::warn!("`modprobe ip_vs` failed ({s})"),
                 Err(e) => tracing::warn!("cannot run modprobe: {e}"),
             }
-            crate::table::open_backend(BackendKind::Netlink)
-                .context("opening the IPVS netlink interface")
+            crate::table::open_backend(BackendKind::Netlink).map_err(DaemonError::Netlink)
         }
-        other => other.context("opening the IPVS netlink interface"),
+        other => other.map_err(DaemonError::Netlink),
     }
 }
 
 async fn serve(
     config: Config,
     mut backend: Box<dyn IpvsBackend>,
-    shared: Arc<Mutex<Shared>>,
+    state: Arc<Mutex<DaemonState>>,
     endpoints: Endpoints,
     args: &RunArgs,
-) -> anyhow::Result<ExitCode> {
+) -> Result<ExitCode, DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut sigterm = signal(SignalKind::terminate()).context("installing signal handlers")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing signal handlers")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing signal handlers")?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
 
     let notifier = Arc::new(notify::Notifier::from_env());
     let (query_tx, query_rx) = mpsc::unbounded_channel();
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let handle = Handle {
-        shared: shared.clone(),
+        state: state.clone(),
         queries: query_tx,
         reloads: reload_tx,
         notifier: notifier.clone(),
@@ -381,7 +427,7 @@ async fn serve(
 
     tracing::info!(
         config = %args.config.display(),
-        backend = shared.lock().map(|s| s.backend).unwrap_or("?"),
+        backend = state.lock().map(|s| s.backend).unwrap_or("?"),
         dry_run = args.dry_run,
         api = %endpoints.api,
         version = env!("CARGO_PKG_VERSION"),
@@ -396,8 +442,8 @@ async fn serve(
         };
         tracing::info!("{name} received, stopping");
     };
-    let observer = observer::DaemonObserver::new(shared.clone(), notifier.clone(), args.dry_run);
-    let fd_budget = shared
+    let observer = observer::DaemonObserver::new(state.clone(), notifier.clone(), args.dry_run);
+    let fd_budget = state
         .lock()
         .ok()
         .and_then(|s| s.fd_limit)
@@ -455,7 +501,7 @@ async fn cleanup(mut engine: Engine, backend: &mut Box<dyn IpvsBackend>, dry_run
     let mut log = CleanupLog { dry_run };
     let mut no_probes = std::collections::VecDeque::new();
     loop {
-        let deadline = driver::drain(&mut engine, backend, &mut no_probes, &now, &mut log);
+        let deadline = driver::answer_outputs(&mut engine, backend, &mut no_probes, &now, &mut log);
         if engine.withdrawn() && dry_run {
             tracing::info!("cleanup (dry run): the table is left as it is");
             return;
@@ -551,12 +597,12 @@ pub async fn liveness(handle: &Handle) -> Result<(), String> {
             LOOP_ANSWER_DEADLINE.as_secs()
         ));
     }
-    let shared = handle.shared();
-    let allowed = (shared.resync_interval * 3).max(Duration::from_secs(10));
-    let since = match shared.last_snapshot_ok {
+    let state = handle.state();
+    let allowed = (state.resync_interval * 3).max(Duration::from_secs(10));
+    let since = match state.last_snapshot_ok {
         Some(t) => t.elapsed(),
         None => {
-            let up = shared.started.elapsed().unwrap_or_default();
+            let up = state.started.elapsed().unwrap_or_default();
             if up < allowed {
                 return Ok(());
             }
@@ -564,7 +610,7 @@ pub async fn liveness(handle: &Handle) -> Result<(), String> {
         }
     };
     if since > allowed {
-        let why = shared
+        let why = state
             .last_snapshot_error
             .clone()
             .unwrap_or_else(|| "no snapshot attempted".to_string());

@@ -10,7 +10,7 @@ use lvs_hc_core::time::format_duration;
 use lvs_hc_core::{Engine, Event, EventKind, Health, ProbeOutcome, ProbeRequest};
 
 use super::notify::Notifier;
-use super::Shared;
+use super::DaemonState;
 use crate::driver::Observer;
 
 /// A run of failures of one probe, summarised instead of logged one by one.
@@ -27,7 +27,7 @@ const STILL_FAILING_EVERY: Duration = Duration::from_secs(300);
 
 /// The daemon's observer: logs, metrics, and readiness.
 pub struct DaemonObserver {
-    shared: Arc<Mutex<Shared>>,
+    state: Arc<Mutex<DaemonState>>,
     notifier: Arc<Notifier>,
     dry_run: bool,
     ready: bool,
@@ -57,10 +57,10 @@ struct FaultLog {
 const FAULTS_LOGGED_PER_MINUTE: u32 = 5;
 
 impl DaemonObserver {
-    /// An observer writing into `shared`.
-    pub fn new(shared: Arc<Mutex<Shared>>, notifier: Arc<Notifier>, dry_run: bool) -> Self {
+    /// An observer writing into `state`.
+    pub fn new(state: Arc<Mutex<DaemonState>>, notifier: Arc<Notifier>, dry_run: bool) -> Self {
         DaemonObserver {
-            shared,
+            state,
             notifier,
             dry_run,
             ready: false,
@@ -76,8 +76,8 @@ impl DaemonObserver {
         }
     }
 
-    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, DaemonState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -93,7 +93,7 @@ impl Observer for DaemonObserver {
                 to,
                 reason,
             } => {
-                self.shared().metrics.transition(*to);
+                self.state().metrics.transition(*to);
                 let (service, server) = (service.to_string(), server.to_string());
                 if *to == Health::Down {
                     tracing::warn!(%service, %server, fallback, %from, %to, %reason, "{text}");
@@ -102,7 +102,7 @@ impl Observer for DaemonObserver {
                 }
             }
             EventKind::Applied { op, reason } => {
-                self.shared().metrics.operation(op.kind_name(), true);
+                self.state().metrics.operation(op.kind_name(), true);
                 let op_text = op.to_string();
                 if self.dry_run {
                     tracing::info!(op = %op_text, %reason, "dry run: would apply `{op}`: {reason}");
@@ -111,14 +111,14 @@ impl Observer for DaemonObserver {
                 }
             }
             EventKind::ApplyFailed { op, .. } => {
-                self.shared().metrics.operation(op.kind_name(), false);
+                self.state().metrics.operation(op.kind_name(), false);
                 tracing::warn!(op = %op, "{text}");
             }
             EventKind::Drift { changes } => {
                 {
-                    let mut shared = self.shared();
-                    shared.metrics.drift_events += 1;
-                    shared.metrics.drift_changes += changes.len() as u64;
+                    let mut state = self.state();
+                    state.metrics.drift_events += 1;
+                    state.metrics.drift_changes += changes.len() as u64;
                 }
                 let all: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
                 tracing::warn!(changes = ?all, "{text}");
@@ -146,7 +146,7 @@ impl Observer for DaemonObserver {
     }
 
     fn on_probe(&mut self, req: &ProbeRequest, outcome: &ProbeOutcome, took: Duration) {
-        self.shared().metrics.probe(outcome, took);
+        self.state().metrics.probe(outcome, took);
         let key = (req.server, Arc::as_ptr(&req.check) as usize);
         let now = std::time::Instant::now();
         match outcome {
@@ -213,11 +213,11 @@ impl Observer for DaemonObserver {
     }
 
     fn on_backlog(&mut self, waiting: usize) {
-        let mut shared = self.shared();
-        if shared.metrics.probes_waiting == 0 {
-            shared.metrics.backlog_events += 1;
+        let mut state = self.state();
+        if state.metrics.probes_waiting == 0 {
+            state.metrics.backlog_events += 1;
         }
-        shared.metrics.probes_waiting = waiting;
+        state.metrics.probes_waiting = waiting;
     }
 
     fn on_engine(&mut self, engine: &Engine) {
@@ -231,27 +231,27 @@ impl Observer for DaemonObserver {
     }
 
     fn on_snapshot(&mut self, result: Result<(), &str>) {
-        let shared = self.shared.clone();
-        let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.state.clone();
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(()) => {
-                shared.metrics.snapshots_ok += 1;
-                shared.metrics.last_snapshot_ok = Some(SystemTime::now());
-                shared.last_snapshot_ok = Some(std::time::Instant::now());
-                shared.last_snapshot_error = None;
+                state.metrics.snapshots_ok += 1;
+                state.metrics.last_snapshot_ok = Some(SystemTime::now());
+                state.last_snapshot_ok = Some(std::time::Instant::now());
+                state.last_snapshot_error = None;
                 if !self.ready {
                     self.ready = true;
-                    drop(shared);
+                    drop(state);
                     tracing::info!("IPVS table read; lvs-hc is ready");
                     self.notifier
                         .send("READY=1\nSTATUS=probing; the IPVS table follows the probes");
                 }
             }
             Err(e) => {
-                shared.metrics.snapshots_failed += 1;
-                shared.last_snapshot_error = Some(e.to_string());
+                state.metrics.snapshots_failed += 1;
+                state.last_snapshot_error = Some(e.to_string());
                 if !self.ready {
-                    drop(shared);
+                    drop(state);
                     self.notifier
                         .send(&format!("STATUS=cannot read the IPVS table: {e}"));
                 }

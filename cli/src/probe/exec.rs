@@ -183,12 +183,28 @@ impl Running {
         self.kill_group();
         // SIGKILL ends it at once unless it is stuck in the kernel; then tokio reaps it later.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await;
-        if let Some(pid) = self.pid {
+        self.forget();
+    }
+
+    /// Takes the program off [`RUNNING`]; from now on its group is not signalled (once reaped,
+    /// its id may belong to another group).
+    fn forget(&mut self) {
+        if let Some(pid) = self.pid.take() {
             RUNNING
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&pid);
         }
+    }
+}
+
+impl Drop for Running {
+    /// A probe dropped before its [`Running::end`] (the probe's own timeout fired a moment
+    /// before this one, or the driver stopped) still ends the whole group: the child itself
+    /// is killed on drop, and what it started in its group would otherwise run on.
+    fn drop(&mut self) {
+        self.kill_group();
+        self.forget();
     }
 }
 

@@ -93,6 +93,14 @@ pub enum SetupError {
     /// The settings cannot be reached.
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
+    /// The configuration (`setup director`) cannot be used: the message points at the line
+    /// and key.
+    #[error(transparent)]
+    Config(#[from] crate::LoadError),
+    /// Standard output could not be written (a reader that stopped reading): what was
+    /// changed is in the state file, and `--check` shows where the machine stands.
+    #[error(transparent)]
+    Output(std::io::Error),
     /// A setting under /proc/sys could not be read or written.
     #[error("{path}: {source}")]
     Sysctl {
@@ -197,20 +205,20 @@ impl Role {
 
 /// Runs `lvs-hc setup`. With `--check`, an error exits 2 (as diff(1) does), so monitoring
 /// tells "cannot tell" from "differs" (1).
-pub fn main(role: SetupRole) -> anyhow::Result<ExitCode> {
+pub fn main(role: SetupRole) -> Result<ExitCode, SetupError> {
     let check = match &role {
         SetupRole::Realserver { check, .. } | SetupRole::Director { check, .. } => *check,
     };
     match setup(role) {
         Err(e) if check => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::Chain(&e));
             Ok(ExitCode::from(2))
         }
         result => result,
     }
 }
 
-fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
+fn setup(role: SetupRole) -> Result<ExitCode, SetupError> {
     let mut sys = IpCommand::default();
     let mut out = std::io::stdout().lock();
     let outcome = match role {
@@ -255,17 +263,17 @@ fn setup(role: SetupRole) -> anyhow::Result<ExitCode> {
                 let cfg = crate::load_config(&config)?;
                 let (iface, from) = match (interface, &cfg.director.interface) {
                     (Some(i), _) if !is_interface_name(&i) => {
-                        return Err(SetupError::BadInterfaceName(i).into())
+                        return Err(SetupError::BadInterfaceName(i))
                     }
                     (Some(i), _) => (i, "--interface".to_string()),
                     (None, Some(i)) => (
                         i.clone(),
                         format!("`[director] interface` in {}", config.display()),
                     ),
-                    (None, None) => return Err(SetupError::NoInterface { config }.into()),
+                    (None, None) => return Err(SetupError::NoInterface { config }),
                 };
                 if sys.link(&iface)?.is_none() {
-                    return Err(SetupError::DirectorInterfaceMissing { name: iface, from }.into());
+                    return Err(SetupError::DirectorInterfaceMissing { name: iface, from });
                 }
                 let (desired, skipped) = plan::director(&cfg, &iface).map_err(SetupError::Plan)?;
                 for svc in skipped {
@@ -326,17 +334,17 @@ pub fn run(
     action: Action,
     state: &Path,
     out: &mut dyn Write,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, SetupError> {
     match action {
         Action::Check => {
             let obs = observe(sys, desired, &Record::default())?;
             let changes = plan::plan(desired, &obs)?;
             if changes.is_empty() {
-                writeln!(out, "in place: nothing to change")?;
+                line(out, "in place: nothing to change")?;
                 return Ok(Outcome::InPlace);
             }
             for c in &changes {
-                writeln!(out, "{}", c.drift())?;
+                line(out, c.drift())?;
             }
             Ok(Outcome::Drift)
         }
@@ -345,7 +353,7 @@ pub fn run(
             let obs = observe(sys, desired, &Record::default())?;
             let changes = plan::plan(desired, &obs)?;
             if changes.is_empty() {
-                writeln!(out, "nothing to change")?;
+                line(out, "nothing to change")?;
                 return Ok(Outcome::InPlace);
             }
             sys.require_privileges()?;
@@ -358,33 +366,35 @@ pub fn run(
             for c in &changes {
                 if let Err(e) = system::apply(sys, c) {
                     state::save(state, &done)?;
-                    return Err(e.into());
+                    return Err(e);
                 }
                 done.remember(c);
-                writeln!(out, "{c}")?;
+                line(out, c)?;
             }
             state::save(state, &done)?;
             Ok(Outcome::Changed)
         }
         Action::Undo => {
             let Some(record) = state::load(state)? else {
-                writeln!(
+                line(
                     out,
-                    "nothing to undo: {} does not exist (setup changed nothing here)",
-                    state.display()
+                    format_args!(
+                        "nothing to undo: {} does not exist (setup changed nothing here)",
+                        state.display()
+                    ),
                 )?;
                 return Ok(Outcome::InPlace);
             };
             let obs = observe(sys, &Desired::default(), &record)?;
             let changes = plan::plan_undo(&record, &obs);
             if changes.is_empty() {
-                writeln!(out, "nothing to undo")?;
+                line(out, "nothing to undo")?;
             } else {
                 sys.require_privileges()?;
             }
             for c in &changes {
                 system::apply(sys, c)?;
-                writeln!(out, "{c}")?;
+                line(out, c)?;
             }
             state::save(state, &Record::default())?;
             Ok(if changes.is_empty() {
@@ -394,6 +404,11 @@ pub fn run(
             })
         }
     }
+}
+
+/// Writes one line of what `run` reports on `out`.
+fn line(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), SetupError> {
+    writeln!(out, "{text}").map_err(SetupError::Output)
 }
 
 #[cfg(test)]

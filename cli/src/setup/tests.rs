@@ -367,3 +367,140 @@ fn undo_refuses_entries_setup_never_writes_and_changes_nothing() {
         assert_eq!(sys, before, "{crafted}");
     }
 }
+
+// A machine whose every call is an expectation: a write nobody expected fails the test, and a
+// `Sequence` fixes the order of those that were. The `Fake` above says where a machine ends
+// up; this says which writes got it there, and in what order.
+mockall::mock! {
+    Machine {}
+    impl System for Machine {
+        fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError>;
+        fn addresses(&mut self, dev: &str) -> Result<Vec<IfAddr>, SetupError>;
+        fn add_address(&mut self, dev: &str, addr: IfAddr) -> Result<(), SetupError>;
+        fn del_address(&mut self, dev: &str, addr: IfAddr) -> Result<(), SetupError>;
+        fn set_link(&mut self, name: &str, state: LinkState) -> Result<(), SetupError>;
+        fn create_tunnel(&mut self, name: &str, kind: TunnelKind) -> Result<(), SetupError>;
+        fn delete_link(&mut self, name: &str) -> Result<(), SetupError>;
+        fn sysctl(&mut self, key: &Sysctl) -> Result<Option<String>, SetupError>;
+        fn set_sysctl(&mut self, key: &Sysctl, value: &str) -> Result<(), SetupError>;
+        fn require_privileges(&mut self) -> Result<(), SetupError>;
+    }
+}
+
+/// Expects `set_sysctl(key, value)` once, next in `seq`.
+fn expect_setting(sys: &mut MockMachine, seq: &mut mockall::Sequence, key: &Sysctl, value: &str) {
+    let (key, value) = (key.clone(), value.to_string());
+    sys.expect_set_sysctl()
+        .withf(move |k, v| *k == key && v == value)
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_, _| Ok(()));
+}
+
+#[test]
+fn undo_writes_the_inverse_of_each_write_of_setup_once_in_reverse_order() {
+    // `setup realserver --mode tun` for one IPv4 VIP, on a machine without tunl0: it creates
+    // the device, writes six settings, brings the device up and adds the VIP. Undo must write
+    // the inverse of each, once, and nothing else, in the reverse order: the VIP goes before
+    // its device is brought down (ARP stays suppressed while it is there), and the device it
+    // created goes last. The settings, which do not depend on one another, go in key order.
+    use ConfSetting::{ArpAnnounce, ArpIgnore, RpFilter};
+    let state = StateDir::new("mock-undo");
+    let vip = IfAddr::host("192.168.0.101".parse().unwrap());
+    let desired = plan::realserver(&[vip.ip], RealServerMode::Tun).unwrap();
+    // Each setting setup writes: the value it finds (for tunl0, which does not exist yet, that
+    // of `default`), and the one it writes, in the order it writes them.
+    let settings: Vec<(Sysctl, &str, &str)> = vec![
+        (Sysctl::ipv4_conf("all", ArpIgnore), "0", "1"),
+        (Sysctl::ipv4_conf("all", ArpAnnounce), "0", "2"),
+        (Sysctl::ipv4_conf("tunl0", ArpIgnore), "0", "1"),
+        (Sysctl::ipv4_conf("tunl0", ArpAnnounce), "0", "2"),
+        (Sysctl::ipv4_conf("all", RpFilter), "1", "0"),
+        (Sysctl::ipv4_conf("tunl0", RpFilter), "1", "0"),
+    ];
+
+    let mut setup = MockMachine::new();
+    let found: BTreeMap<Sysctl, String> = settings
+        .iter()
+        .map(|(key, before, _)| {
+            (
+                key.for_new_device().unwrap_or(key.clone()),
+                before.to_string(),
+            )
+        })
+        .collect();
+    setup.expect_link().returning(|_| Ok(None));
+    setup
+        .expect_sysctl()
+        .returning(move |key| Ok(found.get(key).cloned()));
+    setup.expect_require_privileges().returning(|| Ok(()));
+    let mut seq = mockall::Sequence::new();
+    setup
+        .expect_create_tunnel()
+        .withf(|name, kind| name == "tunl0" && *kind == TunnelKind::Ipip)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    for (key, _, after) in &settings {
+        expect_setting(&mut setup, &mut seq, key, after);
+    }
+    setup
+        .expect_set_link()
+        .withf(|name, state| name == "tunl0" && *state == LinkState::Up)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    setup
+        .expect_add_address()
+        .withf(move |dev, addr| dev == "tunl0" && *addr == vip)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    let mut out = Vec::new();
+    let outcome = run(&mut setup, &desired, Action::Apply, &state.file(), &mut out).unwrap();
+    assert_eq!(outcome, Outcome::Changed);
+    setup.checkpoint();
+
+    let mut undo = MockMachine::new();
+    let now: BTreeMap<Sysctl, String> = settings
+        .iter()
+        .map(|(key, _, after)| (key.clone(), after.to_string()))
+        .collect();
+    undo.expect_link()
+        .returning(|name| Ok((name == "tunl0").then_some(LinkState::Up)));
+    undo.expect_addresses().returning(move |_| Ok(vec![vip]));
+    undo.expect_sysctl()
+        .returning(move |key| Ok(now.get(key).cloned()));
+    undo.expect_require_privileges().returning(|| Ok(()));
+    let mut seq = mockall::Sequence::new();
+    undo.expect_del_address()
+        .withf(move |dev, addr| dev == "tunl0" && *addr == vip)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    undo.expect_set_link()
+        .withf(|name, state| name == "tunl0" && *state == LinkState::Down)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
+    let mut restored = settings.clone();
+    restored.sort();
+    for (key, before, _) in &restored {
+        expect_setting(&mut undo, &mut seq, key, before);
+    }
+    undo.expect_delete_link()
+        .withf(|name| name == "tunl0")
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    let outcome = run(
+        &mut undo,
+        &Desired::default(),
+        Action::Undo,
+        &state.file(),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::Changed);
+    undo.checkpoint();
+}

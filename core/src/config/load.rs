@@ -1,422 +1,23 @@
-//! Reading the TOML configuration into the validated model, with errors that point at the
-//! file, line, column and key, and say what is allowed.
+//! Reading the TOML configuration into the validated model: what each key means, what it
+//! allows, and how the settings fit together. The fields and tables it reads, and the errors
+//! that point at the file, line, column and key, are `toml.rs`'s.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use toml_edit::{Array, ArrayOfTables, Document, Item, TableLike, Value};
+use toml_edit::Document;
 
+use super::toml::{Ctx, Field, Result, Tbl};
+use super::INTERFACE_NAME_RULE;
 use super::{
     ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
     DirectorSettings, ExecCheck, FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage,
     NewServers, Server, StatusSet, Timing, TlsSettings, VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
-use crate::time::{format_duration, parse_duration};
-
-/// A configuration that cannot be used, with where and why.
-///
-/// Its `Display` is a compiler-style report: `file:line:column: key: message`, then the
-/// offending line with the spot marked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file (or other source) name.
-    pub origin: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub column: usize,
-    /// Dotted path of the key at fault, e.g. `service[0].server[1].weight`; empty for syntax
-    /// errors.
-    pub key: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-    source_line: String,
-    width: usize,
-}
-
-impl std::error::Error for ConfigError {}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.origin, self.line, self.column)?;
-        if !self.key.is_empty() {
-            write!(f, "{}: ", self.key)?;
-        }
-        writeln!(f, "{}", self.message)?;
-        let gutter = self.line.to_string().len();
-        writeln!(f, "{:gutter$} |", "")?;
-        writeln!(f, "{} | {}", self.line, self.source_line)?;
-        write!(
-            f,
-            "{:gutter$} | {}{}",
-            "",
-            " ".repeat(self.column.saturating_sub(1)),
-            "^".repeat(self.width.max(1))
-        )
-    }
-}
-
-struct Ctx<'a> {
-    text: &'a str,
-    origin: &'a str,
-}
-
-impl Ctx<'_> {
-    fn error(
-        &self,
-        span: Option<Range<usize>>,
-        key: &str,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        let span = span.unwrap_or(0..0);
-        let start = span.start.min(self.text.len());
-        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..]
-            .find('\n')
-            .map_or(self.text.len(), |i| start + i);
-        let line = self.text[..start].matches('\n').count() + 1;
-        let column = self.text[line_start..start].chars().count() + 1;
-        let end = span.end.clamp(start, line_end);
-        let width = self.text[start..end].chars().count();
-        ConfigError {
-            origin: self.origin.to_string(),
-            line,
-            column,
-            key: key.to_string(),
-            message: message.into(),
-            source_line: self.text[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
-            width,
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, ConfigError>;
-
-use super::INTERFACE_NAME_RULE;
-
-/// A document node: a key's item, or an array element.
-#[derive(Clone, Copy)]
-enum Node<'a> {
-    Item(&'a Item),
-    Value(&'a Value),
-}
-
-impl<'a> Node<'a> {
-    fn value(self) -> Option<&'a Value> {
-        match self {
-            Node::Item(i) => i.as_value(),
-            Node::Value(v) => Some(v),
-        }
-    }
-    fn as_str(self) -> Option<&'a str> {
-        self.value()?.as_str()
-    }
-    fn as_integer(self) -> Option<i64> {
-        self.value()?.as_integer()
-    }
-    fn as_bool(self) -> Option<bool> {
-        self.value()?.as_bool()
-    }
-    fn as_array(self) -> Option<&'a Array> {
-        self.value()?.as_array()
-    }
-    fn as_table_like(self) -> Option<&'a dyn TableLike> {
-        match self {
-            Node::Item(i) => i.as_table_like(),
-            Node::Value(v) => v.as_inline_table().map(|t| t as &dyn TableLike),
-        }
-    }
-    fn as_array_of_tables(self) -> Option<&'a ArrayOfTables> {
-        match self {
-            Node::Item(i) => i.as_array_of_tables(),
-            Node::Value(_) => None,
-        }
-    }
-    fn type_name(self) -> &'static str {
-        match self {
-            Node::Item(Item::Table(_)) => "table",
-            Node::Item(Item::ArrayOfTables(_)) => "array of tables",
-            Node::Item(Item::None) => "nothing",
-            Node::Item(Item::Value(v)) | Node::Value(v) => v.type_name(),
-        }
-    }
-}
-
-/// A value at a key path.
-struct Field<'a> {
-    ctx: &'a Ctx<'a>,
-    item: Node<'a>,
-    path: String,
-    span: Option<Range<usize>>,
-}
-
-impl<'a> Field<'a> {
-    fn err(&self, message: impl Into<String>) -> ConfigError {
-        self.ctx.error(self.span.clone(), &self.path, message)
-    }
-
-    fn found(&self) -> String {
-        let raw = self
-            .span
-            .clone()
-            .and_then(|s| self.ctx.text.get(s))
-            .map(|s| s.lines().next().unwrap_or("").trim().to_string())
-            .unwrap_or_default();
-        let kind = self.item.type_name();
-        if raw.is_empty() || raw.len() > 40 || self.item.value().is_none() {
-            kind.to_string()
-        } else {
-            format!("{kind} {raw}")
-        }
-    }
-
-    fn str(&self) -> Result<&'a str> {
-        self.item
-            .as_str()
-            .ok_or_else(|| self.err(format!("expected a string, found {}", self.found())))
-    }
-
-    fn int(&self, min: i64, max: i64) -> Result<i64> {
-        match self.item.as_integer() {
-            Some(v) if (min..=max).contains(&v) => Ok(v),
-            Some(v) => Err(self.err(format!(
-                "expected an integer from {min} to {max}, found {v}"
-            ))),
-            None => Err(self.err(format!(
-                "expected an integer from {min} to {max}, found {}",
-                self.found()
-            ))),
-        }
-    }
-
-    fn bool(&self) -> Result<bool> {
-        self.item
-            .as_bool()
-            .ok_or_else(|| self.err(format!("expected true or false, found {}", self.found())))
-    }
-
-    fn duration(&self) -> Result<Duration> {
-        let text = self.item.as_str().ok_or_else(|| {
-            self.err(format!(
-                "expected a duration string such as \"5s\" or \"250ms\", found {}",
-                self.found()
-            ))
-        })?;
-        parse_duration(text).map_err(|e| self.err(e))
-    }
-
-    /// A duration from `min` to `max`, both included: anything shorter would flood a server
-    /// or the kernel, anything longer is a typo.
-    fn duration_in(&self, min: Duration, max: Duration) -> Result<Duration> {
-        let d = self.duration()?;
-        if d < min || d > max {
-            return Err(self.err(format!(
-                "must be from {} to {}, found {}",
-                format_duration(min),
-                format_duration(max),
-                format_duration(d)
-            )));
-        }
-        Ok(d)
-    }
-
-    fn choice(&self, allowed: &[&str]) -> Result<&'a str> {
-        let text = self.item.as_str();
-        match text {
-            Some(t) if allowed.contains(&t) => Ok(t),
-            _ => Err(self.err(format!(
-                "expected one of {}, found {}",
-                allowed
-                    .iter()
-                    .map(|a| format!("\"{a}\""))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                self.found()
-            ))),
-        }
-    }
-
-    fn table(&self) -> Result<Tbl<'a>> {
-        let table = self
-            .item
-            .as_table_like()
-            .ok_or_else(|| self.err(format!("expected a table, found {}", self.found())))?;
-        Ok(Tbl::new(
-            self.ctx,
-            table,
-            self.path.clone(),
-            self.span.clone(),
-        ))
-    }
-
-    /// `[[key]]` tables, or an array of inline tables.
-    fn tables(&self) -> Result<Vec<Tbl<'a>>> {
-        if let Some(aot) = self.item.as_array_of_tables() {
-            return Ok(aot
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let span = t.span().or_else(|| self.span.clone());
-                    Tbl::new(self.ctx, t, format!("{}[{i}]", self.path), span)
-                })
-                .collect());
-        }
-        if let Some(arr) = self.item.as_array() {
-            let mut out = Vec::new();
-            for (i, v) in arr.iter().enumerate() {
-                let path = format!("{}[{i}]", self.path);
-                let t = v.as_inline_table().ok_or_else(|| {
-                    self.ctx.error(
-                        v.span(),
-                        &path,
-                        format!("expected a table, found {}", v.type_name()),
-                    )
-                })?;
-                out.push(Tbl::new(self.ctx, t, path, v.span()));
-            }
-            return Ok(out);
-        }
-        Err(self.err(format!(
-            "expected [[{}]] tables or an array of tables, found {}",
-            self.path.rsplit('.').next().unwrap_or(&self.path),
-            self.found()
-        )))
-    }
-
-    fn array(&self) -> Result<Vec<Field<'a>>> {
-        let arr = self
-            .item
-            .as_array()
-            .ok_or_else(|| self.err(format!("expected an array, found {}", self.found())))?;
-        Ok(arr
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Field {
-                ctx: self.ctx,
-                item: Node::Value(v),
-                path: format!("{}[{i}]", self.path),
-                span: v.span(),
-            })
-            .collect())
-    }
-}
-
-/// A table being read: every key read is recorded, and `finish` rejects the rest.
-struct Tbl<'a> {
-    ctx: &'a Ctx<'a>,
-    table: &'a dyn TableLike,
-    path: String,
-    span: Option<Range<usize>>,
-    known: Vec<&'static str>,
-}
-
-impl<'a> Tbl<'a> {
-    fn new(
-        ctx: &'a Ctx<'a>,
-        table: &'a dyn TableLike,
-        path: String,
-        span: Option<Range<usize>>,
-    ) -> Self {
-        Tbl {
-            ctx,
-            table,
-            path,
-            span,
-            known: Vec::new(),
-        }
-    }
-
-    fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn err(&self, message: impl Into<String>) -> ConfigError {
-        self.ctx.error(self.span.clone(), &self.path, message)
-    }
-
-    fn get(&mut self, key: &'static str) -> Option<Field<'a>> {
-        if !self.known.contains(&key) {
-            self.known.push(key);
-        }
-        let (k, item) = self.table.get_key_value(key)?;
-        let span = item.span().or_else(|| k.span());
-        Some(Field {
-            ctx: self.ctx,
-            item: Node::Item(item),
-            path: self.key_path(key),
-            span,
-        })
-    }
-
-    fn req(&mut self, key: &'static str, what: &str) -> Result<Field<'a>> {
-        match self.get(key) {
-            Some(f) => Ok(f),
-            None => Err(self.err(format!("missing key `{key}` ({what})"))),
-        }
-    }
-
-    /// Every key of a free-form table (such as an exec check's `env`), in file order.
-    fn entries(&mut self) -> Vec<(String, Field<'a>)> {
-        let keys: Vec<&'a str> = self.table.iter().map(|(k, _)| k).collect();
-        keys.into_iter()
-            .filter_map(|k| {
-                let (key, item) = self.table.get_key_value(k)?;
-                Some((
-                    k.to_string(),
-                    Field {
-                        ctx: self.ctx,
-                        item: Node::Item(item),
-                        path: self.key_path(k),
-                        span: key.span().or_else(|| item.span()),
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.table.contains_key(key)
-    }
-
-    fn key_err(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        let span = self.table.key(key).and_then(|k| k.span());
-        self.ctx.error(span, &self.key_path(key), message)
-    }
-
-    fn finish(self) -> Result<()> {
-        for (key, _) in self.table.iter() {
-            if !self.known.contains(&key) {
-                let mut allowed = self.known.clone();
-                allowed.sort_unstable();
-                let hint = allowed
-                    .iter()
-                    .filter(|k| edit_distance(k, key) <= 2)
-                    .min_by_key(|k| edit_distance(k, key))
-                    .map(|k| format!(" (did you mean `{k}`?)"))
-                    .unwrap_or_default();
-                return Err(self.key_err(
-                    key,
-                    format!(
-                        "unknown key `{key}`{hint}; allowed here: {}",
-                        allowed.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+use crate::time::format_duration;
 
 pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
     let ctx = Ctx { text, origin };
@@ -646,7 +247,7 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
     let mut addrs: BTreeMap<SocketAddr, String> = BTreeMap::new();
     for st in servers_field.tables()? {
         let (s, addr_field) = read_server(st, &key, forward, &default_checks)?;
-        if let Some(prev) = addrs.insert(s.addr, addr_field.path.clone()) {
+        if let Some(prev) = addrs.insert(s.addr, addr_field.path().to_string()) {
             return Err(addr_field.err(format!("server {} is already listed as {prev}", s.addr)));
         }
         servers.push(s);
@@ -658,7 +259,7 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
     if let Some(ff) = t.get("fallback") {
         for st in ff.tables()? {
             let (s, addr_field) = read_server(st, &key, forward, &[])?;
-            if let Some(prev) = addrs.insert(s.addr, addr_field.path.clone()) {
+            if let Some(prev) = addrs.insert(s.addr, addr_field.path().to_string()) {
                 return Err(addr_field.err(format!("{} is already listed as {prev}", s.addr)));
             }
             fallbacks.push(s);
@@ -756,7 +357,7 @@ fn read_persistence(f: &Field<'_>, family: Family) -> Result<Persistence> {
         }
         Ok(d.as_secs() as u32)
     };
-    if f.item.as_str().is_some() {
+    if f.as_str().is_some() {
         return Ok(Persistence {
             timeout: timeout_of(f)?,
             prefix: family.max_prefix(),
@@ -772,7 +373,7 @@ fn read_persistence(f: &Field<'_>, family: Family) -> Result<Persistence> {
     let prefix = match t.get("netmask") {
         None => family.max_prefix(),
         Some(m) => {
-            if let Some(n) = m.item.as_integer() {
+            if let Some(n) = m.as_integer() {
                 if !(1..=i64::from(family.max_prefix())).contains(&n) {
                     return Err(m.err(format!(
                         "expected a prefix length from 1 to {}, found {n}",
@@ -953,7 +554,7 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         }
         None => Duration::from_secs(2).min(interval),
     };
-    let fail_interval = match t.get("failing_interval") {
+    let failing_interval = match t.get("failing_interval") {
         Some(f) => {
             let d = f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?;
             if d > interval {
@@ -977,15 +578,15 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let jitter = match t.get("jitter") {
         Some(f) => {
             let j = f.duration()?;
-            if j >= fail_interval {
+            if j >= failing_interval {
                 return Err(f.err(format!(
                     "jitter must be shorter than the interval ({})",
-                    format_duration(fail_interval)
+                    format_duration(failing_interval)
                 )));
             }
             j
         }
-        None => fail_interval / 10,
+        None => failing_interval / 10,
     };
     let port = match t.get("port") {
         Some(f) => Some(f.int(1, 65535)? as u16),
@@ -1004,8 +605,12 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let kind = match kind_name {
         "tcp" => CheckKind::Tcp,
         "exec" => CheckKind::Exec(read_exec(&mut t)?),
-        "https" => CheckKind::Https(read_http(&mut t, true)?),
-        _ => CheckKind::Http(read_http(&mut t, false)?),
+        "https" => {
+            let mut h = read_http(&mut t)?;
+            h.tls = Some(read_tls(&mut t)?);
+            CheckKind::Https(h)
+        }
+        _ => CheckKind::Http(read_http(&mut t)?),
     };
     t.finish()?;
     Ok(Check {
@@ -1014,7 +619,7 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         source,
         timing: Timing {
             interval,
-            fail_interval,
+            failing_interval,
             timeout,
             rise,
             fall,
@@ -1023,7 +628,8 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     })
 }
 
-fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
+/// The keys of `http` and `https` checks; [`read_tls`] reads those of `https` alone.
+fn read_http(t: &mut Tbl<'_>) -> Result<HttpCheck> {
     let method = match t.get("method") {
         Some(f) => match f.choice(&["GET", "HEAD"])? {
             "HEAD" => HttpMethod::Head,
@@ -1100,27 +706,6 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
         Some(f) => f.bool()?,
         None => false,
     };
-    let tls = if tls {
-        let sni = match t.get("sni") {
-            Some(f) => Some(f.str()?.to_string()),
-            None => None,
-        };
-        let verify = match t.get("verify") {
-            Some(f) => f.bool()?,
-            None => true,
-        };
-        let ca_file = match t.get("ca_file") {
-            Some(f) => Some(f.str()?.to_string()),
-            None => None,
-        };
-        Some(TlsSettings {
-            sni,
-            verify,
-            ca_file,
-        })
-    } else {
-        None
-    };
     Ok(HttpCheck {
         method,
         path,
@@ -1129,22 +714,38 @@ fn read_http(t: &mut Tbl<'_>, tls: bool) -> Result<HttpCheck> {
         expect_body,
         expect_body_regex,
         body_limit,
-        tls,
+        tls: None,
         reuse_connection,
+    })
+}
+
+/// The TLS keys of an `https` check.
+fn read_tls(t: &mut Tbl<'_>) -> Result<TlsSettings> {
+    let sni = match t.get("sni") {
+        Some(f) => Some(f.str()?.to_string()),
+        None => None,
+    };
+    let verify = match t.get("verify") {
+        Some(f) => f.bool()?,
+        None => true,
+    };
+    let ca_file = match t.get("ca_file") {
+        Some(f) => Some(f.str()?.to_string()),
+        None => None,
+    };
+    Ok(TlsSettings {
+        sni,
+        verify,
+        ca_file,
     })
 }
 
 fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {
     let mut ranges = Vec::new();
-    let items = if f.item.as_array().is_some() {
+    let items = if f.is_array() {
         f.array()?
     } else {
-        vec![Field {
-            ctx: f.ctx,
-            item: f.item,
-            path: f.path.clone(),
-            span: f.span.clone(),
-        }]
+        vec![f.clone()]
     };
     for item in items {
         let bad = |item: &Field<'_>| {
@@ -1153,9 +754,9 @@ fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {
                 item.found()
             ))
         };
-        let range = if let Some(n) = item.item.as_integer() {
+        let range = if let Some(n) = item.as_integer() {
             (n, n)
-        } else if let Some(s) = item.item.as_str() {
+        } else if let Some(s) = item.as_str() {
             let (lo, hi) = s.split_once('-').unwrap_or((s, s));
             match (lo.trim().parse::<i64>(), hi.trim().parse::<i64>()) {
                 (Ok(lo), Ok(hi)) => (lo, hi),
@@ -1263,38 +864,5 @@ fn unusable_address(ip: IpAddr) -> Option<&'static str> {
         Some("it is the broadcast address")
     } else {
         None
-    }
-}
-
-/// Levenshtein distance, for "did you mean" hints on short key names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(row[j]).min(cur)
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::edit_distance;
-
-    #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("weight", "wieght"), 2);
-        assert_eq!(edit_distance("port", "ports"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 }

@@ -5,6 +5,7 @@
 //! address family, every check can run. The TOML format is documented in `examples/full.toml`.
 
 mod load;
+mod toml;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -13,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use load::{limits, ConfigError};
+pub use load::limits;
+pub use toml::ConfigError;
 
 use crate::table::{DestParams, Forward, ServiceKey, ServiceParams};
 use crate::time::format_duration;
@@ -341,7 +343,7 @@ pub struct Timing {
     /// Time between probe starts.
     pub interval: Duration,
     /// Time between probe starts while the last probe failed.
-    pub fail_interval: Duration,
+    pub failing_interval: Duration,
     /// Bound on a whole probe: connect, request and response.
     pub timeout: Duration,
     /// Consecutive passes that bring a failed server back.
@@ -528,11 +530,11 @@ impl fmt::Display for Timing {
             self.rise,
             self.fall
         )?;
-        if self.fail_interval != self.interval {
+        if self.failing_interval != self.interval {
             write!(
                 f,
                 ", every {} while failing",
-                format_duration(self.fail_interval)
+                format_duration(self.failing_interval)
             )?;
         }
         if !self.jitter.is_zero() {
