@@ -81,7 +81,10 @@ async fn a_failed_add_is_retried_on_the_backoff_and_nothing_else_is_called() {
     let config = Config::from_toml(CONFIG, "retries.toml").unwrap();
     let options = RunOptions {
         seed: Some(1),
-        ..RunOptions::default()
+        fd_budget: None,
+        reloads: None,
+        queries: None,
+        observer: (),
     };
     let shutdown = tokio::time::sleep(Duration::from_secs(10));
     run_with(config, TokioConnect, &mut backend, shutdown, options).await;
