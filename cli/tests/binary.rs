@@ -179,3 +179,68 @@ fn simulate_json_and_unsupported_configs() {
         text(&full.stderr)
     );
 }
+
+/// Each server's detection times (seconds) from a JSON report.
+fn detections(doc: &serde_json::Value) -> Vec<f64> {
+    doc["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["detection"].as_array().unwrap().clone())
+        .map(|d| d.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn simulate_blackhole_probes_time_out_where_killed_servers_refuse() {
+    let run = |scenario: &str| {
+        let out = lvs_hc(
+            &[
+                "simulate",
+                "--config",
+                "examples/seed.toml",
+                "--scenario",
+                scenario,
+                "--json",
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (blackhole, kill) = (run("blackhole"), run("kill"));
+    let downs = |doc: &serde_json::Value| -> Vec<String> {
+        doc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["what"].as_str().unwrap().to_string())
+            .filter(|l| l.starts_with("TCP ") && l.contains(" down: "))
+            .collect()
+    };
+    // The seed example: every 5s, timeout 1s, fall 1.
+    let black_holed = downs(&blackhole);
+    assert!(!black_holed.is_empty());
+    for line in &black_holed {
+        assert!(
+            line.ends_with("down: 1 consecutive failure, last: timed out after 1s"),
+            "{line}"
+        );
+    }
+    assert!(downs(&kill)
+        .iter()
+        .all(|l| l.ends_with("last: connection refused")));
+    // A black hole is noticed only when a probe's whole timeout has passed (less the time a
+    // probe already under way had been waiting: at most 0.4s in the simulated network); a
+    // killed server as soon as a probe is refused.
+    let slowest_exchange = 0.4;
+    let (blackholed, killed) = (detections(&blackhole), detections(&kill));
+    assert!(
+        blackholed.iter().all(|d| *d >= 1.0 - slowest_exchange),
+        "{blackholed:?}"
+    );
+    assert!(
+        killed.iter().any(|d| *d < 1.0 - slowest_exchange),
+        "{killed:?}"
+    );
+}

@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lvs_hc::simulate::{
-    run_schedule, Action, FaultSchedule, ProbeVerdict, Scenario, TraceLine, World,
+    latencies, run_schedule, Action, Behaviour, FaultSchedule, ProbeVerdict, Scenario, TraceLine,
+    World,
 };
 use lvs_hc_core::rng::SplitMix64;
 use lvs_hc_core::{Config, EventKind, Health, Op};
@@ -154,7 +155,7 @@ pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
     .map_err(|e| format!("{e}\n{description}"))?;
     let world = world.borrow();
     checker
-        .at_end(&world)
+        .at_end(&schedule, &world)
         .map_err(|e| format!("{e}\n{description}"))?;
     let mut trace = world.trace.clone();
     trace.sort_by_key(|l| l.at);
@@ -164,6 +165,7 @@ pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
 /// Checks one run: safety after every step, liveness at the end.
 struct Checker {
     interval: Duration,
+    fail_interval: Duration,
     timeout: Duration,
     rise: u32,
     fall: u32,
@@ -202,6 +204,11 @@ struct Window {
     to: Duration,
 }
 
+/// The most a probe's exchange can take in the simulated network: turmoil's largest message
+/// latency (100 ms) for each of the SYN, the request and the answer, and a tick for each. A
+/// probe in flight when a server goes bad started at most this long before.
+const IN_FLIGHT: Duration = Duration::from_millis(400);
+
 impl Checker {
     fn new(schedule: &FaultSchedule, knobs: &Knobs) -> Checker {
         let mut disturbances = Vec::new();
@@ -227,6 +234,7 @@ impl Checker {
         let timing = schedule.config.services[0].servers[0].checks[0].timing;
         Checker {
             interval: timing.interval,
+            fail_interval: timing.fail_interval,
             timeout: timing.timeout,
             rise: timing.rise,
             fall: timing.fall,
@@ -272,6 +280,18 @@ impl Checker {
             if p.verdict == ProbeVerdict::Inconclusive {
                 continue;
             }
+            // A black hole loses packets; it does not refuse them: a probe into one fails only
+            // when its whole timeout has passed.
+            if self.scenario == Scenario::Blackhole
+                && p.verdict == ProbeVerdict::Fail
+                && p.took < self.timeout
+            {
+                return Err(format!(
+                    "honesty: at t+{:?} a probe of {} failed after {:?}, before its timeout of \
+                     {:?}, though only black holes strike in this scenario",
+                    p.at, p.server, p.took, self.timeout
+                ));
+            }
             self.results.entry(p.server).or_default().push(p.verdict);
             let run = self.failures.entry(p.server).or_default();
             if p.verdict == ProbeVerdict::Pass {
@@ -295,6 +315,7 @@ impl Checker {
                     fallback: false,
                     from,
                     to,
+                    reason,
                     ..
                 } => {
                     let results = self.results.get(server).cloned().unwrap_or_default();
@@ -308,6 +329,16 @@ impl Checker {
                     if tail.len() < need || tail.iter().any(|r| *r != want) {
                         return Err(format!(
                             "safety: at t+{t:?} {server} went {from} -> {to} after results {tail:?} (needs {need} x {want:?})"
+                        ));
+                    }
+                    if self.scenario == Scenario::Blackhole
+                        && *to == Health::Down
+                        && world.behaviour_of(*server) == Behaviour::Blackholed
+                        && !reason.contains("timed out")
+                    {
+                        return Err(format!(
+                            "honesty: at t+{t:?} black-holed {server} went down with `{reason}`, \
+                             not a timeout"
                         ));
                     }
                 }
@@ -396,7 +427,7 @@ impl Checker {
         Ok(())
     }
 
-    fn at_end(&self, world: &World) -> Result<(), String> {
+    fn at_end(&self, schedule: &FaultSchedule, world: &World) -> Result<(), String> {
         // Liveness: faults ended long enough ago; the table must be what the configuration says.
         let config = world
             .config
@@ -459,6 +490,12 @@ impl Checker {
                 problems.push(format!("destinations not in the configuration: {extra:?}"));
             }
         }
+        if self.scenario == Scenario::Blackhole {
+            let fast = self.black_hole_detections(schedule, world);
+            if !fast.is_empty() {
+                return Err(format!("honesty: {}", fast.join("; ")));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -468,6 +505,22 @@ impl Checker {
                 problems.join("; ")
             ))
         }
+    }
+
+    /// Detections faster than a black hole allows: `fall` probes must each run to their
+    /// timeout, one starting at most every `max(failing_interval, timeout)`, and the first may
+    /// have started up to [`IN_FLIGHT`] before the black hole.
+    fn black_hole_detections(&self, schedule: &FaultSchedule, world: &World) -> Vec<String> {
+        let fastest = (self.timeout + self.fail_interval.max(self.timeout) * (self.fall - 1))
+            .saturating_sub(IN_FLIGHT);
+        latencies(schedule, world)
+            .into_iter()
+            .flat_map(|(server, l)| l.detection.into_iter().map(move |d| (server, d)))
+            .filter(|(_, d)| *d < fastest)
+            .map(|(server, d)| {
+                format!("black-holed {server} was detected after {d:?}, faster than {fastest:?}")
+            })
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@ use lvs_hc_core::{Config, DestParams, Op, Table};
 
 use super::fmt_t;
 use super::schedule::{Action, FaultSchedule};
-use super::servers::{serve_host, Behaviour, Sites};
+use super::servers::{checks, serve_host, target, Behaviour, Sites};
 use super::world::{KernelOps, SimBackend, SimObserver, TraceLine, World, WorldRef};
 use crate::driver::{run_with, RunOptions};
 use crate::probe::Connect;
@@ -53,6 +53,7 @@ pub fn run_schedule(
         .rng_seed(schedule.seed)
         .simulation_duration(schedule.duration + Duration::from_secs(60))
         .tick_duration(Duration::from_millis(5))
+        .tcp_capacity(tcp_capacity(schedule))
         .build();
     let sites = Sites::of(schedule.configs());
     // Servers on the director's own loopback run on the director; each other address is a
@@ -197,8 +198,15 @@ the trace up to then (last 25 lines):
     Ok(world)
 }
 
-/// The black holes in force: how many black-holed servers each host has. A black hole cuts
-/// the link between the director and the host, so it cuts every server at that address.
+/// The black holes in force: how many black-holed servers each host has.
+///
+/// A black hole is the network losing every packet between the director and the host, so
+/// it cuts every server at that address. The link holds the packets rather than dropping
+/// them: turmoil answers a connection attempt whose SYN it drops with an instant "connection
+/// refused", which no black hole does. So a probe waits for an answer that never comes and
+/// times out. When the black hole ends, what it held arrives, as TCP's retransmissions would
+/// bring it: probes that gave up meanwhile are long gone, so only a probe still waiting
+/// gets an answer.
 #[derive(Default)]
 struct BlackHoles(BTreeMap<IpAddr, usize>);
 
@@ -211,16 +219,41 @@ impl BlackHoles {
             (_, Behaviour::Blackholed) => {
                 *holes += 1;
                 if *holes == 1 {
-                    sim.partition(DIRECTOR, ip);
+                    sim.hold(DIRECTOR, ip);
                 }
             }
             (Behaviour::Blackholed, _) => {
                 *holes -= 1;
                 if *holes == 0 {
-                    sim.repair(DIRECTOR, ip);
+                    sim.release(DIRECTOR, ip);
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Room in every socket queue for all the connection attempts a black hole can hold: when it
+/// ends they arrive at once, and turmoil panics when a listener's queue overflows. During a
+/// black hole each probe lasts its whole timeout, so a check starts one at most every
+/// `max(min(interval, failing_interval), timeout)`.
+fn tcp_capacity(schedule: &FaultSchedule) -> usize {
+    let mut attempts: BTreeMap<SocketAddr, u128> = BTreeMap::new();
+    for config in schedule.configs() {
+        for (server, check) in checks(config) {
+            let t = check.timing;
+            let every = t
+                .interval
+                .min(t.fail_interval)
+                .max(t.timeout)
+                .max(Duration::from_millis(1));
+            *attempts.entry(target(server, check)).or_default() +=
+                schedule.duration.as_nanos() / every.as_nanos() + 1;
+        }
+    }
+    let most = attempts.into_values().max().unwrap_or(0);
+    // turmoil's own default, plus the most a listener can be sent, within what tokio's
+    // channels allow.
+    let room = usize::try_from(most).map_or(usize::MAX, |m| m.saturating_add(64));
+    room.min(tokio::sync::Semaphore::MAX_PERMITS)
 }

@@ -95,6 +95,8 @@ pub struct ProbeRecord {
     pub server: SocketAddr,
     /// What it found.
     pub verdict: ProbeVerdict,
+    /// How long it took.
+    pub took: Duration,
 }
 
 /// What a probe found, as far as the server's health goes.
@@ -156,7 +158,7 @@ impl Observer for SimObserver {
             event: event.clone(),
         });
     }
-    fn on_probe(&mut self, req: &ProbeRequest, outcome: &ProbeOutcome, _took: Duration) {
+    fn on_probe(&mut self, req: &ProbeRequest, outcome: &ProbeOutcome, took: Duration) {
         let at = self.now();
         let verdict = match outcome {
             ProbeOutcome::Pass { .. } => ProbeVerdict::Pass,
@@ -169,6 +171,7 @@ impl Observer for SimObserver {
             at,
             server: req.server,
             verdict,
+            took,
         });
     }
     fn on_engine(&mut self, engine: &Engine) {
