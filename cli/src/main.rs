@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use lvs_hc::cli::{Cli, Command, TableFormat};
 use lvs_hc::commands::{check_summary, plan_lines, resolve_down, simulate_report};
-use lvs_hc::simulate::{FaultSchedule, ReportFormat, Scenario};
+use lvs_hc::simulate::{FaultSchedule, ReportFormat, Scenario, ScheduleError};
 use lvs_hc::table::{format_json, format_list, format_save, format_skipped, open_backend};
 use lvs_hc::{load_config, read_actual};
 use lvs_hc_core::Table;
@@ -64,7 +64,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ReportFormat::Text
             };
-            let schedule = FaultSchedule::new(cfg, scenario, seed, duration);
+            let schedule = match FaultSchedule::new(cfg, scenario, seed, duration) {
+                Ok(s) => s,
+                // Like a value clap rejects, a duration with no room for a fault is a usage
+                // error: nothing ran, and the command line must change.
+                Err(ScheduleError::TooShort(e)) => {
+                    eprintln!("error: --duration {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
             let report = simulate_report(&schedule, format).map_err(anyhow::Error::msg)?;
             stdout.write_all(report.as_bytes())?;
         }

@@ -161,7 +161,7 @@ fn simulate_json_and_unsupported_configs() {
             "flap",
             "--json",
             "--duration",
-            "1m",
+            "2m",
         ],
         "",
     );
@@ -243,4 +243,32 @@ fn simulate_blackhole_probes_time_out_where_killed_servers_refuse() {
         killed.iter().any(|d| *d < 1.0 - slowest_exchange),
         "{killed:?}"
     );
+}
+
+#[test]
+fn simulate_duration_with_no_room_for_a_fault_is_a_usage_error() {
+    let simulate = |duration: &str| {
+        lvs_hc(
+            &[
+                "simulate",
+                "--config",
+                "examples/seed.toml",
+                "--duration",
+                duration,
+            ],
+            "",
+        )
+    };
+    let short = simulate("30s");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short.stdout).is_empty());
+    let err = text(&short.stderr);
+    assert!(
+        err.starts_with("error: --duration 30s is too short for scenario kill: ")
+            && err.contains("give at least 1m30s"),
+        "{err}"
+    );
+    let enough = simulate("1m30s");
+    assert!(enough.status.success(), "{}", text(&enough.stderr));
+    assert!(text(&enough.stdout).contains("becomes killed"));
 }

@@ -126,6 +126,7 @@ pub struct Outcome {
 /// The fault schedule of `scenario` for the knobs of `seed`.
 fn schedule(knobs: &Knobs, scenario: Scenario, seed: u64) -> FaultSchedule {
     FaultSchedule::new(knobs.config(), scenario, seed, None)
+        .expect("the default duration has room for every scenario's faults")
 }
 
 /// The knobs and fault schedule of `scenario` with `seed`, as printed before a run.

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use report::{latencies, render, spread, Latencies, ReportFormat};
 pub use runner::{run_schedule, TurmoilConnect, DIRECTOR};
-pub use schedule::{Action, FaultSchedule, Scenario, TimedAction};
+pub use schedule::{Action, FaultSchedule, Scenario, ScheduleError, TimedAction, TooShort};
 pub use servers::{unsupported, Behaviour};
 pub use world::{
     KernelOps, ProbeRecord, ProbeVerdict, SimBackend, TimedEvent, TraceLine, World, WorldRef,

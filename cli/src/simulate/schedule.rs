@@ -78,6 +78,35 @@ impl Scenario {
     pub fn from_name(name: &str) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|s| s.name() == name)
     }
+
+    /// How late after the warm-up this scenario's first fault may start, and how much of the
+    /// faulty phase it needs after that start: the loops in [`FaultSchedule::new`] draw no
+    /// fault at all when the faulty phase ends sooner.
+    fn first_fault(self, pace: &Pace) -> FirstFault {
+        let cycle = pace.cycle();
+        match self {
+            Scenario::Flap => FirstFault {
+                latest: pace.interval,
+                then: Duration::ZERO,
+            },
+            Scenario::AllDown => FirstFault {
+                latest: cycle,
+                then: cycle * 2,
+            },
+            _ => FirstFault {
+                latest: cycle,
+                then: Duration::ZERO,
+            },
+        }
+    }
+}
+
+/// When a scenario's first fault comes, relative to the end of the warm-up.
+struct FirstFault {
+    /// The latest it may start.
+    latest: Duration,
+    /// How long the faulty phase must go on after it starts.
+    then: Duration,
 }
 
 /// A change the schedule makes at a point in simulated time.
@@ -144,6 +173,42 @@ pub struct FaultSchedule {
     pub heal_at: Duration,
     /// The timed actions, in order.
     pub actions: Vec<TimedAction>,
+}
+
+/// Why a simulation cannot be drawn.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// The duration asked for leaves no room for a fault: ask for a longer one, or none.
+    #[error(transparent)]
+    TooShort(TooShort),
+}
+
+/// A duration too short for any fault of a scenario: a simulation that would show nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} is too short for scenario {}: {}, and the last {} stay fault-free so that \
+     recovery shows; give at least {}, or leave it out ({} for this configuration)",
+    format_duration(*.given),
+    .scenario.name(),
+    .why,
+    format_duration(*.calm),
+    format_duration(*.needed),
+    format_duration(*.default),
+)]
+pub struct TooShort {
+    /// The duration asked for.
+    pub given: Duration,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// When its first fault comes.
+    why: String,
+    /// The fault-free end the duration must leave.
+    calm: Duration,
+    /// The shortest duration that has room for a fault, in whole seconds.
+    pub needed: Duration,
+    /// The duration used when none is given.
+    pub default: Duration,
 }
 
 fn rand_duration(rng: &mut SplitMix64, lo: Duration, hi: Duration) -> Duration {
@@ -220,13 +285,13 @@ impl Phases {
 impl FaultSchedule {
     /// Draws the faults of `scenario` for `config` from `seed`, over `duration` or, when
     /// none is given, a duration long enough for several faults and recoveries at the
-    /// configuration's own intervals.
+    /// configuration's own intervals. Fails when `duration` leaves no room for a fault.
     pub fn new(
         config: Config,
         scenario: Scenario,
         seed: u64,
         duration: Option<Duration>,
-    ) -> FaultSchedule {
+    ) -> Result<FaultSchedule, ScheduleError> {
         let mut rng = SplitMix64::new(seed ^ 0x5EED_F1A7_5EED_F1A7);
         let pace = Pace::of(&config);
         let (interval, cycle) = (pace.interval, pace.cycle());
@@ -235,6 +300,36 @@ impl FaultSchedule {
         let phases = Phases::new(duration.unwrap_or(default), cycle, resync);
         let (duration, heal_at) = (phases.duration, phases.heal_at());
         let warmup = cycle;
+        let first = scenario.first_fault(&pace);
+        // The loops below draw the first fault up to `first.latest` after the warm-up and go
+        // on only while the faulty phase lasts long enough after it.
+        let room = warmup + first.latest + first.then;
+        if heal_at <= room {
+            let mut needed = Duration::from_secs((room + phases.calm).as_secs() + 1);
+            while Phases::new(needed, cycle, resync).heal_at() <= room {
+                needed += Duration::from_secs(1);
+            }
+            let mut why = format!(
+                "its first fault starts up to {} in (after a warm-up of {})",
+                format_duration(warmup + first.latest),
+                format_duration(warmup)
+            );
+            if !first.then.is_zero() {
+                let _ = write!(
+                    why,
+                    " and needs {} more before healing",
+                    format_duration(first.then)
+                );
+            }
+            return Err(ScheduleError::TooShort(TooShort {
+                given: duration,
+                scenario,
+                why,
+                calm: phases.calm,
+                needed,
+                default,
+            }));
+        }
         let servers = real_servers(&config);
         let first_service = config.services[0].key;
         let mut actions = Vec::new();
@@ -346,14 +441,14 @@ impl FaultSchedule {
             }
         }
         actions.sort_by_key(|a| a.at);
-        FaultSchedule {
+        Ok(FaultSchedule {
             config,
             scenario,
             seed,
             duration,
             heal_at,
             actions,
-        }
+        })
     }
 
     /// Every real server the simulation must run (including ones a reload adds).
@@ -418,4 +513,68 @@ fn reloaded(config: &Config, rng: &mut SplitMix64) -> Config {
     added.weight = 3;
     svc.servers.push(added);
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed_example() -> Config {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/seed.toml"
+        ))
+        .unwrap();
+        Config::from_toml(&text, "seed.toml").unwrap()
+    }
+
+    /// Whether the schedule makes anything go wrong.
+    fn has_fault(s: &FaultSchedule) -> bool {
+        s.actions
+            .iter()
+            .any(|a| !matches!(a.action, Action::Set(_, Behaviour::Healthy)))
+    }
+
+    #[test]
+    fn the_shortest_duration_a_too_short_one_names_has_a_fault_for_every_seed() {
+        for scenario in Scenario::ALL {
+            let err =
+                FaultSchedule::new(seed_example(), scenario, 1, Some(Duration::from_secs(30)))
+                    .unwrap_err();
+            let ScheduleError::TooShort(short) = err;
+            for seed in 0..50 {
+                let s =
+                    FaultSchedule::new(seed_example(), scenario, seed, Some(short.needed)).unwrap();
+                assert!(
+                    has_fault(&s),
+                    "{scenario:?} seed {seed} at {:?}",
+                    short.needed
+                );
+                let shorter = short.needed - Duration::from_secs(1);
+                let err = FaultSchedule::new(seed_example(), scenario, seed, Some(shorter));
+                assert!(
+                    matches!(err, Err(ScheduleError::TooShort(_))),
+                    "{scenario:?} at {shorter:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn too_short_says_when_faults_come_and_what_is_enough() {
+        let err = FaultSchedule::new(
+            seed_example(),
+            Scenario::Kill,
+            1,
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap_err();
+        // The seed example: every 5s, timeout 1s, rise 1, fall 1: a cycle of 21s.
+        assert_eq!(
+            err.to_string(),
+            "1m is too short for scenario kill: its first fault starts up to 42s in (after a \
+             warm-up of 21s), and the last 47s stay fault-free so that recovery shows; give at \
+             least 1m30s, or leave it out (2m58s for this configuration)"
+        );
+    }
 }
