@@ -7,7 +7,9 @@
 //! A file per job:
 //!
 //! - `schedule.rs`: the scenarios, and the fault schedule each draws from a seed.
-//! - `servers.rs`: the simulated real servers (HTTP, TCP) and how they misbehave.
+//! - `stand_ins.rs`: what runs in place of the checks the simulator cannot run as configured
+//!   (exec programs, certificate verification, ...), each named in the report.
+//! - `servers.rs`: the simulated real servers (HTTP, HTTPS, TCP) and how they misbehave.
 //! - `world.rs`: what the simulated hosts and the controller share: the kernel table, each
 //!   server's behaviour, the trace.
 //! - `runner.rs`: the turmoil simulation itself, with the schedule applied step by step.
@@ -22,6 +24,7 @@ mod report;
 mod runner;
 mod schedule;
 mod servers;
+mod stand_ins;
 mod world;
 
 use std::time::Duration;
@@ -29,7 +32,8 @@ use std::time::Duration;
 pub use report::{latencies, render, spread, Latencies, ReportFormat};
 pub use runner::{run_schedule, TurmoilConnect, DIRECTOR};
 pub use schedule::{Action, FaultSchedule, Scenario, ScheduleError, TimedAction, TooShort};
-pub use servers::{unsupported, Behaviour};
+pub use servers::Behaviour;
+pub use stand_ins::StandIn;
 pub use world::{
     KernelOps, ProbeRecord, ProbeVerdict, SimBackend, TimedEvent, TraceLine, World, WorldRef,
 };

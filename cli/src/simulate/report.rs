@@ -174,7 +174,7 @@ fn render_json(
             })
         })
         .collect();
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "scenario": schedule.scenario.name(),
         "seed": schedule.seed,
         "duration": schedule.duration.as_secs_f64(),
@@ -182,6 +182,10 @@ fn render_json(
         "timeline": timeline,
         "servers": servers,
     });
+    if !schedule.stand_ins.is_empty() {
+        let stand_ins: Vec<String> = schedule.stand_ins.iter().map(ToString::to_string).collect();
+        doc["stand_ins"] = serde_json::json!(stand_ins);
+    }
     serde_json::to_string_pretty(&doc).expect("plain JSON") + "\n"
 }
 

@@ -13,6 +13,7 @@ use lvs_hc_core::{Config, ServiceKey};
 
 use super::fmt_t;
 use super::servers::Behaviour;
+use super::stand_ins::{unreachable, SimulatedConfig, StandIn};
 
 /// The scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,8 +162,10 @@ pub struct TimedAction {
 /// A simulation: configuration, seed, duration, and the faults drawn from the seed.
 #[derive(Clone, Debug)]
 pub struct FaultSchedule {
-    /// The configuration under test.
+    /// The configuration under test, as simulated: with the [`StandIn`]s in place.
     pub config: Config,
+    /// The checks the simulation runs differently from the configuration, and how.
+    pub stand_ins: Vec<StandIn>,
     /// The scenario.
     pub scenario: Scenario,
     /// The seed.
@@ -182,6 +185,11 @@ pub enum ScheduleError {
     /// The duration asked for leaves no room for a fault: ask for a longer one, or none.
     #[error(transparent)]
     TooShort(TooShort),
+    /// A checked server the simulated network cannot reach (the director's own IPv6
+    /// loopback, or the simulated director's address): the configuration cannot be
+    /// simulated as it is.
+    #[error("cannot simulate this configuration: {0}")]
+    Unreachable(String),
 }
 
 /// A duration too short for any fault of a scenario: a simulation that would show nothing.
@@ -285,13 +293,19 @@ impl Phases {
 impl FaultSchedule {
     /// Draws the faults of `scenario` for `config` from `seed`, over `duration` or, when
     /// none is given, a duration long enough for several faults and recoveries at the
-    /// configuration's own intervals. Fails when `duration` leaves no room for a fault.
+    /// configuration's own intervals. Checks the simulator cannot run as configured run as
+    /// their [`StandIn`]s say. Fails when `duration` leaves no room for a fault, or when the
+    /// simulated network cannot reach a checked server.
     pub fn new(
         config: Config,
         scenario: Scenario,
         seed: u64,
         duration: Option<Duration>,
     ) -> Result<FaultSchedule, ScheduleError> {
+        if let Some(why) = unreachable(&config) {
+            return Err(ScheduleError::Unreachable(why));
+        }
+        let SimulatedConfig { config, stand_ins } = SimulatedConfig::of(config);
         let mut rng = SplitMix64::new(seed ^ 0x5EED_F1A7_5EED_F1A7);
         let pace = Pace::of(&config);
         let (interval, cycle) = (pace.interval, pace.cycle());
@@ -443,6 +457,7 @@ impl FaultSchedule {
         actions.sort_by_key(|a| a.at);
         Ok(FaultSchedule {
             config,
+            stand_ins,
             scenario,
             seed,
             duration,
@@ -479,6 +494,9 @@ impl FaultSchedule {
             format_duration(self.duration),
             format_duration(self.heal_at)
         );
+        for s in &self.stand_ins {
+            let _ = writeln!(out, "  stand-in: {s}");
+        }
         for a in &self.actions {
             let _ = writeln!(out, "  plan t+{:>9}  {}", fmt_t(a.at), a.action);
         }
@@ -541,7 +559,9 @@ mod tests {
             let err =
                 FaultSchedule::new(seed_example(), scenario, 1, Some(Duration::from_secs(30)))
                     .unwrap_err();
-            let ScheduleError::TooShort(short) = err;
+            let ScheduleError::TooShort(short) = err else {
+                panic!("{scenario:?}: {err}")
+            };
             for seed in 0..50 {
                 let s =
                     FaultSchedule::new(seed_example(), scenario, seed, Some(short.needed)).unwrap();

@@ -1,9 +1,10 @@
-//! The simulated real servers: a listener on every port a check probes, answering HTTP or
-//! just accepting, as the server behaves at the time.
+//! The simulated real servers: a listener on every port a check probes, answering HTTP, HTTPS
+//! (with a test certificate) or just accepting, as the server behaves at the time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server};
@@ -58,6 +59,9 @@ pub(crate) struct Listener {
     /// The server whose behaviour it follows: the first, by address, that a check probes
     /// here (a check's `port` can send probes of two servers of one host to the same port).
     pub(crate) server: SocketAddr,
+    /// Whether an https check probes it: a connection that starts with a TLS handshake then
+    /// gets TLS (one that does not, plain HTTP).
+    pub(crate) tls: bool,
     /// What a healthy server answers on each path probed.
     pub(crate) pages: BTreeMap<String, Page>,
 }
@@ -81,13 +85,19 @@ impl Sites {
     pub(crate) fn of<'a>(configs: impl IntoIterator<Item = &'a Config>) -> Sites {
         // Per target: the servers that probe it, and the http(s) checks per path.
         let mut probed: BTreeMap<SocketAddr, BTreeSet<SocketAddr>> = BTreeMap::new();
+        let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
         for config in configs {
             for (server, check) in checks(config) {
                 let target = target(server, check);
                 probed.entry(target).or_default().insert(server.addr);
-                let (CheckKind::Http(h) | CheckKind::Https(h)) = &check.kind else {
-                    continue;
+                let h = match &check.kind {
+                    CheckKind::Http(h) => h,
+                    CheckKind::Https(h) => {
+                        https.insert(target);
+                        h
+                    }
+                    CheckKind::Tcp | CheckKind::Exec(_) => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {
@@ -106,6 +116,7 @@ impl Sites {
         for (target, servers) in probed {
             let listener = Listener {
                 server: *servers.first().expect("a target has a server"),
+                tls: https.contains(&target),
                 pages: pages.remove(&target).unwrap_or_default(),
             };
             sites
@@ -115,6 +126,15 @@ impl Sites {
                 .insert(target.port(), Rc::new(listener));
         }
         sites
+    }
+
+    /// The page a healthy server answers a check's request with.
+    pub(crate) fn page(&self, target: SocketAddr, path: &str) -> Option<&Page> {
+        self.hosts
+            .get(&target.ip())?
+            .get(&target.port())?
+            .pages
+            .get(path)
     }
 }
 
@@ -196,41 +216,6 @@ fn literal(regex: &str) -> Option<String> {
     (!inner.is_empty() && !inner.contains(special)).then(|| inner.to_string())
 }
 
-/// Why a configuration cannot be simulated.
-pub fn unsupported(config: &Config) -> Option<String> {
-    for svc in &config.services {
-        for s in svc.servers.iter().chain(&svc.fallbacks) {
-            if !s.addr.is_ipv4() {
-                return Some(format!("{}: the simulator runs IPv4 servers only", s.addr));
-            }
-            for c in &s.checks {
-                match &c.kind {
-                    CheckKind::Exec(_) => {
-                        return Some(format!(
-                            "{}: exec checks run real programs and cannot be simulated",
-                            s.addr
-                        ))
-                    }
-                    CheckKind::Https(_) => {
-                        return Some(format!(
-                            "{}: https checks cannot be simulated yet; use http",
-                            s.addr
-                        ))
-                    }
-                    CheckKind::Http(h) if h.expect_body_regex.is_some() => {
-                        return Some(format!(
-                            "{}: expect_body_regex cannot be simulated; use expect_body",
-                            s.addr
-                        ))
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    None
-}
-
 /// Runs a simulated host: all its listeners, in one task.
 pub(crate) async fn serve_host(
     world: WorldRef,
@@ -272,12 +257,71 @@ async fn serve(world: WorldRef, ip: IpAddr, port: u16, listener: Rc<Listener>) -
                 let world = world.clone();
                 let listener = listener.clone();
                 tokio::task::spawn_local(async move {
-                    let _ = answer(world, listener, stream).await;
+                    let _ = connection(world, listener, stream).await;
                 });
             }
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
         }
     }
+}
+
+/// One accepted connection: TLS when the listener serves it and the client starts a
+/// handshake, else plain HTTP. (A tcp check's connection just ends.)
+async fn connection(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    mut stream: turmoil::net::TcpStream,
+) -> std::io::Result<()> {
+    if !listener.tls {
+        return answer(world, listener, stream).await;
+    }
+    let mut first = [0u8; 1];
+    // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
+    let peeked = loop {
+        tokio::select! {
+            biased;
+            n = stream.peek(&mut first) => break n?,
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                if world.borrow().behaviour_of(listener.server) == Behaviour::Killed {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    // 22: a TLS handshake record.
+    if peeked == 0 || first[0] != 22 {
+        return answer(world, listener, stream).await;
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config());
+    let tls = acceptor.accept(stream).await?;
+    answer(world, listener, tls).await
+}
+
+/// The servers' TLS settings: the test certificate, and no session resumption, so every
+/// probe makes a full handshake and runs replay alike.
+fn tls_config() -> Arc<rustls::ServerConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls_pki_types::pem::PemObject;
+            use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+            let pem = include_bytes!("test-server.pem");
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .expect("the test certificate parses");
+            let key = PrivateKeyDer::from_pem_slice(pem).expect("the test key parses");
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("the test certificate and key match");
+            config.send_tls13_tickets = 0;
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            Arc::new(config)
+        })
+        .clone()
 }
 
 /// Answers the requests of one connection as the server behaves at the time, keeping the
