@@ -1,7 +1,7 @@
 //! Deterministic simulations of lvs-hc under failure, with safety and liveness checked.
 //!
 //! Each run takes one seed. From it come every knob of the scenario (check interval, rise,
-//! fall, quorum, failure policy, connection reuse), the fault schedule, the engine's jitter and
+//! fall, quorum, failure policy, connection reuse, http or https), the fault schedule, the engine's jitter and
 //! turmoil's network randomness; they are printed before a single-seed run and with any
 //! failure, with the line that replays it. The runs drive `lvs_hc::driver::run_with`, the
 //! probes and the engine that ship, against simulated servers and the strict in-memory IPVS
@@ -44,20 +44,42 @@ pub struct Knobs {
     pub on_failure: &'static str,
     /// Whether the check keeps its connection between probes (HTTP keep-alive).
     pub reuse_connection: bool,
+    /// What the check speaks.
+    pub scheme: Scheme,
+}
+
+/// What a check speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS, with a full handshake for each fresh connection.
+    Https,
 }
 
 impl Knobs {
     /// The knobs of `seed`.
     pub fn from_seed(seed: u64) -> Knobs {
         let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5);
-        Knobs {
+        let mut knobs = Knobs {
             interval_ms: 500 + 100 * rng.up_to(15),
             rise: 1 + rng.up_to(2) as u32,
             fall: 1 + rng.up_to(2) as u32,
             quorum: 1 + rng.up_to(1) as usize,
             on_failure: if rng.up_to(1) == 0 { "remove" } else { "zero" },
             reuse_connection: rng.up_to(1) == 1,
+            // One run in four: handshakes cost CPU, and the sweep runs thousands.
+            scheme: if rng.up_to(3) == 0 {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+        };
+        if knobs.scheme == Scheme::Https {
+            // Room for the timeout (see `config`) to outlast the longest https exchange.
+            knobs.interval_ms = knobs.interval_ms.max(800);
         }
+        knobs
     }
 
     /// The seed topology (VIP .101, RS1 .179 weight 2, RS2 .180 weight 1, fallback 127.0.0.1)
@@ -77,7 +99,7 @@ quorum = {quorum}
 on_failure = "{on_failure}"
 
 [[service.check]]
-type = "http"
+type = "{scheme}"
 path = "/"
 expect_body = "server"
 interval = "{interval}ms"
@@ -86,7 +108,7 @@ timeout = "{timeout}ms"
 rise = {rise}
 fall = {fall}
 jitter = "{jitter}ms"
-reuse_connection = {reuse}
+reuse_connection = {reuse}{verify}
 
 [[service.server]]
 address = "192.168.0.179:80"
@@ -104,11 +126,20 @@ weight = 5
             on_failure = self.on_failure,
             interval = self.interval_ms,
             fast = self.interval_ms / 2,
-            timeout = self.interval_ms * 2 / 5,
+            timeout = self.timeout().as_millis(),
             rise = self.rise,
             fall = self.fall,
             jitter = self.interval_ms / 10,
             reuse = self.reuse_connection,
+            scheme = match self.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            },
+            // Nothing to verify the simulated servers' test certificate against.
+            verify = match self.scheme {
+                Scheme::Http => "",
+                Scheme::Https => "\nverify = false",
+            },
         );
         Config::from_toml(&text, "sim.toml").expect("the simulation's configuration is valid")
     }
@@ -187,6 +218,7 @@ struct Checker {
     last_restart_seen: usize,
     scenario: Scenario,
     reuse_connection: bool,
+    scheme: Scheme,
 }
 
 /// A server's consecutive failed probes so far.
@@ -205,10 +237,34 @@ struct Window {
     to: Duration,
 }
 
-/// The most a probe's exchange can take in the simulated network: turmoil's largest message
-/// latency (100 ms) for each of the SYN, the request and the answer, and a tick for each. A
-/// probe in flight when a server goes bad started at most this long before.
-const IN_FLIGHT: Duration = Duration::from_millis(400);
+impl Knobs {
+    /// The check's timeout: two fifths of the interval, and for https four fifths, with the
+    /// interval at least 800 ms: more than the 0.55 s a fresh https exchange can take in
+    /// the simulated network ([`Scheme::longest_exchange`]), so no healthy server times out.
+    /// (A fresh http exchange, 0.33 s at most, may outlast the shortest http timeouts: a
+    /// healthy server then fails a probe now and then, as on a slow network.)
+    pub fn timeout(&self) -> Duration {
+        let fifths = match self.scheme {
+            Scheme::Http => 2,
+            Scheme::Https => 4,
+        };
+        Duration::from_millis(self.interval_ms * fifths / 5)
+    }
+}
+
+impl Scheme {
+    /// The most a fresh probe's exchange can take in the simulated network: turmoil's largest
+    /// message latency (100 ms) and a tick for each flight of messages (SYN, request, answer;
+    /// with TLS the ClientHello and the server's handshake flight besides). A probe under way
+    /// when a server goes bad started at most this long before.
+    fn longest_exchange(self) -> Duration {
+        let flights = match self {
+            Scheme::Http => 3,
+            Scheme::Https => 5,
+        };
+        Duration::from_millis(110) * flights
+    }
+}
 
 impl Checker {
     fn new(schedule: &FaultSchedule, knobs: &Knobs) -> Checker {
@@ -253,6 +309,7 @@ impl Checker {
             last_restart_seen: 0,
             scenario: schedule.scenario,
             reuse_connection: knobs.reuse_connection,
+            scheme: knobs.scheme,
         }
     }
 
@@ -510,10 +567,10 @@ impl Checker {
 
     /// Detections faster than a black hole allows: `fall` probes must each run to their
     /// timeout, one starting at most every `max(failing_interval, timeout)`, and the first may
-    /// have started up to [`IN_FLIGHT`] before the black hole.
+    /// have started up to [`Scheme::longest_exchange`] before the black hole.
     fn black_hole_detections(&self, schedule: &FaultSchedule, world: &World) -> Vec<String> {
         let fastest = (self.timeout + self.fail_interval.max(self.timeout) * (self.fall - 1))
-            .saturating_sub(IN_FLIGHT);
+            .saturating_sub(self.scheme.longest_exchange());
         latencies(schedule, world)
             .into_iter()
             .flat_map(|(server, l)| l.detection.into_iter().map(move |d| (server, d)))
@@ -557,13 +614,18 @@ impl Seeds {
 }
 
 /// Sweeps the seeds for `scenario`; panics with the replay line on the first failure. Also
-/// checks determinism: the first seeds run twice must give identical traces.
+/// checks determinism: the first seeds, and the first of each [`Scheme`], run twice must give
+/// identical traces.
 pub fn sweep(scenario: Scenario, test_name: &str) {
     let seeds = Seeds::from_env();
     let replay_one = matches!(seeds, Seeds::Replay(_));
     let list = seeds.list();
     let mut out = String::new();
+    let mut schemes_seen = Vec::new();
     for (i, &seed) in list.iter().enumerate() {
+        let scheme = Knobs::from_seed(seed).scheme;
+        let first_of_scheme = !schemes_seen.contains(&scheme);
+        schemes_seen.push(scheme);
         let replay = format!("reproduce with: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test scenarios {test_name}");
         if replay_one {
             println!("{}", describe(scenario, seed));
@@ -580,7 +642,7 @@ pub fn sweep(scenario: Scenario, test_name: &str) {
                     }
                     println!("{out}");
                 }
-                if i < 3 || replay_one {
+                if i < 3 || first_of_scheme || replay_one {
                     let again = check(scenario, seed).expect("second run of a passing seed");
                     assert_eq!(
                         outcome.trace, again.trace,
