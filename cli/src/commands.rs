@@ -166,60 +166,13 @@ pub fn plan_lines(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) 
     out
 }
 
-/// `lvs-hc simulate`: runs a plan and renders its report (text or JSON).
-pub fn simulate_report(plan: &crate::simulate::Plan, json: bool) -> Result<String, String> {
-    use crate::simulate::{fmt_t as fmt, latencies, run_plan, spread};
-    if let Some(why) = crate::simulate::unsupported(&plan.config) {
-        return Err(format!("cannot simulate this configuration: {why}"));
-    }
-    let world = run_plan(plan, None, |_, _| Ok(()))?;
-    let world = world.borrow();
-    let lat = latencies(plan, &world);
-    if json {
-        let timeline: Vec<serde_json::Value> = world
-            .trace
-            .iter()
-            .map(|(t, line)| serde_json::json!({"t": t.as_secs_f64(), "what": line}))
-            .collect();
-        let servers: Vec<serde_json::Value> = lat
-            .iter()
-            .map(|(s, l)| {
-                let secs = |v: &Vec<std::time::Duration>| v.iter().map(|d| d.as_secs_f64()).collect::<Vec<_>>();
-                serde_json::json!({"server": s.to_string(), "detection": secs(&l.detection), "recovery": secs(&l.recovery)})
-            })
-            .collect();
-        let doc = serde_json::json!({
-            "scenario": plan.scenario.name(),
-            "seed": plan.seed,
-            "duration": plan.duration.as_secs_f64(),
-            "healed_from": plan.heal_at.as_secs_f64(),
-            "timeline": timeline,
-            "servers": servers,
-        });
-        return Ok(serde_json::to_string_pretty(&doc).expect("plain JSON") + "\n");
-    }
-    let mut out = String::new();
-    out.push_str(&plan.describe());
-    let _ = writeln!(out, "timeline:");
-    let mut trace = world.trace.clone();
-    trace.sort_by_key(|(t, _)| *t);
-    for (t, line) in &trace {
-        let _ = writeln!(out, "  t+{:>9}  {line}", fmt(*t));
-    }
-    let _ = writeln!(out, "latency per server (min / median / max):");
-    out.push_str("  server                 faults  detection                      recovery\n");
-    for (s, l) in &lat {
-        let _ = writeln!(
-            out,
-            "  {:<22} {:>6}  {:<30} {}",
-            s.to_string(),
-            l.detection.len(),
-            spread(&l.detection),
-            spread(&l.recovery)
-        );
-    }
-    if lat.is_empty() {
-        let _ = writeln!(out, "  (no server went down in this run)");
-    }
-    Ok(out)
+/// `lvs-hc simulate`: runs a fault schedule and renders its report.
+pub fn simulate_report(
+    schedule: &crate::simulate::FaultSchedule,
+    format: crate::simulate::ReportFormat,
+) -> Result<String, String> {
+    use crate::simulate::{render, run_schedule};
+    let world = run_schedule(schedule, None, |_, _| Ok(()))?;
+    let report = render(schedule, &world.borrow(), format);
+    Ok(report)
 }

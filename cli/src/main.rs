@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use lvs_hc::cli::{Cli, Command, TableFormat};
 use lvs_hc::commands::{check_summary, plan_lines, resolve_down, simulate_report};
-use lvs_hc::simulate::{Plan, Scenario};
+use lvs_hc::simulate::{FaultSchedule, ReportFormat, Scenario, ScheduleError};
 use lvs_hc::table::{format_json, format_list, format_save, format_skipped, open_backend};
 use lvs_hc::{load_config, read_actual};
 use lvs_hc_core::Table;
@@ -53,12 +53,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cfg = load_config(&config)?;
             let scenario = Scenario::from_name(&scenario).expect("clap checked the name");
             let duration = match duration {
-                Some(d) => lvs_hc_core::time::parse_duration(&d)
-                    .map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
-                None => std::time::Duration::ZERO,
+                Some(d) => Some(
+                    lvs_hc_core::time::parse_duration(&d)
+                        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?,
+                ),
+                None => None,
             };
-            let plan = Plan::new(cfg, scenario, seed, duration);
-            let report = simulate_report(&plan, json).map_err(anyhow::Error::msg)?;
+            let format = if json {
+                ReportFormat::Json
+            } else {
+                ReportFormat::Text
+            };
+            let schedule = match FaultSchedule::new(cfg, scenario, seed, duration) {
+                Ok(s) => s,
+                // Like a value clap rejects, a duration with no room for a fault is a usage
+                // error: nothing ran, and the command line must change.
+                Err(ScheduleError::TooShort(e)) => {
+                    eprintln!("error: --duration {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let report = simulate_report(&schedule, format).map_err(anyhow::Error::msg)?;
             stdout.write_all(report.as_bytes())?;
         }
         Command::Table { backend, format } => {

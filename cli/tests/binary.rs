@@ -151,7 +151,7 @@ fn simulate_the_seed_example_is_deterministic_and_reports_latency() {
 }
 
 #[test]
-fn simulate_json_and_unsupported_configs() {
+fn simulate_json() {
     let out = lvs_hc(
         &[
             "simulate",
@@ -161,21 +161,145 @@ fn simulate_json_and_unsupported_configs() {
             "flap",
             "--json",
             "--duration",
-            "1m",
+            "2m",
         ],
         "",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let doc = text(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["scenario"], "flap");
     assert!(
-        doc.contains("\"scenario\": \"flap\"") && doc.contains("\"timeline\""),
+        doc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["what"].as_str().unwrap().contains("becomes")),
         "{doc}"
     );
-    let full = lvs_hc(&["simulate", "--config", "examples/full.toml"], "");
-    assert_eq!(full.status.code(), Some(1));
+    assert!(doc.get("stand_ins").is_none(), "nothing stands in: {doc}");
+}
+
+/// Each server's detection times (seconds) from a JSON report.
+fn detections(doc: &serde_json::Value) -> Vec<f64> {
+    doc["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["detection"].as_array().unwrap().clone())
+        .map(|d| d.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn simulate_blackhole_probes_time_out_where_killed_servers_refuse() {
+    let run = |scenario: &str| {
+        let out = lvs_hc(
+            &[
+                "simulate",
+                "--config",
+                "examples/seed.toml",
+                "--scenario",
+                scenario,
+                "--json",
+            ],
+            "",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (blackhole, kill) = (run("blackhole"), run("kill"));
+    let downs = |doc: &serde_json::Value| -> Vec<String> {
+        doc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["what"].as_str().unwrap().to_string())
+            .filter(|l| l.starts_with("TCP ") && l.contains(" down: "))
+            .collect()
+    };
+    // The seed example: every 5s, timeout 1s, fall 1.
+    let black_holed = downs(&blackhole);
+    assert!(!black_holed.is_empty());
+    for line in &black_holed {
+        assert!(
+            line.ends_with("down: 1 consecutive failure, last: timed out after 1s"),
+            "{line}"
+        );
+    }
+    assert!(downs(&kill)
+        .iter()
+        .all(|l| l.ends_with("last: connection refused")));
+    // A black hole is noticed only when a probe's whole timeout has passed (less the time a
+    // probe already under way had been waiting: at most 0.4s in the simulated network); a
+    // killed server as soon as a probe is refused.
+    let slowest_exchange = 0.4;
+    let (blackholed, killed) = (detections(&blackhole), detections(&kill));
     assert!(
-        text(&full.stderr).contains("cannot simulate this configuration"),
-        "{}",
-        text(&full.stderr)
+        blackholed.iter().all(|d| *d >= 1.0 - slowest_exchange),
+        "{blackholed:?}"
     );
+    assert!(
+        killed.iter().any(|d| *d < 1.0 - slowest_exchange),
+        "{killed:?}"
+    );
+}
+
+#[test]
+fn simulate_duration_with_no_room_for_a_fault_is_a_usage_error() {
+    let simulate = |duration: &str| {
+        lvs_hc(
+            &[
+                "simulate",
+                "--config",
+                "examples/seed.toml",
+                "--duration",
+                duration,
+            ],
+            "",
+        )
+    };
+    let short = simulate("30s");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short.stdout).is_empty());
+    let err = text(&short.stderr);
+    assert!(
+        err.starts_with("error: --duration 30s is too short for scenario kill: ")
+            && err.contains("give at least 1m30s"),
+        "{err}"
+    );
+    let enough = simulate("1m30s");
+    assert!(enough.status.success(), "{}", text(&enough.stderr));
+    assert!(text(&enough.stdout).contains("becomes killed"));
+}
+
+#[test]
+fn simulate_runs_the_full_example_naming_what_stands_in_for_its_checks() {
+    let run = || lvs_hc(&["simulate", "--config", "examples/full.toml"], "");
+    let a = run();
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let out = text(&a.stdout);
+    for stand_in in [
+        "  stand-in: exec /usr/local/bin/check-dns on [2001:db8::1]:5353 is simulated as a tcp \
+         check of [2001:db8::1]:5353; its weight=N output is not simulated: the server keeps \
+         weight 10\n",
+        "  stand-in: https GET /health (port 443) on 192.168.0.181:80 does not verify the \
+         simulated server's test certificate (verify = true is simulated as false, and ca_file \
+         /etc/lvs-hc/ca.pem is not read)\n",
+        "  stand-in: http GET /.health.html (port 8080) on 192.168.0.179:80 sends its probes \
+         from the simulated director's address 10.255.255.254, not from source 192.168.0.178\n",
+    ] {
+        assert!(out.contains(stand_in), "{stand_in}\n{out}");
+    }
+    // Every server passes its checks before any fault: https over the simulated TLS server,
+    // the body regex against the simulated page, IPv6, port-less fwmark servers.
+    for up in [
+        "192.168.0.179:80 up: http GET /.health.html (port 8080): first probe passed",
+        "192.168.0.181:80 up: first probe passed",
+        "192.168.0.182:0 up: first probe passed",
+        "[2001:db8::1]:5353 up: first probe passed",
+    ] {
+        assert!(out.contains(up), "{up}\n{out}");
+    }
+    assert!(!out.contains("no server went down"), "{out}");
+    assert_eq!(text(&run().stdout), out, "same seed, same output");
 }

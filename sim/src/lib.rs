@@ -1,20 +1,31 @@
 //! Deterministic simulations of lvs-hc under failure, with safety and liveness checked.
 //!
 //! Each run takes one seed. From it come every knob of the scenario (check interval, rise,
-//! fall, quorum, failure policy, connection reuse), the fault plan, the engine's jitter and turmoil's network
-//! randomness; they are printed before a single-seed run and with any failure, with the line
-//! that replays it. The runs drive `lvs_hc::driver::run_with`, the probes and the engine that
-//! ship, against simulated servers and the strict in-memory IPVS table.
+//! fall, quorum, failure policy, connection reuse, http or https), the fault schedule, the engine's jitter and
+//! turmoil's network randomness; they are printed before a single-seed run and with any
+//! failure, with the line that replays it. The runs drive `lvs_hc::driver::run_with`, the
+//! probes and the engine that ship, against simulated servers and the strict in-memory IPVS
+//! table.
 //!
-//! - `LVS_HC_SEED=n` runs seed `n` only (and prints its plan and trace).
+//! - `LVS_HC_SEED=n` runs seed `n` only (and prints its schedule and trace).
 //! - `LVS_HC_SEEDS=n` sweeps seeds `0..n` (default 200).
+//!
+//! The simulated world itself (the fault schedules, the simulated servers, the turmoil runner,
+//! the latency figures) is not in this crate but in the `lvs-hc` library, as
+//! `lvs_hc::simulate` (`cli/src/simulate/`, a file per job): the `lvs-hc simulate` command
+//! runs it too, and that command is built from the same package as the library, which cannot
+//! depend on this crate since this crate depends on it. This crate adds what only tests need:
+//! the knobs drawn from a seed, and the safety and liveness checks of every run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lvs_hc::simulate::{run_plan, Action, Plan, Scenario, World};
+use lvs_hc::simulate::{
+    latencies, run_schedule, Action, Behaviour, FaultSchedule, ProbeVerdict, Scenario, TraceLine,
+    World,
+};
 use lvs_hc_core::rng::SplitMix64;
 use lvs_hc_core::{Config, EventKind, Health, Op};
 
@@ -33,20 +44,42 @@ pub struct Knobs {
     pub on_failure: &'static str,
     /// Whether the check keeps its connection between probes (HTTP keep-alive).
     pub reuse_connection: bool,
+    /// What the check speaks.
+    pub scheme: Scheme,
+}
+
+/// What a check speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS, with a full handshake for each fresh connection.
+    Https,
 }
 
 impl Knobs {
     /// The knobs of `seed`.
     pub fn from_seed(seed: u64) -> Knobs {
         let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5);
-        Knobs {
+        let mut knobs = Knobs {
             interval_ms: 500 + 100 * rng.up_to(15),
             rise: 1 + rng.up_to(2) as u32,
             fall: 1 + rng.up_to(2) as u32,
             quorum: 1 + rng.up_to(1) as usize,
             on_failure: if rng.up_to(1) == 0 { "remove" } else { "zero" },
             reuse_connection: rng.up_to(1) == 1,
+            // One run in four: handshakes cost CPU, and the sweep runs thousands.
+            scheme: if rng.up_to(3) == 0 {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+        };
+        if knobs.scheme == Scheme::Https {
+            // Room for the timeout (see `config`) to outlast the longest https exchange.
+            knobs.interval_ms = knobs.interval_ms.max(800);
         }
+        knobs
     }
 
     /// The seed topology (VIP .101, RS1 .179 weight 2, RS2 .180 weight 1, fallback 127.0.0.1)
@@ -66,7 +99,7 @@ quorum = {quorum}
 on_failure = "{on_failure}"
 
 [[service.check]]
-type = "http"
+type = "{scheme}"
 path = "/"
 expect_body = "server"
 interval = "{interval}ms"
@@ -75,7 +108,7 @@ timeout = "{timeout}ms"
 rise = {rise}
 fall = {fall}
 jitter = "{jitter}ms"
-reuse_connection = {reuse}
+reuse_connection = {reuse}{verify}
 
 [[service.server]]
 address = "192.168.0.179:80"
@@ -93,11 +126,20 @@ weight = 5
             on_failure = self.on_failure,
             interval = self.interval_ms,
             fast = self.interval_ms / 2,
-            timeout = self.interval_ms * 2 / 5,
+            timeout = self.timeout().as_millis(),
             rise = self.rise,
             fall = self.fall,
             jitter = self.interval_ms / 10,
             reuse = self.reuse_connection,
+            scheme = match self.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            },
+            // Nothing to verify the simulated servers' test certificate against.
+            verify = match self.scheme {
+                Scheme::Http => "",
+                Scheme::Https => "\nverify = false",
+            },
         );
         Config::from_toml(&text, "sim.toml").expect("the simulation's configuration is valid")
     }
@@ -106,23 +148,29 @@ weight = 5
 /// What a run found.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The knobs and plan, as printed.
+    /// The knobs and fault schedule, as printed.
     pub description: String,
-    /// The trace of plan actions and engine events.
-    pub trace: Vec<(Duration, String)>,
+    /// The trace of schedule actions and engine events, in time order.
+    pub trace: Vec<TraceLine>,
 }
 
-/// The knobs and fault plan of `scenario` with `seed`, as printed before a run.
+/// The fault schedule of `scenario` for the knobs of `seed`.
+fn schedule(knobs: &Knobs, scenario: Scenario, seed: u64) -> FaultSchedule {
+    FaultSchedule::new(knobs.config(), scenario, seed, None)
+        .expect("the default duration has room for every scenario's faults")
+}
+
+/// The knobs and fault schedule of `scenario` with `seed`, as printed before a run.
 pub fn describe(scenario: Scenario, seed: u64) -> String {
     let knobs = Knobs::from_seed(seed);
-    let plan = Plan::new(knobs.config(), scenario, seed, Duration::ZERO);
-    format!("knobs: {knobs:?}\n{}", plan.describe())
+    let schedule = schedule(&knobs, scenario, seed);
+    format!("knobs: {knobs:?}\n{}", schedule.describe())
 }
 
 /// Runs `scenario` with `seed`, checking safety after every step and liveness at the end.
 pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
     let knobs = Knobs::from_seed(seed);
-    let plan = Plan::new(knobs.config(), scenario, seed, Duration::ZERO);
+    let schedule = schedule(&knobs, scenario, seed);
     let description = describe(scenario, seed);
     let initial = (scenario == Scenario::Restart).then(|| {
         // Start against a populated table, as a daemon restart would.
@@ -132,20 +180,24 @@ pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
         )
         .expect("valid table")
     });
-    let mut checker = Checker::new(&plan, &knobs);
-    let world = run_plan(&plan, initial, |now, world| checker.after_step(now, world))
-        .map_err(|e| format!("{e}\n{description}"))?;
+    let mut checker = Checker::new(&schedule, &knobs);
+    let world = run_schedule(&schedule, initial, |now, world| {
+        checker.after_step(now, world)
+    })
+    .map_err(|e| format!("{e}\n{description}"))?;
     let world = world.borrow();
     checker
-        .at_end(&world)
+        .at_end(&schedule, &world)
         .map_err(|e| format!("{e}\n{description}"))?;
     let mut trace = world.trace.clone();
-    trace.sort_by_key(|(t, _)| *t);
+    trace.sort_by_key(|l| l.at);
     Ok(Outcome { description, trace })
 }
 
+/// Checks one run: safety after every step, liveness at the end.
 struct Checker {
     interval: Duration,
+    fail_interval: Duration,
     timeout: Duration,
     rise: u32,
     fall: u32,
@@ -154,50 +206,97 @@ struct Checker {
     quorum: usize,
     seen_probes: usize,
     seen_events: usize,
-    /// Per server: consecutive failed probes, and the deadline by which it must be out.
-    failures: BTreeMap<SocketAddr, (u32, Option<Duration>)>,
+    /// Per server: its run of failed probes.
+    failures: BTreeMap<SocketAddr, FailureRun>,
     /// Per server: conclusive results in order, for the hysteresis check.
-    results: BTreeMap<SocketAddr, Vec<bool>>,
+    results: BTreeMap<SocketAddr, Vec<ProbeVerdict>>,
     ever_failed: BTreeMap<SocketAddr, bool>,
-    /// Times at which the plan disturbs the table or the engine's memory.
+    /// Times at which the schedule disturbs the table or the engine's memory.
     disturbances: Vec<Duration>,
-    ops_fail_windows: Vec<(Duration, Duration)>,
+    ops_fail_windows: Vec<Window>,
     restarts: Vec<Duration>,
     last_restart_seen: usize,
     scenario: Scenario,
     reuse_connection: bool,
+    scheme: Scheme,
+}
+
+/// A server's consecutive failed probes so far.
+#[derive(Clone, Copy, Default)]
+struct FailureRun {
+    /// How many in a row.
+    count: u32,
+    /// Once `fall` in a row: when it must be out of rotation.
+    out_by: Option<Duration>,
+}
+
+/// A span of simulated time, ends included.
+#[derive(Clone, Copy)]
+struct Window {
+    from: Duration,
+    to: Duration,
+}
+
+impl Knobs {
+    /// The check's timeout: two fifths of the interval, and for https four fifths, with the
+    /// interval at least 800 ms: more than the 0.55 s a fresh https exchange can take in
+    /// the simulated network ([`Scheme::longest_exchange`]), so no healthy server times out.
+    /// (A fresh http exchange, 0.33 s at most, may outlast the shortest http timeouts: a
+    /// healthy server then fails a probe now and then, as on a slow network.)
+    pub fn timeout(&self) -> Duration {
+        let fifths = match self.scheme {
+            Scheme::Http => 2,
+            Scheme::Https => 4,
+        };
+        Duration::from_millis(self.interval_ms * fifths / 5)
+    }
+}
+
+impl Scheme {
+    /// The most a fresh probe's exchange can take in the simulated network: turmoil's largest
+    /// message latency (100 ms) and a tick for each flight of messages (SYN, request, answer;
+    /// with TLS the ClientHello and the server's handshake flight besides). A probe under way
+    /// when a server goes bad started at most this long before.
+    fn longest_exchange(self) -> Duration {
+        let flights = match self {
+            Scheme::Http => 3,
+            Scheme::Https => 5,
+        };
+        Duration::from_millis(110) * flights
+    }
 }
 
 impl Checker {
-    fn new(plan: &Plan, knobs: &Knobs) -> Checker {
+    fn new(schedule: &FaultSchedule, knobs: &Knobs) -> Checker {
         let mut disturbances = Vec::new();
         let mut ops_fail_windows = Vec::new();
         let mut restarts = Vec::new();
         let mut fail_start = None;
-        for (t, a) in &plan.actions {
-            match a {
+        for a in &schedule.actions {
+            match a.action {
                 Action::DeleteDest(..)
                 | Action::EditWeight(..)
                 | Action::Flush
-                | Action::Reload(_) => disturbances.push(*t),
-                Action::OpsFail(true) => fail_start = Some(*t),
-                Action::OpsFail(false) => {
-                    if let Some(s) = fail_start.take() {
-                        ops_fail_windows.push((s, *t));
+                | Action::Reload(_) => disturbances.push(a.at),
+                Action::FailOps => fail_start = Some(a.at),
+                Action::RestoreOps => {
+                    if let Some(from) = fail_start.take() {
+                        ops_fail_windows.push(Window { from, to: a.at });
                     }
                 }
-                Action::Restart => restarts.push(*t),
+                Action::Restart => restarts.push(a.at),
                 Action::Set(..) => {}
             }
         }
-        let timing = plan.config.services[0].servers[0].checks[0].timing;
+        let timing = schedule.config.services[0].servers[0].checks[0].timing;
         Checker {
             interval: timing.interval,
+            fail_interval: timing.fail_interval,
             timeout: timing.timeout,
             rise: timing.rise,
             fall: timing.fall,
-            resync: plan.config.daemon.resync_interval,
-            backoff_max: plan.config.daemon.retry_backoff_max,
+            resync: schedule.config.daemon.resync_interval,
+            backoff_max: schedule.config.daemon.retry_backoff_max,
             quorum: knobs.quorum,
             seen_probes: 0,
             seen_events: 0,
@@ -208,8 +307,9 @@ impl Checker {
             ops_fail_windows,
             restarts,
             last_restart_seen: 0,
-            scenario: plan.scenario,
+            scenario: schedule.scenario,
             reuse_connection: knobs.reuse_connection,
+            scheme: knobs.scheme,
         }
     }
 
@@ -218,7 +318,7 @@ impl Checker {
     fn disturbed(&self, now: Duration, grace: Duration) -> bool {
         self.ops_fail_windows
             .iter()
-            .any(|(s, e)| now >= *s && now <= *e + grace)
+            .any(|w| now >= w.from && now <= w.to + grace)
             || self
                 .disturbances
                 .iter()
@@ -234,43 +334,69 @@ impl Checker {
             self.last_restart_seen += 1;
             self.failures.clear();
         }
-        for &(t, server, verdict) in &world.probes[self.seen_probes..] {
-            let Some(pass) = verdict else { continue };
-            self.results.entry(server).or_default().push(pass);
-            let entry = self.failures.entry(server).or_insert((0, None));
-            if pass {
-                *entry = (0, None);
+        for p in &world.probes[self.seen_probes..] {
+            if p.verdict == ProbeVerdict::Inconclusive {
+                continue;
+            }
+            // A black hole loses packets; it does not refuse them: a probe into one fails only
+            // when its whole timeout has passed.
+            if self.scenario == Scenario::Blackhole
+                && p.verdict == ProbeVerdict::Fail
+                && p.took < self.timeout
+            {
+                return Err(format!(
+                    "honesty: at t+{:?} a probe of {} failed after {:?}, before its timeout of \
+                     {:?}, though only black holes strike in this scenario",
+                    p.at, p.server, p.took, self.timeout
+                ));
+            }
+            self.results.entry(p.server).or_default().push(p.verdict);
+            let run = self.failures.entry(p.server).or_default();
+            if p.verdict == ProbeVerdict::Pass {
+                *run = FailureRun::default();
             } else {
-                self.ever_failed.insert(server, true);
-                entry.0 += 1;
-                if entry.0 >= self.fall && entry.1.is_none() {
-                    entry.1 = Some(t + self.interval);
+                self.ever_failed.insert(p.server, true);
+                run.count += 1;
+                if run.count >= self.fall && run.out_by.is_none() {
+                    run.out_by = Some(p.at + self.interval);
                 }
             }
         }
         self.seen_probes = world.probes.len();
 
         // Hysteresis: every transition is justified by the results just before it.
-        for (t, e) in &world.events[self.seen_events..] {
-            match &e.kind {
+        for e in &world.events[self.seen_events..] {
+            let t = e.at;
+            match &e.event.kind {
                 EventKind::ServerHealth {
                     server,
                     fallback: false,
                     from,
                     to,
+                    reason,
                     ..
                 } => {
                     let results = self.results.get(server).cloned().unwrap_or_default();
-                    let (need, pass) = match (from, to) {
-                        (_, Health::Down) => (self.fall as usize, false),
-                        (Health::Down, Health::Up) => (self.rise as usize, true),
-                        (_, Health::Up) => (1, true),
+                    let (need, want) = match (from, to) {
+                        (_, Health::Down) => (self.fall as usize, ProbeVerdict::Fail),
+                        (Health::Down, Health::Up) => (self.rise as usize, ProbeVerdict::Pass),
+                        (_, Health::Up) => (1, ProbeVerdict::Pass),
                         _ => continue,
                     };
                     let tail = &results[results.len().saturating_sub(need)..];
-                    if tail.len() < need || tail.iter().any(|r| *r != pass) {
+                    if tail.len() < need || tail.iter().any(|r| *r != want) {
                         return Err(format!(
-                            "safety: at t+{t:?} {server} went {from} -> {to} after results {tail:?} (needs {need} x {pass})"
+                            "safety: at t+{t:?} {server} went {from} -> {to} after results {tail:?} (needs {need} x {want:?})"
+                        ));
+                    }
+                    if self.scenario == Scenario::Blackhole
+                        && *to == Health::Down
+                        && world.behaviour_of(*server) == Behaviour::Blackholed
+                        && !reason.contains("timed out")
+                    {
+                        return Err(format!(
+                            "honesty: at t+{t:?} black-holed {server} went down with `{reason}`, \
+                             not a timeout"
                         ));
                     }
                 }
@@ -299,9 +425,9 @@ impl Checker {
         // Out of rotation within one interval of failing `fall` probes in a row.
         let grace = self.backoff_max + self.interval + self.timeout;
         if !self.disturbed(now, grace) {
-            for (server, (_, deadline)) in &self.failures {
-                let Some(deadline) = deadline else { continue };
-                if now < *deadline {
+            for (server, run) in &self.failures {
+                let Some(out_by) = run.out_by else { continue };
+                if now < out_by {
                     continue;
                 }
                 let in_rotation = world
@@ -315,7 +441,7 @@ impl Checker {
                     return Err(format!(
                         "safety: at t+{now:?} {server} is still in rotation, though it failed {} probes in a row by t+{:?}",
                         self.fall,
-                        *deadline - self.interval
+                        out_by - self.interval
                     ));
                 }
             }
@@ -359,7 +485,7 @@ impl Checker {
         Ok(())
     }
 
-    fn at_end(&self, world: &World) -> Result<(), String> {
+    fn at_end(&self, schedule: &FaultSchedule, world: &World) -> Result<(), String> {
         // Liveness: faults ended long enough ago; the table must be what the configuration says.
         let config = world
             .config
@@ -369,7 +495,11 @@ impl Checker {
         // Connections: without reuse_connection every request has a connection of its own;
         // with it, kept connections carry most passing probes (a server's connection is
         // replaced only when a probe times out or the connection breaks or closes).
-        let passes = world.probes.iter().filter(|p| p.2 == Some(true)).count();
+        let passes = world
+            .probes
+            .iter()
+            .filter(|p| p.verdict == ProbeVerdict::Pass)
+            .count();
         let reused = world.reused_answers;
         if !self.reuse_connection && reused != 0 {
             problems.push(format!(
@@ -418,6 +548,12 @@ impl Checker {
                 problems.push(format!("destinations not in the configuration: {extra:?}"));
             }
         }
+        if self.scenario == Scenario::Blackhole {
+            let fast = self.black_hole_detections(schedule, world);
+            if !fast.is_empty() {
+                return Err(format!("honesty: {}", fast.join("; ")));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -428,29 +564,70 @@ impl Checker {
             ))
         }
     }
+
+    /// Detections faster than a black hole allows: `fall` probes must each run to their
+    /// timeout, one starting at most every `max(failing_interval, timeout)`, and the first may
+    /// have started up to [`Scheme::longest_exchange`] before the black hole.
+    fn black_hole_detections(&self, schedule: &FaultSchedule, world: &World) -> Vec<String> {
+        let fastest = (self.timeout + self.fail_interval.max(self.timeout) * (self.fall - 1))
+            .saturating_sub(self.scheme.longest_exchange());
+        latencies(schedule, world)
+            .into_iter()
+            .flat_map(|(server, l)| l.detection.into_iter().map(move |d| (server, d)))
+            .filter(|(_, d)| *d < fastest)
+            .map(|(server, d)| {
+                format!("black-holed {server} was detected after {d:?}, faster than {fastest:?}")
+            })
+            .collect()
+    }
 }
 
-/// The seeds to run: `LVS_HC_SEED` alone, or `0..LVS_HC_SEEDS` (default 200).
-pub fn seeds() -> (Vec<u64>, bool) {
-    if let Ok(s) = std::env::var("LVS_HC_SEED") {
-        let seed = s.parse().expect("LVS_HC_SEED is a number");
-        return (vec![seed], true);
+/// The seeds to run, from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seeds {
+    /// `LVS_HC_SEED=n`: seed `n` alone, printed in full (knobs, schedule, trace).
+    Replay(u64),
+    /// `LVS_HC_SEEDS=n`: seeds `0..n` (200 when unset).
+    Sweep(u64),
+}
+
+impl Seeds {
+    /// The seeds `LVS_HC_SEED` or `LVS_HC_SEEDS` ask for.
+    pub fn from_env() -> Seeds {
+        if let Ok(s) = std::env::var("LVS_HC_SEED") {
+            return Seeds::Replay(s.parse().expect("LVS_HC_SEED is a number"));
+        }
+        let n = std::env::var("LVS_HC_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200);
+        Seeds::Sweep(n)
     }
-    let n = std::env::var("LVS_HC_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    ((0..n).collect(), false)
+
+    /// Every seed, in order.
+    pub fn list(&self) -> Vec<u64> {
+        match *self {
+            Seeds::Replay(seed) => vec![seed],
+            Seeds::Sweep(n) => (0..n).collect(),
+        }
+    }
 }
 
 /// Sweeps the seeds for `scenario`; panics with the replay line on the first failure. Also
-/// checks determinism: the first seeds run twice must give identical traces.
+/// checks determinism: the first seeds, and the first of each [`Scheme`], run twice must give
+/// identical traces.
 pub fn sweep(scenario: Scenario, test_name: &str) {
-    let (seeds, single) = seeds();
+    let seeds = Seeds::from_env();
+    let replay_one = matches!(seeds, Seeds::Replay(_));
+    let list = seeds.list();
     let mut out = String::new();
-    for (i, &seed) in seeds.iter().enumerate() {
+    let mut schemes_seen = Vec::new();
+    for (i, &seed) in list.iter().enumerate() {
+        let scheme = Knobs::from_seed(seed).scheme;
+        let first_of_scheme = !schemes_seen.contains(&scheme);
+        schemes_seen.push(scheme);
         let replay = format!("reproduce with: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test scenarios {test_name}");
-        if single {
+        if replay_one {
             println!("{}", describe(scenario, seed));
         }
         match check(scenario, seed) {
@@ -459,13 +636,13 @@ pub fn sweep(scenario: Scenario, test_name: &str) {
                 scenario.name()
             ),
             Ok(outcome) => {
-                if single {
-                    for (t, line) in &outcome.trace {
-                        let _ = writeln!(out, "t+{:>8.3}s {line}", t.as_secs_f64());
+                if replay_one {
+                    for l in &outcome.trace {
+                        let _ = writeln!(out, "t+{:>8.3}s {}", l.at.as_secs_f64(), l.text);
                     }
                     println!("{out}");
                 }
-                if i < 3 || single {
+                if i < 3 || first_of_scheme || replay_one {
                     let again = check(scenario, seed).expect("second run of a passing seed");
                     assert_eq!(
                         outcome.trace, again.trace,
@@ -475,5 +652,5 @@ pub fn sweep(scenario: Scenario, test_name: &str) {
             }
         }
     }
-    println!("scenario {}: {} seeds passed", scenario.name(), seeds.len());
+    println!("scenario {}: {} seeds passed", scenario.name(), list.len());
 }

@@ -1,0 +1,184 @@
+//! What the simulated hosts and the controller share: the kernel table, each server's
+//! behaviour, and the record of the run (trace, events, probe results).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ipvs_sys::memory::MemoryBackend;
+use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
+use lvs_hc_core::{Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus};
+
+use super::servers::Behaviour;
+use crate::driver::Observer;
+
+/// What the simulation shares between its hosts and its controller.
+#[derive(Default)]
+pub struct World {
+    /// The kernel table.
+    pub kernel: MemoryBackend,
+    /// Whether IPVS operations work now.
+    pub kernel_ops: KernelOps,
+    /// Each server's behaviour now (healthy when absent).
+    pub behaviour: BTreeMap<SocketAddr, Behaviour>,
+    /// The trace: schedule actions and engine events, as printed.
+    pub trace: Vec<TraceLine>,
+    /// Every engine event with its simulated time.
+    pub events: Vec<TimedEvent>,
+    /// Every probe result.
+    pub probes: Vec<ProbeRecord>,
+    /// The engine's view after its latest round.
+    pub status: Vec<ServerStatus>,
+    /// Operations in flight after the latest round.
+    pub pending_ops: usize,
+    /// Whether the engine has read the table at least once (in its current life).
+    pub has_snapshot: bool,
+    /// Set to restart the daemon.
+    pub restart: bool,
+    /// The configuration in force.
+    pub config: Option<Config>,
+    /// Connections the simulated servers accepted.
+    pub connections: usize,
+    /// Requests answered on a connection that had answered one before (keep-alive).
+    pub reused_answers: usize,
+}
+
+impl World {
+    /// How `server` behaves now.
+    pub fn behaviour_of(&self, server: SocketAddr) -> Behaviour {
+        self.behaviour
+            .get(&server)
+            .copied()
+            .unwrap_or(Behaviour::Healthy)
+    }
+}
+
+/// A shared handle on the world.
+pub type WorldRef = Rc<RefCell<World>>;
+
+/// Whether the simulated kernel carries out IPVS operations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelOps {
+    /// Operations are applied.
+    #[default]
+    Working,
+    /// Every operation fails.
+    Failing,
+}
+
+/// A line of the trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceLine {
+    /// Simulated time since the start.
+    pub at: Duration,
+    /// What happened.
+    pub text: String,
+}
+
+/// An engine event and when it happened.
+#[derive(Clone, Debug)]
+pub struct TimedEvent {
+    /// Simulated time since the start.
+    pub at: Duration,
+    /// The event.
+    pub event: Event,
+}
+
+/// A probe's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeRecord {
+    /// When it finished, in simulated time since the start.
+    pub at: Duration,
+    /// The server probed.
+    pub server: SocketAddr,
+    /// What it found.
+    pub verdict: ProbeVerdict,
+    /// How long it took.
+    pub took: Duration,
+}
+
+/// What a probe found, as far as the server's health goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    /// It passed.
+    Pass,
+    /// It failed.
+    Fail,
+    /// No verdict: inconclusive, or a fault of the director.
+    Inconclusive,
+}
+
+/// The in-memory kernel table, failing operations while the schedule says so.
+#[derive(Clone)]
+pub struct SimBackend(pub WorldRef);
+
+impl IpvsBackend for SimBackend {
+    fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
+        self.0.borrow_mut().kernel.snapshot()
+    }
+    fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
+        let mut w = self.0.borrow_mut();
+        if w.kernel_ops == KernelOps::Failing {
+            return Err(IpvsError::Invalid("simulated kernel failure".into()));
+        }
+        w.kernel.apply(op)
+    }
+    fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
+        self.0.borrow_mut().kernel.info()
+    }
+    fn flush(&mut self) -> Result<(), IpvsError> {
+        self.0.borrow_mut().kernel.flush()
+    }
+}
+
+/// Records what the driver reports into the world, stamped with simulated time.
+pub(crate) struct SimObserver {
+    pub(crate) world: WorldRef,
+    pub(crate) origin: tokio::time::Instant,
+}
+
+impl SimObserver {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+impl Observer for SimObserver {
+    fn on_event(&mut self, event: &Event) {
+        let at = self.now();
+        let mut w = self.world.borrow_mut();
+        w.trace.push(TraceLine {
+            at,
+            text: event.kind.to_string(),
+        });
+        w.events.push(TimedEvent {
+            at,
+            event: event.clone(),
+        });
+    }
+    fn on_probe(&mut self, req: &ProbeRequest, outcome: &ProbeOutcome, took: Duration) {
+        let at = self.now();
+        let verdict = match outcome {
+            ProbeOutcome::Pass { .. } => ProbeVerdict::Pass,
+            ProbeOutcome::Fail { .. } => ProbeVerdict::Fail,
+            ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => {
+                ProbeVerdict::Inconclusive
+            }
+        };
+        self.world.borrow_mut().probes.push(ProbeRecord {
+            at,
+            server: req.server,
+            verdict,
+            took,
+        });
+    }
+    fn on_engine(&mut self, engine: &Engine) {
+        let mut w = self.world.borrow_mut();
+        w.status = engine.status();
+        w.pending_ops = engine.pending_ops();
+        w.has_snapshot = engine.has_snapshot();
+        w.config = Some(engine.config().clone());
+    }
+}
