@@ -57,9 +57,9 @@ pub enum Command {
     /// Run a configuration through the deterministic simulator and print what lvs-hc would do.
     ///
     /// Simulated real servers fail on a schedule drawn from the seed; the real probes and
-    /// engine run in simulated time against an in-memory IPVS table. Prints the plan, the
-    /// timeline of events and operations, and per-server detection and recovery latency.
-    /// The same seed gives the same output.
+    /// engine run in simulated time against an in-memory IPVS table. Prints the fault
+    /// schedule, the timeline of events and operations, and per-server detection and recovery
+    /// latency. The same seed gives the same output.
     Simulate {
         /// The configuration file (TOML).
         #[arg(long, short = 'c', value_name = "FILE")]
@@ -70,7 +70,8 @@ pub enum Command {
         /// The seed: the same seed, the same run.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Simulated time, e.g. 10m (default: long enough for several faults and recoveries).
+        /// Simulated time, e.g. 10m (default: long enough for several faults and recoveries); a
+        /// duration with no room for a fault is refused (exit status 2).
         #[arg(long, value_name = "DURATION")]
         duration: Option<String>,
         /// Print JSON instead of text.

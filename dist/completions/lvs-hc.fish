@@ -93,7 +93,7 @@ ops-fail\t''
 restart\t''
 reload\t''"
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand simulate" -l seed -d 'The seed: the same seed, the same run' -r
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand simulate" -l duration -d 'Simulated time, e.g. 10m (default: long enough for several faults and recoveries)' -r
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand simulate" -l duration -d 'Simulated time, e.g. 10m (default: long enough for several faults and recoveries); a duration with no room for a fault is refused (exit status 2)' -r
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand simulate" -l json -d 'Print JSON instead of text'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand simulate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand table" -l backend -d 'How to read the kernel table' -r -f -a "netlink\t'The kernel\'s IPVS generic netlink family (no external program)'

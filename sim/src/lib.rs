@@ -197,7 +197,7 @@ pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
 /// Checks one run: safety after every step, liveness at the end.
 struct Checker {
     interval: Duration,
-    fail_interval: Duration,
+    failing_interval: Duration,
     timeout: Duration,
     rise: u32,
     fall: u32,
@@ -291,7 +291,7 @@ impl Checker {
         let timing = schedule.config.services[0].servers[0].checks[0].timing;
         Checker {
             interval: timing.interval,
-            fail_interval: timing.fail_interval,
+            failing_interval: timing.failing_interval,
             timeout: timing.timeout,
             rise: timing.rise,
             fall: timing.fall,
@@ -569,7 +569,7 @@ impl Checker {
     /// timeout, one starting at most every `max(failing_interval, timeout)`, and the first may
     /// have started up to [`Scheme::longest_exchange`] before the black hole.
     fn black_hole_detections(&self, schedule: &FaultSchedule, world: &World) -> Vec<String> {
-        let fastest = (self.timeout + self.fail_interval.max(self.timeout) * (self.fall - 1))
+        let fastest = (self.timeout + self.failing_interval.max(self.timeout) * (self.fall - 1))
             .saturating_sub(self.scheme.longest_exchange());
         latencies(schedule, world)
             .into_iter()

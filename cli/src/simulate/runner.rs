@@ -244,7 +244,7 @@ fn tcp_capacity(schedule: &FaultSchedule) -> usize {
             let t = check.timing;
             let every = t
                 .interval
-                .min(t.fail_interval)
+                .min(t.failing_interval)
                 .max(t.timeout)
                 .max(Duration::from_millis(1));
             *attempts.entry(target(server, check)).or_default() +=
