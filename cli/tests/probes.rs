@@ -181,6 +181,67 @@ async fn https_to_a_plain_server_fails_the_handshake() {
 }
 
 #[tokio::test]
+async fn responses_are_framed_as_http_1_1_says() {
+    // Each answer, sent in one piece and then as a trickle of 1-byte writes (the head and the
+    // chunk lines arrive in parts), against `expect_body = "ok"` with a 16-byte body limit.
+    let check = "type = \"http\"\nexpect_body = \"ok\"\nbody_limit = 16";
+    let pass = ProbeOutcome::Pass { weight: None };
+    let cases: [(&str, &'static str, ProbeOutcome); 9] = [
+        (
+            "chunks, an extension and a trailer",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=y\r\no\r\n1\r\nk\r\n0\r\nT: 1\r\n\r\n",
+            pass.clone(),
+        ),
+        (
+            "chunks without the page",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nbad\r\n0\r\n\r\n",
+            fail("body lacks \"ok\""),
+        ),
+        (
+            "an informational answer first",
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            pass.clone(),
+        ),
+        (
+            "HTTP/1.0, the body until the close",
+            "HTTP/1.0 200 OK\r\n\r\nok",
+            pass.clone(),
+        ),
+        (
+            "a body shorter than its length",
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok",
+            fail("reading the body failed: connection closed before a complete response"),
+        ),
+        (
+            "the page past the body limit",
+            "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n..................ok",
+            fail("body lacks \"ok\""),
+        ),
+        (
+            "two lengths",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+            fail("not an HTTP response (two different content-lengths)"),
+        ),
+        (
+            "not HTTP",
+            "SSH-2.0-OpenSSH_9.2\r\n",
+            fail("not an HTTP response (invalid HTTP version)"),
+        ),
+        (
+            "a head cut short",
+            "HTTP/1.1 200 OK\r\nContent-Le",
+            fail("connection closed before a complete response"),
+        ),
+    ];
+    for (what, answer, want) in cases {
+        for pieces in [1, answer.len()] {
+            let s = server(answer, Duration::from_millis(u64::from(pieces > 1)), pieces).await;
+            assert_eq!(probe(s, check).await, want, "{what}, in {pieces} pieces");
+        }
+    }
+}
+
+#[tokio::test]
 async fn exec_passes_on_exit_0_and_reports_the_exit_status() {
     let s: SocketAddr = "127.0.0.1:80".parse().unwrap();
     assert_eq!(
@@ -756,7 +817,9 @@ async fn a_reused_connection_carries_every_probe_of_its_server() {
     assert_eq!((fresh.connections(), fresh.requests()), (3, 3));
     let heads = fresh.heads.lock().unwrap().clone();
     assert!(
-        heads.iter().all(|h| h.contains("connection: close")),
+        heads
+            .iter()
+            .all(|h| h.to_ascii_lowercase().contains("connection: close")),
         "{heads:?}"
     );
 }

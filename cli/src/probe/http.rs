@@ -1,17 +1,19 @@
-//! HTTP(S) checks: one request and its response on hyper's HTTP/1 connection API, on the kept
-//! connection of a check with `reuse_connection` when there is one, else on a fresh one.
+//! HTTP(S) checks: one request and its response, on the kept connection of a check with
+//! `reuse_connection` when there is one, else on a fresh one.
+//!
+//! A probe is one request and one response, so it speaks HTTP/1.1 itself on `httparse` (the
+//! parser hyper uses) rather than through hyper's client, whose connection set-up (three 8 KiB
+//! buffers and a request channel per exchange) cost more than the rest of the probe: the request
+//! is written whole, the head parsed as it arrives (informational 1xx answers skipped, at most
+//! 16 KiB and 64 headers), and the body read as `Content-Length`, chunks or until the close
+//! say, within `body_limit`. Over TLS the same, on the TLS stream.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use lvs_hc_core::config::{HttpCheck, HttpMethod};
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pool::{BoxStream, Kept, PoolKey};
 use super::{director_fault, fail, io_outcome, io_reason, Connect, Prober};
@@ -112,109 +114,348 @@ enum Exchange {
     Closed(ProbeOutcome),
 }
 
-/// One request and its response on `stream`, judged against the check.
+/// The most a response's head (status line and headers) may take.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most headers a response may have.
+const MAX_HEADERS: usize = 64;
+/// The most a chunk-size line or a trailer line may take.
+const MAX_LINE: usize = 4096;
+/// What a probe reads at a time (and the buffer it starts with).
+const READ_CHUNK: usize = 2048;
+
+/// One request and its response on `stream`, judged against the check: HTTP/1.1 on
+/// `httparse`, the request written whole, the head parsed as it arrives, the body read within
+/// `body_limit` (to its end when the connection is to be kept).
 async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, reuse: Reuse) -> Exchange {
-    let request = match build_request(h, target) {
-        Ok(r) => r,
-        Err(e) => return Exchange::Done(fail(e), None),
+    let mut conn = Conn {
+        stream,
+        buf: Vec::with_capacity(READ_CHUNK),
+        pos: 0,
     };
-    let io = TokioIo::new(NoShutdown(stream));
-    let (mut sender, mut conn) = match hyper::client::conn::http1::handshake(io).await {
-        Ok(x) => x,
-        Err(e) => return Exchange::Done(fail(format!("HTTP handshake failed: {e}")), None),
+    if let Err(e) = conn.stream.write_all(&request(h, target, reuse)).await {
+        return Exchange::Closed(io_outcome(&e));
+    }
+    let head = match conn.read_head().await {
+        Ok(head) => head,
+        Err(outcome) => return Exchange::Closed(outcome),
     };
-    let ((result, reusable), conn_ended) = {
-        let work = async {
-            let response = match sender.send_request(request).await {
-                Ok(r) => r,
-                Err(e) => return (Err(hyper_outcome(&e, "")), false),
+    let bad_status = (!h.expect_status.contains(head.status))
+        .then(|| fail(format!("status {} not in {}", head.status, h.expect_status)));
+    let want_body = h.expect_body.is_some() || h.expect_body_regex.is_some();
+    if reuse == Reuse::Close && (bad_status.is_some() || !want_body) {
+        let verdict = bad_status.unwrap_or(ProbeOutcome::Pass { weight: None });
+        return Exchange::Done(verdict, None);
+    }
+    // Read the body: to judge it, and, to keep the connection, to its end (the bytes are kept
+    // only when judged).
+    let framing = if h.method == HttpMethod::Head || matches!(head.status, 204 | 304) {
+        Framing::Length(0)
+    } else {
+        head.framing
+    };
+    let mut body = Body {
+        bytes: Vec::new(),
+        read: 0,
+        limit: h.body_limit,
+        keep: want_body,
+    };
+    let complete = match conn.read_body(framing, &mut body).await {
+        Ok(complete) => complete,
+        Err(outcome) => return Exchange::Done(outcome, None),
+    };
+    let verdict = bad_status.unwrap_or_else(|| judge_body(h, &body.bytes));
+    // The whole response was read and nothing more: the stream is at a message boundary and
+    // can carry the next request.
+    let reusable = reuse == Reuse::Keep
+        && head.keep_alive
+        && complete
+        && framing != Framing::UntilClose
+        && conn.pos == conn.buf.len();
+    Exchange::Done(verdict, reusable.then(|| Kept(conn.stream)))
+}
+
+/// The request of an HTTP(S) check. To keep the connection it relies on HTTP/1.1's default;
+/// otherwise it says `Connection: close`. (The path and the host were checked when the
+/// configuration was read: no spaces, no control characters.)
+fn request(h: &HttpCheck, target: SocketAddr, reuse: Reuse) -> Vec<u8> {
+    let method = match h.method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Head => "HEAD",
+    };
+    let connection = match reuse {
+        Reuse::Keep => "",
+        Reuse::Close => "Connection: close\r\n",
+    };
+    format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lvs-hc/{}\r\n{connection}\r\n",
+        h.path,
+        host_header(h, target),
+        env!("CARGO_PKG_VERSION")
+    )
+    .into_bytes()
+}
+
+/// How a response's body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// After this many bytes (`Content-Length`, or none for HEAD, 204 and 304).
+    Length(u64),
+    /// At the last chunk (`Transfer-Encoding: chunked`).
+    Chunked,
+    /// When the server closes the connection (neither of the above).
+    UntilClose,
+}
+
+/// What a probe needs of a response's head.
+struct Head {
+    status: u16,
+    framing: Framing,
+    /// HTTP/1.1 without `Connection: close` (HTTP/1.0 servers are not kept).
+    keep_alive: bool,
+}
+
+/// The body as read so far.
+struct Body {
+    /// What was kept, when the check judges the body.
+    bytes: Vec<u8>,
+    /// How much of it was read (kept or not).
+    read: usize,
+    /// The most to read: `body_limit`.
+    limit: usize,
+    /// Whether to keep the bytes.
+    keep: bool,
+}
+
+impl Body {
+    /// Takes `data`; false once the limit is reached.
+    fn take(&mut self, data: &[u8]) -> bool {
+        let n = data.len().min(self.limit - self.read);
+        if self.keep {
+            self.bytes.extend_from_slice(&data[..n]);
+        }
+        self.read += n;
+        self.read < self.limit
+    }
+}
+
+/// A connection and what was read from it and not used yet (`buf[pos..]`).
+struct Conn {
+    stream: BoxStream,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+/// Why reading ended early.
+enum ReadEnd {
+    /// The server closed the connection.
+    Eof,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl Conn {
+    /// Reads more into the buffer; the number of bytes read.
+    async fn fill(&mut self) -> Result<usize, ReadEnd> {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let n = self.stream.read(&mut self.buf[len..]).await;
+        self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
+        match n {
+            Ok(0) => Err(ReadEnd::Eof),
+            Ok(n) => Ok(n),
+            Err(e) => Err(ReadEnd::Io(e)),
+        }
+    }
+
+    /// Reads the head of the response (skipping informational 1xx ones).
+    async fn read_head(&mut self) -> Result<Head, ProbeOutcome> {
+        loop {
+            let parsed = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut headers);
+                match response.parse(&self.buf[self.pos..]) {
+                    Ok(httparse::Status::Complete(len)) => Some((head_of(&response)?, len)),
+                    Ok(httparse::Status::Partial) => None,
+                    Err(e) => return Err(not_http(e)),
+                }
             };
-            let status = response.status().as_u16();
-            let bad_status = (!h.expect_status.contains(status))
-                .then(|| fail(format!("status {status} not in {}", h.expect_status)));
-            let want_body = h.expect_body.is_some() || h.expect_body_regex.is_some();
-            if reuse == Reuse::Close && (bad_status.is_some() || !want_body) {
-                let verdict = bad_status.unwrap_or(ProbeOutcome::Pass { weight: None });
-                return (Ok(verdict), false);
+            match parsed {
+                Some((head, len)) => {
+                    self.pos += len;
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                None if self.buf.len() - self.pos >= MAX_HEAD => {
+                    return Err(fail(format!(
+                        "not an HTTP response (a head over {} KiB)",
+                        MAX_HEAD / 1024
+                    )))
+                }
+                None => match self.fill().await {
+                    Ok(_) => {}
+                    Err(ReadEnd::Eof) => return Err(closed_early()),
+                    Err(ReadEnd::Io(e)) => return Err(io_outcome(&e)),
+                },
             }
-            // Read the body: to judge it, and, to keep the connection, to its end (the bytes
-            // are kept only when judged).
-            let keep_alive = keep_alive(&response);
-            let mut body = response.into_body();
-            let mut bytes = Vec::new();
-            let mut read = 0;
-            let mut complete = false;
-            while read < h.body_limit {
-                match body.frame().await {
-                    None => {
-                        complete = true;
-                        break;
-                    }
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            let take = data.len().min(h.body_limit - read);
-                            if want_body {
-                                bytes.extend_from_slice(&data[..take]);
-                            }
-                            read += take;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        return (Ok(hyper_outcome(&e, "reading the body failed: ")), false);
+        }
+    }
+
+    /// Reads the body as `framing` says, within `body.limit`: whether it was read to its end.
+    async fn read_body(&mut self, framing: Framing, body: &mut Body) -> Result<bool, ProbeOutcome> {
+        match framing {
+            Framing::Length(left) => self.read_exactly(left, body).await,
+            Framing::UntilClose => loop {
+                if self.pos < self.buf.len() {
+                    let more = body.take(&self.buf[self.pos..]);
+                    self.pos = self.buf.len();
+                    if !more {
+                        return Ok(false);
                     }
                 }
-            }
-            complete = complete || hyper::body::Body::is_end_stream(&body);
-            let verdict = bad_status.unwrap_or_else(|| judge_body(h, &bytes));
-            (Ok(verdict), keep_alive && complete)
-        };
-        tokio::pin!(work);
-        tokio::select! {
-            biased;
-            r = &mut work => (r, false),
-            // The connection ended first (the server closed it): the exchange now resolves
-            // with whatever was received.
-            _ = &mut conn => (work.await, true),
+                match self.fill().await {
+                    Ok(_) => {}
+                    Err(ReadEnd::Eof) => return Ok(true),
+                    Err(ReadEnd::Io(e)) => return Err(body_failed(&e)),
+                }
+            },
+            Framing::Chunked => loop {
+                let line = self.line().await?;
+                let size = line.split(|&b| b == b';').next().unwrap_or(&[]);
+                let size = std::str::from_utf8(size)
+                    .ok()
+                    .map(str::trim)
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .ok_or_else(|| {
+                        fail("reading the body failed: not an HTTP response (invalid chunk size)")
+                    })?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    while !self.line().await?.is_empty() {}
+                    return Ok(true);
+                }
+                if !self.read_exactly(size, body).await? {
+                    return Ok(false);
+                }
+                if !self.line().await?.is_empty() {
+                    return Err(fail(
+                        "reading the body failed: not an HTTP response (invalid chunk end)",
+                    ));
+                }
+            },
         }
-    };
-    drop(sender);
-    match result {
-        Err(outcome) => Exchange::Closed(outcome),
-        Ok(outcome) if !reusable || conn_ended => Exchange::Done(outcome, None),
-        Ok(outcome) => {
-            // The whole response was read and nothing more: the stream is at a message
-            // boundary and can carry the next request without hyper's state.
-            let parts = conn.into_parts();
-            let kept = parts
-                .read_buf
-                .is_empty()
-                .then(|| Kept(parts.io.into_inner().0));
-            Exchange::Done(outcome, kept)
+    }
+
+    /// Reads `left` bytes of body (or up to the limit): whether all were read.
+    async fn read_exactly(&mut self, mut left: u64, body: &mut Body) -> Result<bool, ProbeOutcome> {
+        while left > 0 {
+            if self.pos == self.buf.len() {
+                self.refill().await?;
+            }
+            let here = self.buf.len() - self.pos;
+            let n = here.min(usize::try_from(left).unwrap_or(usize::MAX));
+            let more = body.take(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
+            left -= n as u64;
+            if !more && left > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// More bytes within a body, or why there are none.
+    async fn refill(&mut self) -> Result<(), ProbeOutcome> {
+        match self.fill().await {
+            Ok(_) => Ok(()),
+            Err(ReadEnd::Eof) => Err(fail(format!(
+                "reading the body failed: {}",
+                CLOSED_EARLY
+            ))),
+            Err(ReadEnd::Io(e)) => Err(body_failed(&e)),
+        }
+    }
+
+    /// The next CRLF-ended line (without its end), within a chunked body.
+    async fn line(&mut self) -> Result<Vec<u8>, ProbeOutcome> {
+        loop {
+            if let Some(i) = self.buf[self.pos..].windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[self.pos..self.pos + i].to_vec();
+                self.pos += i + 2;
+                return Ok(line);
+            }
+            if self.buf.len() - self.pos > MAX_LINE {
+                return Err(fail(
+                    "reading the body failed: not an HTTP response (a chunk line too long)",
+                ));
+            }
+            self.refill().await?;
         }
     }
 }
 
-/// The request of an HTTP(S) check. With `reuse_connection` it asks to keep the connection
-/// (HTTP/1.1's default); otherwise it says `Connection: close`.
-fn build_request(h: &HttpCheck, target: SocketAddr) -> Result<http::Request<Empty<Bytes>>, String> {
-    let method = match h.method {
-        HttpMethod::Get => http::Method::GET,
-        HttpMethod::Head => http::Method::HEAD,
-    };
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(h.path.as_str())
-        .header(http::header::HOST, host_header(h, target))
-        .header(
-            http::header::USER_AGENT,
-            concat!("lvs-hc/", env!("CARGO_PKG_VERSION")),
-        );
-    if !h.reuse_connection {
-        request = request.header(http::header::CONNECTION, "close");
+/// The status, framing and persistence of a parsed head; a failure when they contradict each
+/// other (two different lengths, a length that is no number).
+fn head_of(response: &httparse::Response<'_, '_>) -> Result<Head, ProbeOutcome> {
+    let status = response.code.unwrap_or(0);
+    let http11 = response.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = false;
+    for header in response.headers.iter() {
+        let value = std::str::from_utf8(header.value).unwrap_or("");
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let n = value.trim().parse::<u64>().map_err(|_| {
+                fail(format!("not an HTTP response (content-length `{value}`)"))
+            })?;
+            if length.is_some_and(|l| l != n) {
+                return Err(fail("not an HTTP response (two different content-lengths)"));
+            }
+            length = Some(n);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            close |= value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+        }
     }
-    request
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("cannot build the request: {e}"))
+    let framing = match (chunked, length) {
+        (true, _) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::UntilClose,
+    };
+    Ok(Head {
+        status,
+        framing,
+        keep_alive: http11 && !close,
+    })
+}
+
+/// What the server sent when the connection ended before a whole response.
+const CLOSED_EARLY: &str = "connection closed before a complete response";
+
+fn closed_early() -> ProbeOutcome {
+    fail(CLOSED_EARLY)
+}
+
+fn not_http(e: httparse::Error) -> ProbeOutcome {
+    fail(format!("not an HTTP response ({e})"))
+}
+
+fn body_failed(e: &io::Error) -> ProbeOutcome {
+    match director_fault(e) {
+        Some(reason) => ProbeOutcome::DirectorFault { reason },
+        None => fail(format!("reading the body failed: {}", io_reason(e))),
+    }
 }
 
 /// The Host header: the check's `host`, else the server's address, with its port unless it is
@@ -235,20 +476,6 @@ fn host_header(h: &HttpCheck, target: SocketAddr) -> String {
     }
 }
 
-/// Whether the server lets the connection stay open after `response`: HTTP/1.1 without
-/// `Connection: close`. (HTTP/1.0 servers are not kept.)
-fn keep_alive<B>(response: &http::Response<B>) -> bool {
-    response.version() == http::Version::HTTP_11
-        && !response
-            .headers()
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| {
-                v.to_str()
-                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-            })
-}
-
 /// Whether the body read so far has what the check expects.
 fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
     if h.expect_body.is_none() && h.expect_body_regex.is_none() {
@@ -266,81 +493,6 @@ fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
         }
     }
     ProbeOutcome::Pass { weight: None }
-}
-
-/// A failed exchange: a fault of this director when an I/O error under it says so, else a
-/// failure of the server, its reason after `context`.
-fn hyper_outcome(e: &hyper::Error, context: &str) -> ProbeOutcome {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(reason) = s.downcast_ref::<io::Error>().and_then(director_fault) {
-            return ProbeOutcome::DirectorFault { reason };
-        }
-        source = s.source();
-    }
-    fail(format!("{context}{}", hyper_reason(e)))
-}
-
-fn hyper_reason(e: &hyper::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<io::Error>() {
-            return io_reason(io);
-        }
-        source = s.source();
-    }
-    if e.is_incomplete_message() {
-        return "connection closed before a complete response".into();
-    }
-    if e.is_parse() {
-        return format!("not an HTTP response ({e})");
-    }
-    e.to_string()
-}
-
-/// A probe's stream without the half-close: hyper shuts the write side down once a
-/// `Connection: close` response is read, which costs a FIN and, on the server, its handling, for
-/// a connection about to be reset anyway (see [`TokioConnect`](super::TokioConnect)). Reads and writes pass through.
-struct NoShutdown<S>(S);
-
-impl<S: AsyncRead + Unpin> AsyncRead for NoShutdown<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 #[cfg(test)]

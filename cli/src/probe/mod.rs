@@ -3,7 +3,7 @@
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
 //! shares: connecting, the timeout, and telling the director's faults from the server's
-//! failures. HTTP runs on hyper's connection API (`http.rs`), on connections kept between probes
+//! failures. HTTP/1.1 runs on `httparse` (`http.rs`), on connections kept between probes
 //! (`pool.rs`) or fresh; TLS on tokio-rustls with the `ring` provider (`tls.rs`); exec checks in
 //! [`exec`].
 //!

@@ -97,10 +97,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> ProbeStream for T {}
 
 pub(super) type BoxStream = Box<dyn ProbeStream>;
 
-/// A stream kept between probes, with the HTTP state of the last exchange dropped: an idle
-/// keep-alive connection holds no more than its socket. Whether the server closed it while it
-/// was idle shows at the next exchange, which hyper starts with a read: a closed connection
-/// ends before any response, and the probe then connects afresh (see [`Exchange::Closed`](super::http::Exchange::Closed)).
+/// A stream kept between probes, at a message boundary: an idle keep-alive connection holds
+/// no more than its socket. Whether the server closed it while it was idle shows at the next
+/// exchange: a closed connection ends before any response, and the probe then connects afresh
+/// (see [`Exchange::Closed`](super::http::Exchange::Closed)).
 pub(super) struct Kept(pub(super) BoxStream);
 
 #[cfg(test)]
