@@ -373,10 +373,7 @@ impl Conn {
     async fn refill(&mut self) -> Result<(), ProbeOutcome> {
         match self.fill().await {
             Ok(_) => Ok(()),
-            Err(ReadEnd::Eof) => Err(fail(format!(
-                "reading the body failed: {}",
-                CLOSED_EARLY
-            ))),
+            Err(ReadEnd::Eof) => Err(fail(format!("reading the body failed: {}", CLOSED_EARLY))),
             Err(ReadEnd::Io(e)) => Err(body_failed(&e)),
         }
     }
@@ -410,9 +407,10 @@ fn head_of(response: &httparse::Response<'_, '_>) -> Result<Head, ProbeOutcome> 
     for header in response.headers.iter() {
         let value = std::str::from_utf8(header.value).unwrap_or("");
         if header.name.eq_ignore_ascii_case("content-length") {
-            let n = value.trim().parse::<u64>().map_err(|_| {
-                fail(format!("not an HTTP response (content-length `{value}`)"))
-            })?;
+            let n = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| fail(format!("not an HTTP response (content-length `{value}`)")))?;
             if length.is_some_and(|l| l != n) {
                 return Err(fail("not an HTTP response (two different content-lengths)"));
             }
