@@ -28,6 +28,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn main() {
     let all: Vec<String> = std::env::args().collect();
     let reuse = all.iter().any(|a| a == "--reuse-connection");
+    let threads = all
+        .iter()
+        .find_map(|a| a.strip_prefix("--probe-threads="))
+        .map_or(1, |n| n.parse().expect("--probe-threads=N"));
     let args: Vec<String> = all.into_iter().filter(|a| !a.starts_with("--")).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,6 +46,7 @@ fn main() {
             args.get(5)
                 .map_or(Ipv4Addr::new(127, 1, 0, 0), |a| a.parse().expect("base")),
             reuse,
+            threads,
         )),
         Some("floor") => rt.block_on(floor(
             args[2].parse().expect("port"),
@@ -50,6 +55,7 @@ fn main() {
         )),
         _ => eprintln!(
             "usage: probe_bench serve PORT | run PORT SERVERS SECONDS [BASE] [--reuse-connection] \
+             [--probe-threads=N] \
              | floor PORT SERVERS SECONDS"
         ),
     }
@@ -145,7 +151,14 @@ fn rusage() -> (Duration, Duration, u64) {
     (tv(u.ru_utime), tv(u.ru_stime), u.ru_maxrss as u64)
 }
 
-async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr, reuse: bool) {
+async fn bench(
+    port: u16,
+    servers: u32,
+    seconds: u64,
+    base: Ipv4Addr,
+    reuse: bool,
+    probe_threads: usize,
+) {
     let mut text = String::new();
     let per_service = 100;
     for s in 0..servers.div_ceil(per_service) {
@@ -173,6 +186,7 @@ async fn bench(port: u16, servers: u32, seconds: u64, base: Ipv4Addr, reuse: boo
         fd_budget: None,
         queries: None,
         reloads: None,
+        probe_threads,
         observer,
     };
     let engine = run_with(config, TokioConnect, MemoryBackend::new(), stop, options).await;

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -46,6 +47,11 @@ pub struct RunOptions<O: Observer> {
     pub reloads: Option<mpsc::UnboundedReceiver<Config>>,
     /// Questions for the engine (see [`Query`]).
     pub queries: Option<mpsc::UnboundedReceiver<Query>>,
+    /// Threads that run probes (`[daemon] probe_threads`). With 1, probes run on the driver's
+    /// thread, as the simulator needs; with more, each thread has its own runtime and the
+    /// probes of a server always run on the same one (see [`ProbeThreads`]). The engine stays
+    /// on the driver's thread either way.
+    pub probe_threads: usize,
     /// Who watches.
     pub observer: O,
 }
@@ -75,6 +81,7 @@ where
         fd_budget: None,
         reloads: None,
         queries: None,
+        probe_threads: 1,
         observer: (),
     };
     run_with(config, connect, backend, shutdown, options).await
@@ -117,10 +124,9 @@ where
     let now = move || Instant::from_duration(origin.elapsed());
     let seed = options.seed.unwrap_or_else(clock_seed);
     let mut engine = Engine::new(config, now(), seed);
-    let prober = Prober::new(connect);
     let mut queue: VecDeque<ProbeRequest> = VecDeque::new();
-    let (done_tx, mut done_rx) =
-        mpsc::unbounded_channel::<(ProbeRequest, ProbeOutcome, Duration)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let probes = Probes::new(connect, options.probe_threads, &done_tx);
     let mut in_flight = 0usize;
     let mut behind = false;
     let mut reloads = options.reloads.take();
@@ -147,21 +153,8 @@ where
         // start later and spread out, and each still gets its whole timeout once started.
         while in_flight < limit {
             let Some(req) = queue.pop_front() else { break };
-            let prober = prober.clone();
-            let done = done_tx.clone();
             in_flight += 1;
-            tokio::task::spawn_local(async move {
-                let started = tokio::time::Instant::now();
-                // A probe that panics is a bug of lvs-hc, not a verdict on the server: it
-                // reports no verdict, and its slot is freed like any other.
-                let outcome = AssertUnwindSafe(prober.probe(&req))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| ProbeOutcome::DirectorFault {
-                        reason: format!("the probe panicked: {}", panic_message(&*panic)),
-                    });
-                let _ = done.send((req, outcome, started.elapsed()));
-            });
+            probes.start(req, &done_tx);
         }
         if !queue.is_empty() {
             options.observer.on_backlog(queue.len());
@@ -209,6 +202,147 @@ where
         }
     }
     engine
+}
+
+/// A finished probe: the request, its verdict and how long it took.
+type Done = (ProbeRequest, ProbeOutcome, Duration);
+
+/// Where probes run: as local tasks on the driver's thread, or on [`ProbeThreads`].
+enum Probes<C: Connect> {
+    Local(Prober<C>),
+    Threads(ProbeThreads),
+}
+
+impl<C: Connect> Probes<C> {
+    fn new(connect: C, threads: usize, done: &mpsc::UnboundedSender<Done>) -> Probes<C> {
+        if threads <= 1 {
+            return Probes::Local(Prober::new(connect));
+        }
+        Probes::Threads(ProbeThreads::spawn(connect, threads, done))
+    }
+
+    /// Starts `req`; its result arrives on `done` (from whichever thread ran it).
+    fn start(&self, req: ProbeRequest, done: &mpsc::UnboundedSender<Done>) {
+        match self {
+            Probes::Local(prober) => {
+                tokio::task::spawn_local(run_probe(prober.clone(), req, done.clone()));
+            }
+            Probes::Threads(threads) => threads.start(req, done),
+        }
+    }
+}
+
+/// Runs one probe to its verdict and reports it on `done`. A probe that panics is a bug of
+/// lvs-hc, not a verdict on the server: it reports no verdict, and its slot is freed like any
+/// other.
+async fn run_probe<C: Connect>(
+    prober: Prober<C>,
+    req: ProbeRequest,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let started = tokio::time::Instant::now();
+    let outcome = AssertUnwindSafe(prober.probe(&req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| ProbeOutcome::DirectorFault {
+            reason: format!("the probe panicked: {}", panic_message(&*panic)),
+        });
+    let _ = done.send((req, outcome, started.elapsed()));
+}
+
+/// Probe threads (`probe_threads` > 1): each runs a current-thread runtime of its own with its
+/// own prober (and so its own kept connections and TLS settings), and takes the probes of the
+/// servers whose address hashes to it, so a server's kept connection is always on the thread
+/// that probes it. Results come back to the driver's thread, where the engine is; how many
+/// probes run at once stays the driver's count. The threads end when the driver does (their
+/// probes in flight are dropped with their runtimes).
+struct ProbeThreads {
+    threads: Vec<mpsc::UnboundedSender<ProbeRequest>>,
+}
+
+impl ProbeThreads {
+    fn spawn<C: Connect>(connect: C, n: usize, done: &mpsc::UnboundedSender<Done>) -> ProbeThreads {
+        let threads = (0..n)
+            .map(|i| {
+                let (tx, mut rx) = mpsc::unbounded_channel::<ProbeRequest>();
+                let connect = connect.clone();
+                let done = done.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("lvs-hc-probe-{i}"))
+                    .spawn(move || {
+                        let runtime = match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(r) => r,
+                            Err(e) => {
+                                // Every probe sent here reports the fault (see `start`).
+                                tracing::error!("probe thread {i} cannot start a runtime: {e}");
+                                return;
+                            }
+                        };
+                        let local = tokio::task::LocalSet::new();
+                        local.block_on(&runtime, async move {
+                            let prober = Prober::new(connect);
+                            while let Some(req) = rx.recv().await {
+                                tokio::task::spawn_local(run_probe(
+                                    prober.clone(),
+                                    req,
+                                    done.clone(),
+                                ));
+                            }
+                        });
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start probe thread {i}: {e}");
+                }
+                tx
+            })
+            .collect();
+        ProbeThreads { threads }
+    }
+
+    /// The thread that runs the probes of `target`.
+    fn shard(&self, target: SocketAddr) -> usize {
+        use std::hash::{Hash, Hasher};
+        // A fixed hash (not a random-keyed one): the same server goes to the same thread for
+        // the daemon's whole life.
+        let mut h = FixedHasher::default();
+        target.hash(&mut h);
+        (h.finish() % self.threads.len() as u64) as usize
+    }
+
+    fn start(&self, req: ProbeRequest, done: &mpsc::UnboundedSender<Done>) {
+        let i = self.shard(req.target());
+        if let Err(mpsc::error::SendError(req)) = self.threads[i].send(req) {
+            // The thread is gone (it could not start): no verdict, and the slot is freed.
+            let outcome = ProbeOutcome::DirectorFault {
+                reason: format!("probe thread {i} is not running"),
+            };
+            let _ = done.send((req, outcome, Duration::ZERO));
+        }
+    }
+}
+
+/// FNV-1a: a fixed, fast hash to shard servers over probe threads.
+struct FixedHasher(u64);
+
+impl Default for FixedHasher {
+    fn default() -> FixedHasher {
+        FixedHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FixedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// How many probes may run at once: `probe_concurrency`, or what fits the descriptor budget

@@ -454,6 +454,7 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
         fd_budget: None,
         queries: None,
         reloads: None,
+        probe_threads: 1,
         observer: Log(log.clone()),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -589,6 +590,7 @@ async fn a_probe_that_panics_frees_its_slot_and_gives_no_verdict() {
         fd_budget: None,
         queries: None,
         reloads: None,
+        probe_threads: 1,
         observer: Counted(counts.clone()),
     };
     let probed = |server: &SocketAddr| counts.borrow().get(server).copied().unwrap_or(0);

@@ -84,6 +84,7 @@ async fn a_failed_add_is_retried_on_the_backoff_and_nothing_else_is_called() {
         fd_budget: None,
         reloads: None,
         queries: None,
+        probe_threads: 1,
         observer: (),
     };
     let shutdown = tokio::time::sleep(Duration::from_secs(10));

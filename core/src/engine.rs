@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Check, Config, FailureAction, Manage, Server, VirtualService};
+use crate::config::{Check, Config, FailureAction, Manage, Server, Timing, VirtualService};
 use crate::desired::{desired_service, DesiredService, ServerRef, ServerView};
 use crate::diff::{diff, diff_service};
 use crate::event::{Event, EventKind};
@@ -203,6 +203,19 @@ impl FallbackState {
 }
 
 /// Every server of `svc` with its reference: the real servers, then the fallbacks.
+/// Where in time the first probe of a new check may start: within its `jitter`, unless more
+/// checks start together than `burst` (`probe_concurrency`) lets run at once (the daemon
+/// starting with a large fleet, a reload adding one): then over the whole interval, as the
+/// steady state has them, so the start neither builds a backlog nor leaves the probes in one
+/// lump that later intervals repeat.
+fn start_window(timing: Timing, new: usize, burst: usize) -> Duration {
+    if new > burst {
+        timing.interval
+    } else {
+        timing.jitter
+    }
+}
+
 fn servers_of(svc: &VirtualService) -> impl Iterator<Item = (ServerRef, &Server)> {
     let reals = svc.servers.iter().enumerate();
     let fallbacks = svc.fallbacks.iter().enumerate();
@@ -643,13 +656,17 @@ impl Engine {
         }
     }
 
+    /// A random time of at most `timing_jitter` (or any window).
     fn jitter(&mut self, timing_jitter: Duration) -> Duration {
         let max = u64::try_from(timing_jitter.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(self.rng.up_to(max))
     }
 
     fn draining(&self, key: ServiceKey, addr: SocketAddr) -> bool {
-        matches!(self.drains.get(&(key, addr)), Some(Drain::Running { .. }))
+        // Asked for every server of a service at each reconcile: the common case, no drain at
+        // all, needs no lookup.
+        !self.drains.is_empty()
+            && matches!(self.drains.get(&(key, addr)), Some(Drain::Running { .. }))
     }
 
     fn manages(&self, key: &ServiceKey) -> bool {
@@ -791,11 +808,18 @@ impl Engine {
     }
 
     /// Rebuilds the schedule: a probe in flight keeps its id (its result is still expected), a
-    /// scheduled one its time, and a new one is due after a jitter, so that probes added
-    /// together do not all start at once. A withdrawing engine schedules nothing.
+    /// scheduled one its time, and a new one is due after a random part of its start window
+    /// (see [`start_window`]), so that probes added together do not all start at once. A
+    /// withdrawing engine schedules nothing.
     fn reschedule(&mut self) {
         self.in_flight.clear();
         self.schedule.clear();
+        let new = self
+            .probes
+            .iter()
+            .filter(|p| p.in_flight.is_none() && p.due.is_none())
+            .count();
+        let burst = self.config.daemon.probe_concurrency;
         for pi in 0..self.probes.len() {
             if let Some((id, _)) = self.probes[pi].in_flight {
                 self.in_flight.insert(id, pi);
@@ -807,7 +831,10 @@ impl Engine {
             }
             let due = match self.probes[pi].due {
                 Some(due) => due,
-                None => self.now + self.jitter(self.probes[pi].check.timing.jitter),
+                None => {
+                    let window = start_window(self.probes[pi].check.timing, new, burst);
+                    self.now + self.jitter(window)
+                }
             };
             self.probes[pi].due = Some(due);
             self.schedule.insert((due, pi));

@@ -99,6 +99,8 @@ pub struct DaemonState {
     pub api: ApiListen,
     /// `[daemon] lock_file` of the configuration in force (changes need a restart).
     pub lock_file: Option<PathBuf>,
+    /// `[daemon] probe_threads` the daemon started with (changes need a restart).
+    pub probe_threads: usize,
     /// The control socket in use, if any.
     pub control_socket: Option<PathBuf>,
     /// The soft `RLIMIT_NOFILE` in force.
@@ -195,6 +197,14 @@ impl Handle {
                     tracing::warn!(
                         "[daemon] api, control and lock_file take effect at the next start, not \
                          on reload"
+                    );
+                }
+                if state.probe_threads != config.daemon.probe_threads {
+                    tracing::warn!(
+                        "[daemon] probe_threads = {} takes effect at the next start; {} \
+                         thread(s) keep running probes",
+                        config.daemon.probe_threads,
+                        state.probe_threads
                     );
                 }
                 state.api = config.daemon.api.clone();
@@ -333,6 +343,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         started: SystemTime::now(),
         api: config.daemon.api.clone(),
         lock_file: config.daemon.lock_file.clone(),
+        probe_threads: config.daemon.probe_threads,
         control_socket: control_path.clone(),
         fd_limit,
         resync_interval: config.daemon.resync_interval,
@@ -453,6 +464,7 @@ async fn serve(
         fd_budget,
         reloads: Some(reload_rx),
         queries: Some(query_rx),
+        probe_threads: config.daemon.probe_threads,
         observer,
     };
     let engine = driver::run_with(config, TokioConnect, &mut backend, shutdown, options).await;

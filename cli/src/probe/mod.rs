@@ -33,8 +33,9 @@ use self::http::Transport;
 use self::pool::Pool;
 use self::tls::TlsConfigs;
 
-/// Opens TCP connections for probes.
-pub trait Connect: Clone + 'static {
+/// Opens TCP connections for probes. `Send`, so that probe threads can each have one (the
+/// streams it opens need not be).
+pub trait Connect: Clone + Send + 'static {
     /// The connection.
     type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
 

@@ -104,6 +104,9 @@ pub fn run_schedule(
                     seed: Some(seed.wrapping_add(life)),
                     queries: None,
                     reloads: reloads.take(),
+                    // Every probe on the simulation's one thread, whatever the configuration
+                    // says: turmoil's network is the thread's, and its order is the seed's.
+                    probe_threads: 1,
                     observer: SimObserver {
                         world: world.clone(),
                         origin,

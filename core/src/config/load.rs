@@ -107,6 +107,9 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
     if let Some(f) = t.get("probe_concurrency") {
         d.probe_concurrency = f.int(1, 1_000_000)? as usize;
     }
+    if let Some(f) = t.get("probe_threads") {
+        d.probe_threads = f.int(1, 256)? as usize;
+    }
     if let Some(f) = t.get("api") {
         d.api = ApiListen::parse(f.str()?).map_err(|e| f.err(e))?;
     }

@@ -65,6 +65,9 @@ pub struct DaemonSettings {
     pub manage: Manage,
     /// Most probes in flight at once.
     pub probe_concurrency: usize,
+    /// Threads that run probes (1: probes run on the driver's thread). Read at start: a reload
+    /// that changes it takes effect at the next start.
+    pub probe_threads: usize,
     /// Where the local HTTP API (`/metrics`, `/status`, `/healthz`) listens.
     pub api: ApiListen,
     /// The lock file that keeps a second instance from running with this configuration;
@@ -193,6 +196,7 @@ impl Default for DaemonSettings {
             retry_backoff_max: Duration::from_secs(30),
             manage: Manage::Configured,
             probe_concurrency: 1024,
+            probe_threads: 1,
             api: ApiListen::Tcp(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 ApiListen::DEFAULT_PORT,
@@ -350,7 +354,8 @@ pub struct Timing {
     pub rise: u32,
     /// Consecutive failures that take a server out.
     pub fall: u32,
-    /// Up to this much random delay is added to each interval (and the first probe).
+    /// Up to this much random delay is added to each interval (and to the first probe, whose
+    /// window grows when many checks start together: see the README).
     pub jitter: Duration,
 }
 
