@@ -9,6 +9,7 @@
 //! `reconcile_service` → [`Output::Apply`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,26 @@ use crate::reason::{DestChange, OpReason, ReloadSummary};
 use crate::rng::SplitMix64;
 use crate::table::{Counters, ServiceKey, SkippedService, Table};
 use crate::time::Instant;
+
+/// Hashes [`ProbeId`]s, which the engine hands out in sequence and looks up once per probe
+/// result: a multiply spreads them over the table, where SipHash's protection against chosen
+/// keys buys nothing (nobody outside the engine picks an id).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Identifies one probe request, so its result can find its way back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -385,7 +406,7 @@ pub struct Engine {
     rng: SplitMix64,
     probes: Vec<ProbeSlot>,
     schedule: BTreeSet<(Instant, usize)>,
-    in_flight: HashMap<ProbeId, usize>,
+    in_flight: HashMap<ProbeId, usize, BuildHasherDefault<IdHasher>>,
     next_probe_id: u64,
     services: Vec<ServiceSlot>,
     service_index: BTreeMap<ServiceKey, usize>,
@@ -423,7 +444,7 @@ impl Engine {
             rng: SplitMix64::new(seed),
             probes: Vec::new(),
             schedule: BTreeSet::new(),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             next_probe_id: 0,
             services: Vec::new(),
             service_index: BTreeMap::new(),

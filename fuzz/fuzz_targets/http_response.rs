@@ -15,7 +15,6 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
 use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
@@ -55,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let server = FakeServer {
-        answer: Rc::from(answer),
+        answer: Arc::from(answer),
         keep_open: scene & 1 != 0,
         speak_first: scene & 2 != 0,
         pipe_size: PIPE_SIZES[usize::from(scene >> 4) % PIPE_SIZES.len()],
@@ -70,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         .start_paused(true)
         .build()
         .expect("a runtime");
-    // Local: the prober and the fake server hold `Rc`s.
+    // Local: the prober holds `Rc`s.
     LocalSet::new().block_on(&runtime, async {
         let prober = Prober::new(server);
         for _ in 0..probes {
@@ -102,7 +101,7 @@ fn parse_check(check: &str) -> Arc<Check> {
 /// Connections to a server that answers with the same bytes every time, over in-memory pipes.
 #[derive(Clone)]
 struct FakeServer {
-    answer: Rc<[u8]>,
+    answer: Arc<[u8]>,
     keep_open: bool,
     speak_first: bool,
     pipe_size: usize,
