@@ -159,3 +159,63 @@ async fn probes_run_on_their_threads_each_server_on_one_with_its_kept_connection
         assert_eq!(accepted.get(s), Some(&1), "connections accepted by {s}");
     }
 }
+
+/// Exec checks run on probe threads too: each program's exit decides, whichever runtime
+/// started it and reaps it.
+#[tokio::test]
+async fn exec_checks_on_probe_threads_pass_and_fail_by_their_exit() {
+    let mut text = "[daemon]\nprobe_threads = 2\n".to_string();
+    for (vip, program) in [("10.0.0.1:80", "/bin/true"), ("10.0.0.2:80", "/bin/false")] {
+        text.push_str(&format!(
+            "[[service]]\naddress = \"{vip}\"\nforward = \"nat\"\n[[service.check]]\n\
+             type = \"exec\"\ncommand = [\"{program}\"]\ninterval = \"100ms\"\ntimeout = \"5s\"\n\
+             allow_long_timeout = true\nrise = 1\nfall = 1\n"
+        ));
+        for last in 1..=4 {
+            text.push_str(&format!(
+                "[[service.server]]\naddress = \"192.0.2.{last}:80\"\n"
+            ));
+        }
+    }
+    let config = Config::from_toml(&text, "exec-threads-test").unwrap();
+    let passes = Passes(
+        Default::default(),
+        std::thread::current().name().unwrap_or("?").to_string(),
+    );
+    let seen = passes.0.clone();
+    let stop = async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while seen.borrow().values().sum::<usize>() < 12 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "too few passes in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Long enough for every /bin/false server's verdict too.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let options = RunOptions {
+        seed: Some(1),
+        fd_budget: None,
+        reloads: None,
+        queries: None,
+        probe_threads: config.daemon.probe_threads,
+        observer: passes,
+    };
+    let engine = run_with(config, TokioConnect, MemoryBackend::new(), stop, options).await;
+    let health: Vec<(String, Health, String)> = engine
+        .status()
+        .into_iter()
+        .map(|s| (s.service.to_string(), s.health, s.reason))
+        .collect();
+    for (service, health, reason) in &health {
+        if service.contains("10.0.0.1") {
+            assert_eq!(*health, Health::Up, "{health:?}: {reason}");
+        } else {
+            assert_eq!(*health, Health::Down, "{health:?}: {reason}");
+            assert!(reason.contains("exit status 1"), "{reason}");
+        }
+    }
+    assert_eq!(health.len(), 8);
+}

@@ -238,3 +238,7 @@ fn the_examples_are_valid() {
         }
     }
 }
+bad_config!(
+    probe_threads_out_of_range,
+    format!("[daemon]\nprobe_threads = 0\n\n{BASE}")
+);
