@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, FailureAction};
+use crate::config::{Check, CheckKind, Config, FailureAction, Timing};
 use crate::diff::diff;
 use crate::engine::{Engine, Input, Output, ProbeRequest};
 use crate::health::{Health, ProbeOutcome};
@@ -37,7 +38,8 @@ const MAX_DEADLINES: usize = 100_000;
 /// once the verdicts are in: a down server that the policy drains and that is in `actual` is
 /// planned at weight 0, its drain in progress.
 pub fn what_if(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) -> Vec<Op> {
-    let mut engine = Engine::new(with_lasting_drains(config), Instant::ZERO, SEED);
+    let config = with_checks_for_down(&with_lasting_drains(config), down);
+    let mut engine = Engine::new(config, Instant::ZERO, SEED);
     let mut table = actual.clone();
     let mut failing: BTreeSet<Target> = BTreeSet::new();
     let mut now = Instant::ZERO;
@@ -100,6 +102,34 @@ fn verdict(req: &ProbeRequest, down: &BTreeSet<SocketAddr>) -> ProbeOutcome {
 /// Every server has its verdict and every operation has been answered.
 fn settled(engine: &Engine) -> bool {
     engine.pending_ops() == 0 && engine.status().iter().all(|s| s.health != Health::Unknown)
+}
+
+/// `config` in which every server in `down` that has no check gets one (a TCP check that
+/// fails, taking the server out at its first failure): a server without checks is always
+/// healthy to the engine, but the question names it as failed.
+fn with_checks_for_down(config: &Config, down: &BTreeSet<SocketAddr>) -> Config {
+    let failing = Arc::new(Check {
+        kind: CheckKind::Tcp,
+        port: None,
+        source: None,
+        timing: Timing {
+            interval: Duration::from_secs(1),
+            failing_interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(100),
+            rise: 1,
+            fall: 1,
+            jitter: Duration::ZERO,
+        },
+    });
+    let mut config = config.clone();
+    for svc in &mut config.services {
+        for server in svc.servers.iter_mut().chain(svc.fallbacks.iter_mut()) {
+            if server.checks.is_empty() && down.contains(&server.addr) {
+                server.checks.push(failing.clone());
+            }
+        }
+    }
+    config
 }
 
 /// `config` with drains that never time out (see [`what_if`]).
