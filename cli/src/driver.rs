@@ -448,3 +448,38 @@ fn clock_seed() -> u64 {
         .unwrap_or_default();
     t.as_nanos() as u64 ^ (u64::from(std::process::id()) << 32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe sent to a probe thread that is not running is no verdict on its server: it comes
+    /// back at once as a fault of the director, and its slot is freed.
+    #[test]
+    fn a_probe_for_a_thread_that_is_gone_is_a_director_fault() {
+        let text = "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.check]]\ntype = \"tcp\"\n\
+                    [[service.server]]\naddress = \"10.0.0.2:80\"\n";
+        let config = Config::from_toml(text, "driver-test").unwrap();
+        let check = config.services[0].servers[0].checks[0].clone();
+        let (to_thread, gone) = mpsc::unbounded_channel();
+        drop(gone);
+        let threads = ProbeThreads {
+            threads: vec![to_thread],
+        };
+        let (done, mut results) = mpsc::unbounded_channel();
+        let req = ProbeRequest {
+            id: lvs_hc_core::ProbeId(7),
+            server: "10.0.0.2:80".parse().unwrap(),
+            check,
+        };
+        threads.start(req, &done);
+        let (req, outcome, _) = results.try_recv().expect("an answer at once");
+        assert_eq!(req.id, lvs_hc_core::ProbeId(7));
+        assert_eq!(
+            outcome,
+            ProbeOutcome::DirectorFault {
+                reason: "probe thread 0 is not running".into()
+            }
+        );
+    }
+}

@@ -84,6 +84,18 @@ impl Observer for Passes {
     }
 }
 
+/// The driver's options for `config`: its probe threads, a fixed seed, `passes` watching.
+fn options(config: &Config, passes: Passes) -> RunOptions<Passes> {
+    RunOptions {
+        seed: Some(1),
+        fd_budget: None,
+        reloads: None,
+        queries: None,
+        probe_threads: config.daemon.probe_threads,
+        observer: passes,
+    }
+}
+
 #[tokio::test]
 async fn probes_run_on_their_threads_each_server_on_one_with_its_kept_connection() {
     let accepted = Arc::new(Mutex::new(HashMap::new()));
@@ -121,14 +133,7 @@ async fn probes_run_on_their_threads_each_server_on_one_with_its_kept_connection
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let options = RunOptions {
-        seed: Some(1),
-        fd_budget: None,
-        reloads: None,
-        queries: None,
-        probe_threads: config.daemon.probe_threads,
-        observer: passes,
-    };
+    let options = options(&config, passes);
     let engine = run_with(config, connect.clone(), MemoryBackend::new(), stop, options).await;
 
     let statuses = engine.status();
@@ -195,14 +200,7 @@ async fn exec_checks_on_probe_threads_pass_and_fail_by_their_exit() {
         // Long enough for every /bin/false server's verdict too.
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let options = RunOptions {
-        seed: Some(1),
-        fd_budget: None,
-        reloads: None,
-        queries: None,
-        probe_threads: config.daemon.probe_threads,
-        observer: passes,
-    };
+    let options = options(&config, passes);
     let engine = run_with(config, TokioConnect, MemoryBackend::new(), stop, options).await;
     let health: Vec<(String, Health, String)> = engine
         .status()

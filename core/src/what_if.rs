@@ -38,8 +38,7 @@ const MAX_DEADLINES: usize = 100_000;
 /// once the verdicts are in: a down server that the policy drains and that is in `actual` is
 /// planned at weight 0, its drain in progress.
 pub fn what_if(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) -> Vec<Op> {
-    let config = with_checks_for_down(&with_lasting_drains(config), down);
-    let mut engine = Engine::new(config, Instant::ZERO, SEED);
+    let mut engine = Engine::new(as_asked(config, down), Instant::ZERO, SEED);
     let mut table = actual.clone();
     let mut failing: BTreeSet<Target> = BTreeSet::new();
     let mut now = Instant::ZERO;
@@ -104,10 +103,11 @@ fn settled(engine: &Engine) -> bool {
     engine.pending_ops() == 0 && engine.status().iter().all(|s| s.health != Health::Unknown)
 }
 
-/// `config` in which every server in `down` that has no check gets one (a TCP check that
-/// fails, taking the server out at its first failure): a server without checks is always
-/// healthy to the engine, but the question names it as failed.
-fn with_checks_for_down(config: &Config, down: &BTreeSet<SocketAddr>) -> Config {
+/// `config` as the question puts it: drains never time out (see [`what_if`]), and every
+/// server in `down` that has no check gets one, a TCP check that fails and takes the server out
+/// at its first failure (a server without checks is always healthy to the engine, but the
+/// question names it as failed).
+fn as_asked(config: &Config, down: &BTreeSet<SocketAddr>) -> Config {
     let failing = Arc::new(Check {
         kind: CheckKind::Tcp,
         port: None,
@@ -123,21 +123,13 @@ fn with_checks_for_down(config: &Config, down: &BTreeSet<SocketAddr>) -> Config 
     });
     let mut config = config.clone();
     for svc in &mut config.services {
+        if let FailureAction::Drain { timeout } = &mut svc.on_failure {
+            *timeout = Duration::MAX;
+        }
         for server in svc.servers.iter_mut().chain(svc.fallbacks.iter_mut()) {
             if server.checks.is_empty() && down.contains(&server.addr) {
                 server.checks.push(failing.clone());
             }
-        }
-    }
-    config
-}
-
-/// `config` with drains that never time out (see [`what_if`]).
-fn with_lasting_drains(config: &Config) -> Config {
-    let mut config = config.clone();
-    for svc in &mut config.services {
-        if let FailureAction::Drain { timeout } = &mut svc.on_failure {
-            *timeout = Duration::MAX;
         }
     }
     config

@@ -465,13 +465,6 @@ fn body_failed(e: &io::Error) -> ProbeOutcome {
 
 /// The Host header: the check's `host`, else the server's address, with its port unless it is
 /// the scheme's default.
-#[cfg(test)]
-fn host_header(h: &HttpCheck, target: SocketAddr) -> String {
-    let mut out = Vec::new();
-    push_host(&mut out, h, target);
-    String::from_utf8(out).expect("a host header is text")
-}
-
 /// The `Host` header's value: the check's `host`, else the server's address (with its port
 /// when not the scheme's default; IPv6 in brackets).
 fn push_host(out: &mut Vec<u8>, h: &HttpCheck, target: SocketAddr) {
@@ -538,11 +531,11 @@ fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
 mod tests {
     use super::*;
 
-    #[test]
-    fn host_headers_default_to_the_address() {
-        let h = |host: Option<&str>| HttpCheck {
-            method: HttpMethod::Get,
-            path: "/".into(),
+    /// A plain http check of `method` on `path`, with `host` as its `Host` header if given.
+    fn check(method: HttpMethod, path: &str, host: Option<&str>) -> HttpCheck {
+        HttpCheck {
+            method,
+            path: path.into(),
             host: host.map(str::to_string),
             expect_status: lvs_hc_core::config::StatusSet::new(vec![(200, 299)]),
             expect_body: None,
@@ -550,7 +543,19 @@ mod tests {
             body_limit: 10,
             tls: None,
             reuse_connection: false,
-        };
+        }
+    }
+
+    /// The `Host` header a probe of `h` sends to `target`.
+    fn host_header(h: &HttpCheck, target: SocketAddr) -> String {
+        let mut out = Vec::new();
+        push_host(&mut out, h, target);
+        String::from_utf8(out).expect("a host header is text")
+    }
+
+    #[test]
+    fn host_headers_default_to_the_address() {
+        let h = |host: Option<&str>| check(HttpMethod::Get, "/", host);
         assert_eq!(
             host_header(&h(None), "10.0.0.1:80".parse().unwrap()),
             "10.0.0.1"
@@ -571,17 +576,7 @@ mod tests {
 
     #[test]
     fn requests_are_written_whole() {
-        let check = |method, host: Option<&str>| HttpCheck {
-            method,
-            path: "/health?full=1".into(),
-            host: host.map(str::to_string),
-            expect_status: lvs_hc_core::config::StatusSet::new(vec![(200, 299)]),
-            expect_body: None,
-            expect_body_regex: None,
-            body_limit: 10,
-            tls: None,
-            reuse_connection: false,
-        };
+        let check = |method, host: Option<&str>| check(method, "/health?full=1", host);
         let agent = concat!("User-Agent: lvs-hc/", env!("CARGO_PKG_VERSION"));
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
         assert_eq!(

@@ -9,7 +9,9 @@ use std::process::Command;
 use super::plan::{Change, IfAddr, LinkState, Sysctl, TunnelKind};
 use super::SetupError;
 
-/// Reads and changes network devices, addresses and kernel settings.
+/// Reads and changes network devices, addresses and kernel settings. In tests, `MockSystem`
+/// (mockall) is a machine whose every call is an expectation.
+#[cfg_attr(test, mockall::automock)]
 pub trait System {
     /// Whether a device exists, and if so whether it is up.
     fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError>;

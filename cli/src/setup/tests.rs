@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::plan::{ConfSetting, IfAddr, LinkState, RealServerMode, Sysctl, TunnelKind};
+use super::system::MockSystem;
 use super::*;
 
 /// A machine in memory that fails like the kernel does.
@@ -368,27 +369,13 @@ fn undo_refuses_entries_setup_never_writes_and_changes_nothing() {
     }
 }
 
-// A machine whose every call is an expectation: a write nobody expected fails the test, and a
-// `Sequence` fixes the order of those that were. The `Fake` above says where a machine ends
-// up; this says which writes got it there, and in what order.
-mockall::mock! {
-    Machine {}
-    impl System for Machine {
-        fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError>;
-        fn addresses(&mut self, dev: &str) -> Result<Vec<IfAddr>, SetupError>;
-        fn add_address(&mut self, dev: &str, addr: IfAddr) -> Result<(), SetupError>;
-        fn del_address(&mut self, dev: &str, addr: IfAddr) -> Result<(), SetupError>;
-        fn set_link(&mut self, name: &str, state: LinkState) -> Result<(), SetupError>;
-        fn create_tunnel(&mut self, name: &str, kind: TunnelKind) -> Result<(), SetupError>;
-        fn delete_link(&mut self, name: &str) -> Result<(), SetupError>;
-        fn sysctl(&mut self, key: &Sysctl) -> Result<Option<String>, SetupError>;
-        fn set_sysctl(&mut self, key: &Sysctl, value: &str) -> Result<(), SetupError>;
-        fn require_privileges(&mut self) -> Result<(), SetupError>;
-    }
-}
+// `MockSystem` (the trait's automock) is a machine whose every call is an expectation: a write
+// nobody expected fails the test, and a `Sequence` fixes the order of those that were. The
+// `Fake` above says where a machine ends up; this says which writes got it there, and in what
+// order.
 
 /// Expects `set_sysctl(key, value)` once, next in `seq`.
-fn expect_setting(sys: &mut MockMachine, seq: &mut mockall::Sequence, key: &Sysctl, value: &str) {
+fn expect_setting(sys: &mut MockSystem, seq: &mut mockall::Sequence, key: &Sysctl, value: &str) {
     let (key, value) = (key.clone(), value.to_string());
     sys.expect_set_sysctl()
         .withf(move |k, v| *k == key && v == value)
@@ -419,7 +406,7 @@ fn undo_writes_the_inverse_of_each_write_of_setup_once_in_reverse_order() {
         (Sysctl::ipv4_conf("tunl0", RpFilter), "1", "0"),
     ];
 
-    let mut setup = MockMachine::new();
+    let mut setup = MockSystem::new();
     let found: BTreeMap<Sysctl, String> = settings
         .iter()
         .map(|(key, before, _)| {
@@ -461,7 +448,7 @@ fn undo_writes_the_inverse_of_each_write_of_setup_once_in_reverse_order() {
     assert_eq!(outcome, Outcome::Changed);
     setup.checkpoint();
 
-    let mut undo = MockMachine::new();
+    let mut undo = MockSystem::new();
     let now: BTreeMap<Sysctl, String> = settings
         .iter()
         .map(|(key, _, after)| (key.clone(), after.to_string()))
