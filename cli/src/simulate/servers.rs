@@ -97,7 +97,10 @@ impl Sites {
                         https.insert(target);
                         h
                     }
-                    CheckKind::Tcp | CheckKind::Exec(_) => continue,
+                    CheckKind::Tcp(_)
+                    | CheckKind::Exec(_)
+                    | CheckKind::Dns(_)
+                    | CheckKind::Udp(_) => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {
