@@ -191,11 +191,12 @@ async fn tcp_send_expect_fails_on_a_wrong_reply_and_shows_it() {
         probe(s, &format!("{PING}\nexpect = \"+PONG\"")).await,
         fail("connection closed after \"-LOADING dataset\\r\\n\", which lacks \"+PONG\"")
     );
-    // A server that keeps the connection open with the wrong answer fails at the timeout.
+    // A server that keeps the connection open with the wrong answer fails at the timeout,
+    // and the reason shows what it said.
     let s = line_server(b"-LOADING dataset\r\n", Then::Stay).await;
     assert_eq!(
         probe(s, &format!("{PING}\nexpect = \"+PONG\"")).await,
-        fail("timed out after 500ms")
+        fail("timed out after 500ms (got \"-LOADING dataset\\r\\n\")")
     );
 }
 

@@ -245,7 +245,8 @@ impl<C: Connect> Prober<C> {
         self.pool.borrow_mut().sweep();
         let timeout = req.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
-        let work = self.run(req, deadline);
+        let seen = Seen::default();
+        let work = self.run(req, deadline, &seen);
         tokio::pin!(work);
         tokio::select! {
             biased;
@@ -268,7 +269,8 @@ impl<C: Connect> Prober<C> {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
                     }
                 } else {
-                    ProbeOutcome::Fail { reason: format!("timed out after {}", format_duration(timeout)) }
+                    let got = seen.borrow().as_ref().map(|s| format!(" (got {s})")).unwrap_or_default();
+                    ProbeOutcome::Fail { reason: format!("timed out after {}{got}", format_duration(timeout)) }
                 }
             }
         }
@@ -276,14 +278,19 @@ impl<C: Connect> Prober<C> {
 
     /// The probe itself; `deadline` is when [`Prober::probe`] gives up on it (a udp check
     /// whose silence passes waits for a reply until then).
-    async fn run(&self, req: &ProbeRequest, deadline: tokio::time::Instant) -> ProbeOutcome {
+    async fn run(
+        &self,
+        req: &ProbeRequest,
+        deadline: tokio::time::Instant,
+        seen: &Seen,
+    ) -> ProbeOutcome {
         let check: &Check = &req.check;
         let target = req.target();
         match &check.kind {
             CheckKind::Tcp(t) => match self.connect.connect(target, check.source).await {
                 Ok(stream) => match &t.exchange {
                     None => ProbeOutcome::Pass { weight: None },
-                    Some(x) => tcp::exchange(stream, x, t.reply_limit).await,
+                    Some(x) => tcp::exchange(stream, x, t.reply_limit, seen).await,
                 },
                 Err(e) => io_outcome(&e),
             },
@@ -296,6 +303,10 @@ impl<C: Connect> Prober<C> {
         }
     }
 }
+
+/// What a probe received so far, quoted, for the reason of a probe that times out after a
+/// reply that did not satisfy it (tcp send/expect).
+type Seen = RefCell<Option<String>>;
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)

@@ -6,16 +6,18 @@ use lvs_hc_core::config::{Exchange, Expect};
 use lvs_hc_core::ProbeOutcome;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{fail, io_outcome};
+use super::{fail, io_outcome, Seen};
 
 /// What a reason shows of a reply at most: the rest is counted, not shown.
 const SHOWN: usize = 64;
 
 /// Sends the exchange's bytes on `stream` and judges the reply, read within `limit` bytes.
+/// What arrived so far is kept in `seen`, for the reason should the probe time out.
 pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     x: &Exchange,
     limit: usize,
+    seen: &Seen,
 ) -> ProbeOutcome {
     if !x.send.is_empty() {
         if let Err(e) = stream.write_all(&x.send).await {
@@ -41,6 +43,9 @@ pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         reply.extend_from_slice(&chunk[..n]);
+        if n > 0 {
+            *seen.borrow_mut() = Some(quote(&reply));
+        }
         if expect.is_match(&reply) {
             return ProbeOutcome::Pass { weight: None };
         }
