@@ -20,6 +20,7 @@ struct NotingThreads(Arc<Mutex<Vec<(SocketAddr, String)>>>);
 
 impl Connect for NotingThreads {
     type Stream = tokio::net::TcpStream;
+    type Datagram = tokio::net::UdpSocket;
 
     async fn connect(
         &self,
@@ -29,6 +30,16 @@ impl Connect for NotingThreads {
         let thread = std::thread::current().name().unwrap_or("?").to_string();
         self.0.lock().unwrap().push((target, thread));
         TokioConnect.connect(target, source).await
+    }
+
+    async fn open_datagram(
+        &self,
+        target: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> std::io::Result<Self::Datagram> {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        self.0.lock().unwrap().push((target, thread));
+        TokioConnect.open_datagram(target, source).await
     }
 }
 

@@ -602,6 +602,7 @@ struct PanicFor(SocketAddr);
 
 impl lvs_hc::probe::Connect for PanicFor {
     type Stream = tokio::net::TcpStream;
+    type Datagram = tokio::net::UdpSocket;
 
     async fn connect(
         &self,
@@ -612,6 +613,17 @@ impl lvs_hc::probe::Connect for PanicFor {
             panic!("injected");
         }
         lvs_hc::probe::Connect::connect(&TokioConnect, target, source).await
+    }
+
+    async fn open_datagram(
+        &self,
+        target: SocketAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> std::io::Result<Self::Datagram> {
+        if target == self.0 {
+            panic!("injected");
+        }
+        lvs_hc::probe::Connect::open_datagram(&TokioConnect, target, source).await
     }
 }
 

@@ -109,7 +109,7 @@ fn settled(engine: &Engine) -> bool {
 /// question names it as failed).
 fn as_asked(config: &Config, down: &BTreeSet<SocketAddr>) -> Config {
     let failing = Arc::new(Check {
-        kind: CheckKind::Tcp,
+        kind: CheckKind::Tcp(crate::config::TcpCheck::default()),
         ip: None,
         port: None,
         source: None,

@@ -109,6 +109,7 @@ struct FakeServer {
 
 impl Connect for FakeServer {
     type Stream = DuplexStream;
+    type Datagram = tokio::net::UdpSocket;
 
     async fn connect(
         &self,
@@ -118,6 +119,14 @@ impl Connect for FakeServer {
         let (client, server) = tokio::io::duplex(self.pipe_size);
         tokio::task::spawn_local(self.clone().serve(server));
         Ok(client)
+    }
+
+    async fn open_datagram(
+        &self,
+        _target: SocketAddr,
+        _source: Option<IpAddr>,
+    ) -> io::Result<Self::Datagram> {
+        Err(io::Error::other("this target fuzzes HTTP responses: no datagrams"))
     }
 }
 

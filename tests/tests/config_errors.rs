@@ -264,3 +264,173 @@ bad_config!(
         "type = \"http\"\nmethod = \"HEAD\"\nexpect_body_md5 = \"fa767f034cb523b80bf39cc29de32ea5\""
     )
 );
+
+// tcp send/expect, udp and dns checks.
+bad_config!(
+    send_and_send_hex_together,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"tcp\"\nsend = \"PING\"\nsend_hex = \"50494e47\""
+    )
+);
+bad_config!(
+    send_hex_with_a_non_hex_digit,
+    BASE.replace("type = \"http\"", "type = \"tcp\"\nsend_hex = \"0d0g\"")
+);
+bad_config!(
+    send_hex_with_an_odd_number_of_digits,
+    BASE.replace("type = \"http\"", "type = \"tcp\"\nsend_hex = \"0d0\"")
+);
+bad_config!(
+    two_expect_keys,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"tcp\"\nsend = \"PING\"\nexpect = \"PONG\"\nexpect_regex = \"PONG\""
+    )
+);
+bad_config!(
+    expect_regex_that_does_not_compile,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"tcp\"\nsend = \"PING\"\nexpect_regex = \"+PONG\""
+    )
+);
+bad_config!(
+    reply_limit_out_of_range,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"tcp\"\nsend = \"PING\"\nexpect = \"PONG\"\nreply_limit = 0"
+    )
+);
+bad_config!(
+    reply_limit_without_send_or_expect,
+    BASE.replace("type = \"http\"", "type = \"tcp\"\nreply_limit = 10")
+);
+bad_config!(
+    send_is_not_for_http_checks,
+    BASE.replace("type = \"http\"", "type = \"http\"\nsend = \"PING\"")
+);
+bad_config!(
+    udp_without_send,
+    BASE.replace("type = \"http\"", "type = \"udp\"\nexpect = \"pong\"")
+);
+bad_config!(
+    udp_with_an_empty_send,
+    BASE.replace("type = \"http\"", "type = \"udp\"\nsend = \"\"")
+);
+bad_config!(
+    silence_passes_is_a_boolean,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"udp\"\nsend = \"ping\"\nsilence_passes = \"yes\""
+    )
+);
+bad_config!(
+    dns_without_query_name,
+    BASE.replace("type = \"http\"", "type = \"dns\"")
+);
+bad_config!(
+    dns_query_name_that_is_not_a_name,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"dns\"\nquery_name = \"www example.com\""
+    )
+);
+bad_config!(
+    dns_unknown_query_type,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"dns\"\nquery_name = \"www.example.com\"\nquery_type = \"AXFR\""
+    )
+);
+bad_config!(
+    dns_unknown_rcode,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"dns\"\nquery_name = \"www.example.com\"\nexpect_rcode = \"NOERR\""
+    )
+);
+bad_config!(
+    dns_unknown_transport,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"dns\"\nquery_name = \"www.example.com\"\ntransport = \"quic\""
+    )
+);
+bad_config!(
+    dns_expect_address_not_an_address,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"dns\"\nquery_name = \"www.example.com\"\nexpect_address = [\"192.0.2.300\"]"
+    )
+);
+bad_config!(
+    dns_expect_address_with_an_mx_query,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"dns\"\nquery_name = \"example.com\"\nquery_type = \"MX\"\nexpect_address = [\"192.0.2.7\"]"
+    )
+);
+
+/// The check blocks examples/full.toml shows commented out, uncommented.
+fn commented_checks() -> Vec<String> {
+    let path = format!("{}/../examples/full.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line != "# [[service.check]]" {
+            continue;
+        }
+        let mut block = String::new();
+        while let Some(l) = lines.next_if(|l| l.starts_with("# ") && !l.ends_with("#")) {
+            let l = l.trim_start_matches("# ");
+            if l.trim_start().starts_with('#') {
+                continue;
+            }
+            block.push_str(l);
+            block.push('\n');
+        }
+        blocks.push(block);
+    }
+    blocks
+}
+
+#[test]
+fn the_commented_check_examples_are_valid() {
+    let blocks = commented_checks();
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    for block in blocks {
+        // One of each alternative key at a time: the example lists them all.
+        let mut kept = String::new();
+        for line in block.lines() {
+            let key = line.split('=').next().unwrap().trim();
+            if ["send_hex", "expect_hex", "expect_regex"].contains(&key) {
+                continue;
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        let text = BASE.replace("type = \"http\"\n", &kept);
+        Config::from_toml(&text, "full.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+}
+
+#[test]
+fn check_labels_name_the_new_kinds() {
+    let label = |check: &str| {
+        let text = BASE.replace("type = \"http\"", check);
+        let config = Config::from_toml(&text, "x.toml").unwrap_or_else(|e| panic!("{e}"));
+        config.services[0].servers[0].checks[0].label()
+    };
+    assert_eq!(label("type = \"tcp\""), "tcp");
+    assert_eq!(
+        label("type = \"tcp\"\nsend = \"PING\\r\\n\"\nexpect = \"+PONG\""),
+        "tcp send/expect"
+    );
+    assert_eq!(label("type = \"udp\"\nsend_hex = \"00 01\""), "udp");
+    assert_eq!(
+        label("type = \"dns\"\nquery_name = \"www.example.com\"\nquery_type = \"AAAA\""),
+        "dns AAAA www.example.com"
+    );
+}

@@ -1,20 +1,25 @@
-//! The probes: http, https, tcp and exec, each bounded by its timeout over the whole exchange.
+//! The probes: http, https, tcp, dns, udp and exec, each bounded by its timeout over the whole
+//! exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
 //! shares: connecting, the timeout, and telling the director's faults from the server's
 //! failures. HTTP/1.1 runs on `httparse` (`http.rs`), on connections kept between probes
 //! (`pool.rs`) or fresh; TLS on tokio-rustls with the `ring` provider (`tls.rs`); exec checks in
-//! [`exec`].
+//! [`exec`]; tcp send/expect in `tcp.rs`, dns (messages by `hickory-proto`) in `dns.rs`, udp in
+//! `udp.rs`.
 //!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
 //! [`ProbeOutcome::DirectorFault`], never a failure ([`io_outcome`]).
 
+mod dns;
 pub mod exec;
 mod http;
 mod pool;
+mod tcp;
 mod tls;
+mod udp;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -33,11 +38,13 @@ use self::http::Transport;
 use self::pool::Pool;
 use self::tls::TlsConfigs;
 
-/// Opens TCP connections for probes. `Send`, so that probe threads can each have one (the
-/// streams it opens need not be).
+/// Opens TCP connections and UDP sockets for probes. `Send`, so that probe threads can each
+/// have one (the streams and sockets it opens need not be).
 pub trait Connect: Clone + Send + 'static {
     /// The connection.
     type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
+    /// A UDP socket aimed at one target.
+    type Datagram: Datagram;
 
     /// Connects to `target`, from `source` when given.
     fn connect(
@@ -45,6 +52,25 @@ pub trait Connect: Clone + Send + 'static {
         target: SocketAddr,
         source: Option<IpAddr>,
     ) -> impl Future<Output = io::Result<Self::Stream>>;
+
+    /// Opens a UDP socket that sends to `target` and hears only from it, bound to `source`
+    /// when given.
+    fn open_datagram(
+        &self,
+        target: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> impl Future<Output = io::Result<Self::Datagram>>;
+}
+
+/// A UDP socket aimed at one target (see [`Connect::open_datagram`]).
+pub trait Datagram: 'static {
+    /// Sends one datagram to the target.
+    fn send(&self, datagram: &[u8]) -> impl Future<Output = io::Result<()>>;
+
+    /// Receives the next datagram from the target into `buf` (the excess of a longer one is
+    /// lost); its length. An ICMP error the target's host sent back about an earlier datagram
+    /// is an error here: port unreachable is [`io::ErrorKind::ConnectionRefused`].
+    fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
 }
 
 /// Real TCP sockets through tokio.
@@ -53,6 +79,7 @@ pub struct TokioConnect;
 
 impl Connect for TokioConnect {
     type Stream = tokio::net::TcpStream;
+    type Datagram = tokio::net::UdpSocket;
 
     async fn connect(
         &self,
@@ -80,6 +107,38 @@ impl Connect for TokioConnect {
             .set_linger(Some(std::time::Duration::ZERO))
             .map_err(|e| DirectorError::wrap("cannot set SO_LINGER", &e))?;
         socket.connect(target).await
+    }
+
+    async fn open_datagram(
+        &self,
+        target: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> io::Result<Self::Datagram> {
+        let local = match (source, target) {
+            (Some(ip), _) => SocketAddr::new(ip, 0),
+            (None, SocketAddr::V4(_)) => SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0),
+            (None, SocketAddr::V6(_)) => SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0),
+        };
+        let socket = tokio::net::UdpSocket::bind(local)
+            .await
+            .map_err(|e| match source {
+                Some(ip) => DirectorError::wrap(&format!("cannot bind to source {ip}"), &e),
+                None => DirectorError::wrap("cannot open a UDP socket", &e),
+            })?;
+        // Connected: the kernel drops datagrams from anyone else, and reports the target's
+        // ICMP errors (port unreachable: ECONNREFUSED) on this socket.
+        socket.connect(target).await?;
+        Ok(socket)
+    }
+}
+
+impl Datagram for tokio::net::UdpSocket {
+    async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+        tokio::net::UdpSocket::send(self, datagram).await.map(drop)
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::UdpSocket::recv(self, buf).await
     }
 }
 
@@ -186,7 +245,8 @@ impl<C: Connect> Prober<C> {
         self.pool.borrow_mut().sweep();
         let timeout = req.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
-        let work = self.run(req);
+        let seen = Seen::default();
+        let work = self.run(req, deadline, &seen);
         tokio::pin!(work);
         tokio::select! {
             biased;
@@ -209,20 +269,33 @@ impl<C: Connect> Prober<C> {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
                     }
                 } else {
-                    ProbeOutcome::Fail { reason: format!("timed out after {}", format_duration(timeout)) }
+                    let got = seen.borrow().as_ref().map(|s| format!(" (got {s})")).unwrap_or_default();
+                    ProbeOutcome::Fail { reason: format!("timed out after {}{got}", format_duration(timeout)) }
                 }
             }
         }
     }
 
-    async fn run(&self, req: &ProbeRequest) -> ProbeOutcome {
+    /// The probe itself; `deadline` is when [`Prober::probe`] gives up on it (a udp check
+    /// whose silence passes waits for a reply until then).
+    async fn run(
+        &self,
+        req: &ProbeRequest,
+        deadline: tokio::time::Instant,
+        seen: &Seen,
+    ) -> ProbeOutcome {
         let check: &Check = &req.check;
         let target = req.target();
         match &check.kind {
-            CheckKind::Tcp => match self.connect.connect(target, check.source).await {
-                Ok(_) => ProbeOutcome::Pass { weight: None },
+            CheckKind::Tcp(t) => match self.connect.connect(target, check.source).await {
+                Ok(stream) => match &t.exchange {
+                    None => ProbeOutcome::Pass { weight: None },
+                    Some(x) => tcp::exchange(stream, x, t.reply_limit, seen).await,
+                },
                 Err(e) => io_outcome(&e),
             },
+            CheckKind::Dns(d) => self.dns(req, d).await,
+            CheckKind::Udp(u) => udp::udp(&self.connect, req, u, deadline).await,
             CheckKind::Http(h) => self.http(req, h, Transport::Plain).await,
             CheckKind::Https(h) => self.http(req, h, Transport::Tls).await,
             // Boxed: a child process's state is large and only exec probes need it.
@@ -230,6 +303,10 @@ impl<C: Connect> Prober<C> {
         }
     }
 }
+
+/// What a probe received so far, quoted, for the reason of a probe that times out after a
+/// reply that did not satisfy it (tcp send/expect).
+type Seen = RefCell<Option<String>>;
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)

@@ -30,7 +30,7 @@ mod world;
 use std::time::Duration;
 
 pub use report::{latencies, render, spread, Latencies, ReportFormat};
-pub use runner::{run_schedule, TurmoilConnect, DIRECTOR};
+pub use runner::{run_schedule, TurmoilConnect, TurmoilDatagram, DIRECTOR};
 pub use schedule::{Action, FaultSchedule, Scenario, ScheduleError, TimedAction, TooShort};
 pub use servers::Behaviour;
 pub use stand_ins::StandIn;

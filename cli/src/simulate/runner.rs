@@ -16,18 +16,19 @@ use super::schedule::{Action, FaultSchedule};
 use super::servers::{checks, serve_host, target, Behaviour, Sites};
 use super::world::{KernelOps, SimBackend, SimObserver, TraceLine, World, WorldRef};
 use crate::driver::{run_with, RunOptions};
-use crate::probe::Connect;
+use crate::probe::{Connect, Datagram, DirectorError};
 
 /// The director's address in the simulation (any address no server uses).
 pub const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 254);
 
-/// Connections through turmoil's simulated network. They leave from the simulated
-/// director's one address, whatever `source` a check names.
+/// Connections and UDP sockets through turmoil's simulated network. They leave from the
+/// simulated director's one address, whatever `source` a check names.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TurmoilConnect;
 
 impl Connect for TurmoilConnect {
     type Stream = turmoil::net::TcpStream;
+    type Datagram = TurmoilDatagram;
 
     async fn connect(
         &self,
@@ -35,6 +36,45 @@ impl Connect for TurmoilConnect {
         _source: Option<IpAddr>,
     ) -> std::io::Result<Self::Stream> {
         turmoil::net::TcpStream::connect(target).await
+    }
+
+    async fn open_datagram(
+        &self,
+        target: SocketAddr,
+        _source: Option<IpAddr>,
+    ) -> std::io::Result<Self::Datagram> {
+        let local = match target {
+            SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+            SocketAddr::V6(_) => SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0),
+        };
+        let socket = turmoil::net::UdpSocket::bind(local)
+            .await
+            .map_err(|e| DirectorError::wrap("cannot open a UDP socket", &e))?;
+        Ok(TurmoilDatagram { socket, target })
+    }
+}
+
+/// A turmoil UDP socket aimed at one target. Turmoil models no ICMP: a datagram to a port
+/// nothing listens on is lost, so a killed UDP server is silent here, not unreachable.
+#[derive(Debug)]
+pub struct TurmoilDatagram {
+    socket: turmoil::net::UdpSocket,
+    target: SocketAddr,
+}
+
+impl Datagram for TurmoilDatagram {
+    async fn send(&self, datagram: &[u8]) -> std::io::Result<()> {
+        self.socket.send_to(datagram, self.target).await.map(drop)
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // As a connected socket would, hear only the target.
+        loop {
+            let (n, from) = self.socket.recv_from(buf).await?;
+            if from == self.target {
+                return Ok(n);
+            }
+        }
     }
 }
 

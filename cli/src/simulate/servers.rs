@@ -1,5 +1,9 @@
 //! The simulated real servers: a listener on every port a check probes, answering HTTP, HTTPS
-//! (with a test certificate) or just accepting, as the server behaves at the time.
+//! (with a test certificate), DNS (over UDP and TCP), UDP datagrams, a tcp send/expect
+//! exchange, or just accepting, as the server behaves at the time.
+//!
+//! Turmoil models no ICMP: a killed server's UDP port drops datagrams in silence, so a udp or
+//! dns probe of it times out instead of seeing "ICMP port unreachable".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -7,7 +11,12 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record, RecordType};
+use lvs_hc_core::config::{
+    Check, CheckKind, DnsCheck, DnsRcode, DnsTransport, DnsType, Expect, HttpCheck, Server,
+};
 use lvs_hc_core::Config;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -64,6 +73,69 @@ pub(crate) struct Listener {
     pub(crate) tls: bool,
     /// What a healthy server answers on each path probed.
     pub(crate) pages: BTreeMap<String, Page>,
+    /// The names a dns check asks this port for, and what a healthy server answers.
+    pub(crate) zone: BTreeMap<String, ZoneEntry>,
+    /// Whether a dns check asks over TCP: connections then speak DNS.
+    pub(crate) dns_tcp: bool,
+    /// What a healthy server answers a udp check's datagram with, if one probes here.
+    pub(crate) udp_reply: Option<Vec<u8>>,
+    /// What a healthy server answers a tcp send/expect check with, if one probes here.
+    pub(crate) line: Option<Line>,
+    /// Whether a dns check asks over UDP.
+    pub(crate) dns_udp: bool,
+}
+
+impl Listener {
+    /// Whether a UDP socket serves this port: a udp check, or a dns check over UDP, probes it.
+    fn datagrams(&self) -> bool {
+        self.udp_reply.is_some() || self.dns_udp
+    }
+}
+
+/// What a healthy DNS server answers for one name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ZoneEntry {
+    /// The response code.
+    pub(crate) rcode: DnsRcode,
+    /// The addresses of its A and AAAA records.
+    pub(crate) addresses: Vec<IpAddr>,
+}
+
+/// What a healthy server answers a tcp send/expect check with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// Whether it speaks first (the check sends nothing: a banner).
+    pub(crate) banner: bool,
+    /// The reply.
+    pub(crate) reply: Vec<u8>,
+}
+
+/// The addresses a server serving the wrong page answers with instead.
+const WRONG_ADDRESSES: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254)),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe)),
+];
+
+/// The reply of a server answering with an error, to udp and tcp send/expect checks.
+const ERROR_REPLY: &[u8] = b"-ERR internal error\r\n";
+/// The reply of a server serving the wrong page, to udp and tcp send/expect checks.
+const WRONG_REPLY: &[u8] = b"+WRONG\r\n";
+
+/// The reply that passes an expectation, as far as the simulator can tell one: its bytes, or
+/// a literal regex's text; else something that passes no expectation but an empty one.
+fn reply_for(expect: Option<&Expect>) -> Vec<u8> {
+    match expect {
+        None => b"+OK\r\n".to_vec(),
+        Some(Expect::Contains(b)) => b.clone(),
+        Some(Expect::Regex(r)) => literal(r.as_str())
+            .map(String::into_bytes)
+            .unwrap_or_else(|| r.as_str().as_bytes().to_vec()),
+    }
+}
+
+/// The zone name a query or check names: lower case, no final dot.
+fn zone_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// What a healthy server answers to a request for one path.
@@ -87,6 +159,9 @@ impl Sites {
         let mut probed: BTreeMap<SocketAddr, BTreeSet<SocketAddr>> = BTreeMap::new();
         let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
+        let mut dns: BTreeMap<SocketAddr, Vec<DnsCheck>> = BTreeMap::new();
+        let mut udp_replies: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
+        let mut lines: BTreeMap<SocketAddr, Line> = BTreeMap::new();
         for config in configs {
             for (server, check) in checks(config) {
                 let target = target(server, check);
@@ -97,7 +172,26 @@ impl Sites {
                         https.insert(target);
                         h
                     }
-                    CheckKind::Tcp | CheckKind::Exec(_) => continue,
+                    CheckKind::Dns(d) => {
+                        dns.entry(target).or_default().push(d.clone());
+                        continue;
+                    }
+                    CheckKind::Udp(u) => {
+                        udp_replies
+                            .entry(target)
+                            .or_insert_with(|| reply_for(u.exchange.expect.as_ref()));
+                        continue;
+                    }
+                    CheckKind::Tcp(t) => {
+                        if let Some(x) = &t.exchange {
+                            lines.entry(target).or_insert_with(|| Line {
+                                banner: x.send.is_empty(),
+                                reply: reply_for(x.expect.as_ref()),
+                            });
+                        }
+                        continue;
+                    }
+                    CheckKind::Exec(_) => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {
@@ -114,10 +208,24 @@ impl Sites {
         }
         let mut sites = Sites::default();
         for (target, servers) in probed {
+            let dns_checks = dns.remove(&target).unwrap_or_default();
+            let mut zone = BTreeMap::new();
+            for d in &dns_checks {
+                zone.entry(zone_name(&d.query_name))
+                    .or_insert_with(|| ZoneEntry {
+                        rcode: d.expect_rcode,
+                        addresses: d.expect_address.clone(),
+                    });
+            }
             let listener = Listener {
                 server: *servers.first().expect("a target has a server"),
                 tls: https.contains(&target),
                 pages: pages.remove(&target).unwrap_or_default(),
+                zone,
+                dns_tcp: dns_checks.iter().any(|d| d.transport == DnsTransport::Tcp),
+                dns_udp: dns_checks.iter().any(|d| d.transport == DnsTransport::Udp),
+                udp_reply: udp_replies.remove(&target),
+                line: lines.remove(&target),
             };
             sites
                 .hosts
@@ -222,21 +330,133 @@ pub(crate) async fn serve_host(
     ip: IpAddr,
     listeners: BTreeMap<u16, Rc<Listener>>,
 ) -> turmoil::Result {
+    let datagrams: Vec<_> = listeners
+        .iter()
+        .filter(|(_, l)| l.datagrams())
+        .map(|(port, l)| serve_datagrams(world.clone(), ip, *port, l.clone()))
+        .collect();
     let each = listeners
         .into_iter()
         .map(|(port, listener)| serve(world.clone(), ip, port, listener));
-    futures_util::future::try_join_all(each).await?;
+    futures_util::future::try_join(
+        futures_util::future::try_join_all(each),
+        futures_util::future::try_join_all(datagrams),
+    )
+    .await?;
     Ok(())
+}
+
+/// Where a simulated server binds `port`: the director's own loopback, or every address of
+/// the host.
+fn bind_address(ip: IpAddr, port: u16) -> SocketAddr {
+    match ip {
+        ip if ip.is_loopback() => SocketAddr::new(ip, port),
+        IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
+        IpAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
+    }
+}
+
+/// Answers datagrams on UDP `port` (dns and udp checks) while the listener's server is not
+/// killed; a killed server's port drops them (turmoil has no ICMP to say so).
+async fn serve_datagrams(
+    world: WorldRef,
+    ip: IpAddr,
+    port: u16,
+    listener: Rc<Listener>,
+) -> turmoil::Result {
+    let behaviour = |world: &WorldRef| world.borrow().behaviour_of(listener.server);
+    let mut socket = None;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        if behaviour(&world) == Behaviour::Killed {
+            socket = None;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        if socket.is_none() {
+            socket = Some(turmoil::net::UdpSocket::bind(bind_address(ip, port)).await?);
+        }
+        let s = socket.as_ref().expect("bound");
+        // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
+        let (n, from) = tokio::select! {
+            biased;
+            r = s.recv_from(&mut buf) => r?,
+            _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
+        };
+        // See `answer`: the director's loopback is no link, so a black hole waits here.
+        while behaviour(&world) == Behaviour::Blackholed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let b = behaviour(&world);
+        let reply = if listener.dns_udp {
+            dns_answer(&listener.zone, &buf[..n], b)
+        } else {
+            listener.udp_reply.as_ref().map(|r| datagram_reply(r, b))
+        };
+        match (b, reply) {
+            // A slow server's answer comes long after any timeout: none within it.
+            (Behaviour::Slow | Behaviour::Killed, _) | (_, None) => {}
+            (_, Some(reply)) => {
+                s.send_to(&reply, from).await?;
+            }
+        }
+    }
+}
+
+/// A udp peer's reply as the server behaves.
+fn datagram_reply(healthy: &[u8], b: Behaviour) -> Vec<u8> {
+    match b {
+        Behaviour::Error500 => ERROR_REPLY.to_vec(),
+        Behaviour::WrongPage => WRONG_REPLY.to_vec(),
+        _ => healthy.to_vec(),
+    }
+}
+
+/// A DNS server's answer to `query` as the server behaves: the zone's rcode and addresses
+/// when healthy, SERVFAIL for an error, other addresses for the wrong page. `None` for what is
+/// not a query.
+fn dns_answer(zone: &BTreeMap<String, ZoneEntry>, query: &[u8], b: Behaviour) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let question = q.queries().first()?.clone();
+    let mut m = Message::new();
+    m.set_id(q.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(q.op_code())
+        .set_recursion_desired(q.recursion_desired())
+        .set_authoritative(true)
+        .add_query(question.clone());
+    let entry = zone.get(&zone_name(&question.name().to_ascii()));
+    let rcode = match (b, entry) {
+        (Behaviour::Error500, _) => DnsRcode::ServFail,
+        (_, Some(e)) => e.rcode,
+        (_, None) => DnsRcode::NxDomain,
+    };
+    m.set_response_code(ResponseCode::from(0, rcode.code() as u8));
+    if rcode == DnsRcode::NoError {
+        let addresses = match (b, entry) {
+            (Behaviour::WrongPage, _) => WRONG_ADDRESSES.to_vec(),
+            (_, Some(e)) => e.addresses.clone(),
+            (_, None) => Vec::new(),
+        };
+        let wants = |t: DnsType| {
+            let qt = question.query_type();
+            qt == RecordType::from(t.code()) || qt == RecordType::ANY
+        };
+        for ip in addresses {
+            let rdata = match ip {
+                IpAddr::V4(v4) if wants(DnsType::A) => RData::A(A(v4)),
+                IpAddr::V6(v6) if wants(DnsType::Aaaa) => RData::AAAA(AAAA(v6)),
+                _ => continue,
+            };
+            m.add_answer(Record::from_rdata(question.name().clone(), 60, rdata));
+        }
+    }
+    m.to_vec().ok()
 }
 
 /// Listens on `port` while the listener's server is not killed.
 async fn serve(world: WorldRef, ip: IpAddr, port: u16, listener: Rc<Listener>) -> turmoil::Result {
-    // The director's own loopback, or every address of the host.
-    let bind = match ip {
-        ip if ip.is_loopback() => SocketAddr::new(ip, port),
-        IpAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port),
-        IpAddr::V6(_) => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port),
-    };
+    let bind = bind_address(ip, port);
     let mut socket = None;
     loop {
         if world.borrow().behaviour_of(listener.server) == Behaviour::Killed {
@@ -272,6 +492,12 @@ async fn connection(
     listener: Rc<Listener>,
     mut stream: turmoil::net::TcpStream,
 ) -> std::io::Result<()> {
+    if listener.dns_tcp {
+        return dns_over_tcp(world, listener, stream).await;
+    }
+    if listener.line.is_some() {
+        return line(world, listener, stream).await;
+    }
     if !listener.tls {
         return answer(world, listener, stream).await;
     }
@@ -295,6 +521,107 @@ async fn connection(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config());
     let tls = acceptor.accept(stream).await?;
     answer(world, listener, tls).await
+}
+
+/// Reads from `stream` until `done` says what arrived is enough, the peer closes (`None`), or
+/// the server is killed (`None`).
+async fn read_until<S: AsyncRead + Unpin>(
+    world: &WorldRef,
+    listener: &Listener,
+    stream: &mut S,
+    seen: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<Option<()>> {
+    let mut buf = [0u8; 1024];
+    while !done(seen) {
+        // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
+        let read = tokio::select! {
+            biased;
+            n = stream.read(&mut buf) => Some(n?),
+            _ = tokio::time::sleep(Duration::from_millis(10)) => None,
+        };
+        match read {
+            Some(0) => return Ok(None),
+            Some(n) => seen.extend_from_slice(&buf[..n]),
+            None if world.borrow().behaviour_of(listener.server) == Behaviour::Killed => {
+                return Ok(None)
+            }
+            None => {}
+        }
+    }
+    Ok(Some(()))
+}
+
+/// Waits out a black hole on the director's loopback (see `answer`), then the server's
+/// behaviour; `None` when it is killed or slow (a slow answer comes after any timeout).
+async fn respond_as(world: &WorldRef, listener: &Listener) -> Option<Behaviour> {
+    let behaviour = || world.borrow().behaviour_of(listener.server);
+    while behaviour() == Behaviour::Blackholed {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match behaviour() {
+        Behaviour::Killed => None,
+        Behaviour::Slow => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            None
+        }
+        b => Some(b),
+    }
+}
+
+/// A tcp send/expect peer: reads the probe's bytes (a banner peer speaks first), answers as
+/// the server behaves, and keeps the connection until the probe ends it.
+async fn line(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    mut stream: turmoil::net::TcpStream,
+) -> std::io::Result<()> {
+    let l = listener.line.clone().expect("a line peer");
+    let mut seen = Vec::new();
+    if !l.banner
+        && read_until(&world, &listener, &mut stream, &mut seen, |s| !s.is_empty())
+            .await?
+            .is_none()
+    {
+        return Ok(());
+    }
+    let Some(b) = respond_as(&world, &listener).await else {
+        return Ok(());
+    };
+    stream.write_all(&datagram_reply(&l.reply, b)).await?;
+    // Until the probe closes, or the server is killed.
+    let _ = read_until(&world, &listener, &mut stream, &mut seen, |_| false).await?;
+    Ok(())
+}
+
+/// DNS over TCP: each message after its two-byte length, answered as over UDP.
+async fn dns_over_tcp(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    mut stream: turmoil::net::TcpStream,
+) -> std::io::Result<()> {
+    let mut seen = Vec::new();
+    loop {
+        let whole =
+            |s: &[u8]| s.len() >= 2 && s.len() >= 2 + usize::from(u16::from_be_bytes([s[0], s[1]]));
+        if read_until(&world, &listener, &mut stream, &mut seen, whole)
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let len = usize::from(u16::from_be_bytes([seen[0], seen[1]]));
+        let query: Vec<u8> = seen.drain(..2 + len).skip(2).collect();
+        let Some(b) = respond_as(&world, &listener).await else {
+            return Ok(());
+        };
+        let Some(answer) = dns_answer(&listener.zone, &query, b) else {
+            return Ok(());
+        };
+        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        stream.write_all(&framed).await?;
+    }
 }
 
 /// The servers' TLS settings: the test certificate, and no session resumption, so every

@@ -15,7 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server, TlsSettings};
+use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server, TcpCheck, TlsSettings};
 use lvs_hc_core::Config;
 
 use super::runner::DIRECTOR;
@@ -80,7 +80,7 @@ impl SimulatedConfig {
                     let (replacement, instead) = match &check.kind {
                         CheckKind::Exec(e) => {
                             let tcp = Check {
-                                kind: CheckKind::Tcp,
+                                kind: CheckKind::Tcp(TcpCheck::default()),
                                 ip: None,
                                 port: Some(exec_port(server, &check)),
                                 source: None,
@@ -127,7 +127,10 @@ impl SimulatedConfig {
                             };
                             (https, instead)
                         }
-                        CheckKind::Http(_) | CheckKind::Tcp => continue,
+                        CheckKind::Http(_)
+                        | CheckKind::Tcp(_)
+                        | CheckKind::Dns(_)
+                        | CheckKind::Udp(_) => continue,
                     };
                     stand_ins.push(note(instead));
                     server.checks[i] = Arc::new(replacement);
@@ -285,7 +288,7 @@ mod tests {
               10.0.0.2:80; its weight=N output is not simulated: the server keeps weight 4"
             ]
         );
-        assert_eq!(check(&s, 0).kind, CheckKind::Tcp);
+        assert_eq!(check(&s, 0).kind, CheckKind::Tcp(TcpCheck::default()));
         assert_eq!(
             check(&s, 0).timing.interval,
             std::time::Duration::from_secs(3)

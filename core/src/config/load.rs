@@ -13,8 +13,9 @@ use super::toml::{Ctx, Field, Result, Tbl};
 use super::INTERFACE_NAME_RULE;
 use super::{
     ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
-    DirectorSettings, ExecCheck, FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage,
-    NewServers, Server, StatusSet, Timing, TlsSettings, VirtualService,
+    DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
+    FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet,
+    TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::format_duration;
@@ -531,8 +532,11 @@ fn read_checks(f: &Field<'_>) -> Result<Vec<Arc<Check>>> {
 }
 
 fn read_check(mut t: Tbl<'_>) -> Result<Check> {
-    let kind_field = t.req("type", "one of \"http\", \"https\", \"tcp\", \"exec\"")?;
-    let kind_name = kind_field.choice(&["http", "https", "tcp", "exec"])?;
+    let kind_field = t.req(
+        "type",
+        "one of \"http\", \"https\", \"tcp\", \"exec\", \"dns\", \"udp\"",
+    )?;
+    let kind_name = kind_field.choice(&["http", "https", "tcp", "exec", "dns", "udp"])?;
 
     let interval = match t.get("interval") {
         Some(f) => f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?,
@@ -619,7 +623,9 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         None => None,
     };
     let kind = match kind_name {
-        "tcp" => CheckKind::Tcp,
+        "tcp" => CheckKind::Tcp(read_tcp(&mut t)?),
+        "udp" => CheckKind::Udp(read_udp(&mut t)?),
+        "dns" => CheckKind::Dns(read_dns(&mut t)?),
         "exec" => CheckKind::Exec(read_exec(&mut t)?),
         "https" => {
             let mut h = read_http(&mut t)?;
@@ -691,20 +697,7 @@ fn read_http(t: &mut Tbl<'_>) -> Result<HttpCheck> {
         None => None,
     };
     let expect_body_regex = match t.get("expect_body_regex") {
-        Some(f) => {
-            let s = f.str()?;
-            Some(BodyRegex::new(s).map_err(|e| {
-                // The regex crate's message spans lines; its last line says what is wrong.
-                let text = e.to_string();
-                let what = text
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                f.err(format!("invalid regular expression: {what}"))
-            })?)
-        }
+        Some(f) => Some(read_regex(&f)?),
         None => None,
     };
     let expect_body_md5 = match t.get("expect_body_md5") {
@@ -747,6 +740,247 @@ fn read_http(t: &mut Tbl<'_>) -> Result<HttpCheck> {
         tls: None,
         reuse_connection,
     })
+}
+
+fn read_regex(f: &Field<'_>) -> Result<BodyRegex> {
+    let s = f.str()?;
+    BodyRegex::new(s).map_err(|e| {
+        // The regex crate's message spans lines; its last line says what is wrong.
+        let text = e.to_string();
+        let what = text
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
+        f.err(format!("invalid regular expression: {what}"))
+    })
+}
+
+/// The most a tcp check's `reply_limit` may be.
+const REPLY_LIMIT_MAX: i64 = 1 << 20;
+
+/// The keys of a `tcp` check: `send`/`send_hex`, one of the `expect` keys, `reply_limit`.
+fn read_tcp(t: &mut Tbl<'_>) -> Result<TcpCheck> {
+    let send = read_send(t)?;
+    let expect = read_expect(t)?;
+    let reply_limit = match t.get("reply_limit") {
+        Some(f) => {
+            if send.is_none() && expect.is_none() {
+                return Err(f.err(
+                    "reply_limit bounds the reply to `send` or the banner `expect` looks for: \
+                     set one of them, or leave reply_limit out",
+                ));
+            }
+            f.int(1, REPLY_LIMIT_MAX)? as usize
+        }
+        None => TcpCheck::default().reply_limit,
+    };
+    let exchange = match (send, expect) {
+        (None, None) => None,
+        (send, expect) => Some(Exchange {
+            send: send.unwrap_or_default(),
+            expect,
+        }),
+    };
+    Ok(TcpCheck {
+        exchange,
+        reply_limit,
+    })
+}
+
+/// The keys of a `udp` check.
+fn read_udp(t: &mut Tbl<'_>) -> Result<UdpCheck> {
+    let send = match read_send(t)? {
+        Some(s) => s,
+        None => {
+            return Err(t.err(
+                "a udp check needs `send` (text) or `send_hex` (bytes as hex): the datagram \
+                 sent to the server",
+            ))
+        }
+    };
+    let expect = read_expect(t)?;
+    let silence_passes = match t.get("silence_passes") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
+    Ok(UdpCheck {
+        exchange: Exchange { send, expect },
+        silence_passes,
+    })
+}
+
+/// `send` or `send_hex`: at least one byte. `None` when neither is set.
+fn read_send(t: &mut Tbl<'_>) -> Result<Option<Vec<u8>>> {
+    let text = t.get("send");
+    let hex = t.get("send_hex");
+    let (f, bytes) = match (text, hex) {
+        (Some(_), Some(h)) => {
+            return Err(h.err("set `send` (text) or `send_hex` (bytes as hex), not both"))
+        }
+        (Some(f), None) => {
+            let bytes = f.str()?.as_bytes().to_vec();
+            (f, bytes)
+        }
+        (None, Some(f)) => {
+            let bytes = read_hex(&f)?;
+            (f, bytes)
+        }
+        (None, None) => return Ok(None),
+    };
+    if bytes.is_empty() {
+        return Err(f.err("nothing to send: give at least one byte"));
+    }
+    Ok(Some(bytes))
+}
+
+/// One of `expect`, `expect_hex`, `expect_regex`; `None` when none is set.
+fn read_expect(t: &mut Tbl<'_>) -> Result<Option<Expect>> {
+    let keys = ["expect", "expect_hex", "expect_regex"];
+    let set: Vec<&str> = keys.into_iter().filter(|k| t.has(k)).collect();
+    if set.len() > 1 {
+        return Err(t.key_err(
+            set[1],
+            format!(
+                "`{}` and `{}` both set: a reply is checked against one expectation",
+                set[0], set[1]
+            ),
+        ));
+    }
+    if let Some(f) = t.get("expect") {
+        let text = f.str()?;
+        if text.is_empty() {
+            return Err(f.err("an empty `expect` matches anything: leave it out"));
+        }
+        return Ok(Some(Expect::Contains(text.as_bytes().to_vec())));
+    }
+    if let Some(f) = t.get("expect_hex") {
+        let bytes = read_hex(&f)?;
+        if bytes.is_empty() {
+            return Err(f.err("an empty `expect_hex` matches anything: leave it out"));
+        }
+        return Ok(Some(Expect::Contains(bytes)));
+    }
+    if let Some(f) = t.get("expect_regex") {
+        return Ok(Some(Expect::Regex(read_regex(&f)?)));
+    }
+    Ok(None)
+}
+
+/// Bytes written as hex digits, two a byte; spaces between bytes are allowed (`"0d 0a"`).
+fn read_hex(f: &Field<'_>) -> Result<Vec<u8>> {
+    let text = f.str()?;
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b' ').collect();
+    let bad = |why: &str| f.err(format!("`{text}` is not hex bytes: {why}, e.g. \"0d0a\""));
+    if let Some(b) = digits.iter().find(|b| !b.is_ascii_hexdigit()) {
+        return Err(bad(&format!("`{}` is not a hex digit", b.escape_ascii())));
+    }
+    if digits.len() % 2 == 1 {
+        return Err(bad("an odd number of digits (two per byte)"));
+    }
+    let value = |d: u8| (d as char).to_digit(16).expect("checked above") as u8;
+    Ok(digits
+        .chunks(2)
+        .map(|p| value(p[0]) << 4 | value(p[1]))
+        .collect())
+}
+
+/// The keys of a `dns` check.
+fn read_dns(t: &mut Tbl<'_>) -> Result<DnsCheck> {
+    let f = t.req(
+        "query_name",
+        "the name to ask for, e.g. \"www.example.com\"",
+    )?;
+    let query_name = f.str()?.to_string();
+    if let Some(why) = bad_domain_name(&query_name) {
+        return Err(f.err(format!("`{query_name}` is not a domain name: {why}")));
+    }
+    let query_type = match t.get("query_type") {
+        Some(f) => {
+            let names: Vec<&str> = DnsType::ALL.iter().map(|t| t.as_str()).collect();
+            let name = f.choice(&names)?;
+            DnsType::ALL
+                .into_iter()
+                .find(|t| t.as_str() == name)
+                .expect("a listed type")
+        }
+        None => DnsType::A,
+    };
+    let transport = match t.get("transport") {
+        Some(f) => match f.choice(&["udp", "tcp"])? {
+            "tcp" => DnsTransport::Tcp,
+            _ => DnsTransport::Udp,
+        },
+        None => DnsTransport::Udp,
+    };
+    let expect_rcode = match t.get("expect_rcode") {
+        Some(f) => {
+            let names: Vec<&str> = DnsRcode::ALL.iter().map(|r| r.as_str()).collect();
+            let name = f.choice(&names)?;
+            DnsRcode::ALL
+                .into_iter()
+                .find(|r| r.as_str() == name)
+                .expect("a listed code")
+        }
+        None => DnsRcode::NoError,
+    };
+    let mut expect_address = Vec::new();
+    if let Some(f) = t.get("expect_address") {
+        for item in f.array()? {
+            let text = item.str()?;
+            let ip = text
+                .parse::<IpAddr>()
+                .map_err(|_| item.err(format!("`{text}` is not an IP address")))?;
+            expect_address.push(ip);
+        }
+        if expect_address.is_empty() {
+            return Err(f.err("at least one address is needed (or leave expect_address out)"));
+        }
+        if !matches!(query_type, DnsType::A | DnsType::Aaaa | DnsType::Any) {
+            return Err(f.err(format!(
+                "the answer to query_type {} holds no addresses of its own: expect_address \
+                 needs query_type A, AAAA or ANY",
+                query_type.as_str()
+            )));
+        }
+    }
+    Ok(DnsCheck {
+        query_name,
+        query_type,
+        transport,
+        expect_rcode,
+        expect_address,
+    })
+}
+
+/// Why `name` cannot be sent in a DNS query, if it cannot: labels of 1 to 63 letters, digits,
+/// `-` or `_`, 253 characters at most (a final `.` allowed).
+fn bad_domain_name(name: &str) -> Option<String> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    if bare.is_empty() {
+        return Some("it is empty (the root `.` is not a check)".into());
+    }
+    if bare.len() > 253 {
+        return Some("longer than 253 characters".into());
+    }
+    for label in bare.split('.') {
+        if label.is_empty() {
+            return Some("an empty label (`..`)".into());
+        }
+        if label.len() > 63 {
+            return Some(format!("label `{label}` is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Some(format!(
+                "`{c}` in label `{label}` (letters, digits, `-` and `_` only)"
+            ));
+        }
+    }
+    None
 }
 
 /// The TLS keys of an `https` check.

@@ -333,8 +333,11 @@ impl Check {
         let base = match &self.kind {
             CheckKind::Http(h) => format!("http {} {}", h.method.as_str(), h.path),
             CheckKind::Https(h) => format!("https {} {}", h.method.as_str(), h.path),
-            CheckKind::Tcp => "tcp".to_string(),
+            CheckKind::Tcp(t) if t.exchange.is_some() => "tcp send/expect".to_string(),
+            CheckKind::Tcp(_) => "tcp".to_string(),
             CheckKind::Exec(e) => format!("exec {}", e.argv[0]),
+            CheckKind::Dns(d) => format!("dns {} {}", d.query_type.as_str(), d.query_name),
+            CheckKind::Udp(_) => "udp".to_string(),
         };
         match (self.ip, self.port) {
             (Some(ip), Some(p)) => format!("{base} ({})", SocketAddr::new(ip, p)),
@@ -370,10 +373,235 @@ pub enum CheckKind {
     Http(HttpCheck),
     /// An HTTP request over TLS.
     Https(HttpCheck),
-    /// A TCP connect.
-    Tcp,
+    /// A TCP connect, and optionally bytes sent and a reply expected on it.
+    Tcp(TcpCheck),
     /// A program run without a shell.
     Exec(ExecCheck),
+    /// A DNS query and its answer.
+    Dns(DnsCheck),
+    /// A UDP datagram and its reply.
+    Udp(UdpCheck),
+}
+
+/// Bytes sent and what the reply must hold (tcp send/expect, udp).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Exchange {
+    /// What is sent (nothing for a tcp check that only reads a banner).
+    pub send: Vec<u8>,
+    /// What the reply must hold; `None`: any reply passes.
+    pub expect: Option<Expect>,
+}
+
+/// What a reply must hold.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Expect {
+    /// These bytes somewhere in the reply (`expect`, `expect_hex`).
+    Contains(Vec<u8>),
+    /// A regular expression matching the reply read as UTF-8, invalid sequences replaced
+    /// (`expect_regex`).
+    Regex(BodyRegex),
+}
+
+impl Expect {
+    /// Whether `reply` holds what is expected.
+    pub fn is_match(&self, reply: &[u8]) -> bool {
+        match self {
+            Expect::Contains(needle) => {
+                needle.is_empty() || reply.windows(needle.len()).any(|w| w == needle.as_slice())
+            }
+            Expect::Regex(r) => r.is_match(&String::from_utf8_lossy(reply)),
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    /// `"+PONG"` (bytes escaped as in Rust strings) or `/^\+PONG/`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Contains(b) => write!(f, "\"{}\"", b.escape_ascii()),
+            Expect::Regex(r) => write!(f, "/{}/", r.as_str()),
+        }
+    }
+}
+
+/// A tcp check: a connect, and with an [`Exchange`], bytes sent and a reply read until it
+/// holds what is expected, the server closes, or `reply_limit` bytes arrived.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TcpCheck {
+    /// What is sent and expected; `None`: the connect alone decides.
+    pub exchange: Option<Exchange>,
+    /// Most reply bytes read; the expectation must be met within them.
+    pub reply_limit: usize,
+}
+
+impl Default for TcpCheck {
+    /// A connect alone.
+    fn default() -> Self {
+        TcpCheck {
+            exchange: None,
+            reply_limit: 4096,
+        }
+    }
+}
+
+/// A udp check: a datagram sent, and a reply that holds what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UdpCheck {
+    /// The datagram (at least one byte) and what the reply must hold.
+    pub exchange: Exchange,
+    /// Whether no reply by the timeout passes (unless an ICMP error arrived): keepalived's
+    /// UDP_CHECK without `require_reply`.
+    pub silence_passes: bool,
+}
+
+/// A dns check: one query, and the answer's response code and, optionally, addresses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DnsCheck {
+    /// The name asked for, as written (`www.example.com`).
+    pub query_name: String,
+    /// The record type asked for.
+    pub query_type: DnsType,
+    /// UDP or TCP.
+    pub transport: DnsTransport,
+    /// The response code that passes.
+    pub expect_rcode: DnsRcode,
+    /// When not empty, one of these must be in the answer section's A/AAAA records.
+    pub expect_address: Vec<IpAddr>,
+}
+
+/// The record types a dns check can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DnsType {
+    /// IPv4 address.
+    A,
+    /// IPv6 address.
+    Aaaa,
+    /// Canonical name.
+    Cname,
+    /// Mail exchanger.
+    Mx,
+    /// Name server.
+    Ns,
+    /// Pointer.
+    Ptr,
+    /// Start of authority.
+    Soa,
+    /// Service locator.
+    Srv,
+    /// Text.
+    Txt,
+    /// Any (`*`).
+    Any,
+}
+
+impl DnsType {
+    /// Every type, in the order the configuration lists them.
+    pub const ALL: [DnsType; 10] = [
+        DnsType::A,
+        DnsType::Aaaa,
+        DnsType::Cname,
+        DnsType::Mx,
+        DnsType::Ns,
+        DnsType::Ptr,
+        DnsType::Soa,
+        DnsType::Srv,
+        DnsType::Txt,
+        DnsType::Any,
+    ];
+
+    /// The name the configuration and the reasons use: `A`, `AAAA`...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsType::A => "A",
+            DnsType::Aaaa => "AAAA",
+            DnsType::Cname => "CNAME",
+            DnsType::Mx => "MX",
+            DnsType::Ns => "NS",
+            DnsType::Ptr => "PTR",
+            DnsType::Soa => "SOA",
+            DnsType::Srv => "SRV",
+            DnsType::Txt => "TXT",
+            DnsType::Any => "ANY",
+        }
+    }
+
+    /// The type's number on the wire (RFC 1035, 3596, 2782).
+    pub fn code(self) -> u16 {
+        match self {
+            DnsType::A => 1,
+            DnsType::Ns => 2,
+            DnsType::Cname => 5,
+            DnsType::Soa => 6,
+            DnsType::Ptr => 12,
+            DnsType::Mx => 15,
+            DnsType::Txt => 16,
+            DnsType::Aaaa => 28,
+            DnsType::Srv => 33,
+            DnsType::Any => 255,
+        }
+    }
+}
+
+/// How a dns check's query travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DnsTransport {
+    /// One datagram each way.
+    Udp,
+    /// A TCP connection, each message after a two-byte length (RFC 1035 4.2.2).
+    Tcp,
+}
+
+/// The DNS response codes a dns check can expect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DnsRcode {
+    /// No error.
+    NoError,
+    /// The server could not read the query.
+    FormErr,
+    /// The server failed.
+    ServFail,
+    /// The name does not exist.
+    NxDomain,
+    /// The server does not do this kind of query.
+    NotImp,
+    /// The server refuses to answer.
+    Refused,
+}
+
+impl DnsRcode {
+    /// Every code the configuration names.
+    pub const ALL: [DnsRcode; 6] = [
+        DnsRcode::NoError,
+        DnsRcode::FormErr,
+        DnsRcode::ServFail,
+        DnsRcode::NxDomain,
+        DnsRcode::NotImp,
+        DnsRcode::Refused,
+    ];
+
+    /// `NOERROR`, `SERVFAIL`...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsRcode::NoError => "NOERROR",
+            DnsRcode::FormErr => "FORMERR",
+            DnsRcode::ServFail => "SERVFAIL",
+            DnsRcode::NxDomain => "NXDOMAIN",
+            DnsRcode::NotImp => "NOTIMP",
+            DnsRcode::Refused => "REFUSED",
+        }
+    }
+
+    /// The code's number on the wire.
+    pub fn code(self) -> u16 {
+        match self {
+            DnsRcode::NoError => 0,
+            DnsRcode::FormErr => 1,
+            DnsRcode::ServFail => 2,
+            DnsRcode::NxDomain => 3,
+            DnsRcode::NotImp => 4,
+            DnsRcode::Refused => 5,
+        }
+    }
 }
 
 /// An HTTP(S) check.
