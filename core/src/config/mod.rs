@@ -333,6 +333,8 @@ impl Check {
             CheckKind::Https(h) => format!("https {} {}", h.method.as_str(), h.path),
             CheckKind::Tcp => "tcp".to_string(),
             CheckKind::Exec(e) => format!("exec {}", e.argv[0]),
+            CheckKind::Smtp(_) => "smtp".to_string(),
+            CheckKind::Ping => "ping".to_string(),
         };
         match self.port {
             Some(p) => format!("{base} (port {p})"),
@@ -370,6 +372,32 @@ pub enum CheckKind {
     Tcp,
     /// A program run without a shell.
     Exec(ExecCheck),
+    /// An SMTP dialogue: banner, EHLO, optionally STARTTLS and EHLO again, QUIT.
+    Smtp(SmtpCheck),
+    /// An ICMP echo request (ping) to the server's address; no port.
+    Ping,
+}
+
+impl CheckKind {
+    /// Whether probes of this kind go to a port (exec programs and pings do not need one).
+    pub fn needs_port(&self) -> bool {
+        !matches!(self, CheckKind::Exec(_) | CheckKind::Ping)
+    }
+}
+
+/// An SMTP check: the server's 220 banner, `EHLO helo_name` answered 250, and with `starttls`
+/// a TLS handshake after `STARTTLS` and a second EHLO over TLS; then `QUIT`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SmtpCheck {
+    /// The name sent with EHLO (`helo_name`, default `lvs-hc.localdomain`).
+    pub helo_name: String,
+    /// TLS settings when the check upgrades the connection with STARTTLS; `None`: plain.
+    pub starttls: Option<TlsSettings>,
+}
+
+impl SmtpCheck {
+    /// The EHLO name when the configuration gives none.
+    pub const DEFAULT_HELO_NAME: &'static str = "lvs-hc.localdomain";
 }
 
 /// An HTTP(S) check.
@@ -396,10 +424,11 @@ pub struct HttpCheck {
     pub reuse_connection: bool,
 }
 
-/// TLS settings of an https check.
+/// TLS settings of an https check or of an smtp check with STARTTLS.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TlsSettings {
-    /// Server name sent (SNI) and verified; the Host header when absent.
+    /// Server name sent (SNI) and verified; when absent, an https check's Host header, else the
+    /// server's address.
     pub sni: Option<String>,
     /// Whether the certificate is verified.
     pub verify: bool,
