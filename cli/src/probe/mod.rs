@@ -1,11 +1,13 @@
-//! The probes: http, https, tcp and exec, each bounded by its timeout over the whole exchange.
+//! The probes: http, https, tcp, smtp, ping and exec, each bounded by its timeout over the
+//! whole exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
 //! shares: connecting, the timeout, and telling the director's faults from the server's
 //! failures. HTTP/1.1 runs on `httparse` (`http.rs`), on connections kept between probes
-//! (`pool.rs`) or fresh; TLS on tokio-rustls with the `ring` provider (`tls.rs`); exec checks in
-//! [`exec`].
+//! (`pool.rs`) or fresh; TLS on tokio-rustls with the `ring` provider (`tls.rs`); SMTP in
+//! [`smtp`]; exec checks in [`exec`]. Pings ([`ping`]) use the kernel's ICMP sockets directly,
+//! not [`Connect`]: they have no simulated counterpart.
 //!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
@@ -13,7 +15,9 @@
 
 pub mod exec;
 mod http;
+pub mod ping;
 mod pool;
+pub mod smtp;
 mod tls;
 
 use std::cell::RefCell;
@@ -208,6 +212,8 @@ impl<C: Connect> Prober<C> {
                     ProbeOutcome::Inconclusive {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
                     }
+                } else if req.check.kind == CheckKind::Ping {
+                    ProbeOutcome::Fail { reason: format!("no echo reply within {}", format_duration(timeout)) }
                 } else {
                     ProbeOutcome::Fail { reason: format!("timed out after {}", format_duration(timeout)) }
                 }
@@ -225,6 +231,13 @@ impl<C: Connect> Prober<C> {
             },
             CheckKind::Http(h) => self.http(req, h, Transport::Plain).await,
             CheckKind::Https(h) => self.http(req, h, Transport::Tls).await,
+            CheckKind::Smtp(m) => match self.connect.connect(target, check.source).await {
+                // Boxed: the dialogue's state (with a TLS handshake's) is large.
+                Ok(stream) => Box::pin(smtp::smtp(stream, m, target, &self.tls)).await,
+                Err(e) => io_outcome(&e),
+            },
+            // Real ICMP sockets whatever `Connect` is: the simulator refuses ping checks.
+            CheckKind::Ping => ping::ping(target.ip(), check.source, req.timeout()).await,
             // Boxed: a child process's state is large and only exec probes need it.
             CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
         }
