@@ -146,9 +146,7 @@ fn an_address_that_does_not_answer_fails_with_no_echo_reply() {
         for ip in ["127.0.0.1", "::1"] {
             let ip: IpAddr = ip.parse().unwrap();
             let started = tokio::time::Instant::now();
-            let out = Prober::new(TokioConnect)
-                .probe(&request(ip, "500ms"))
-                .await;
+            let out = Prober::new(TokioConnect).probe(&request(ip, "500ms")).await;
             assert_eq!(
                 out,
                 ProbeOutcome::Fail {

@@ -170,10 +170,11 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(format!("{FIXTURES}/cert.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{FIXTURES}/cert.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
     let key = PrivateKeyDer::from_pem_file(format!("{FIXTURES}/key.pem")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -291,7 +292,8 @@ async fn smtp_with_starttls_fails_on_a_certificate_it_cannot_verify() {
         other => panic!("expected a failure, got {other:?}"),
     }
     // A name the certificate does not carry fails even with the certificate trusted.
-    let toml = format!("starttls = true\nsni = \"mx.example.com\"\nca_file = \"{FIXTURES}/cert.pem\"");
+    let toml =
+        format!("starttls = true\nsni = \"mx.example.com\"\nca_file = \"{FIXTURES}/cert.pem\"");
     match probe(&server, &toml).await {
         ProbeOutcome::Fail { reason } => assert!(
             reason.starts_with("TLS handshake failed: invalid peer certificate: certificate not valid for name \"mx.example.com\""),
@@ -300,7 +302,10 @@ async fn smtp_with_starttls_fails_on_a_certificate_it_cannot_verify() {
         other => panic!("expected a failure, got {other:?}"),
     }
     // verify = false accepts it.
-    assert_eq!(probe(&server, "starttls = true\nverify = false").await, PASS);
+    assert_eq!(
+        probe(&server, "starttls = true\nverify = false").await,
+        PASS
+    );
 }
 
 #[tokio::test]
@@ -320,7 +325,11 @@ async fn an_endless_multi_line_reply_fails_at_its_bound_not_the_timeout() {
         probe(&server, "").await,
         fail("the EHLO reply runs past 128 lines (first: 250-X-PADDING lots of it)")
     );
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -335,7 +344,11 @@ async fn an_endless_reply_line_fails_at_its_bound_not_the_timeout() {
             "the EHLO reply has a line longer than 2048 bytes: {quoted}"
         ))
     );
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

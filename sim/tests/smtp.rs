@@ -164,7 +164,12 @@ fn check(schedule: &FaultSchedule) -> Result<(), String> {
     // Healed: both real servers are in the table at their weights.
     let key = schedule.config.services[0].key;
     for s in &schedule.config.services[0].servers {
-        let in_table = world.kernel.state.table.dest(&key, &s.addr).map(|d| d.weight);
+        let in_table = world
+            .kernel
+            .state
+            .table
+            .dest(&key, &s.addr)
+            .map(|d| d.weight);
         if in_table != Some(s.weight) {
             return Err(format!(
                 "after healing, {} is {in_table:?} in the table, expected weight {}\n{trace_text}",
@@ -197,12 +202,20 @@ fn smtp_servers_answering_554() {
 
 #[test]
 fn smtp_servers_refusing_ehlo() {
-    run(Scenario::WrongPage, Tls::Plain, "smtp_servers_refusing_ehlo");
+    run(
+        Scenario::WrongPage,
+        Tls::Plain,
+        "smtp_servers_refusing_ehlo",
+    );
 }
 
 #[test]
 fn smtp_starttls_killed_servers() {
-    run(Scenario::Kill, Tls::StartTls, "smtp_starttls_killed_servers");
+    run(
+        Scenario::Kill,
+        Tls::StartTls,
+        "smtp_starttls_killed_servers",
+    );
 }
 
 #[test]

@@ -190,8 +190,11 @@ fn draw() -> (u16, [u8; PAYLOAD]) {
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = clock ^ (u64::from(std::process::id()) << 32)
-        ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut x = clock
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // splitmix64's finaliser.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -301,9 +304,7 @@ async fn exchange(
                     break;
                 }
                 // The socket's pending error (the queued one is read above).
-                Err(e) if kind == IcmpSocket::Datagram && e.raw_os_error().is_some() => {
-                    continue
-                }
+                Err(e) if kind == IcmpSocket::Datagram && e.raw_os_error().is_some() => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -645,10 +646,7 @@ mod tests {
             Received::Other
         );
         // A sequence number not ours, or another payload.
-        assert_eq!(
-            classify(&reply, false, None, 200, payload),
-            Received::Other
-        );
+        assert_eq!(classify(&reply, false, None, 200, payload), Received::Other);
         assert_eq!(
             classify(&reply, false, None, 100, b"fedcba9876543210"),
             Received::Other

@@ -266,7 +266,9 @@ fn parse_line(line: &[u8]) -> Option<(u16, bool)> {
     if !digits.iter().all(u8::is_ascii_digit) || !(b'2'..=b'5').contains(&digits[0]) {
         return None;
     }
-    let code = digits.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    let code = digits
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     match line.get(3) {
         None | Some(b' ') => Some((code, false)),
         Some(b'-') => Some((code, true)),

@@ -495,7 +495,9 @@ async fn smtp_phase<S: AsyncRead + AsyncWrite + Unpin>(
             continue;
         };
         let line: Vec<u8> = seen.drain(..=end).collect();
-        let command = String::from_utf8_lossy(&line).trim_end().to_ascii_uppercase();
+        let command = String::from_utf8_lossy(&line)
+            .trim_end()
+            .to_ascii_uppercase();
         wait_out_black_hole().await;
         let verb = command.split(' ').next().unwrap_or("");
         let reply = match (behaviour(world), verb) {
@@ -521,7 +523,9 @@ async fn smtp_phase<S: AsyncRead + AsyncWrite + Unpin>(
                 )
             }
             (_, "STARTTLS") if listener.tls && phase == SmtpPhase::Plain => {
-                stream.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                stream
+                    .write_all(b"220 2.0.0 ready to start TLS\r\n")
+                    .await?;
                 return Ok(SmtpEnd::StartTls(stream));
             }
             _ => "502 5.5.2 command not recognised\r\n".to_string(),

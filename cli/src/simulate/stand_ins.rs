@@ -274,7 +274,9 @@ mod tests {
                     [[service.server]]\naddress = \"10.0.0.2:80\"\n";
         let why = unreachable(&Config::from_toml(text, "ping").unwrap()).unwrap();
         assert!(
-            why.starts_with("10.0.0.2:80 has a ping check, and the simulated network carries no ICMP"),
+            why.starts_with(
+                "10.0.0.2:80 has a ping check, and the simulated network carries no ICMP"
+            ),
             "{why}"
         );
     }
@@ -290,9 +292,11 @@ mod tests {
         assert_eq!(m.starttls.as_ref().map(|t| t.verify), Some(false));
         assert_eq!(
             lines(&s),
-            ["smtp (port 25) on 10.0.0.2:80 does not verify the simulated server's test \
+            [
+                "smtp (port 25) on 10.0.0.2:80 does not verify the simulated server's test \
               certificate after STARTTLS (verify = true is simulated as false, and ca_file \
-              /ca.pem is not read)"]
+              /ca.pem is not read)"
+            ]
         );
     }
 
