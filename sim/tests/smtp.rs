@@ -135,11 +135,7 @@ fn check(schedule: &FaultSchedule) -> Result<(), String> {
         .collect();
     for (at, server, reason) in &downs {
         // The fault in force for this server when it went down: the latest begun before.
-        let Some((_, _, b)) = faults
-            .iter()
-            .filter(|(t, s, _)| s == server && t <= at)
-            .next_back()
-        else {
+        let Some((_, _, b)) = faults.iter().rfind(|(t, s, _)| s == server && t <= at) else {
             return Err(format!(
                 "{server} went down at t+{at:?} ({reason}) before any fault struck it\n{trace_text}"
             ));
