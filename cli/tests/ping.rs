@@ -209,3 +209,175 @@ fn no_route_fails_at_once_with_the_routing_verdict() {
         );
     });
 }
+
+/// What the peer behind the test's tun device answers to an echo request.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// An echo reply, as a host that answers pings.
+    Reply,
+    /// ICMP destination unreachable, host unreachable (as a router that cannot reach it).
+    HostUnreachable,
+}
+
+/// A tun device `lvshc0` with 10.77.0.1/24 in the calling thread's namespace, and a task
+/// playing 10.77.0.2 behind it, answering as `peer` says. Packets stay in the namespace.
+fn tun_peer(peer: Peer) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: open, TUNSETIFF and SIOCSIF* ioctls on zeroed ifreqs naming the device.
+    let tun = unsafe {
+        let fd = libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        );
+        assert!(fd >= 0, "/dev/net/tun: {}", std::io::Error::last_os_error());
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lvshc0\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::TUNSETIFF, &mut req), 0, "TUNSETIFF");
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        let set = |req: &mut libc::ifreq, ip: [u8; 4], op| {
+            let sin = req as *mut libc::ifreq as *mut u8;
+            let addr = sin.add(16) as *mut libc::sockaddr_in;
+            *addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip),
+                },
+                sin_zero: [0; 8],
+            };
+            let r = libc::ioctl(s, op, req as *mut libc::ifreq);
+            assert_eq!(r, 0, "ioctl {op:#x}: {}", std::io::Error::last_os_error());
+        };
+        set(&mut req, [10, 77, 0, 1], libc::SIOCSIFADDR);
+        set(&mut req, [255, 255, 255, 0], libc::SIOCSIFNETMASK);
+        assert_eq!(libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(s, libc::SIOCSIFFLAGS, &mut req), 0, "up");
+        libc::close(s);
+        std::os::fd::OwnedFd::from_raw_fd(fd)
+    };
+    // SAFETY: the descriptor is open and the AsyncFd owns it.
+    let tun = unsafe { tokio::io::unix::AsyncFd::register(tun) }.unwrap();
+    tokio::task::spawn_local(async move {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 2048];
+        loop {
+            let mut guard = tun.readable().await.unwrap();
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(tun.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                guard.clear_ready();
+                continue;
+            }
+            let packet = &buf[..n as usize];
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            // IPv4, ICMP, an echo request.
+            if packet[0] >> 4 != 4 || packet[9] != 1 || packet.get(ihl) != Some(&8) {
+                continue;
+            }
+            let (src, dst) = (&packet[12..16], &packet[16..20]);
+            let icmp = match peer {
+                Peer::Reply => {
+                    let mut m = packet[ihl..].to_vec();
+                    m[0] = 0;
+                    m
+                }
+                Peer::HostUnreachable => {
+                    let mut m = vec![3, 1, 0, 0, 0, 0, 0, 0];
+                    m.extend_from_slice(&packet[..ihl + 8]);
+                    m
+                }
+            };
+            let mut icmp = icmp;
+            icmp[2..4].copy_from_slice(&[0, 0]);
+            let sum = inet_checksum(&icmp);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            let total = (20 + icmp.len()) as u16;
+            let mut ip = vec![0x45, 0];
+            ip.extend_from_slice(&total.to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+            ip.extend_from_slice(dst);
+            ip.extend_from_slice(src);
+            let sum = inet_checksum(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            ip.extend_from_slice(&icmp);
+            // SAFETY: ip is valid for its length.
+            unsafe { libc::write(tun.as_raw_fd(), ip.as_ptr().cast(), ip.len()) };
+        }
+    });
+}
+
+fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Runs `f` in a namespace with a tun peer, inside a `LocalSet` (the peer is a local task).
+fn with_peer<F, Fut>(peer: Peer, f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    in_namespace(move || async move {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async move {
+                tun_peer(peer);
+                f().await;
+            })
+            .await;
+    });
+}
+
+#[test]
+fn a_peer_answering_through_a_tun_device_passes_on_both_socket_kinds() {
+    with_peer(Peer::Reply, || async {
+        let peer: IpAddr = "10.77.0.2".parse().unwrap();
+        for (range, kind) in [
+            ("1 0", IcmpSocket::Raw),
+            ("0 2147483647", IcmpSocket::Datagram),
+        ] {
+            sysctl("ipv4/ping_group_range", range);
+            let (out, used) = ping_with(peer, None, Duration::from_secs(2)).await;
+            assert_eq!(
+                (out, used),
+                (ProbeOutcome::Pass { weight: None }, Some(kind))
+            );
+        }
+    });
+}
+
+#[test]
+fn a_destination_unreachable_error_fails_at_once_with_its_words_on_both_socket_kinds() {
+    with_peer(Peer::HostUnreachable, || async {
+        let peer: IpAddr = "10.77.0.2".parse().unwrap();
+        for (range, kind) in [
+            ("1 0", IcmpSocket::Raw),
+            ("0 2147483647", IcmpSocket::Datagram),
+        ] {
+            sysctl("ipv4/ping_group_range", range);
+            let started = tokio::time::Instant::now();
+            let (out, used) = ping_with(peer, None, Duration::from_secs(2)).await;
+            assert_eq!(
+                (out, used),
+                (
+                    ProbeOutcome::Fail {
+                        reason: "destination unreachable (host unreachable)".into()
+                    },
+                    Some(kind)
+                )
+            );
+            // The error decides, not the timeout.
+            assert!(started.elapsed() < Duration::from_secs(1), "{kind:?}");
+        }
+    });
+}

@@ -274,6 +274,7 @@ async fn exchange(
             _ = wait => continue,
         };
         // Errors queued for a datagram socket first, then packets, until none is left.
+        let mut pending_errors = 0;
         loop {
             if kind == IcmpSocket::Datagram {
                 match queued_error(afd.get_ref(), v6, first_seq) {
@@ -303,8 +304,12 @@ async fn exchange(
                     guard.clear_ready();
                     break;
                 }
-                // The socket's pending error (the queued one is read above).
-                Err(e) if kind == IcmpSocket::Datagram && e.raw_os_error().is_some() => continue,
+                // The socket's pending error, reported once (the queued one is read above);
+                // bounded, should an error ever repeat.
+                Err(_) if kind == IcmpSocket::Datagram && pending_errors < 8 => {
+                    pending_errors += 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -452,7 +457,8 @@ fn error_words(v6: bool, kind: u8, code: u8) -> Option<String> {
 /// about one of our requests, `Ok(None)` for another, `WouldBlock` when the queue is empty.
 fn queued_error(fd: &OwnedFd, v6: bool, first_seq: u16) -> io::Result<Option<String>> {
     let mut data = [0u8; 1500];
-    let mut control = [0u8; 512];
+    // u64s: the control messages' headers need cmsghdr's alignment.
+    let mut control = [0u64; 64];
     let mut from: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
@@ -465,7 +471,7 @@ fn queued_error(fd: &OwnedFd, v6: bool, first_seq: u16) -> io::Result<Option<Str
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len();
+    msg.msg_controllen = mem::size_of_val(&control);
     // SAFETY: msg points at live buffers of the sizes it states.
     let n = unsafe {
         libc::recvmsg(
