@@ -108,6 +108,14 @@ fn write_server(
                 }
                 w
             }
+            CheckKind::Smtp(m) => {
+                let tls = if m.starttls.is_some() {
+                    " and STARTTLS"
+                } else {
+                    ""
+                };
+                format!("{}, EHLO {}{tls}", c.label(), m.helo_name)
+            }
             _ => c.label(),
         };
         let _ = writeln!(out, "       {what}: {}", c.timing);

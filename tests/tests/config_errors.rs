@@ -209,6 +209,96 @@ bad_config!(
     )
 );
 
+bad_config!(
+    smtp_tls_settings_need_starttls,
+    BASE.replace("type = \"http\"", "type = \"smtp\"\nverify = false")
+);
+bad_config!(
+    smtp_starttls_is_a_boolean,
+    BASE.replace("type = \"http\"", "type = \"smtp\"\nstarttls = \"yes\"")
+);
+bad_config!(
+    smtp_helo_name_is_one_word,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"smtp\"\nhelo_name = \"director one\""
+    )
+);
+bad_config!(
+    smtp_has_no_http_keys,
+    BASE.replace("type = \"http\"", "type = \"smtp\"\npath = \"/\"")
+);
+bad_config!(
+    ping_has_no_port,
+    BASE.replace("type = \"http\"", "type = \"ping\"\nport = 7")
+);
+bad_config!(
+    ping_has_no_kind_specific_keys,
+    BASE.replace("type = \"http\"", "type = \"ping\"\nhelo_name = \"x\"")
+);
+bad_config!(
+    smtp_on_a_server_without_a_port_needs_one,
+    r#"[[service]]
+fwmark = 1
+
+[[service.check]]
+type = "smtp"
+
+[[service.server]]
+address = "192.168.0.179"
+"#
+);
+
+#[test]
+fn smtp_and_ping_checks_read_their_keys_and_defaults() {
+    use lvs_hc_core::config::{CheckKind, SmtpCheck, TlsSettings};
+    let text = r#"[[service]]
+fwmark = 1
+
+[[service.check]]
+type = "ping"
+
+[[service.check]]
+type = "smtp"
+port = 25
+
+[[service.check]]
+type = "smtp"
+port = 587
+helo_name = "director.example.com"
+starttls = true
+sni = "mx.example.com"
+ca_file = "/etc/ssl/mx.pem"
+
+[[service.server]]
+address = "192.168.0.179"
+"#;
+    let config = Config::from_toml(text, "x.toml").unwrap_or_else(|e| panic!("{e}"));
+    let checks = &config.services[0].servers[0].checks;
+    // A ping needs no port, even on a server without one.
+    assert_eq!(checks[0].kind, CheckKind::Ping);
+    assert_eq!(checks[0].label(), "ping");
+    assert_eq!(
+        checks[1].kind,
+        CheckKind::Smtp(SmtpCheck {
+            helo_name: "lvs-hc.localdomain".into(),
+            starttls: None,
+        })
+    );
+    assert_eq!(checks[1].label(), "smtp (port 25)");
+    assert_eq!(
+        checks[2].kind,
+        CheckKind::Smtp(SmtpCheck {
+            helo_name: "director.example.com".into(),
+            starttls: Some(TlsSettings {
+                sni: Some("mx.example.com".into()),
+                verify: true,
+                ca_file: Some("/etc/ssl/mx.pem".into()),
+            }),
+        })
+    );
+}
+
 #[test]
 fn a_long_timeout_is_allowed_when_the_operator_says_so() {
     let text = BASE.replace(
@@ -399,7 +489,7 @@ fn commented_checks() -> Vec<String> {
 #[test]
 fn the_commented_check_examples_are_valid() {
     let blocks = commented_checks();
-    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    assert_eq!(blocks.len(), 4, "{blocks:?}");
     for block in blocks {
         // One of each alternative key at a time: the example lists them all.
         let mut kept = String::new();

@@ -89,7 +89,12 @@ impl<C: Connect> Prober<C> {
         };
         match transport {
             Transport::Plain => Ok(Box::new(stream)),
-            Transport::Tls => self.tls.handshake(stream, h, target).await,
+            Transport::Tls => {
+                let host = h.host.as_deref();
+                self.tls
+                    .handshake(stream, h.tls.as_ref(), host, target)
+                    .await
+            }
         }
     }
 }

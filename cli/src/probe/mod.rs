@@ -1,5 +1,5 @@
-//! The probes: http, https, tcp, dns, udp and exec, each bounded by its timeout over the whole
-//! exchange.
+//! The probes: http, https, tcp (connect, or send/expect), udp, dns, smtp, ping and exec, each
+//! bounded by its timeout over the whole exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
@@ -7,7 +7,8 @@
 //! failures. HTTP/1.1 runs on `httparse` (`http.rs`), on connections kept between probes
 //! (`pool.rs`) or fresh; TLS on tokio-rustls with the `ring` provider (`tls.rs`); exec checks in
 //! [`exec`]; tcp send/expect in `tcp.rs`, dns (messages by `hickory-proto`) in `dns.rs`, udp in
-//! `udp.rs`.
+//! `udp.rs`; SMTP in [`smtp`]. Pings ([`ping`]) use the kernel's ICMP sockets directly, not
+//! [`Connect`]: they have no simulated counterpart.
 //!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
@@ -16,7 +17,9 @@
 mod dns;
 pub mod exec;
 mod http;
+pub mod ping;
 mod pool;
+pub mod smtp;
 mod tcp;
 mod tls;
 mod udp;
@@ -268,6 +271,8 @@ impl<C: Connect> Prober<C> {
                     ProbeOutcome::Inconclusive {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
                     }
+                } else if req.check.kind == CheckKind::Ping {
+                    ProbeOutcome::Fail { reason: format!("no echo reply within {}", format_duration(timeout)) }
                 } else {
                     let got = seen.borrow().as_ref().map(|s| format!(" (got {s})")).unwrap_or_default();
                     ProbeOutcome::Fail { reason: format!("timed out after {}{got}", format_duration(timeout)) }
@@ -298,6 +303,13 @@ impl<C: Connect> Prober<C> {
             CheckKind::Udp(u) => udp::udp(&self.connect, req, u, deadline).await,
             CheckKind::Http(h) => self.http(req, h, Transport::Plain).await,
             CheckKind::Https(h) => self.http(req, h, Transport::Tls).await,
+            CheckKind::Smtp(m) => match self.connect.connect(target, check.source).await {
+                // Boxed: the dialogue's state (with a TLS handshake's) is large.
+                Ok(stream) => Box::pin(smtp::smtp(stream, m, target, &self.tls)).await,
+                Err(e) => io_outcome(&e),
+            },
+            // Real ICMP sockets whatever `Connect` is: the simulator refuses ping checks.
+            CheckKind::Ping => ping::ping(target.ip(), check.source, req.timeout()).await,
             // Boxed: a child process's state is large and only exec probes need it.
             CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
         }

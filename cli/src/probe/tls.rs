@@ -1,33 +1,37 @@
-//! TLS for https checks: tokio-rustls with the `ring` provider, one client configuration per
-//! distinct [`TlsSettings`], built the first time a check needs it.
+//! TLS for https checks and smtp checks with STARTTLS: tokio-rustls with the `ring` provider,
+//! one client configuration per distinct [`TlsSettings`], built the first time a check needs
+//! it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use lvs_hc_core::config::{HttpCheck, TlsSettings};
+use lvs_hc_core::config::TlsSettings;
 use lvs_hc_core::ProbeOutcome;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::pool::BoxStream;
 use super::{director_fault, fail};
 
-/// The client configurations of https checks, one per distinct [`TlsSettings`].
+/// The client configurations of TLS checks, one per distinct [`TlsSettings`].
 #[derive(Default)]
 pub(super) struct TlsConfigs(Mutex<HashMap<TlsSettings, Arc<rustls::ClientConfig>>>);
 
 impl TlsConfigs {
-    /// TLS over `stream`, a fresh connection to `target` for the https check `h`.
+    /// TLS over `stream`, a connection to `target`, with `settings` (verification with the
+    /// system's roots when `None`). `host` is the name to verify when `sni` gives none (an
+    /// https check's Host header); without either, the certificate must name the address.
     pub(super) async fn handshake<S>(
         &self,
         stream: S,
-        h: &HttpCheck,
+        settings: Option<&TlsSettings>,
+        host: Option<&str>,
         target: SocketAddr,
     ) -> Result<BoxStream, ProbeOutcome>
     where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
-        let settings = h.tls.clone().unwrap_or(TlsSettings {
+        let settings = settings.cloned().unwrap_or(TlsSettings {
             sni: None,
             verify: true,
             ca_file: None,
@@ -41,7 +45,7 @@ impl TlsConfigs {
                 })
             }
         };
-        let name = server_name(&settings, h, target);
+        let name = server_name(&settings, host, target);
         let connector = tokio_rustls::TlsConnector::from(config);
         // Boxed: the handshake's state is large and only https probes need it.
         match Box::pin(connector.connect(name, stream)).await {
@@ -97,17 +101,14 @@ fn system_roots() -> &'static [rustls_pki_types::CertificateDer<'static>] {
     ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
-/// The name the server's certificate must carry: `sni`, else the check's `host` without its
-/// port, else the server's address.
+/// The name the server's certificate must carry: `sni`, else `host` without its port, else the
+/// server's address.
 fn server_name(
     settings: &TlsSettings,
-    h: &HttpCheck,
+    host: Option<&str>,
     target: SocketAddr,
 ) -> rustls_pki_types::ServerName<'static> {
-    let name = settings
-        .sni
-        .clone()
-        .or_else(|| h.host.clone().map(|h| strip_port(&h)));
+    let name = settings.sni.clone().or_else(|| host.map(strip_port));
     match name.and_then(|n| rustls_pki_types::ServerName::try_from(n).ok()) {
         Some(n) => n,
         None => rustls_pki_types::ServerName::IpAddress(target.ip().into()),

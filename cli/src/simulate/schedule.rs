@@ -186,8 +186,8 @@ pub enum ScheduleError {
     #[error(transparent)]
     TooShort(TooShort),
     /// A checked server the simulated network cannot reach (the director's own IPv6
-    /// loopback, or the simulated director's address): the configuration cannot be
-    /// simulated as it is.
+    /// loopback, or the simulated director's address), or a ping check (the simulated network
+    /// has no ICMP): the configuration cannot be simulated as it is.
     #[error("cannot simulate this configuration: {0}")]
     Unreachable(String),
 }

@@ -1,6 +1,7 @@
 //! The simulated real servers: a listener on every port a check probes, answering HTTP, HTTPS
 //! (with a test certificate), DNS (over UDP and TCP), UDP datagrams, a tcp send/expect
-//! exchange, or just accepting, as the server behaves at the time.
+//! exchange, SMTP (with STARTTLS when a check asks for it), or just accepting, as the server
+//! behaves at the time.
 //!
 //! Turmoil models no ICMP: a killed server's UDP port drops datagrams in silence, so a udp or
 //! dns probe of it times out instead of seeing "ICMP port unreachable".
@@ -69,8 +70,12 @@ pub(crate) struct Listener {
     /// here (a check's `port` can send probes of two servers of one host to the same port).
     pub(crate) server: SocketAddr,
     /// Whether an https check probes it: a connection that starts with a TLS handshake then
-    /// gets TLS (one that does not, plain HTTP).
+    /// gets TLS (one that does not, plain HTTP). On an SMTP listener: whether EHLO offers
+    /// STARTTLS.
     pub(crate) tls: bool,
+    /// Whether an smtp check probes it: it speaks SMTP, not HTTP (a port probed by both is
+    /// a configuration no real server answers either).
+    pub(crate) smtp: bool,
     /// What a healthy server answers on each path probed.
     pub(crate) pages: BTreeMap<String, Page>,
     /// The names a dns check asks this port for, and what a healthy server answers.
@@ -158,6 +163,7 @@ impl Sites {
         // Per target: the servers that probe it, and the http(s) checks per path.
         let mut probed: BTreeMap<SocketAddr, BTreeSet<SocketAddr>> = BTreeMap::new();
         let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut smtp: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
         let mut dns: BTreeMap<SocketAddr, Vec<DnsCheck>> = BTreeMap::new();
         let mut udp_replies: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
@@ -191,7 +197,14 @@ impl Sites {
                         }
                         continue;
                     }
-                    CheckKind::Exec(_) => continue,
+                    CheckKind::Smtp(m) => {
+                        smtp.insert(target);
+                        if m.starttls.is_some() {
+                            https.insert(target);
+                        }
+                        continue;
+                    }
+                    CheckKind::Exec(_) | CheckKind::Ping => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {
@@ -220,6 +233,7 @@ impl Sites {
             let listener = Listener {
                 server: *servers.first().expect("a target has a server"),
                 tls: https.contains(&target),
+                smtp: smtp.contains(&target),
                 pages: pages.remove(&target).unwrap_or_default(),
                 zone,
                 dns_tcp: dns_checks.iter().any(|d| d.transport == DnsTransport::Tcp),
@@ -492,6 +506,9 @@ async fn connection(
     listener: Rc<Listener>,
     mut stream: turmoil::net::TcpStream,
 ) -> std::io::Result<()> {
+    if listener.smtp {
+        return smtp(world, listener, stream).await;
+    }
     if listener.dns_tcp {
         return dns_over_tcp(world, listener, stream).await;
     }
@@ -722,6 +739,125 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         if close {
             return stream.shutdown().await;
         }
+    }
+}
+
+/// Which part of an SMTP session runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SmtpPhase {
+    /// From the banner, in the clear.
+    Plain,
+    /// After STARTTLS, over TLS: no banner, no STARTTLS offered.
+    Tls,
+}
+
+/// What became of an SMTP session's phase.
+enum SmtpEnd<S> {
+    /// The session ended (QUIT, a close, or a killed server).
+    Done,
+    /// The client asked for STARTTLS and was told to go ahead: the handshake follows.
+    StartTls(S),
+}
+
+/// An SMTP session as the server behaves: healthy servers greet with 220 and answer EHLO with
+/// 250 (offering STARTTLS when a check uses it), a server answering 500 greets with 554, one
+/// serving the wrong page refuses EHLO, a slow one greets far too late.
+async fn smtp(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    stream: turmoil::net::TcpStream,
+) -> std::io::Result<()> {
+    if let SmtpEnd::StartTls(stream) =
+        smtp_phase(&world, &listener, stream, SmtpPhase::Plain).await?
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config());
+        let tls = acceptor.accept(stream).await?;
+        smtp_phase(&world, &listener, tls, SmtpPhase::Tls).await?;
+    }
+    Ok(())
+}
+
+async fn smtp_phase<S: AsyncRead + AsyncWrite + Unpin>(
+    world: &WorldRef,
+    listener: &Listener,
+    mut stream: S,
+    phase: SmtpPhase,
+) -> std::io::Result<SmtpEnd<S>> {
+    let behaviour = |world: &WorldRef| world.borrow().behaviour_of(listener.server);
+    // See `answer`: the director's own loopback has no link to hold packets.
+    let wait_out_black_hole = || async {
+        while behaviour(world) == Behaviour::Blackholed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if phase == SmtpPhase::Plain {
+        wait_out_black_hole().await;
+        let banner = match behaviour(world) {
+            Behaviour::Killed => return Ok(SmtpEnd::Done),
+            Behaviour::Slow => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "220 sim.invalid ESMTP late\r\n"
+            }
+            Behaviour::Error500 => "554 5.3.2 sim.invalid not accepting mail\r\n",
+            _ => "220 sim.invalid ESMTP simulated\r\n",
+        };
+        stream.write_all(banner.as_bytes()).await?;
+    }
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let Some(end) = seen.iter().position(|b| *b == b'\n') else {
+            // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
+            let read = tokio::select! {
+                biased;
+                n = stream.read(&mut buf) => Some(n?),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => None,
+            };
+            match read {
+                Some(0) => return Ok(SmtpEnd::Done),
+                Some(n) => seen.extend_from_slice(&buf[..n]),
+                None if behaviour(world) == Behaviour::Killed => return Ok(SmtpEnd::Done),
+                None => {}
+            }
+            continue;
+        };
+        let line: Vec<u8> = seen.drain(..=end).collect();
+        let command = String::from_utf8_lossy(&line)
+            .trim_end()
+            .to_ascii_uppercase();
+        wait_out_black_hole().await;
+        let verb = command.split(' ').next().unwrap_or("");
+        let reply = match (behaviour(world), verb) {
+            (Behaviour::Killed, _) => return Ok(SmtpEnd::Done),
+            (Behaviour::Slow, _) => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "250 late\r\n".to_string()
+            }
+            (_, "QUIT") => {
+                stream.write_all(b"221 2.0.0 bye\r\n").await?;
+                stream.shutdown().await?;
+                return Ok(SmtpEnd::Done);
+            }
+            (Behaviour::WrongPage, "EHLO" | "HELO") => {
+                "550 5.7.1 sim.invalid does not talk to you\r\n".to_string()
+            }
+            (Behaviour::Error500, _) => "503 5.5.1 not accepting mail\r\n".to_string(),
+            (_, "EHLO") => {
+                let starttls = listener.tls && phase == SmtpPhase::Plain;
+                format!(
+                    "250-sim.invalid\r\n{}250 8BITMIME\r\n",
+                    if starttls { "250-STARTTLS\r\n" } else { "" }
+                )
+            }
+            (_, "STARTTLS") if listener.tls && phase == SmtpPhase::Plain => {
+                stream
+                    .write_all(b"220 2.0.0 ready to start TLS\r\n")
+                    .await?;
+                return Ok(SmtpEnd::StartTls(stream));
+            }
+            _ => "502 5.5.2 command not recognised\r\n".to_string(),
+        };
+        stream.write_all(reply.as_bytes()).await?;
     }
 }
 

@@ -3,8 +3,11 @@
 //!
 //! - An exec check runs a program of the director's, which the simulation does not have: it
 //!   runs as a tcp check of the same server (a dynamic weight stays the configured weight).
-//! - An https check that verifies certificates would reject the simulated server's test
-//!   certificate: it runs without verification (the handshake, SNI and HTTP are real).
+//! - An https check, or an smtp check with STARTTLS, that verifies certificates would reject
+//!   the simulated server's test certificate: it runs without verification (the handshake, SNI
+//!   and the HTTP or SMTP dialogue are real).
+//! - A ping check has no stand-in: the simulated network carries no ICMP, and a configuration
+//!   with one is refused ([`unreachable`]).
 //! - A check's `source` address is not the simulated director's: probes leave from its one
 //!   address.
 //! - A check's `ip` (another address to probe) is not simulated: faults are the server's, so
@@ -15,7 +18,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server, TcpCheck, TlsSettings};
+use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server, SmtpCheck, TcpCheck, TlsSettings};
 use lvs_hc_core::Config;
 
 use super::runner::DIRECTOR;
@@ -127,6 +130,34 @@ impl SimulatedConfig {
                             };
                             (https, instead)
                         }
+                        CheckKind::Smtp(m) => {
+                            let Some(tls) = m.starttls.clone().filter(|t| t.verify) else {
+                                continue;
+                            };
+                            let mut instead = "does not verify the simulated server's test \
+                                               certificate after STARTTLS (verify = true is \
+                                               simulated as false"
+                                .to_string();
+                            if let Some(ca) = &tls.ca_file {
+                                instead.push_str(&format!(", and ca_file {ca} is not read"));
+                            }
+                            instead.push(')');
+                            let m = SmtpCheck {
+                                starttls: Some(TlsSettings {
+                                    verify: false,
+                                    ca_file: None,
+                                    ..tls
+                                }),
+                                ..m.clone()
+                            };
+                            let smtp = Check {
+                                kind: CheckKind::Smtp(m),
+                                ..(*check).clone()
+                            };
+                            (smtp, instead)
+                        }
+                        // Refused before this (`unreachable`).
+                        CheckKind::Ping => continue,
                         CheckKind::Http(_)
                         | CheckKind::Tcp(_)
                         | CheckKind::Dns(_)
@@ -194,10 +225,20 @@ impl SimulatedConfig {
     }
 }
 
-/// Why the simulated network cannot carry a configuration's probes, if it cannot: a checked
-/// server on the director's own IPv6 loopback (the simulated director is IPv4), or at the
-/// simulated director's address.
+/// Why the simulated network cannot carry a configuration's probes, if it cannot: a ping check
+/// (the simulated network has no ICMP, and a ping has no honest stand-in: a tcp connect would
+/// pass or fail for other reasons than an echo reply), a checked server on the director's own
+/// IPv6 loopback (the simulated director is IPv4), or at the simulated director's address.
 pub(crate) fn unreachable(config: &Config) -> Option<String> {
+    if let Some((server, _)) =
+        super::servers::checks(config).find(|(_, c)| c.kind == CheckKind::Ping)
+    {
+        return Some(format!(
+            "{} has a ping check, and the simulated network carries no ICMP: simulate a copy \
+             of the configuration without ping checks; `lvs-hc run` pings with real sockets",
+            server.addr
+        ));
+    }
     super::servers::checks(config)
         .map(|(server, _)| server.addr)
         .find(|a| a.ip() == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) || a.ip() == DIRECTOR)
@@ -243,6 +284,38 @@ mod tests {
 
     fn lines(s: &SimulatedConfig) -> Vec<String> {
         s.stand_ins.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_ping_check_cannot_be_simulated() {
+        let text = "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.check]]\ntype = \"ping\"\n\
+                    [[service.server]]\naddress = \"10.0.0.2:80\"\n";
+        let why = unreachable(&Config::from_toml(text, "ping").unwrap()).unwrap();
+        assert!(
+            why.starts_with(
+                "10.0.0.2:80 has a ping check, and the simulated network carries no ICMP"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn an_smtp_check_verifying_its_certificate_runs_without_verification() {
+        let s = simulated(
+            "[[service.check]]\ntype = \"smtp\"\nport = 25\nstarttls = true\nca_file = \"/ca.pem\"",
+        );
+        let CheckKind::Smtp(m) = &check(&s, 0).kind else {
+            panic!("not smtp")
+        };
+        assert_eq!(m.starttls.as_ref().map(|t| t.verify), Some(false));
+        assert_eq!(
+            lines(&s),
+            [
+                "smtp (port 25) on 10.0.0.2:80 does not verify the simulated server's test \
+              certificate after STARTTLS (verify = true is simulated as false, and ca_file \
+              /ca.pem is not read)"
+            ]
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::INTERFACE_NAME_RULE;
 use super::{
     ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
     DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
-    FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, StatusSet,
-    TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
+    FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, SmtpCheck,
+    StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::format_duration;
@@ -499,8 +499,7 @@ fn read_server<'a>(
         None => default_checks.to_vec(),
     };
     for c in &checks {
-        let needs_port = !matches!(c.kind, CheckKind::Exec(_));
-        if needs_port && addr.port() == 0 && c.port.is_none() {
+        if c.kind.needs_port() && addr.port() == 0 && c.port.is_none() {
             return Err(af.err(format!(
                 "{} has no port, so its {} check needs one: set `port` in the check",
                 addr.ip(),
@@ -534,9 +533,10 @@ fn read_checks(f: &Field<'_>) -> Result<Vec<Arc<Check>>> {
 fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let kind_field = t.req(
         "type",
-        "one of \"http\", \"https\", \"tcp\", \"exec\", \"dns\", \"udp\"",
+        "one of \"http\", \"https\", \"tcp\", \"udp\", \"dns\", \"smtp\", \"ping\", \"exec\"",
     )?;
-    let kind_name = kind_field.choice(&["http", "https", "tcp", "exec", "dns", "udp"])?;
+    let kind_name =
+        kind_field.choice(&["http", "https", "tcp", "udp", "dns", "smtp", "ping", "exec"])?;
 
     let interval = match t.get("interval") {
         Some(f) => f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?,
@@ -627,6 +627,13 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         "udp" => CheckKind::Udp(read_udp(&mut t)?),
         "dns" => CheckKind::Dns(read_dns(&mut t)?),
         "exec" => CheckKind::Exec(read_exec(&mut t)?),
+        "smtp" => CheckKind::Smtp(read_smtp(&mut t)?),
+        "ping" => {
+            if let Some(f) = t.get("port") {
+                return Err(f.err("a ping check has no port: ICMP echo goes to the address"));
+            }
+            CheckKind::Ping
+        }
         "https" => {
             let mut h = read_http(&mut t)?;
             h.tls = Some(read_tls(&mut t)?);
@@ -983,7 +990,50 @@ fn bad_domain_name(name: &str) -> Option<String> {
     None
 }
 
-/// The TLS keys of an `https` check.
+/// The keys of an `smtp` check; the TLS keys only with `starttls = true`.
+fn read_smtp(t: &mut Tbl<'_>) -> Result<SmtpCheck> {
+    let helo_name = match t.get("helo_name") {
+        Some(f) => {
+            let name = f.str()?;
+            let ok = !name.is_empty()
+                && name.len() <= 255
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+            if !ok {
+                return Err(f.err(format!(
+                    "`{name}` is not an EHLO name: a domain or address literal such as \
+                     \"director.example.com\" or \"[192.0.2.1]\" (1 to 255 printable ASCII \
+                     characters, no spaces)"
+                )));
+            }
+            name.to_string()
+        }
+        None => SmtpCheck::DEFAULT_HELO_NAME.to_string(),
+    };
+    let starttls = match t.get("starttls") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
+    if !starttls {
+        if let Some(key) = ["sni", "verify", "ca_file"].into_iter().find(|k| t.has(k)) {
+            return Err(t.key_err(
+                key,
+                format!("`{key}` is a TLS setting: it needs starttls = true"),
+            ));
+        }
+        return Ok(SmtpCheck {
+            helo_name,
+            starttls: None,
+        });
+    }
+    Ok(SmtpCheck {
+        helo_name,
+        starttls: Some(read_tls(t)?),
+    })
+}
+
+/// The TLS keys of an `https` check (and of an `smtp` check with STARTTLS).
 fn read_tls(t: &mut Tbl<'_>) -> Result<TlsSettings> {
     let sni = match t.get("sni") {
         Some(f) => Some(f.str()?.to_string()),

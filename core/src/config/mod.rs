@@ -338,6 +338,8 @@ impl Check {
             CheckKind::Exec(e) => format!("exec {}", e.argv[0]),
             CheckKind::Dns(d) => format!("dns {} {}", d.query_type.as_str(), d.query_name),
             CheckKind::Udp(_) => "udp".to_string(),
+            CheckKind::Smtp(_) => "smtp".to_string(),
+            CheckKind::Ping => "ping".to_string(),
         };
         match (self.ip, self.port) {
             (Some(ip), Some(p)) => format!("{base} ({})", SocketAddr::new(ip, p)),
@@ -381,6 +383,10 @@ pub enum CheckKind {
     Dns(DnsCheck),
     /// A UDP datagram and its reply.
     Udp(UdpCheck),
+    /// An SMTP dialogue: banner, EHLO, optionally STARTTLS and EHLO again, QUIT.
+    Smtp(SmtpCheck),
+    /// An ICMP echo request (ping) to the server's address; no port.
+    Ping,
 }
 
 /// Bytes sent and what the reply must hold (tcp send/expect, udp).
@@ -604,6 +610,28 @@ impl DnsRcode {
     }
 }
 
+impl CheckKind {
+    /// Whether probes of this kind go to a port (exec programs and pings do not need one).
+    pub fn needs_port(&self) -> bool {
+        !matches!(self, CheckKind::Exec(_) | CheckKind::Ping)
+    }
+}
+
+/// An SMTP check: the server's 220 banner, `EHLO helo_name` answered 250, and with `starttls`
+/// a TLS handshake after `STARTTLS` and a second EHLO over TLS; then `QUIT`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SmtpCheck {
+    /// The name sent with EHLO (`helo_name`, default `lvs-hc.localdomain`).
+    pub helo_name: String,
+    /// TLS settings when the check upgrades the connection with STARTTLS; `None`: plain.
+    pub starttls: Option<TlsSettings>,
+}
+
+impl SmtpCheck {
+    /// The EHLO name when the configuration gives none.
+    pub const DEFAULT_HELO_NAME: &'static str = "lvs-hc.localdomain";
+}
+
 /// An HTTP(S) check.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HttpCheck {
@@ -631,10 +659,11 @@ pub struct HttpCheck {
     pub reuse_connection: bool,
 }
 
-/// TLS settings of an https check.
+/// TLS settings of an https check or of an smtp check with STARTTLS.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TlsSettings {
-    /// Server name sent (SNI) and verified; the Host header when absent.
+    /// Server name sent (SNI) and verified; when absent, an https check's Host header, else the
+    /// server's address.
     pub sni: Option<String>,
     /// Whether the certificate is verified.
     pub verify: bool,
