@@ -333,6 +333,8 @@ impl Check {
             CheckKind::Https(h) => format!("https {} {}", h.method.as_str(), h.path),
             CheckKind::Tcp => "tcp".to_string(),
             CheckKind::Exec(e) => format!("exec {}", e.argv[0]),
+            CheckKind::Grpc(g) if g.service.is_empty() => "grpc server".to_string(),
+            CheckKind::Grpc(g) => format!("grpc {}", g.service),
         };
         match self.port {
             Some(p) => format!("{base} (port {p})"),
@@ -370,6 +372,8 @@ pub enum CheckKind {
     Tcp,
     /// A program run without a shell.
     Exec(ExecCheck),
+    /// A gRPC health check (`grpc.health.v1.Health/Check`) over HTTP/2.
+    Grpc(GrpcCheck),
 }
 
 /// An HTTP(S) check.
@@ -394,6 +398,18 @@ pub struct HttpCheck {
     /// Keep the connection open between probes (HTTP keep-alive) instead of a fresh
     /// connection per probe.
     pub reuse_connection: bool,
+}
+
+/// A gRPC health check: `grpc.health.v1.Health/Check` over HTTP/2, cleartext (h2c with prior
+/// knowledge) or TLS (ALPN `h2`). It passes when the server answers `SERVING`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrpcCheck {
+    /// The service asked about; empty for the server as a whole.
+    pub service: String,
+    /// The `:authority` of the request; the server's address when absent.
+    pub authority: Option<String>,
+    /// TLS settings; `None` for cleartext HTTP/2.
+    pub tls: Option<TlsSettings>,
 }
 
 /// TLS settings of an https check.
