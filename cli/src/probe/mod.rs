@@ -1,17 +1,18 @@
-//! The probes: http, https, tcp and exec, each bounded by its timeout over the whole exchange.
+//! The probes: http, https, tcp, exec and grpc, each bounded by its timeout over the whole exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
 //! shares: connecting, the timeout, and telling the director's faults from the server's
 //! failures. HTTP/1.1 runs on `httparse` (`http.rs`), on connections kept between probes
 //! (`pool.rs`) or fresh; TLS on tokio-rustls with the `ring` provider (`tls.rs`); exec checks in
-//! [`exec`].
+//! [`exec`]; gRPC health checks on hyper's HTTP/2 client (`grpc.rs`).
 //!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
 //! [`ProbeOutcome::DirectorFault`], never a failure ([`io_outcome`]).
 
 pub mod exec;
+mod grpc;
 mod http;
 mod pool;
 mod tls;
@@ -24,7 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvs_hc_core::config::{Check, CheckKind};
+use lvs_hc_core::config::{Check, CheckKind, GrpcCheck};
 use lvs_hc_core::time::format_duration;
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -227,7 +228,36 @@ impl<C: Connect> Prober<C> {
             CheckKind::Https(h) => self.http(req, h, Transport::Tls).await,
             // Boxed: a child process's state is large and only exec probes need it.
             CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
+            // Boxed: an HTTP/2 client's state is large and only grpc probes need it.
+            CheckKind::Grpc(g) => Box::pin(self.grpc(g, target, check.source)).await,
         }
+    }
+
+    /// A grpc probe: a fresh connection, TLS when asked for, then the health check.
+    async fn grpc(
+        &self,
+        g: &GrpcCheck,
+        target: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> ProbeOutcome {
+        let stream = match self.connect.connect(target, source).await {
+            Ok(s) => s,
+            Err(e) => return io_outcome(&e),
+        };
+        let stream: pool::BoxStream = match &g.tls {
+            None => Box::new(stream),
+            Some(settings) => {
+                let tls = self
+                    .tls
+                    .handshake_h2(stream, settings, g.authority.as_deref(), target)
+                    .await;
+                match tls {
+                    Ok(s) => s,
+                    Err(outcome) => return outcome,
+                }
+            }
+        };
+        grpc::check(stream, g, target).await
     }
 }
 
