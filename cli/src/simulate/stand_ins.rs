@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server, TlsSettings};
+use lvs_hc_core::config::{Check, CheckKind, GrpcCheck, HttpCheck, Server, TlsSettings};
 use lvs_hc_core::Config;
 
 use super::runner::DIRECTOR;
@@ -91,13 +91,7 @@ impl SimulatedConfig {
                             if !tls.verify {
                                 continue;
                             }
-                            let mut instead = "does not verify the simulated server's test \
-                                               certificate (verify = true is simulated as false"
-                                .to_string();
-                            if let Some(ca) = &tls.ca_file {
-                                instead.push_str(&format!(", and ca_file {ca} is not read"));
-                            }
-                            instead.push(')');
+                            let instead = unverified(&tls);
                             let h = HttpCheck {
                                 tls: Some(TlsSettings {
                                     verify: false,
@@ -111,6 +105,25 @@ impl SimulatedConfig {
                                 ..(*check).clone()
                             };
                             (https, instead)
+                        }
+                        CheckKind::Grpc(g) => {
+                            let Some(tls) = g.tls.clone().filter(|t| t.verify) else {
+                                continue;
+                            };
+                            let instead = unverified(&tls);
+                            let g = GrpcCheck {
+                                tls: Some(TlsSettings {
+                                    verify: false,
+                                    ca_file: None,
+                                    ..tls
+                                }),
+                                ..g.clone()
+                            };
+                            let grpc = Check {
+                                kind: CheckKind::Grpc(g),
+                                ..(*check).clone()
+                            };
+                            (grpc, instead)
                         }
                         CheckKind::Http(_) | CheckKind::Tcp => continue,
                     };
@@ -189,6 +202,18 @@ pub(crate) fn unreachable(config: &Config) -> Option<String> {
                  a server there cannot be simulated"
             )
         })
+}
+
+/// The stand-in note of a TLS check whose verification the simulator turns off.
+fn unverified(tls: &TlsSettings) -> String {
+    let mut instead = "does not verify the simulated server's test certificate (verify = true \
+                       is simulated as false"
+        .to_string();
+    if let Some(ca) = &tls.ca_file {
+        instead.push_str(&format!(", and ca_file {ca} is not read"));
+    }
+    instead.push(')');
+    instead
 }
 
 /// Whether a check probes over the network (and so binds to its `source`).
