@@ -416,17 +416,23 @@ fn skip(bytes: &mut &[u8], n: usize) -> Result<(), String> {
 fn hyper_failure(context: &str, e: &hyper::Error, first: &FirstBytes) -> ProbeOutcome {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+        // h2 keeps its socket error to itself (its `source` skips it): ask it.
+        let io = s
+            .downcast_ref::<std::io::Error>()
+            .or_else(|| s.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+        if let Some(io) = io {
             if let Some(reason) = director_fault(io) {
                 return ProbeOutcome::DirectorFault { reason };
             }
-            if first.len == 0 {
+            // An HTTP/1 server's answer ends in a closed or reset connection: the answer
+            // says more.
+            if !first.is_http1() {
                 return fail(format!("{context}: {}", io_reason(io)));
             }
         }
         source = s.source();
     }
-    if first.bytes[..first.len].starts_with(b"HTTP/") {
+    if first.is_http1() {
         return fail(format!(
             "{context}: the server answered HTTP/1, not HTTP/2 (a gRPC server speaks HTTP/2)"
         ));
@@ -449,6 +455,13 @@ fn hyper_failure(context: &str, e: &hyper::Error, first: &FirstBytes) -> ProbeOu
 struct FirstBytes {
     bytes: [u8; 5],
     len: usize,
+}
+
+impl FirstBytes {
+    /// Whether the server began an HTTP/1 response.
+    fn is_http1(&self) -> bool {
+        self.bytes[..self.len].starts_with(b"HTTP/")
+    }
 }
 
 /// A stream that keeps the first bytes read from it.

@@ -1,4 +1,5 @@
-//! The probes: http, https, tcp, exec and grpc, each bounded by its timeout over the whole exchange.
+//! The probes: http, https, tcp, exec and grpc, each bounded by its timeout over the whole
+//! exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
