@@ -303,3 +303,51 @@ fn simulate_runs_the_full_example_naming_what_stands_in_for_its_checks() {
     assert!(!out.contains("no server went down"), "{out}");
     assert_eq!(text(&run().stdout), out, "same seed, same output");
 }
+
+#[test]
+fn simulate_grpc_over_tls_follows_not_serving_servers() {
+    // A grpc check over TLS with verification, as a real configuration would have it: the
+    // simulator stands in an unverified one and its servers answer the health service over
+    // TLS (ALPN h2), NOT_SERVING while "answering 500".
+    let path = std::env::temp_dir().join(format!("lvs-hc-grpc-sim-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.check]]\ntype = \"grpc\"\n\
+         port = 50051\nservice = \"shop.Cart\"\ntls = true\nca_file = \"/etc/lvs-hc/ca.pem\"\n\
+         interval = \"1s\"\ntimeout = \"800ms\"\nrise = 1\nfall = 2\n\
+         [[service.server]]\naddress = \"192.168.0.179:80\"\n\
+         [[service.server]]\naddress = \"192.168.0.180:80\"\n",
+    )
+    .unwrap();
+    let out = lvs_hc(
+        &[
+            "simulate",
+            "--config",
+            path.to_str().unwrap(),
+            "--scenario",
+            "error500",
+        ],
+        "",
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = text(&out.stdout);
+    assert!(
+        out.contains(
+            "  stand-in: grpc shop.Cart (port 50051) on 192.168.0.179:80 does not verify the \
+             simulated server's test certificate (verify = true is simulated as false, and \
+             ca_file /etc/lvs-hc/ca.pem is not read)\n"
+        ),
+        "{out}"
+    );
+    let ups = out.lines().filter(|l| l.contains(" up: ")).count();
+    let downs: Vec<&str> = out.lines().filter(|l| l.contains(" down: ")).collect();
+    assert!(ups >= 2, "{out}");
+    assert!(!downs.is_empty(), "{out}");
+    for line in downs {
+        assert!(
+            line.ends_with("down: 2 consecutive failures, last: NOT_SERVING"),
+            "{line}"
+        );
+    }
+}

@@ -55,9 +55,34 @@ pub enum Scheme {
     Http,
     /// HTTP over TLS, with a full handshake for each fresh connection.
     Https,
+    /// The gRPC health service over cleartext HTTP/2 (h2c), a fresh connection per probe.
+    /// Never drawn from a seed: the grpc sweeps ([`sweep_grpc`]) ask for it.
+    Grpc,
+}
+
+/// Which checks the runs of a sweep use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checks {
+    /// http or https, as each seed draws (the scenarios' sweeps).
+    Drawn,
+    /// grpc in every run.
+    Grpc,
 }
 
 impl Knobs {
+    /// The knobs of `seed` for runs with `checks`: grpc runs take every knob but the scheme
+    /// from the seed, keep no connections (grpc checks never do) and, like https runs, have
+    /// intervals of 800 ms or more.
+    pub fn of(seed: u64, checks: Checks) -> Knobs {
+        let mut knobs = Knobs::from_seed(seed);
+        if checks == Checks::Grpc {
+            knobs.scheme = Scheme::Grpc;
+            knobs.reuse_connection = false;
+            knobs.interval_ms = knobs.interval_ms.max(800);
+        }
+        knobs
+    }
+
     /// The knobs of `seed`.
     pub fn from_seed(seed: u64) -> Knobs {
         let mut rng = SplitMix64::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5);
@@ -99,16 +124,13 @@ quorum = {quorum}
 on_failure = "{on_failure}"
 
 [[service.check]]
-type = "{scheme}"
-path = "/"
-expect_body = "server"
+type = "{scheme}"{kind_keys}
 interval = "{interval}ms"
 failing_interval = "{fast}ms"
 timeout = "{timeout}ms"
 rise = {rise}
 fall = {fall}
 jitter = "{jitter}ms"
-reuse_connection = {reuse}{verify}
 
 [[service.server]]
 address = "192.168.0.179:80"
@@ -130,15 +152,23 @@ weight = 5
             rise = self.rise,
             fall = self.fall,
             jitter = self.interval_ms / 10,
-            reuse = self.reuse_connection,
             scheme = match self.scheme {
                 Scheme::Http => "http",
                 Scheme::Https => "https",
+                Scheme::Grpc => "grpc",
             },
-            // Nothing to verify the simulated servers' test certificate against.
-            verify = match self.scheme {
-                Scheme::Http => "",
-                Scheme::Https => "\nverify = false",
+            kind_keys = match self.scheme {
+                Scheme::Http | Scheme::Https => format!(
+                    "\npath = \"/\"\nexpect_body = \"server\"\nreuse_connection = {}{}",
+                    self.reuse_connection,
+                    // Nothing to verify the simulated servers' test certificate against.
+                    if self.scheme == Scheme::Https {
+                        "\nverify = false"
+                    } else {
+                        ""
+                    }
+                ),
+                Scheme::Grpc => "\nservice = \"lvs.Web\"".to_string(),
             },
         );
         Config::from_toml(&text, "sim.toml").expect("the simulation's configuration is valid")
@@ -162,16 +192,26 @@ fn schedule(knobs: &Knobs, scenario: Scenario, seed: u64) -> FaultSchedule {
 
 /// The knobs and fault schedule of `scenario` with `seed`, as printed before a run.
 pub fn describe(scenario: Scenario, seed: u64) -> String {
-    let knobs = Knobs::from_seed(seed);
+    describe_with(scenario, seed, Checks::Drawn)
+}
+
+/// [`describe`] for runs with `checks`.
+pub fn describe_with(scenario: Scenario, seed: u64, checks: Checks) -> String {
+    let knobs = Knobs::of(seed, checks);
     let schedule = schedule(&knobs, scenario, seed);
     format!("knobs: {knobs:?}\n{}", schedule.describe())
 }
 
 /// Runs `scenario` with `seed`, checking safety after every step and liveness at the end.
 pub fn check(scenario: Scenario, seed: u64) -> Result<Outcome, String> {
-    let knobs = Knobs::from_seed(seed);
+    check_with(scenario, seed, Checks::Drawn)
+}
+
+/// [`check`] for runs with `checks`.
+pub fn check_with(scenario: Scenario, seed: u64, checks: Checks) -> Result<Outcome, String> {
+    let knobs = Knobs::of(seed, checks);
     let schedule = schedule(&knobs, scenario, seed);
-    let description = describe(scenario, seed);
+    let description = describe_with(scenario, seed, checks);
     let initial = (scenario == Scenario::Restart).then(|| {
         // Start against a populated table, as a daemon restart would.
         lvs_hc_core::parse_save(
@@ -246,7 +286,7 @@ impl Knobs {
     pub fn timeout(&self) -> Duration {
         let fifths = match self.scheme {
             Scheme::Http => 2,
-            Scheme::Https => 4,
+            Scheme::Https | Scheme::Grpc => 4,
         };
         Duration::from_millis(self.interval_ms * fifths / 5)
     }
@@ -261,6 +301,9 @@ impl Scheme {
         let flights = match self {
             Scheme::Http => 3,
             Scheme::Https => 5,
+            // SYN; the preface, SETTINGS and request; the server's SETTINGS and answer; and
+            // one spare for an acknowledgement the answer may follow.
+            Scheme::Grpc => 4,
         };
         Duration::from_millis(110) * flights
     }
@@ -397,6 +440,27 @@ impl Checker {
                         return Err(format!(
                             "honesty: at t+{t:?} black-holed {server} went down with `{reason}`, \
                              not a timeout"
+                        ));
+                    }
+                    // A grpc server's fault shows in the reason the probe gives (a server
+                    // killed during an exchange resets its connection, or breaks it while the
+                    // probe writes).
+                    let expected: &[&str] = match (self.scheme, world.behaviour_of(*server)) {
+                        (Scheme::Grpc, Behaviour::Error500) => &["NOT_SERVING"],
+                        (Scheme::Grpc, Behaviour::WrongPage) => &["grpc-status 12 UNIMPLEMENTED"],
+                        (Scheme::Grpc, Behaviour::Killed) => {
+                            &["connection refused", "connection reset", "broken pipe"]
+                        }
+                        _ => &[],
+                    };
+                    if *to == Health::Down
+                        && !expected.is_empty()
+                        && !expected.iter().any(|want| reason.contains(want))
+                    {
+                        return Err(format!(
+                            "honesty: at t+{t:?} {} {server} went down with `{reason}`, not \
+                             one of {expected:?}",
+                            world.behaviour_of(*server).label()
                         ));
                     }
                 }
@@ -617,20 +681,30 @@ impl Seeds {
 /// checks determinism: the first seeds, and the first of each [`Scheme`], run twice must give
 /// identical traces.
 pub fn sweep(scenario: Scenario, test_name: &str) {
+    sweep_with(scenario, Checks::Drawn, "scenarios", test_name);
+}
+
+/// [`sweep`] with a grpc check in every run (the simulated servers' gRPC health service over
+/// h2c), for the test `test_name` of sim/tests/grpc.rs.
+pub fn sweep_grpc(scenario: Scenario, test_name: &str) {
+    sweep_with(scenario, Checks::Grpc, "grpc", test_name);
+}
+
+fn sweep_with(scenario: Scenario, checks: Checks, test_file: &str, test_name: &str) {
     let seeds = Seeds::from_env();
     let replay_one = matches!(seeds, Seeds::Replay(_));
     let list = seeds.list();
     let mut out = String::new();
     let mut schemes_seen = Vec::new();
     for (i, &seed) in list.iter().enumerate() {
-        let scheme = Knobs::from_seed(seed).scheme;
+        let scheme = Knobs::of(seed, checks).scheme;
         let first_of_scheme = !schemes_seen.contains(&scheme);
         schemes_seen.push(scheme);
-        let replay = format!("reproduce with: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test scenarios {test_name}");
+        let replay = format!("reproduce with: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test {test_file} {test_name}");
         if replay_one {
-            println!("{}", describe(scenario, seed));
+            println!("{}", describe_with(scenario, seed, checks));
         }
-        match check(scenario, seed) {
+        match check_with(scenario, seed, checks) {
             Err(e) => panic!(
                 "scenario {} failed with seed {seed}:\n{e}\n{replay}",
                 scenario.name()
@@ -643,7 +717,8 @@ pub fn sweep(scenario: Scenario, test_name: &str) {
                     println!("{out}");
                 }
                 if i < 3 || first_of_scheme || replay_one {
-                    let again = check(scenario, seed).expect("second run of a passing seed");
+                    let again =
+                        check_with(scenario, seed, checks).expect("second run of a passing seed");
                     assert_eq!(
                         outcome.trace, again.trace,
                         "seed {seed} is not deterministic\n{replay}"

@@ -299,6 +299,36 @@ address = "192.168.0.179"
     );
 }
 
+bad_config!(
+    grpc_tls_keys_need_tls,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"grpc\"\nsni = \"grpc.example.com\""
+    )
+);
+bad_config!(
+    grpc_tls_is_a_boolean,
+    BASE.replace("type = \"http\"", "type = \"grpc\"\ntls = \"yes\"")
+);
+bad_config!(
+    grpc_authority_with_a_path,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"grpc\"\nauthority = \"grpc.example.com/health\""
+    )
+);
+bad_config!(
+    grpc_service_too_long,
+    BASE.replace(
+        "type = \"http\"",
+        &format!("type = \"grpc\"\nservice = \"{}\"", "a".repeat(1025))
+    )
+);
+bad_config!(
+    grpc_has_no_path,
+    BASE.replace("type = \"http\"", "type = \"grpc\"\npath = \"/health\"")
+);
+
 #[test]
 fn a_long_timeout_is_allowed_when_the_operator_says_so() {
     let text = BASE.replace(

@@ -1,5 +1,5 @@
-//! The probes: http, https, tcp (connect, or send/expect), udp, dns, smtp, ping and exec, each
-//! bounded by its timeout over the whole exchange.
+//! The probes: http, https, tcp (connect, or send/expect), udp, dns, smtp, ping, grpc and
+//! exec, each bounded by its timeout over the whole exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
@@ -9,6 +9,7 @@
 //! [`exec`]; tcp send/expect in `tcp.rs`, dns (messages by `hickory-proto`) in `dns.rs`, udp in
 //! `udp.rs`; SMTP in [`smtp`]. Pings ([`ping`]) use the kernel's ICMP sockets directly, not
 //! [`Connect`]: they have no simulated counterpart.
+//! gRPC health checks on hyper's HTTP/2 client (`grpc.rs`).
 //!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
@@ -16,6 +17,7 @@
 
 mod dns;
 pub mod exec;
+mod grpc;
 mod http;
 pub mod ping;
 mod pool;
@@ -32,7 +34,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvs_hc_core::config::{Check, CheckKind};
+use lvs_hc_core::config::{Check, CheckKind, GrpcCheck};
 use lvs_hc_core::time::format_duration;
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -312,7 +314,36 @@ impl<C: Connect> Prober<C> {
             CheckKind::Ping => ping::ping(target.ip(), check.source, req.timeout()).await,
             // Boxed: a child process's state is large and only exec probes need it.
             CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
+            // Boxed: an HTTP/2 client's state is large and only grpc probes need it.
+            CheckKind::Grpc(g) => Box::pin(self.grpc(g, target, check.source)).await,
         }
+    }
+
+    /// A grpc probe: a fresh connection, TLS when asked for, then the health check.
+    async fn grpc(
+        &self,
+        g: &GrpcCheck,
+        target: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> ProbeOutcome {
+        let stream = match self.connect.connect(target, source).await {
+            Ok(s) => s,
+            Err(e) => return io_outcome(&e),
+        };
+        let stream: pool::BoxStream = match &g.tls {
+            None => Box::new(stream),
+            Some(settings) => {
+                let tls = self
+                    .tls
+                    .handshake_h2(stream, settings, g.authority.as_deref(), target)
+                    .await;
+                match tls {
+                    Ok(s) => s,
+                    Err(outcome) => return outcome,
+                }
+            }
+        };
+        grpc::check(stream, g, target).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! TLS for https checks and smtp checks with STARTTLS: tokio-rustls with the `ring` provider,
+//! TLS for https checks, smtp checks with STARTTLS and grpc checks: tokio-rustls with the `ring` provider,
 //! one client configuration per distinct [`TlsSettings`], built the first time a check needs
 //! it.
 
@@ -13,9 +13,20 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::pool::BoxStream;
 use super::{director_fault, fail};
 
-/// The client configurations of TLS checks, one per distinct [`TlsSettings`].
+/// The client configurations of TLS checks (https, smtp with STARTTLS, grpc), one per distinct
+/// [`TlsSettings`] and [`Alpn`]: a grpc check's configuration offers `h2`, the others offer
+/// nothing, so neither disturbs the other even with equal settings.
 #[derive(Default)]
-pub(super) struct TlsConfigs(Mutex<HashMap<TlsSettings, Arc<rustls::ClientConfig>>>);
+pub(super) struct TlsConfigs(Mutex<HashMap<(TlsSettings, Alpn), Arc<rustls::ClientConfig>>>);
+
+/// The application protocols a client configuration offers (ALPN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Alpn {
+    /// None: https checks speak HTTP/1.1, which needs no negotiation.
+    Unoffered,
+    /// `h2` alone: grpc checks speak HTTP/2.
+    H2,
+}
 
 impl TlsConfigs {
     /// TLS over `stream`, a connection to `target`, with `settings` (verification with the
@@ -36,8 +47,50 @@ impl TlsConfigs {
             verify: true,
             ca_file: None,
         });
+        let name = server_name(&settings, host, target);
+        let tls = self
+            .connect(stream, &settings, name, Alpn::Unoffered)
+            .await?;
+        Ok(Box::new(tls))
+    }
+
+    /// TLS offering HTTP/2 (ALPN `h2`) over `stream`, a fresh connection to `target` for a
+    /// grpc check with `settings` and `authority`. A server that picks another protocol fails;
+    /// one that picks none is given HTTP/2 anyway (the HTTP/2 exchange then tells).
+    pub(super) async fn handshake_h2<S>(
+        &self,
+        stream: S,
+        settings: &TlsSettings,
+        authority: Option<&str>,
+        target: SocketAddr,
+    ) -> Result<BoxStream, ProbeOutcome>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let name = server_name(settings, authority, target);
+        let tls = self.connect(stream, settings, name, Alpn::H2).await?;
+        match tls.get_ref().1.alpn_protocol() {
+            None | Some(b"h2") => Ok(Box::new(tls)),
+            Some(other) => Err(fail(format!(
+                "TLS: the server chose protocol {:?} instead of HTTP/2 (h2)",
+                String::from_utf8_lossy(other)
+            ))),
+        }
+    }
+
+    /// The handshake itself.
+    async fn connect<S>(
+        &self,
+        stream: S,
+        settings: &TlsSettings,
+        name: rustls_pki_types::ServerName<'static>,
+        alpn: Alpn,
+    ) -> Result<tokio_rustls::client::TlsStream<S>, ProbeOutcome>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
         // A CA file that cannot be read is this director's problem, not the server's.
-        let config = match self.config(&settings) {
+        let config = match self.config(settings, alpn) {
             Ok(c) => c,
             Err(e) => {
                 return Err(ProbeOutcome::DirectorFault {
@@ -45,11 +98,10 @@ impl TlsConfigs {
                 })
             }
         };
-        let name = server_name(&settings, host, target);
         let connector = tokio_rustls::TlsConnector::from(config);
-        // Boxed: the handshake's state is large and only https probes need it.
+        // Boxed: the handshake's state is large and only TLS probes need it.
         match Box::pin(connector.connect(name, stream)).await {
-            Ok(tls) => Ok(Box::new(tls)),
+            Ok(tls) => Ok(tls),
             Err(e) => Err(match director_fault(&e) {
                 Some(reason) => ProbeOutcome::DirectorFault { reason },
                 None => fail(format!("TLS handshake failed: {e}")),
@@ -57,17 +109,23 @@ impl TlsConfigs {
         }
     }
 
-    /// The client configuration for `settings`, built the first time they are asked for.
-    fn config(&self, settings: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, String> {
+    /// The client configuration for `settings` offering `alpn`, built the first time they are
+    /// asked for.
+    fn config(
+        &self,
+        settings: &TlsSettings,
+        alpn: Alpn,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut cache = self.0.lock().expect("TLS cache lock");
-        if let Some(c) = cache.get(settings) {
+        let key = (settings.clone(), alpn);
+        if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
-        let config = if settings.verify {
+        let mut config = if settings.verify {
             let mut roots = rustls::RootCertStore::empty();
             for cert in system_roots() {
                 let _ = roots.add(cert.clone());
@@ -89,8 +147,11 @@ impl TlsConfigs {
                 .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
                 .with_no_client_auth()
         };
+        if alpn == Alpn::H2 {
+            config.alpn_protocols = vec![b"h2".to_vec()];
+        }
         let config = Arc::new(config);
-        cache.insert(settings.clone(), config.clone());
+        cache.insert(key, config.clone());
         Ok(config)
     }
 }
@@ -101,8 +162,8 @@ fn system_roots() -> &'static [rustls_pki_types::CertificateDer<'static>] {
     ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
-/// The name the server's certificate must carry: `sni`, else `host` without its port, else the
-/// server's address.
+/// The name the server's certificate must carry: `sni`, else the check's `host` (https) or
+/// `authority` (grpc) without its port, else the server's address.
 fn server_name(
     settings: &TlsSettings,
     host: Option<&str>,
@@ -169,5 +230,51 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_configurations_offer_h2_and_https_ones_do_not() {
+        let configs = TlsConfigs::default();
+        let settings = TlsSettings {
+            sni: None,
+            verify: false,
+            ca_file: None,
+        };
+        let https = configs.config(&settings, Alpn::Unoffered).unwrap();
+        let grpc = configs.config(&settings, Alpn::H2).unwrap();
+        assert!(https.alpn_protocols.is_empty());
+        assert_eq!(grpc.alpn_protocols, vec![b"h2".to_vec()]);
+        // Each is built once and kept apart: asking again gives the same one.
+        assert!(Arc::ptr_eq(
+            &https,
+            &configs.config(&settings, Alpn::Unoffered).unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            &grpc,
+            &configs.config(&settings, Alpn::H2).unwrap()
+        ));
+    }
+
+    #[test]
+    fn server_names_come_from_sni_then_host_then_address() {
+        let target: SocketAddr = "10.0.0.1:50051".parse().unwrap();
+        let mut settings = TlsSettings {
+            sni: None,
+            verify: true,
+            ca_file: None,
+        };
+        let name = |s: &TlsSettings, host| server_name(s, host, target).to_str().into_owned();
+        assert_eq!(name(&settings, None), "10.0.0.1");
+        assert_eq!(
+            name(&settings, Some("grpc.example.com:50051")),
+            "grpc.example.com"
+        );
+        settings.sni = Some("tls.example.com".into());
+        assert_eq!(name(&settings, Some("grpc.example.com")), "tls.example.com");
     }
 }

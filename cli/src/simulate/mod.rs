@@ -9,7 +9,8 @@
 //! - `schedule.rs`: the scenarios, and the fault schedule each draws from a seed.
 //! - `stand_ins.rs`: what runs in place of the checks the simulator cannot run as configured
 //!   (exec programs, certificate verification, ...), each named in the report.
-//! - `servers.rs`: the simulated real servers (HTTP, HTTPS, TCP) and how they misbehave.
+//! - `servers.rs`: the simulated real servers (HTTP, HTTPS, TCP, gRPC health) and how they
+//!   misbehave.
 //! - `world.rs`: what the simulated hosts and the controller share: the kernel table, each
 //!   server's behaviour, the trace.
 //! - `runner.rs`: the turmoil simulation itself, with the schedule applied step by step.

@@ -1,7 +1,7 @@
 //! The simulated real servers: a listener on every port a check probes, answering HTTP, HTTPS
 //! (with a test certificate), DNS (over UDP and TCP), UDP datagrams, a tcp send/expect
-//! exchange, SMTP (with STARTTLS when a check asks for it), or just accepting, as the server
-//! behaves at the time.
+//! exchange, SMTP (with STARTTLS when a check asks for it), the gRPC health service (h2c, or TLS
+//! with ALPN h2) or just accepting, as the server behaves at the time.
 //!
 //! Turmoil models no ICMP: a killed server's UDP port drops datagrams in silence, so a udp or
 //! dns probe of it times out instead of seeing "ICMP port unreachable".
@@ -35,9 +35,9 @@ pub enum Behaviour {
     Blackholed,
     /// Accepts and answers only after far longer than any timeout.
     Slow,
-    /// Answers `500 Internal Server Error`.
+    /// Answers `500 Internal Server Error` (a gRPC health service: `NOT_SERVING`).
     Error500,
-    /// Answers 200 with the wrong page.
+    /// Answers 200 with the wrong page (a gRPC server: `UNIMPLEMENTED`, no health service).
     WrongPage,
 }
 
@@ -78,6 +78,9 @@ pub(crate) struct Listener {
     pub(crate) smtp: bool,
     /// What a healthy server answers on each path probed.
     pub(crate) pages: BTreeMap<String, Page>,
+    /// Whether a grpc check probes it: it then speaks HTTP/2 and the gRPC health service
+    /// only (every service SERVING while healthy), not HTTP/1.
+    pub(crate) grpc: bool,
     /// The names a dns check asks this port for, and what a healthy server answers.
     pub(crate) zone: BTreeMap<String, ZoneEntry>,
     /// Whether a dns check asks over TCP: connections then speak DNS.
@@ -164,6 +167,7 @@ impl Sites {
         let mut probed: BTreeMap<SocketAddr, BTreeSet<SocketAddr>> = BTreeMap::new();
         let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut smtp: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut grpc: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
         let mut dns: BTreeMap<SocketAddr, Vec<DnsCheck>> = BTreeMap::new();
         let mut udp_replies: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
@@ -204,6 +208,13 @@ impl Sites {
                         }
                         continue;
                     }
+                    CheckKind::Grpc(g) => {
+                        grpc.insert(target);
+                        if g.tls.is_some() {
+                            https.insert(target);
+                        }
+                        continue;
+                    }
                     CheckKind::Exec(_) | CheckKind::Ping => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
@@ -240,6 +251,7 @@ impl Sites {
                 dns_udp: dns_checks.iter().any(|d| d.transport == DnsTransport::Udp),
                 udp_reply: udp_replies.remove(&target),
                 line: lines.remove(&target),
+                grpc: grpc.contains(&target),
             };
             sites
                 .hosts
@@ -516,7 +528,7 @@ async fn connection(
         return line(world, listener, stream).await;
     }
     if !listener.tls {
-        return answer(world, listener, stream).await;
+        return respond(world, listener, stream).await;
     }
     let mut first = [0u8; 1];
     // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
@@ -533,11 +545,125 @@ async fn connection(
     };
     // 22: a TLS handshake record.
     if peeked == 0 || first[0] != 22 {
-        return answer(world, listener, stream).await;
+        return respond(world, listener, stream).await;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config());
     let tls = acceptor.accept(stream).await?;
-    answer(world, listener, tls).await
+    respond(world, listener, tls).await
+}
+
+/// Answers a connection in the listener's protocol: the gRPC health service, or HTTP/1.
+async fn respond<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    stream: S,
+) -> std::io::Result<()> {
+    if listener.grpc {
+        answer_grpc(world, listener, stream).await;
+        Ok(())
+    } else {
+        answer(world, listener, stream).await
+    }
+}
+
+/// Serves the gRPC health service over HTTP/2 (hyper's server) on one connection, as the
+/// server behaves at the time of each call: healthy SERVING, answering 500 NOT_SERVING,
+/// serving the wrong page UNIMPLEMENTED (a server without the health service), slow far too
+/// late; a black hole holds the answer; a killed server's connections close with it.
+async fn answer_grpc<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    stream: S,
+) {
+    let service = {
+        let world = world.clone();
+        let server = listener.server;
+        hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let world = world.clone();
+            async move {
+                use http_body_util::BodyExt as _;
+                // The request's message is not judged: every service a check names is one
+                // this server has.
+                let _ = req.into_body().collect().await;
+                let behaviour = |world: &WorldRef| world.borrow().behaviour_of(server);
+                while behaviour(&world) == Behaviour::Blackholed {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let status = match behaviour(&world) {
+                    Behaviour::Healthy | Behaviour::Blackholed | Behaviour::Killed => 1,
+                    Behaviour::Error500 => 2,
+                    Behaviour::WrongPage => return Ok(grpc_unimplemented()),
+                    Behaviour::Slow => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        1
+                    }
+                };
+                Ok::<_, std::convert::Infallible>(grpc_health(status))
+            }
+        })
+    };
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let serving =
+        hyper::server::conn::http2::Builder::new(SpawnLocal).serve_connection(io, service);
+    let killed = async {
+        while world.borrow().behaviour_of(listener.server) != Behaviour::Killed {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Biased: an unbiased select draws from tokio's thread-local RNG, not the seed.
+    tokio::select! {
+        biased;
+        _ = serving => {}
+        _ = killed => {}
+    }
+}
+
+/// A simulated gRPC answer's body: data frames, then trailers.
+type GrpcBody = http_body_util::StreamBody<
+    futures_util::stream::Iter<
+        std::vec::IntoIter<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+    >,
+>;
+
+/// `HealthCheckResponse { status }` (field 1, a varint) in gRPC's framing, then
+/// `grpc-status: 0`.
+fn grpc_health(status: u8) -> http::Response<GrpcBody> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = vec![
+        Ok(hyper::body::Frame::data(bytes::Bytes::from(vec![
+            0, 0, 0, 0, 2, 0x08, status,
+        ]))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    http::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+        .expect("a valid response")
+}
+
+/// A server without the health service: grpc-status 12 in the headers, no message.
+fn grpc_unimplemented() -> http::Response<GrpcBody> {
+    http::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("grpc-status", "12")
+        .header("grpc-message", "unknown%20service%20grpc.health.v1.Health")
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            Vec::new(),
+        )))
+        .expect("a valid response")
+}
+
+/// hyper's executor for the simulated hosts: their tasks run on the host's local set.
+#[derive(Clone, Copy)]
+struct SpawnLocal;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for SpawnLocal {
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
 }
 
 /// Reads from `stream` until `done` says what arrived is enough, the peer closes (`None`), or
@@ -662,6 +788,9 @@ fn tls_config() -> Arc<rustls::ServerConfig> {
                 .with_single_cert(certs, key)
                 .expect("the test certificate and key match");
             config.send_tls13_tickets = 0;
+            // HTTP/2 for grpc checks (they offer only h2); https checks offer nothing and
+            // get HTTP/1.1 as before.
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
             Arc::new(config)
         })

@@ -18,7 +18,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use lvs_hc_core::config::{Check, CheckKind, HttpCheck, Server, SmtpCheck, TcpCheck, TlsSettings};
+use lvs_hc_core::config::{
+    Check, CheckKind, GrpcCheck, HttpCheck, Server, SmtpCheck, TcpCheck, TlsSettings,
+};
 use lvs_hc_core::Config;
 
 use super::runner::DIRECTOR;
@@ -129,6 +131,25 @@ impl SimulatedConfig {
                                 ..(*check).clone()
                             };
                             (https, instead)
+                        }
+                        CheckKind::Grpc(g) => {
+                            let Some(tls) = g.tls.clone().filter(|t| t.verify) else {
+                                continue;
+                            };
+                            let instead = unverified(&tls);
+                            let g = GrpcCheck {
+                                tls: Some(TlsSettings {
+                                    verify: false,
+                                    ca_file: None,
+                                    ..tls
+                                }),
+                                ..g.clone()
+                            };
+                            let grpc = Check {
+                                kind: CheckKind::Grpc(g),
+                                ..(*check).clone()
+                            };
+                            (grpc, instead)
                         }
                         CheckKind::Smtp(m) => {
                             let Some(tls) = m.starttls.clone().filter(|t| t.verify) else {
@@ -248,6 +269,18 @@ pub(crate) fn unreachable(config: &Config) -> Option<String> {
                  a server there cannot be simulated"
             )
         })
+}
+
+/// The stand-in note of a TLS check whose verification the simulator turns off.
+fn unverified(tls: &TlsSettings) -> String {
+    let mut instead = "does not verify the simulated server's test certificate (verify = true \
+                       is simulated as false"
+        .to_string();
+    if let Some(ca) = &tls.ca_file {
+        instead.push_str(&format!(", and ca_file {ca} is not read"));
+    }
+    instead.push(')');
+    instead
 }
 
 /// Whether a check probes over the network (and so binds to its `source`).

@@ -14,8 +14,8 @@ use super::INTERFACE_NAME_RULE;
 use super::{
     ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
     DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
-    FailureAction, FallbackMode, HttpCheck, HttpMethod, Manage, NewServers, Server, SmtpCheck,
-    StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
+    FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage, NewServers, Server,
+    SmtpCheck, StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::format_duration;
@@ -533,10 +533,11 @@ fn read_checks(f: &Field<'_>) -> Result<Vec<Arc<Check>>> {
 fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let kind_field = t.req(
         "type",
-        "one of \"http\", \"https\", \"tcp\", \"udp\", \"dns\", \"smtp\", \"ping\", \"exec\"",
+        "one of \"http\", \"https\", \"tcp\", \"udp\", \"dns\", \"smtp\", \"ping\", \"grpc\", \"exec\"",
     )?;
-    let kind_name =
-        kind_field.choice(&["http", "https", "tcp", "udp", "dns", "smtp", "ping", "exec"])?;
+    let kind_name = kind_field.choice(&[
+        "http", "https", "tcp", "udp", "dns", "smtp", "ping", "grpc", "exec",
+    ])?;
 
     let interval = match t.get("interval") {
         Some(f) => f.duration_in(limits::INTERVAL_MIN, limits::INTERVAL_MAX)?,
@@ -634,6 +635,7 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
             }
             CheckKind::Ping
         }
+        "grpc" => CheckKind::Grpc(read_grpc(&mut t)?),
         "https" => {
             let mut h = read_http(&mut t)?;
             h.tls = Some(read_tls(&mut t)?);
@@ -1033,7 +1035,64 @@ fn read_smtp(t: &mut Tbl<'_>) -> Result<SmtpCheck> {
     })
 }
 
-/// The TLS keys of an `https` check (and of an `smtp` check with STARTTLS).
+/// The keys of a `grpc` check: `service`, `authority`, and `tls` with, when true, the keys of
+/// [`read_tls`].
+fn read_grpc(t: &mut Tbl<'_>) -> Result<GrpcCheck> {
+    let service = match t.get("service") {
+        Some(f) => {
+            let s = f.str()?;
+            // The name travels in a protobuf string (UTF-8, which TOML guarantees); a bound
+            // keeps the request one small frame.
+            if s.len() > limits::GRPC_SERVICE_MAX {
+                return Err(f.err(format!(
+                    "a service name of {} bytes; at most {} are allowed",
+                    s.len(),
+                    limits::GRPC_SERVICE_MAX
+                )));
+            }
+            s.to_string()
+        }
+        None => String::new(),
+    };
+    let authority = match t.get("authority") {
+        Some(f) => {
+            let a = f.str()?;
+            // Host names, IPv4 and bracketed IPv6 addresses, with an optional port: what a
+            // URI's authority may hold without user information.
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
+            if a.is_empty() || !a.bytes().all(allowed) {
+                return Err(f.err(format!(
+                    "`{a}` is not an authority: a host name or address with an optional port, \
+                     such as grpc.example.com:50051"
+                )));
+            }
+            Some(a.to_string())
+        }
+        None => None,
+    };
+    let tls = match t.get("tls") {
+        Some(f) => f.bool()?,
+        None => false,
+    };
+    let tls = if tls {
+        Some(read_tls(t)?)
+    } else {
+        for key in ["sni", "verify", "ca_file"] {
+            if let Some(f) = t.get(key) {
+                return Err(f.err(format!("`{key}` is for TLS: set `tls = true` to use it")));
+            }
+        }
+        None
+    };
+    Ok(GrpcCheck {
+        service,
+        authority,
+        tls,
+    })
+}
+
+/// The TLS keys of an `https` check (and of an `smtp` check with STARTTLS, a `grpc` check
+/// with TLS).
 fn read_tls(t: &mut Tbl<'_>) -> Result<TlsSettings> {
     let sni = match t.get("sni") {
         Some(f) => Some(f.str()?.to_string()),
@@ -1178,6 +1237,8 @@ pub mod limits {
     pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
     /// Longest drain.
     pub const DRAIN_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Longest `service` name of a grpc check, in bytes.
+    pub const GRPC_SERVICE_MAX: usize = 1024;
 }
 
 /// Why `ip` can be neither a virtual address nor a real server's: `None` when it can.

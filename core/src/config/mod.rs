@@ -340,6 +340,8 @@ impl Check {
             CheckKind::Udp(_) => "udp".to_string(),
             CheckKind::Smtp(_) => "smtp".to_string(),
             CheckKind::Ping => "ping".to_string(),
+            CheckKind::Grpc(g) if g.service.is_empty() => "grpc server".to_string(),
+            CheckKind::Grpc(g) => format!("grpc {}", g.service),
         };
         match (self.ip, self.port) {
             (Some(ip), Some(p)) => format!("{base} ({})", SocketAddr::new(ip, p)),
@@ -387,6 +389,8 @@ pub enum CheckKind {
     Smtp(SmtpCheck),
     /// An ICMP echo request (ping) to the server's address; no port.
     Ping,
+    /// A gRPC health check (`grpc.health.v1.Health/Check`) over HTTP/2.
+    Grpc(GrpcCheck),
 }
 
 /// Bytes sent and what the reply must hold (tcp send/expect, udp).
@@ -659,7 +663,19 @@ pub struct HttpCheck {
     pub reuse_connection: bool,
 }
 
-/// TLS settings of an https check or of an smtp check with STARTTLS.
+/// A gRPC health check: `grpc.health.v1.Health/Check` over HTTP/2, cleartext (h2c with prior
+/// knowledge) or TLS (ALPN `h2`). It passes when the server answers `SERVING`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GrpcCheck {
+    /// The service asked about; empty for the server as a whole.
+    pub service: String,
+    /// The `:authority` of the request; the server's address when absent.
+    pub authority: Option<String>,
+    /// TLS settings; `None` for cleartext HTTP/2.
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS settings of an https check, of an smtp check with STARTTLS or of a grpc check with TLS.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TlsSettings {
     /// Server name sent (SNI) and verified; when absent, an https check's Host header, else the
