@@ -41,6 +41,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let imported = imported?;
             eprint!("{}", lvs_hc::import::report(&imported));
+            if let Some(w) = lvs_hc::import::load_warning(&imported) {
+                eprint!("{w}");
+            }
             match &args.output {
                 Some(out) => std::fs::write(out, &imported.toml)
                     .with_context(|| format!("writing {}", out.display()))?,

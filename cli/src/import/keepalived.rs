@@ -582,7 +582,7 @@ impl Convert {
                 "persistence_engine" | "ha_suspend" | "smtp_alert" | "snmp_name" | "quorum_up"
                 | "quorum_down" | "notify_up" | "notify_down" => self.note(
                     c,
-                    format!("`{}` not carried over: lvs-hc has no equivalent (notification and alert hooks are keepalived's)", c.word),
+                    format!("`{}` not carried over: lvs-hc has no equivalent", c.word),
                 ),
                 w => self.note(c, format!("unknown keyword `{w}` in virtual_server; not carried over")),
             }
@@ -1142,7 +1142,7 @@ impl Convert {
             t.entries.extend(conn.entries.iter().cloned());
             let timeout = if kind == "MISC_CHECK" {
                 // check_misc.c: without misc_timeout the program may run for delay_loop.
-                misc_timeout.or(timing.delay_loop)
+                misc_timeout.or(timing.delay_loop).or(Some(60.0))
             } else {
                 timing.connect_timeout
             };

@@ -737,7 +737,7 @@ impl Convert<'_> {
             "negotiate" | "combined" => {
                 let t = self.negotiate(p, httpmethod, vhost, v, protocol);
                 if p.checktype == "combined" {
-                    self.note(v.line, format!("checktype = {combined}: ldirectord negotiates every {combined}th check and connects otherwise; written as a connect check every interval and a negotiate check every {combined} intervals"));
+                    self.note(v.line, format!("checktype = {combined}: ldirectord negotiates once in {combined} checks and only connects otherwise; written as a connect check every interval and a negotiate check every {combined} intervals"));
                     out.push((connect(protocol == "udp"), check_timeout, interval));
                     if let Some(t) = t {
                         out.push((t, negotiate_timeout, interval * f64::from(combined.max(1))));
