@@ -112,6 +112,58 @@ async fn http_fails_on_the_wrong_page() {
 }
 
 #[tokio::test]
+async fn http_checks_the_whole_body_s_md5_digest() {
+    let s = server(OK, Duration::ZERO, 1).await;
+    // `printf server-1 | md5sum`, and another digest.
+    let right = "fa767f034cb523b80bf39cc29de32ea5";
+    let digest = "6d0c9bfd5a7b1c1a0bf7d3f4c3f0a5a5";
+    let ok = format!("type = \"http\"\nexpect_body_md5 = \"{right}\"");
+    assert_eq!(probe(s, &ok).await, ProbeOutcome::Pass { weight: None });
+    let upper = format!(
+        "type = \"http\"\nexpect_body_md5 = \"{}\"",
+        right.to_uppercase()
+    );
+    assert_eq!(probe(s, &upper).await, ProbeOutcome::Pass { weight: None });
+    let wrong = format!("type = \"http\"\nexpect_body_md5 = \"{digest}\"");
+    assert_eq!(
+        probe(s, &wrong).await,
+        fail(&format!("body's MD5 digest is {right}, expected {digest}"))
+    );
+    // A digest needs the whole body: one longer than body_limit cannot pass.
+    let short = format!("type = \"http\"\nexpect_body_md5 = \"{right}\"\nbody_limit = 4");
+    assert_eq!(
+        probe(s, &short).await,
+        fail("body longer than body_limit (4 bytes): its MD5 digest needs all of it")
+    );
+}
+
+#[tokio::test]
+async fn a_check_with_ip_probes_that_address_instead_of_the_server_s() {
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The configured server is 127.0.0.3, where nothing listens; the check's `ip` is where
+    // its health is told.
+    let server: SocketAddr = format!("127.0.0.3:{port}").parse().unwrap();
+    assert_eq!(
+        probe(server, "type = \"tcp\"\ntimeout = \"1s\"").await,
+        fail("connection refused")
+    );
+    let out = probe(
+        server,
+        "type = \"tcp\"\nip = \"127.0.0.2\"\ntimeout = \"1s\"",
+    )
+    .await;
+    assert_eq!(out, ProbeOutcome::Pass { weight: None });
+    drop(listener);
+    let out = probe(
+        server,
+        "type = \"tcp\"\nip = \"127.0.0.2\"\ntimeout = \"1s\"",
+    )
+    .await;
+    assert_eq!(out, fail("connection refused"));
+}
+
+#[tokio::test]
 async fn a_trickling_server_fails_at_the_timeout_over_the_whole_exchange() {
     // Each piece arrives well within the timeout; the whole answer does not.
     let s = server(OK, Duration::from_millis(120), 8).await;

@@ -61,10 +61,11 @@ pub struct ProbeRequest {
 }
 
 impl ProbeRequest {
-    /// The address to connect to: the server's, with the check's port if it has one.
+    /// The address to connect to: the server's, with the check's address and port if it has
+    /// them.
     pub fn target(&self) -> SocketAddr {
         SocketAddr::new(
-            self.server.ip(),
+            self.check.ip.unwrap_or(self.server.ip()),
             self.check.port.unwrap_or(self.server.port()),
         )
     }

@@ -110,6 +110,7 @@ fn settled(engine: &Engine) -> bool {
 fn as_asked(config: &Config, down: &BTreeSet<SocketAddr>) -> Config {
     let failing = Arc::new(Check {
         kind: CheckKind::Tcp,
+        ip: None,
         port: None,
         source: None,
         timing: Timing {

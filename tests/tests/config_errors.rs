@@ -242,3 +242,25 @@ bad_config!(
     probe_threads_out_of_range,
     format!("[daemon]\nprobe_threads = 0\n\n{BASE}")
 );
+bad_config!(
+    check_ip_is_an_address,
+    BASE.replace("type = \"http\"", "type = \"http\"\nip = \"192.168.0.300\"")
+);
+bad_config!(
+    check_ip_cannot_be_multicast,
+    BASE.replace("type = \"http\"", "type = \"http\"\nip = \"224.0.0.1\"")
+);
+bad_config!(
+    expect_body_md5_is_32_hex_digits,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\nexpect_body_md5 = \"+a767f034cb523b80bf39cc29de32ea5\""
+    )
+);
+bad_config!(
+    expect_body_md5_needs_a_body,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\nmethod = \"HEAD\"\nexpect_body_md5 = \"fa767f034cb523b80bf39cc29de32ea5\""
+    )
+);

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use lvs_hc_core::config::{HttpCheck, HttpMethod};
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
+use md5::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pool::{BoxStream, Kept, PoolKey};
@@ -141,7 +142,8 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, reuse: R
     };
     let bad_status = (!h.expect_status.contains(head.status))
         .then(|| fail(format!("status {} not in {}", head.status, h.expect_status)));
-    let want_body = h.expect_body.is_some() || h.expect_body_regex.is_some();
+    let want_body =
+        h.expect_body.is_some() || h.expect_body_regex.is_some() || h.expect_body_md5.is_some();
     if reuse == Reuse::Close && (bad_status.is_some() || !want_body) {
         let verdict = bad_status.unwrap_or(ProbeOutcome::Pass { weight: None });
         return Exchange::Done(verdict, None);
@@ -158,12 +160,14 @@ async fn exchange(stream: BoxStream, h: &HttpCheck, target: SocketAddr, reuse: R
         read: 0,
         limit: h.body_limit,
         keep: want_body,
+        truncated: false,
     };
     let complete = match conn.read_body(framing, &mut body).await {
         Ok(complete) => complete,
         Err(outcome) => return Exchange::Done(outcome, None),
     };
-    let verdict = bad_status.unwrap_or_else(|| judge_body(h, &body.bytes));
+    let verdict =
+        bad_status.unwrap_or_else(|| judge_body(h, &body.bytes, complete && !body.truncated));
     // The whole response was read and nothing more: the stream is at a message boundary and
     // can carry the next request.
     let reusable = reuse == Reuse::Keep
@@ -231,12 +235,15 @@ struct Body {
     limit: usize,
     /// Whether to keep the bytes.
     keep: bool,
+    /// Whether bytes beyond the limit were dropped.
+    truncated: bool,
 }
 
 impl Body {
     /// Takes `data`; false once the limit is reached.
     fn take(&mut self, data: &[u8]) -> bool {
         let n = data.len().min(self.limit - self.read);
+        self.truncated |= n < data.len();
         if self.keep {
             self.bytes.extend_from_slice(&data[..n]);
         }
@@ -508,8 +515,25 @@ fn push_decimal(out: &mut Vec<u8>, n: u16) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Whether the body read so far has what the check expects.
-fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
+/// Whether the body read so far (`whole`: all of it, to its end) has what the check
+/// expects.
+fn judge_body(h: &HttpCheck, bytes: &[u8], whole: bool) -> ProbeOutcome {
+    if let Some(want) = &h.expect_body_md5 {
+        if !whole {
+            return fail(format!(
+                "body longer than body_limit ({} bytes): its MD5 digest needs all of it",
+                h.body_limit
+            ));
+        }
+        let got: [u8; 16] = md5::Md5::digest(bytes).into();
+        if &got != want {
+            return fail(format!(
+                "body's MD5 digest is {}, expected {}",
+                hex(&got),
+                hex(want)
+            ));
+        }
+    }
     if h.expect_body.is_none() && h.expect_body_regex.is_none() {
         return ProbeOutcome::Pass { weight: None };
     }
@@ -527,6 +551,11 @@ fn judge_body(h: &HttpCheck, bytes: &[u8]) -> ProbeOutcome {
     ProbeOutcome::Pass { weight: None }
 }
 
+/// Lowercase hexadecimal, as md5sum prints a digest.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,6 +569,7 @@ mod tests {
             expect_status: lvs_hc_core::config::StatusSet::new(vec![(200, 299)]),
             expect_body: None,
             expect_body_regex: None,
+            expect_body_md5: None,
             body_limit: 10,
             tls: None,
             reuse_connection: false,

@@ -7,6 +7,8 @@
 //!   certificate: it runs without verification (the handshake, SNI and HTTP are real).
 //! - A check's `source` address is not the simulated director's: probes leave from its one
 //!   address.
+//! - A check's `ip` (another address to probe) is not simulated: faults are the server's, so
+//!   its probes go to the server.
 //! - A body regex the simulated page cannot match is left out; statuses no one page can
 //!   satisfy together make the check fail throughout, as they would against a real server.
 
@@ -51,12 +53,24 @@ impl SimulatedConfig {
         for svc in &mut config.services {
             for server in svc.servers.iter_mut().chain(svc.fallbacks.iter_mut()) {
                 for i in 0..server.checks.len() {
-                    let check = server.checks[i].clone();
+                    let mut check = server.checks[i].clone();
+                    let label = check.label();
                     let note = |instead: String| StandIn {
                         server: server.addr,
-                        check: check.label(),
+                        check: label.clone(),
                         instead,
                     };
+                    if let Some(ip) = check.ip {
+                        // Faults are simulated per server: the probes go to the server itself.
+                        stand_ins.push(note(format!(
+                            "probes the simulated server itself, not address {ip}"
+                        )));
+                        check = Arc::new(Check {
+                            ip: None,
+                            ..(*check).clone()
+                        });
+                        server.checks[i] = check.clone();
+                    }
                     if let Some(source) = check.source.filter(|_| network(&check)) {
                         stand_ins.push(note(format!(
                             "sends its probes from the simulated director's address {DIRECTOR}, \
@@ -67,6 +81,7 @@ impl SimulatedConfig {
                         CheckKind::Exec(e) => {
                             let tcp = Check {
                                 kind: CheckKind::Tcp,
+                                ip: None,
                                 port: Some(exec_port(server, &check)),
                                 source: None,
                                 timing: check.timing,
@@ -241,6 +256,20 @@ mod tests {
             &s.config.services[0].servers[0].checks,
         );
         assert!(before.iter().zip(after).all(|(a, b)| Arc::ptr_eq(a, b)));
+    }
+
+    #[test]
+    fn a_check_of_another_address_probes_the_simulated_server_itself() {
+        let s = simulated("[[service.check]]\ntype = \"tcp\"\nip = \"10.0.0.9\"\nport = 8080");
+        assert_eq!(
+            lines(&s),
+            [
+                "tcp (10.0.0.9:8080) on 10.0.0.2:80 probes the simulated server itself, not \
+              address 10.0.0.9"
+            ]
+        );
+        assert_eq!(check(&s, 0).ip, None);
+        assert_eq!(check(&s, 0).port, Some(8080));
     }
 
     #[test]

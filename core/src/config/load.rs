@@ -595,6 +595,19 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         Some(f) => Some(f.int(1, 65535)? as u16),
         None => None,
     };
+    let ip = match t.get("ip") {
+        Some(f) => {
+            let s = f.str()?;
+            let ip = s
+                .parse::<IpAddr>()
+                .map_err(|_| f.err(format!("`{s}` is not an IP address")))?;
+            if let Some(why) = unusable_address(ip) {
+                return Err(f.err(format!("{ip} cannot be probed: {why}")));
+            }
+            Some(ip)
+        }
+        None => None,
+    };
     let source = match t.get("source") {
         Some(f) => {
             let s = f.str()?;
@@ -618,6 +631,7 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     t.finish()?;
     Ok(Check {
         kind,
+        ip,
         port,
         source,
         timing: Timing {
@@ -693,12 +707,24 @@ fn read_http(t: &mut Tbl<'_>) -> Result<HttpCheck> {
         }
         None => None,
     };
-    if method == HttpMethod::Head && (expect_body.is_some() || expect_body_regex.is_some()) {
-        let key = if t.has("expect_body") {
-            "expect_body"
-        } else {
-            "expect_body_regex"
-        };
+    let expect_body_md5 = match t.get("expect_body_md5") {
+        Some(f) => {
+            let text = f.str()?;
+            Some(parse_md5(text).ok_or_else(|| {
+                f.err(format!(
+                    "`{text}` is not an MD5 digest: 32 hexadecimal digits, as md5sum prints"
+                ))
+            })?)
+        }
+        None => None,
+    };
+    let judges_body =
+        expect_body.is_some() || expect_body_regex.is_some() || expect_body_md5.is_some();
+    if method == HttpMethod::Head && judges_body {
+        let key = ["expect_body", "expect_body_regex", "expect_body_md5"]
+            .into_iter()
+            .find(|k| t.has(k))
+            .unwrap_or("expect_body");
         return Err(t.key_err(key, "a HEAD response has no body: use method = \"GET\""));
     }
     let body_limit = match t.get("body_limit") {
@@ -716,6 +742,7 @@ fn read_http(t: &mut Tbl<'_>) -> Result<HttpCheck> {
         expect_status,
         expect_body,
         expect_body_regex,
+        expect_body_md5,
         body_limit,
         tls: None,
         reuse_connection,
@@ -741,6 +768,18 @@ fn read_tls(t: &mut Tbl<'_>) -> Result<TlsSettings> {
         verify,
         ca_file,
     })
+}
+
+/// 32 hexadecimal digits (either case) as 16 bytes.
+fn parse_md5(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 fn read_statuses(f: &Field<'_>) -> Result<StatusSet> {

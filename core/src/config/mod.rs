@@ -317,6 +317,8 @@ impl Server {
 pub struct Check {
     /// What the probe does.
     pub kind: CheckKind,
+    /// Probe this address instead of the server's (keepalived's `connect_ip`).
+    pub ip: Option<IpAddr>,
     /// Probe this port instead of the server's.
     pub port: Option<u16>,
     /// Bind probes to this source address.
@@ -334,9 +336,11 @@ impl Check {
             CheckKind::Tcp => "tcp".to_string(),
             CheckKind::Exec(e) => format!("exec {}", e.argv[0]),
         };
-        match self.port {
-            Some(p) => format!("{base} (port {p})"),
-            None => base,
+        match (self.ip, self.port) {
+            (Some(ip), Some(p)) => format!("{base} ({})", SocketAddr::new(ip, p)),
+            (Some(ip), None) => format!("{base} (address {ip})"),
+            (None, Some(p)) => format!("{base} (port {p})"),
+            (None, None) => base,
         }
     }
 }
@@ -387,7 +391,10 @@ pub struct HttpCheck {
     pub expect_body: Option<String>,
     /// A regular expression the body must match.
     pub expect_body_regex: Option<BodyRegex>,
-    /// Most body bytes read; a match must occur within them.
+    /// The MD5 digest the whole body must have (keepalived's `digest`).
+    pub expect_body_md5: Option<[u8; 16]>,
+    /// Most body bytes read; a match must occur within them, and a body with an expected
+    /// digest must end within them.
     pub body_limit: usize,
     /// TLS settings (https only).
     pub tls: Option<TlsSettings>,
