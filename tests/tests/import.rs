@@ -292,3 +292,35 @@ fn ldirectord_every_check_loads_with_every_check_kind() {
         "checktype = 3"
     );
 }
+
+#[test]
+fn keepalived_digest_connect_ip_and_bindto_load_as_md5_ip_and_source() {
+    let fs = MemFs::new(&[(
+        "/etc/keepalived/keepalived.conf",
+        "virtual_server 10.1.0.10 80 {\n  protocol TCP\n  real_server 10.1.1.1 80 {\n    \
+         HTTP_GET {\n      url {\n        path /index.html\n        \
+         digest 9B3A0C85A887A256D6939DA88AABD8CD\n      }\n      connect_ip 10.1.2.1\n      \
+         connect_port 8080\n      bindto 10.1.0.2\n    }\n  }\n}\n",
+    )]);
+    let imported = keepalived::import(&fs, Path::new("/etc/keepalived/keepalived.conf")).unwrap();
+    let config = load(&imported);
+    let check = &config.services[0].servers[0].checks[0];
+    assert_eq!(check.ip, Some("10.1.2.1".parse().unwrap()));
+    assert_eq!(check.port, Some(8080));
+    assert_eq!(check.source, Some("10.1.0.2".parse().unwrap()));
+    let lvs_hc_core::config::CheckKind::Http(h) = &check.kind else {
+        panic!("an http check: {check:?}")
+    };
+    assert_eq!(
+        h.expect_body_md5,
+        Some([
+            0x9b, 0x3a, 0x0c, 0x85, 0xa8, 0x87, 0xa2, 0x56, 0xd6, 0x93, 0x9d, 0xa8, 0x8a, 0xab,
+            0xd8, 0xcd
+        ])
+    );
+    // keepalived's default lb_kind (NAT) is written out, lvs-hc's default being DR.
+    assert_eq!(
+        config.services[0].servers[0].forward,
+        lvs_hc_core::Forward::Nat
+    );
+}
