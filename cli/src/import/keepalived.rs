@@ -624,13 +624,13 @@ impl Convert {
         }
         if let Some(timeout) = persistence {
             let mut kv = vec![("timeout".to_string(), Value::str(format!("{timeout}s")))];
-            match granularity {
-                Some(g) => match g.parse::<i64>() {
+            // check_data.c: persistence_granularity defaults to 0xffffffff, one client address,
+            // which is lvs-hc's default too.
+            if let Some(g) = granularity {
+                match g.parse::<i64>() {
                     Ok(prefix) => kv.push(("netmask".into(), Value::Int(prefix))),
                     Err(_) => kv.push(("netmask".into(), Value::str(g))),
-                },
-                // check_data.c: persistence_granularity defaults to 0xffffffff, one client address.
-                None => {}
+                }
             }
             if kv.len() == 1 {
                 t.set("persistence", kv.pop().expect("one").1);
