@@ -39,7 +39,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (a, r)
                 }
             };
-            let imported = imported?;
+            let imported = match imported {
+                Ok(i) => i,
+                Err(e) => {
+                    if let lvs_hc::import::ImportError::Empty { notes, .. } = &e {
+                        for n in notes {
+                            eprintln!("{n}");
+                        }
+                    }
+                    return Err(e.into());
+                }
+            };
             eprint!("{}", lvs_hc::import::report(&imported));
             if let Some(w) = lvs_hc::import::load_warning(&imported) {
                 eprint!("{w}");

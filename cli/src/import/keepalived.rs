@@ -317,6 +317,7 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
     if cx.services.is_empty() {
         return Err(ImportError::Empty {
             path: path.to_path_buf(),
+            notes: cx.notes,
         });
     }
     let header = vec![
@@ -1618,6 +1619,21 @@ mod tests {
                 .unwrap();
             assert_eq!(String::from_utf8_lossy(&o.stdout), out, "exit {code}");
             assert_eq!(o.status.code(), Some(status), "exit {code}");
+        }
+    }
+
+    #[test]
+    fn a_file_with_only_vrrp_is_an_error_that_keeps_its_notes() {
+        let fs = MemFs::new(&[(
+            "/k/keepalived.conf",
+            "vrrp_instance VI_1 {\n state MASTER\n}\n",
+        )]);
+        match import(&fs, Path::new("/k/keepalived.conf")) {
+            Err(ImportError::Empty { notes, .. }) => {
+                assert_eq!(notes.len(), 1);
+                assert!(notes[0].text.contains("kept in keepalived"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

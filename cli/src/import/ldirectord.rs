@@ -145,6 +145,7 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
     if services.is_empty() {
         return Err(ImportError::Empty {
             path: path.to_path_buf(),
+            notes: cx.notes,
         });
     }
     let header = vec![

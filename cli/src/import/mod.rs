@@ -63,11 +63,13 @@ pub enum ImportError {
         /// What is wrong.
         message: String,
     },
-    /// Nothing in the input became a service (lvs-hc needs at least one).
+    /// Nothing in the input became a service (lvs-hc needs at least one); `notes` says why.
     #[error("{}: no virtual service could be carried over", path.display())]
     Empty {
         /// The input file.
         path: PathBuf,
+        /// What was reported on the way, for the command to print before the error.
+        notes: Vec<Note>,
     },
 }
 
