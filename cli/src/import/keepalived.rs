@@ -1064,7 +1064,21 @@ impl Convert {
                 let mut t = Table::default();
                 t.set("type", Value::str("dns"));
                 t.set("query_type", Value::str(qtype));
-                t.set("query_name", Value::str(name));
+                if name == "." || name.is_empty() {
+                    self.note(
+                        ch,
+                        "DNS_CHECK without `name` asks for the root zone, which lvs-hc's dns \
+                         check refuses: set query_name to a name the server answers"
+                            .into(),
+                    );
+                    t.set_noted(
+                        "keepalived asked for the root zone: replace with a name the server answers",
+                        "query_name",
+                        Value::str("."),
+                    );
+                } else {
+                    t.set("query_name", Value::str(name));
+                }
                 checks.push(t);
             }
             "SMTP_CHECK" => {

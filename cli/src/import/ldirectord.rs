@@ -818,6 +818,14 @@ impl Convert<'_> {
             "dns" => {
                 t.set("type", Value::str("dns"));
                 let name = p.request.trim_start_matches('/');
+                if name.is_empty() {
+                    self.note(
+                        v.line,
+                        "service = dns without a request: lvs-hc's dns check needs a name to \
+                         ask for; set query_name"
+                            .into(),
+                    );
+                }
                 t.set_noted(
                     "ldirectord asks for the request's A records",
                     "query_name",
