@@ -324,3 +324,26 @@ fn keepalived_digest_connect_ip_and_bindto_load_as_md5_ip_and_source() {
         lvs_hc_core::Forward::Nat
     );
 }
+
+/// The keepalived configurations the real-kernel import proof (tests/lab/import-proof) runs
+/// under keepalived and under lvs-hc: every one imports with nothing unknown and loads.
+#[test]
+fn the_lab_import_proof_configurations_import_and_load() {
+    let lab = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/import");
+    for case in ["seed", "nat-fwmark", "misc-udp"] {
+        let mut fs = MemFs::default();
+        // Where the lab puts them: includes name absolute paths there.
+        let root = Path::new("/lab/import").join(case);
+        load_dir(&mut fs, &lab.join(case), &root);
+        let imported = keepalived::import(&fs, &root.join("keepalived.conf")).unwrap();
+        let unknown: Vec<String> = imported
+            .notes
+            .iter()
+            .filter(|n| n.text.contains("unknown"))
+            .map(ToString::to_string)
+            .collect();
+        assert!(unknown.is_empty(), "{case}: {unknown:?}");
+        let config = load(&imported);
+        assert!(!config.services.is_empty(), "{case}");
+    }
+}
