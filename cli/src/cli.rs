@@ -106,6 +106,18 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         down: Vec<String>,
     },
+    /// Convert a keepalived or ldirectord configuration to lvs-hc's TOML.
+    ///
+    /// Prints the TOML (or writes it to --output), with a comment wherever lvs-hc behaves
+    /// differently. Every input line that could not be carried over, or changed meaning, is
+    /// listed on standard error as FILE:LINE: why, followed by a count. Exit status: 0 when the
+    /// input was read (with or without such lines); 1 when it cannot be read, has a syntax error
+    /// (e.g. unbalanced braces), or names no service that could be carried over.
+    Import {
+        /// Which program's configuration.
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -119,6 +131,27 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// The configurations `lvs-hc import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// keepalived.conf: its virtual_server sections and their checkers (includes followed;
+    /// VRRP sections are reported as kept in keepalived).
+    Keepalived(ImportArgs),
+    /// ldirectord.cf: its virtual sections, global settings and checks.
+    Ldirectord(ImportArgs),
+}
+
+/// The arguments of `lvs-hc import keepalived|ldirectord`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The configuration file to read.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the TOML here instead of standard output.
+    #[arg(long, short = 'o', value_name = "OUT")]
+    pub output: Option<PathBuf>,
 }
 
 /// `lvs-hc run`.

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod daemon;
 pub mod docs;
 pub mod driver;
+pub mod import;
 pub mod limits;
 pub mod load;
 pub mod probe;

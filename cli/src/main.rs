@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use lvs_hc::cli::{Cli, Command, TableFormat};
+use lvs_hc::cli::{Cli, Command, ImportFrom, TableFormat};
 use lvs_hc::commands::{check_summary, plan_lines, resolve_down, simulate_report};
 use lvs_hc::simulate::{FaultSchedule, ReportFormat, Scenario, ScheduleError};
 use lvs_hc::table::{format_json, format_list, format_save, format_skipped, open_backend};
@@ -28,6 +28,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload { control } => return Ok(lvs_hc::client::reload(&control)?),
         Command::Status { api, json } => return Ok(lvs_hc::client::status(&api, json)?),
         Command::Setup { role } => return Ok(lvs_hc::setup::main(role)?),
+        Command::Import { from } => {
+            let (args, imported) = match from {
+                ImportFrom::Keepalived(a) => {
+                    let r = lvs_hc::import::keepalived::import(&lvs_hc::import::RealFs, &a.file);
+                    (a, r)
+                }
+                ImportFrom::Ldirectord(a) => {
+                    let r = lvs_hc::import::ldirectord::import(&lvs_hc::import::RealFs, &a.file);
+                    (a, r)
+                }
+            };
+            let imported = match imported {
+                Ok(i) => i,
+                Err(e) => {
+                    if let lvs_hc::import::ImportError::Empty { notes, .. } = &e {
+                        for n in notes {
+                            eprintln!("{n}");
+                        }
+                    }
+                    return Err(e.into());
+                }
+            };
+            eprint!("{}", lvs_hc::import::report(&imported));
+            if let Some(w) = lvs_hc::import::load_warning(&imported) {
+                eprint!("{w}");
+            }
+            match &args.output {
+                Some(out) => std::fs::write(out, &imported.toml)
+                    .with_context(|| format!("writing {}", out.display()))?,
+                None => stdout.write_all(imported.toml.as_bytes())?,
+            }
+        }
         Command::Completions { shell } => {
             stdout.write_all(&lvs_hc::docs::completions(shell))?;
         }

@@ -351,3 +351,72 @@ fn simulate_grpc_over_tls_follows_not_serving_servers() {
         );
     }
 }
+
+#[test]
+fn import_keepalived_prints_toml_on_stdout_and_notes_on_stderr() {
+    let out = lvs_hc(
+        &[
+            "import",
+            "keepalived",
+            "tests/fixtures/import/keepalived/tutorial/keepalived.conf",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("address = \"192.168.0.101:80\"\n"));
+    assert_eq!(
+        text(&out.stderr)
+            .lines()
+            .map(|l| l.split(": ").next().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "tests/fixtures/import/keepalived/tutorial/keepalived.conf:4",
+            "tests/fixtures/import/keepalived/tutorial/keepalived.conf:14",
+            "2 lines not carried over or changed in meaning (see above and the comments in the output)",
+        ]
+    );
+}
+
+#[test]
+fn import_output_file_passes_check() {
+    let dir = std::env::temp_dir().join(format!("lvs-hc-import-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("out.toml");
+    let out = lvs_hc(
+        &[
+            "import",
+            "ldirectord",
+            "tests/fixtures/import/ldirectord/tutorial.cf",
+            "--output",
+            path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let check = lvs_hc(&["check", "--config", path.to_str().unwrap()], "");
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn import_fails_on_unbalanced_braces_and_unreadable_files() {
+    let dir = std::env::temp_dir().join(format!("lvs-hc-import-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keepalived.conf");
+    std::fs::write(&path, "virtual_server 10.0.0.1 80 {\n  lb_algo rr\n").unwrap();
+    let out = lvs_hc(&["import", "keepalived", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {}:1: the `{{` of `virtual_server` is never closed\n",
+            path.display()
+        )
+    );
+    assert!(out.stdout.is_empty());
+    let out = lvs_hc(&["import", "ldirectord", "/nonexistent/ldirectord.cf"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: cannot read /nonexistent/ldirectord.cf: "));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -25,6 +25,9 @@ _lvs__hc() {
             lvs__hc,help)
                 cmd="lvs__hc__subcmd__help"
                 ;;
+            lvs__hc,import)
+                cmd="lvs__hc__subcmd__import"
+                ;;
             lvs__hc,plan)
                 cmd="lvs__hc__subcmd__plan"
                 ;;
@@ -55,6 +58,9 @@ _lvs__hc() {
             lvs__hc__subcmd__help,help)
                 cmd="lvs__hc__subcmd__help__subcmd__help"
                 ;;
+            lvs__hc__subcmd__help,import)
+                cmd="lvs__hc__subcmd__help__subcmd__import"
+                ;;
             lvs__hc__subcmd__help,plan)
                 cmd="lvs__hc__subcmd__help__subcmd__plan"
                 ;;
@@ -76,11 +82,35 @@ _lvs__hc() {
             lvs__hc__subcmd__help,table)
                 cmd="lvs__hc__subcmd__help__subcmd__table"
                 ;;
+            lvs__hc__subcmd__help__subcmd__import,keepalived)
+                cmd="lvs__hc__subcmd__help__subcmd__import__subcmd__keepalived"
+                ;;
+            lvs__hc__subcmd__help__subcmd__import,ldirectord)
+                cmd="lvs__hc__subcmd__help__subcmd__import__subcmd__ldirectord"
+                ;;
             lvs__hc__subcmd__help__subcmd__setup,director)
                 cmd="lvs__hc__subcmd__help__subcmd__setup__subcmd__director"
                 ;;
             lvs__hc__subcmd__help__subcmd__setup,realserver)
                 cmd="lvs__hc__subcmd__help__subcmd__setup__subcmd__realserver"
+                ;;
+            lvs__hc__subcmd__import,help)
+                cmd="lvs__hc__subcmd__import__subcmd__help"
+                ;;
+            lvs__hc__subcmd__import,keepalived)
+                cmd="lvs__hc__subcmd__import__subcmd__keepalived"
+                ;;
+            lvs__hc__subcmd__import,ldirectord)
+                cmd="lvs__hc__subcmd__import__subcmd__ldirectord"
+                ;;
+            lvs__hc__subcmd__import__subcmd__help,help)
+                cmd="lvs__hc__subcmd__import__subcmd__help__subcmd__help"
+                ;;
+            lvs__hc__subcmd__import__subcmd__help,keepalived)
+                cmd="lvs__hc__subcmd__import__subcmd__help__subcmd__keepalived"
+                ;;
+            lvs__hc__subcmd__import__subcmd__help,ldirectord)
+                cmd="lvs__hc__subcmd__import__subcmd__help__subcmd__ldirectord"
                 ;;
             lvs__hc__subcmd__setup,director)
                 cmd="lvs__hc__subcmd__setup__subcmd__director"
@@ -107,7 +137,7 @@ _lvs__hc() {
 
     case "${cmd}" in
         lvs__hc)
-            opts="-h -V --help --version run reload status setup check simulate table plan completions help"
+            opts="-h -V --help --version run reload status setup check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,7 +187,7 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__help)
-            opts="run reload status setup check simulate table plan completions help"
+            opts="run reload status setup check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -201,6 +231,48 @@ _lvs__hc() {
         lvs__hc__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__import)
+            opts="keepalived ldirectord"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__import__subcmd__keepalived)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__import__subcmd__ldirectord)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -331,6 +403,120 @@ _lvs__hc() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import)
+            opts="-h --help keepalived ldirectord help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import__subcmd__help)
+            opts="keepalived ldirectord help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import__subcmd__help__subcmd__keepalived)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import__subcmd__help__subcmd__ldirectord)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import__subcmd__keepalived)
+            opts="-o -h --output --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__import__subcmd__ldirectord)
+            opts="-o -h --output --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
