@@ -210,7 +210,7 @@ fn keepalived_every_checker_loads_with_every_check_kind() {
     );
     assert!(kinds[1][1].starts_with("udp"));
     assert!(kinds[2][0].starts_with("smtp"));
-    assert!(kinds[2][1].starts_with("https GET /status page"));
+    assert!(kinds[2][1].starts_with("https GET /status%20page"));
 }
 
 #[test]

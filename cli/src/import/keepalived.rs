@@ -962,10 +962,18 @@ impl Convert {
                             }
                         }
                     }
+                    let mut comments = vec![];
+                    if let Some(sendable) = super::request_path(&path) {
+                        comments.push(format!(
+                            "keepalived sends the path {path:?} as written; spaces and control \
+                             characters percent-encoded"
+                        ));
+                        path = sendable;
+                    }
                     t.entries.insert(
                         1,
                         emit::Entry {
-                            comments: vec![],
+                            comments,
                             key: "path".into(),
                             value: Value::str(path),
                         },

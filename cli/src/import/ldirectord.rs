@@ -789,7 +789,18 @@ impl Convert<'_> {
                 if httpmethod == "HEAD" {
                     t.set("method", Value::str("HEAD"));
                 }
-                t.set("path", Value::str(p.request));
+                match super::request_path(p.request) {
+                    Some(sendable) => t.set_noted(
+                        &format!(
+                            "ldirectord sends the request {:?} as written; spaces and control \
+                             characters percent-encoded",
+                            p.request
+                        ),
+                        "path",
+                        Value::str(sendable),
+                    ),
+                    None => t.set("path", Value::str(p.request)),
+                }
                 if let Some(h) = vhost {
                     t.set("host", Value::str(h));
                 }

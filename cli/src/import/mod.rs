@@ -266,6 +266,29 @@ pub fn load_warning(imported: &Imported) -> Option<String> {
 }
 
 /// Seconds as an lvs-hc duration string (`"60s"`, `"1.5s"` as `"1500ms"`).
+/// A request path lvs-hc accepts (a leading `/`, no whitespace or control characters), from
+/// one keepalived or ldirectord sends as written: those bytes percent-encoded, as a client
+/// would. `None` when it needed no change.
+pub(crate) fn request_path(raw: &str) -> Option<String> {
+    let bad = |b: u8| b.is_ascii_whitespace() || b.is_ascii_control();
+    if raw.starts_with('/') && !raw.bytes().any(bad) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    if !raw.starts_with('/') {
+        out.push(b'/');
+    }
+    for &b in raw.as_bytes() {
+        if bad(b) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    // Only ASCII bytes were replaced, by ASCII: the rest of the UTF-8 is untouched.
+    Some(String::from_utf8(out).expect("UTF-8 with ASCII bytes replaced by ASCII"))
+}
+
 pub(crate) fn seconds(s: f64) -> String {
     let ms = (s * 1000.0).round() as u64;
     if ms % 1000 == 0 {
@@ -277,6 +300,20 @@ pub(crate) fn seconds(s: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_paths_are_made_sendable() {
+        assert_eq!(super::request_path("/health"), None);
+        assert_eq!(
+            super::request_path("/status page"),
+            Some("/status%20page".into())
+        );
+        assert_eq!(
+            super::request_path("index.html"),
+            Some("/index.html".into())
+        );
+        assert_eq!(super::request_path("/é\tx"), Some("/é%09x".into()));
+    }
+
     use super::*;
 
     #[test]
