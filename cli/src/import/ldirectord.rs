@@ -791,7 +791,7 @@ impl Convert<'_> {
                 }
                 match super::request_path(p.request) {
                     Some(sendable) => t.set_noted(
-                        &format!(
+                        format!(
                             "ldirectord sends the request {:?} as written; spaces and control \
                              characters percent-encoded",
                             p.request
