@@ -276,7 +276,8 @@ impl<C: Connect> Prober<C> {
                 } else if req.check.kind == CheckKind::Ping {
                     ProbeOutcome::Fail { reason: format!("no echo reply within {}", format_duration(timeout)) }
                 } else {
-                    let got = seen.borrow().as_ref().map(|s| format!(" (got {s})")).unwrap_or_default();
+                    let got = seen.borrow();
+                    let got = if got.is_empty() { String::new() } else { format!(" (got {})", tcp::quote(&got)) };
                     ProbeOutcome::Fail { reason: format!("timed out after {}{got}", format_duration(timeout)) }
                 }
             }
@@ -347,9 +348,9 @@ impl<C: Connect> Prober<C> {
     }
 }
 
-/// What a probe received so far, quoted, for the reason of a probe that times out after a
-/// reply that did not satisfy it (tcp send/expect).
-type Seen = RefCell<Option<String>>;
+/// What a probe received so far, for the reason of a probe that times out after a reply that
+/// did not satisfy it (tcp send/expect reads its reply into it); quoted only then.
+type Seen = RefCell<Vec<u8>>;
 
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)

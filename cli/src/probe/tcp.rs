@@ -27,26 +27,25 @@ pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let Some(expect) = &x.expect else {
         return ProbeOutcome::Pass { weight: None };
     };
-    let mut reply: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 2048];
     loop {
-        let room = limit - reply.len();
-        let n = match stream.read(&mut chunk[..room.min(2048)]).await {
+        let len = seen.borrow().len();
+        let n = match stream.read(&mut chunk[..(limit - len).min(2048)]).await {
             Ok(n) => n,
             Err(e) => {
                 return match io_outcome(&e) {
-                    ProbeOutcome::Fail { reason } if !reply.is_empty() => {
-                        fail(format!("{reason} after {}", quote(&reply)))
+                    ProbeOutcome::Fail { reason } if len > 0 => {
+                        fail(format!("{reason} after {}", quote(&seen.borrow())))
                     }
                     other => other,
                 }
             }
         };
+        // The reply is kept in `seen` (no borrow across an await): the probe's reason if it
+        // times out.
+        let mut reply = seen.borrow_mut();
         reply.extend_from_slice(&chunk[..n]);
-        if n > 0 {
-            *seen.borrow_mut() = Some(quote(&reply));
-        }
-        if expect.is_match(&reply) {
+        if found(expect, &reply, len) {
             return ProbeOutcome::Pass { weight: None };
         }
         if n == 0 && reply.is_empty() {
@@ -66,6 +65,19 @@ pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 quote(&reply)
             ));
         }
+    }
+}
+
+/// Whether `reply`, of which the first `old` bytes were already searched, holds what is
+/// expected. Bytes are searched only where a match could have begun since (a reply read in
+/// many pieces is not searched over and over); a regular expression sees the whole reply.
+fn found(expect: &Expect, reply: &[u8], old: usize) -> bool {
+    match expect {
+        Expect::Contains(needle) => {
+            let from = old.saturating_sub(needle.len().saturating_sub(1));
+            expect.is_match(&reply[from..])
+        }
+        Expect::Regex(_) => expect.is_match(reply),
     }
 }
 
@@ -102,6 +114,16 @@ fn no_match(expect: &Expect) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_needle_split_across_reads_is_found_and_one_already_searched_is_not_sought_again() {
+        let expect = Expect::Contains(b"+PONG".to_vec());
+        // "+PO" arrived first, "NG" now: the search starts early enough to span both.
+        assert!(found(&expect, b"xx+PONG", 5));
+        assert!(!found(&expect, b"xx+PONX", 5));
+        // Only bytes from where a match could begin are searched.
+        assert!(!found(&expect, b"+PONGxxxxxxxx", 10));
+    }
 
     #[test]
     fn long_replies_are_cut_and_escaped() {
