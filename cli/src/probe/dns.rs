@@ -75,11 +75,8 @@ impl<C: Connect> Prober<C> {
 
 /// A query ID that differs from one probe to the next.
 fn query_id(req: &ProbeRequest) -> u16 {
-    // SplitMix64's finaliser: consecutive probe numbers give unrelated IDs.
-    let mut z = req.id.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    (z ^ (z >> 31)) as u16
+    // Consecutive probe numbers give unrelated IDs, the same in every replay of a simulation.
+    lvs_hc_core::rng::SplitMix64::new(req.id.0).next_u64() as u16
 }
 
 /// The query's bytes. (The name was checked when the configuration was read, so an error here

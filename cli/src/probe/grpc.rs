@@ -52,17 +52,24 @@ pub(super) async fn check(stream: BoxStream, g: &GrpcCheck, target: SocketAddr) 
         first: first.clone(),
     });
     let exec = LocalExec::default();
+    // Flow-control windows just over the largest answer judged: the server cannot make the
+    // connection buffer more (hyper's defaults are megabytes).
+    let window = (MAX_BODY + 1024) as u32;
     let handshake = hyper::client::conn::http2::Builder::new(exec.clone())
         .max_header_list_size(MAX_HEADERS)
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(window)
         .handshake::<_, Full<Bytes>>(io)
         .await;
     let (mut sender, connection) = match handshake {
         Ok(pair) => pair,
         Err(e) => return hyper_failure("HTTP/2 handshake failed", &e, &first.borrow()),
     };
+    // The authority was checked when the configuration was read: a request that cannot be
+    // built is lvs-hc's failing, no verdict on the server.
     let request = match request(g, target) {
         Ok(r) => r,
-        Err(reason) => return fail(reason),
+        Err(reason) => return ProbeOutcome::DirectorFault { reason },
     };
     let exchange = async {
         let response = match sender.send_request(request).await {

@@ -190,15 +190,12 @@ fn draw() -> (u16, [u8; PAYLOAD]) {
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut x = clock
+    let seed = clock
         ^ (u64::from(std::process::id()) << 32)
         ^ COUNTER
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // splitmix64's finaliser.
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
+    let x = lvs_hc_core::rng::SplitMix64::new(seed).next_u64();
     let mut payload = [0u8; PAYLOAD];
     payload[..8].copy_from_slice(&x.to_be_bytes());
     payload[8..14].copy_from_slice(b"lvs-hc");

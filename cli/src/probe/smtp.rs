@@ -251,7 +251,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !self.buf.is_empty() {
             return Err(fail(format!(
                 "the server sent {} before the TLS handshake, after its STARTTLS reply: {}",
-                plural_bytes(self.buf.len()),
+                lvs_hc_core::text::plural(self.buf.len(), "byte", "bytes"),
                 quote(&self.buf)
             )));
         }
@@ -291,14 +291,6 @@ fn capitalised(what: &str) -> String {
     match chars.next() {
         Some(c) => c.to_uppercase().chain(chars).collect(),
         None => text,
-    }
-}
-
-fn plural_bytes(n: usize) -> String {
-    if n == 1 {
-        "1 byte".into()
-    } else {
-        format!("{n} bytes")
     }
 }
 
