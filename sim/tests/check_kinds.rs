@@ -207,6 +207,7 @@ fn check(scenario: Scenario, seed: u64) -> Result<(), String> {
         return Err(format!("no probe saw a fault\n{}", describe()));
     }
     // A server that failed `fall` (2) probes in a row while faulty left the table soon after.
+    let mut judged_removals = 0;
     for (server, spells) in &timeline {
         for (i, (from, b)) in spells.iter().enumerate() {
             if *b == Behaviour::Healthy {
@@ -220,6 +221,7 @@ fn check(scenario: Scenario, seed: u64) -> Result<(), String> {
             let Some(second) = fails.get(1) else {
                 continue;
             };
+            judged_removals += 1;
             let out = absent
                 .get(server)
                 .is_some_and(|a| a.iter().any(|t| t >= second && *t <= to + MARGIN * 4));
@@ -232,6 +234,12 @@ fn check(scenario: Scenario, seed: u64) -> Result<(), String> {
                 ));
             }
         }
+    }
+    if judged_removals == 0 {
+        return Err(format!(
+            "no fault lasted two failed probes: the removal was never checked\n{}",
+            describe()
+        ));
     }
     // Healed: every server back in the table at the end.
     for (key, server) in &members {

@@ -84,15 +84,26 @@ pub fn tokenize(
     })?;
     let mut out = Vec::new();
     let mut stack = vec![path.to_path_buf()];
-    tokenize_text(fs, path, &text, &mut stack, &mut out, notes);
+    let mut read = 1;
+    tokenize_text(fs, path, &text, &mut stack, &mut read, &mut out, notes);
     Ok(out)
 }
+
+/// Most files one import reads, includes and all: siblings that include one another, or a file
+/// included twice at every level, would otherwise multiply without end below the depth limit.
+const MAX_FILES_READ: usize = 1000;
+
+/// Most blocks open inside one another (keepalived's deepest is four: a url in a checker in a
+/// real_server in a virtual_server); deeper input is refused before it builds a tree deep
+/// enough to exhaust the stack.
+const MAX_NESTING: usize = 16;
 
 fn tokenize_text(
     fs: &dyn Fs,
     path: &Path,
     text: &str,
     stack: &mut Vec<PathBuf>,
+    read: &mut usize,
     out: &mut Vec<Token>,
     notes: &mut Vec<Note>,
 ) {
@@ -137,10 +148,18 @@ fn tokenize_text(
                     )));
                     continue;
                 }
+                if *read >= MAX_FILES_READ {
+                    notes.push(note(format!(
+                        "include {}: more than {MAX_FILES_READ} files read in all; not read",
+                        inc.display()
+                    )));
+                    continue;
+                }
                 match fs.read(&inc) {
                     Ok(text) => {
+                        *read += 1;
                         stack.push(inc.clone());
-                        tokenize_text(fs, &inc, &text, stack, out, notes);
+                        tokenize_text(fs, &inc, &text, stack, read, out, notes);
                         stack.pop();
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -243,6 +262,12 @@ pub fn parse(tokens: &[Token]) -> Result<Vec<Node>, ImportError> {
                         }
                     }
                 };
+                if frames.len() > MAX_NESTING {
+                    return Err(syntax(
+                        t,
+                        format!("blocks nested more than {MAX_NESTING} deep"),
+                    ));
+                }
                 frames.push((Some(opener), Vec::new()));
             }
             TokenKind::Close => {
@@ -1566,6 +1591,52 @@ mod tests {
             shape(&nodes.unwrap()),
             "main.conf:1 virtual_server 1.2.3.4 80 {rs.conf:1 real_server 1.2.3.5 80 {rs.conf:2 weight 3}}"
         );
+    }
+
+    #[test]
+    fn blocks_nested_without_end_are_a_syntax_error_not_a_deep_tree() {
+        let text = "a {".repeat(100_000);
+        let tokens: Vec<Token> = text
+            .lines()
+            .flat_map(|l| split_line(l))
+            .map(|kind| Token {
+                kind,
+                file: Rc::new(PathBuf::from("deep.conf")),
+                line: 1,
+            })
+            .collect();
+        match parse(&tokens) {
+            Err(ImportError::Syntax { message, .. }) => {
+                assert_eq!(
+                    message,
+                    format!("blocks nested more than {MAX_NESTING} deep")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn files_included_again_and_again_are_read_within_a_budget() {
+        // Each level includes the next twice: 2^20 reads below the depth limit, no cycle.
+        let mut fs = MemFs::default();
+        for level in 0..20 {
+            fs.files.insert(
+                PathBuf::from(format!("/k/l{level}.conf")),
+                format!("include l{n}.conf\ninclude l{n}.conf\n", n = level + 1),
+            );
+        }
+        fs.files.insert(PathBuf::from("/k/l20.conf"), "x\n".into());
+        let mut notes = Vec::new();
+        let tokens = tokenize(&fs, Path::new("/k/l0.conf"), &mut notes).unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.text.contains("more than 1000 files read in all")),
+            "{notes:?}"
+        );
+        // The files read before the budget ran out are all there, and no more.
+        assert!(tokens.len() < 2 * MAX_FILES_READ, "{}", tokens.len());
     }
 
     #[test]

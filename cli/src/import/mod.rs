@@ -85,23 +85,12 @@ pub trait Fs {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealFs;
 
-/// Input files larger than this are refused: configurations are small, and an include glob
-/// matching a large file by mistake must not fill memory.
-const MAX_FILE: u64 = 16 << 20;
-
 impl Fs for RealFs {
+    /// Read as lvs-hc reads its own configuration ([`crate::load::read_text_file`]): regular
+    /// files only (an include glob matching a FIFO or a device neither hangs nor reads it),
+    /// at most [`crate::load::MAX_CONFIG_BYTES`], UTF-8.
     fn read(&self, path: &Path) -> io::Result<String> {
-        use std::io::Read as _;
-        let file = std::fs::File::open(path)?;
-        if file.metadata()?.is_dir() {
-            return Err(io::Error::other("is a directory"));
-        }
-        let mut text = String::new();
-        file.take(MAX_FILE + 1).read_to_string(&mut text)?;
-        if text.len() as u64 > MAX_FILE {
-            return Err(io::Error::other("larger than 16 MiB"));
-        }
-        Ok(text)
+        crate::load::read_text_file(path, crate::load::MAX_CONFIG_BYTES).map_err(io::Error::other)
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -201,17 +190,49 @@ pub fn has_wildcard(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
+/// Whether `name` matches glob(3) pattern `pat` (`*`, `?`, `[...]`). A `*` is tried from the
+/// shortest match up and only the last one is ever resumed, so a pattern with many stars costs
+/// O(pattern × name), not a backtracking search.
 fn wildcard_match(pat: &[u8], name: &[u8]) -> bool {
-    match pat.first() {
-        None => name.is_empty(),
-        Some(b'*') => (0..=name.len()).any(|i| wildcard_match(&pat[1..], &name[i..])),
-        Some(b'?') => !name.is_empty() && wildcard_match(&pat[1..], &name[1..]),
-        Some(b'[') => {
+    let (mut p, mut n) = (0, 0);
+    // The last `*` seen and the name position its match would grow from.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+                continue;
+            }
+            Some(_) => {
+                if let Some(len) = one_matches(&pat[p..], name[n]) {
+                    p += len;
+                    n += 1;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        match star {
+            Some((sp, sn)) => {
+                p = sp + 1;
+                n = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            None => return false,
+        }
+    }
+    pat[p..].iter().all(|&b| b == b'*')
+}
+
+/// Whether the pattern element at the start of `pat` (not `*`) matches byte `c`: the
+/// element's length when it does.
+fn one_matches(pat: &[u8], c: u8) -> Option<usize> {
+    match pat[0] {
+        b'?' => Some(1),
+        b'[' => {
             let Some(close) = pat.iter().skip(2).position(|&b| b == b']').map(|i| i + 2) else {
-                return name.first() == Some(&b'[') && wildcard_match(&pat[1..], &name[1..]);
-            };
-            let Some(&c) = name.first() else {
-                return false;
+                return (c == b'[').then_some(1);
             };
             let mut set = &pat[1..close];
             let negate = matches!(set.first(), Some(b'!' | b'^'));
@@ -229,9 +250,9 @@ fn wildcard_match(pat: &[u8], name: &[u8]) -> bool {
                     i += 1;
                 }
             }
-            hit != negate && wildcard_match(&pat[close + 1..], &name[1..])
+            (hit != negate).then_some(close + 1)
         }
-        Some(&b) => name.first() == Some(&b) && wildcard_match(&pat[1..], &name[1..]),
+        b => (b == c).then_some(1),
     }
 }
 
@@ -265,7 +286,6 @@ pub fn load_warning(imported: &Imported) -> Option<String> {
         .map(|e| format!("warning: the output does not pass `lvs-hc check`: {e}\n"))
 }
 
-/// Seconds as an lvs-hc duration string (`"60s"`, `"1.5s"` as `"1500ms"`).
 /// A request path lvs-hc accepts (a leading `/`, no whitespace or control characters), from
 /// one keepalived or ldirectord sends as written: those bytes percent-encoded, as a client
 /// would. `None` when it needed no change.
@@ -289,6 +309,7 @@ pub(crate) fn request_path(raw: &str) -> Option<String> {
     Some(String::from_utf8(out).expect("UTF-8 with ASCII bytes replaced by ASCII"))
 }
 
+/// Seconds as an lvs-hc duration string (`"60s"`, `"1.5s"` as `"1500ms"`).
 pub(crate) fn seconds(s: f64) -> String {
     let ms = (s * 1000.0).round() as u64;
     if ms % 1000 == 0 {
@@ -315,6 +336,21 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn wildcards_match_as_glob_does_and_many_stars_stay_linear() {
+        use super::wildcard_match as m;
+        assert!(m(b"*.conf", b"web.conf"));
+        assert!(!m(b"*.conf", b"web.conf~"));
+        assert!(m(b"w?b.[a-c]onf", b"web.conf"));
+        assert!(!m(b"w?b.[!a-c]onf", b"web.conf"));
+        assert!(m(b"*", b""));
+        assert!(m(b"a*b*c", b"aXbYbZc"));
+        assert!(!m(b"a*b*c", b"aXbYbZ"));
+        // A backtracking matcher tries every way to split 200 bytes among nine stars.
+        let name = vec![b'a'; 200];
+        assert!(!m(b"*a*a*a*a*a*a*a*a*a*b", &name));
+    }
 
     #[test]
     fn glob_matches_wildcards_in_any_component_sorted() {
