@@ -80,10 +80,9 @@ fn open(ip: IpAddr) -> Result<(OwnedFd, IcmpSocket), String> {
     let dgram = socket(domain, libc::SOCK_DGRAM, protocol);
     let dgram_err = match dgram {
         Ok(fd) => {
-            family.log_once(
-                IcmpSocket::Datagram,
-                "net.ipv4.ping_group_range includes one of this process's groups",
-            );
+            family.log_once(IcmpSocket::Datagram, || {
+                "net.ipv4.ping_group_range includes one of this process's groups".into()
+            });
             return Ok((fd, IcmpSocket::Datagram));
         }
         Err(e) => e,
@@ -97,14 +96,13 @@ fn open(ip: IpAddr) -> Result<(OwnedFd, IcmpSocket), String> {
     }
     match socket(domain, libc::SOCK_RAW, protocol) {
         Ok(fd) => {
-            family.log_once(
-                IcmpSocket::Raw,
-                &format!(
+            family.log_once(IcmpSocket::Raw, || {
+                format!(
                     "net.ipv4.ping_group_range ({}) excludes this process's groups, and it has \
                      CAP_NET_RAW",
                     ping_group_range()
-                ),
-            );
+                )
+            });
             Ok((fd, IcmpSocket::Raw))
         }
         Err(e) if denied(&e) => Err(format!(
@@ -167,8 +165,9 @@ impl Family {
         }
     }
 
-    /// Logs the socket kind chosen, once per family and kind.
-    fn log_once(self, kind: IcmpSocket, why: &str) {
+    /// Logs the socket kind chosen, once per family and kind (`why` is asked only then: it
+    /// may read /proc).
+    fn log_once(self, kind: IcmpSocket, why: impl FnOnce() -> String) {
         static LOGGED: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
         let i = (self as usize) * 2 + (kind as usize);
         if !LOGGED[i].swap(true, Ordering::Relaxed) {
@@ -176,7 +175,7 @@ impl Family {
                 IcmpSocket::Datagram => "unprivileged datagram",
                 IcmpSocket::Raw => "raw",
             };
-            tracing::info!("ping checks use {kind} {} sockets: {why}", self.icmp());
+            tracing::info!("ping checks use {kind} {} sockets: {}", self.icmp(), why());
         }
     }
 }
@@ -270,9 +269,18 @@ async fn exchange(
             ready = afd.ready(Interest::READABLE | Interest::ERROR) => ready?,
             _ = wait => continue,
         };
-        // Errors queued for a datagram socket first, then packets, until none is left.
+        // Errors queued for a datagram socket first, then packets, until none is left or
+        // `DRAIN` were taken: a raw socket sees every ICMP packet the host receives, so a flood
+        // must not keep this task from yielding (and the probe's timeout from firing).
         let mut pending_errors = 0;
+        let mut drained = 0;
         loop {
+            drained += 1;
+            if drained > DRAIN {
+                // Readiness is kept: the rest is read after a turn of the runtime.
+                tokio::task::yield_now().await;
+                break;
+            }
             if kind == IcmpSocket::Datagram {
                 match queued_error(afd.get_ref(), v6, first_seq) {
                     Ok(Some(reason)) => return Ok(fail(reason)),
@@ -321,6 +329,9 @@ fn send_error(e: &io::Error) -> ProbeOutcome {
     }
     fail(format!("cannot send an echo request: {}", io_reason(e)))
 }
+
+/// Most packets or queued errors read from the socket before the probe yields.
+const DRAIN: u32 = 64;
 
 /// Whether `seq` is one of this probe's.
 fn ours(seq: u16, first: u16) -> bool {
@@ -508,6 +519,11 @@ fn queued_error(fd: &OwnedFd, v6: bool, first_seq: u16) -> io::Result<Option<Str
                     }
                 }
                 let e = io::Error::from_raw_os_error(ee.ee_errno as i32);
+                // Not from the network (the director's own stack: no buffer space, say): the
+                // caller tells a fault of the director from a failure.
+                if super::director_fault(&e).is_some() {
+                    return Err(e);
+                }
                 return Ok(Some(io_reason(&e)));
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
