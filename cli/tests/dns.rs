@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::peers::{free_port, Dnsmasq};
+use common::{fail, PASS};
 use lvs_hc::probe::{Prober, TokioConnect};
 use lvs_hc_core::{Config, ProbeId, ProbeOutcome, ProbeRequest};
 
@@ -33,14 +34,6 @@ async fn probe(server: SocketAddr, toml: &str) -> ProbeOutcome {
     };
     Prober::new(TokioConnect).probe(&request).await
 }
-
-fn fail(reason: &str) -> ProbeOutcome {
-    ProbeOutcome::Fail {
-        reason: reason.into(),
-    }
-}
-
-const PASS: ProbeOutcome = ProbeOutcome::Pass { weight: None };
 
 #[tokio::test]
 async fn a_name_the_server_knows_passes_over_udp_and_tcp() {

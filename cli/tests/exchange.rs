@@ -1,5 +1,8 @@
 //! udp checks and tcp send/expect checks against small servers on loopback.
 
+mod common;
+
+use common::{fail, PASS};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -21,14 +24,6 @@ async fn probe(server: SocketAddr, toml: &str) -> ProbeOutcome {
     };
     Prober::new(TokioConnect).probe(&request).await
 }
-
-fn fail(reason: &str) -> ProbeOutcome {
-    ProbeOutcome::Fail {
-        reason: reason.into(),
-    }
-}
-
-const PASS: ProbeOutcome = ProbeOutcome::Pass { weight: None };
 
 /// A UDP server answering every datagram `ping` with `reply` (and anything else with
 /// `what?`); `None`: it reads and never answers.

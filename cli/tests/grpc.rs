@@ -2,6 +2,9 @@
 //! the `grpc.health.v1.Health` protocol, over h2c and over TLS (ALPN h2), with a status per
 //! service; and against servers that are not what a grpc check wants.
 
+mod common;
+
+use common::{fail, tls_acceptor, PASS, TLS_FIXTURES};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,7 +69,7 @@ impl GrpcServer {
                         hyper_util::rt::TokioExecutor::new(),
                     );
                     if tls {
-                        let Ok(s) = tls_acceptor().accept(s).await else {
+                        let Ok(s) = tls_acceptor(&[b"h2"]).accept(s).await else {
                             return;
                         };
                         let io = hyper_util::rt::TokioIo::new(s);
@@ -153,31 +156,6 @@ fn trailers_only(code: u32, message: &str) -> http::Response<Body> {
         .unwrap()
 }
 
-/// The certificate of tests/fixtures/tls (localhost and 127.0.0.1; see probes.rs), offering
-/// HTTP/2 only, as gRPC servers do.
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(format!("{dir}/cert.pem"))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(format!("{dir}/key.pem")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
-const CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/cert.pem");
-
 fn statuses(list: &[(&str, u8)]) -> Health {
     Health::Statuses(list.iter().map(|(n, s)| (n.to_string(), *s)).collect())
 }
@@ -196,14 +174,6 @@ async fn probe(server: SocketAddr, check: &str) -> ProbeOutcome {
     Prober::new(TokioConnect).probe(&req).await
 }
 
-fn fail(reason: &str) -> ProbeOutcome {
-    ProbeOutcome::Fail {
-        reason: reason.into(),
-    }
-}
-
-const PASS: ProbeOutcome = ProbeOutcome::Pass { weight: None };
-
 #[tokio::test]
 async fn serving_server_passes_over_h2c() {
     let server = GrpcServer::start(statuses(&[("", SERVING)]), false).await;
@@ -219,7 +189,7 @@ async fn serving_server_passes_over_h2c() {
 async fn serving_service_passes_over_tls_with_its_authority() {
     let server = GrpcServer::start(statuses(&[("shop.Cart", SERVING)]), true).await;
     let check = format!(
-        "service = \"shop.Cart\"\nauthority = \"localhost:50051\"\ntls = true\nca_file = \"{CA}\""
+        "service = \"shop.Cart\"\nauthority = \"localhost:50051\"\ntls = true\nca_file = \"{TLS_FIXTURES}/cert.pem\""
     );
     assert_eq!(probe(server.addr, &check).await, PASS);
     let seen = server.seen();
@@ -245,7 +215,7 @@ async fn not_serving_fails_with_its_name() {
 #[tokio::test]
 async fn service_unknown_fails_over_tls() {
     let server = GrpcServer::start(statuses(&[("old.Api", SERVICE_UNKNOWN)]), true).await;
-    let check = format!("service = \"old.Api\"\ntls = true\nca_file = \"{CA}\"");
+    let check = format!("service = \"old.Api\"\ntls = true\nca_file = \"{TLS_FIXTURES}/cert.pem\"");
     assert_eq!(probe(server.addr, &check).await, fail("SERVICE_UNKNOWN"));
 }
 

@@ -1,6 +1,9 @@
 //! The probes against real sockets on loopback, and the driver end to end with an in-memory
 //! IPVS table.
 
+mod common;
+
+use common::{fail, tls_acceptor};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,12 +67,6 @@ fn request_to(server: SocketAddr, toml: &str) -> ProbeRequest {
         id: ProbeId(1),
         server,
         check: check(toml),
-    }
-}
-
-fn fail(reason: &str) -> ProbeOutcome {
-    ProbeOutcome::Fail {
-        reason: reason.into(),
     }
 }
 
@@ -758,7 +755,7 @@ impl KeepAliveServer {
 
     /// The same server speaking TLS with the certificate in tests/fixtures/tls.
     async fn start_tls(mode: KeepAlive) -> KeepAliveServer {
-        KeepAliveServer::start_with(mode, Some(tls_acceptor())).await
+        KeepAliveServer::start_with(mode, Some(tls_acceptor(&[]))).await
     }
 
     async fn start_with(
@@ -1071,33 +1068,6 @@ async fn a_timer_that_fires_late_gives_no_verdict() {
     // Without the stall, the same server fails at the timeout.
     let out = probe(server.addr, toml).await;
     assert_eq!(out, fail("timed out after 300ms"));
-}
-
-/// TLS with the self-signed certificate in tests/fixtures/tls: localhost and 127.0.0.1,
-/// P-256, valid for a century, not a CA (so it can be trusted as itself through `ca_file`);
-/// made with
-/// `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem
-/// -out cert.pem -days 36500 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1
-/// -addext basicConstraints=critical,CA:FALSE -addext keyUsage=critical,digitalSignature
-/// -addext extendedKeyUsage=serverAuth`.
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(format!("{dir}/cert.pem"))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(format!("{dir}/key.pem")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// A server's connection, plain or TLS.

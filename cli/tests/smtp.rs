@@ -2,6 +2,9 @@
 //! with the test certificate of tests/fixtures/tls (localhost and 127.0.0.1), and servers that
 //! misbehave each in one way.
 
+mod common;
+
+use common::{fail, tls_acceptor, PASS, TLS_FIXTURES};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,7 +89,7 @@ async fn session(
     let Some(stream) = dialogue(stream, script, &log, Phase::Plain).await? else {
         return Ok(());
     };
-    let tls = tls_acceptor().accept(stream.into_inner()).await?;
+    let tls = tls_acceptor(&[]).accept(stream.into_inner()).await?;
     dialogue(BufReader::new(tls), script, &log, Phase::Tls).await?;
     Ok(())
 }
@@ -166,28 +169,6 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// The certificate of tests/fixtures/tls (see probes.rs for how it was made).
-fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(format!("{FIXTURES}/cert.pem"))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(format!("{FIXTURES}/key.pem")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-
 fn request(server: SocketAddr, toml: &str) -> ProbeRequest {
     let timeout = if toml.contains("timeout") {
         ""
@@ -211,14 +192,6 @@ async fn probe(server: &Server, toml: &str) -> ProbeOutcome {
         .probe(&request(server.addr, toml))
         .await
 }
-
-fn fail(reason: &str) -> ProbeOutcome {
-    ProbeOutcome::Fail {
-        reason: reason.into(),
-    }
-}
-
-const PASS: ProbeOutcome = ProbeOutcome::Pass { weight: None };
 
 #[tokio::test]
 async fn smtp_passes_on_banner_and_ehlo_and_quits() {
@@ -257,7 +230,7 @@ async fn smtp_fails_when_ehlo_is_refused() {
 #[tokio::test]
 async fn smtp_with_starttls_passes_after_a_verified_handshake_and_a_second_ehlo() {
     let server = Server::start(Script::Good { starttls: true }).await;
-    let toml = format!("starttls = true\nca_file = \"{FIXTURES}/cert.pem\"");
+    let toml = format!("starttls = true\nca_file = \"{TLS_FIXTURES}/cert.pem\"");
     assert_eq!(probe(&server, &toml).await, PASS);
     assert_eq!(
         server.commands(),
@@ -273,7 +246,7 @@ async fn smtp_with_starttls_passes_after_a_verified_handshake_and_a_second_ehlo(
 #[tokio::test]
 async fn smtp_with_starttls_fails_when_the_server_does_not_offer_it() {
     let server = Server::start(Script::Good { starttls: false }).await;
-    let toml = format!("starttls = true\nca_file = \"{FIXTURES}/cert.pem\"");
+    let toml = format!("starttls = true\nca_file = \"{TLS_FIXTURES}/cert.pem\"");
     assert_eq!(probe(&server, &toml).await, fail("STARTTLS not offered"));
     // Without starttls, the same server passes.
     assert_eq!(probe(&server, "").await, PASS);
@@ -293,7 +266,7 @@ async fn smtp_with_starttls_fails_on_a_certificate_it_cannot_verify() {
     }
     // A name the certificate does not carry fails even with the certificate trusted.
     let toml =
-        format!("starttls = true\nsni = \"mx.example.com\"\nca_file = \"{FIXTURES}/cert.pem\"");
+        format!("starttls = true\nsni = \"mx.example.com\"\nca_file = \"{TLS_FIXTURES}/cert.pem\"");
     match probe(&server, &toml).await {
         ProbeOutcome::Fail { reason } => assert!(
             reason.starts_with("TLS handshake failed: invalid peer certificate: certificate not valid for name \"mx.example.com\""),
