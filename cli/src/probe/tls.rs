@@ -17,9 +17,17 @@ use super::{director_fault, fail};
 /// [`TlsSettings`] and [`Alpn`]: a grpc check's configuration offers `h2`, the others offer
 /// nothing, so neither disturbs the other even with equal settings.
 #[derive(Default)]
-pub(super) struct TlsConfigs(Mutex<HashMap<(TlsSettings, Alpn), Arc<rustls::ClientConfig>>>);
+pub(super) struct TlsConfigs(Mutex<HashMap<TlsSettings, [Option<Arc<rustls::ClientConfig>>; 2]>>);
 
-/// The application protocols a client configuration offers (ALPN).
+/// The settings of a TLS check that gives none: verification with the system's roots.
+const DEFAULT_SETTINGS: TlsSettings = TlsSettings {
+    sni: None,
+    verify: true,
+    ca_file: None,
+};
+
+/// The application protocols a client configuration offers (ALPN); as a number, the index of
+/// its configuration among those of the same settings in [`TlsConfigs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Alpn {
     /// None: https checks speak HTTP/1.1, which needs no negotiation.
@@ -42,14 +50,10 @@ impl TlsConfigs {
     where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
-        let settings = settings.cloned().unwrap_or(TlsSettings {
-            sni: None,
-            verify: true,
-            ca_file: None,
-        });
-        let name = server_name(&settings, host, target);
+        let settings = settings.unwrap_or(&DEFAULT_SETTINGS);
+        let name = server_name(settings, host, target);
         let tls = self
-            .connect(stream, &settings, name, Alpn::Unoffered)
+            .connect(stream, settings, name, Alpn::Unoffered)
             .await?;
         Ok(Box::new(tls))
     }
@@ -117,9 +121,12 @@ impl TlsConfigs {
         alpn: Alpn,
     ) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut cache = self.0.lock().expect("TLS cache lock");
-        let key = (settings.clone(), alpn);
-        if let Some(c) = cache.get(&key) {
-            return Ok(c.clone());
+        // Looked up by reference: a probe clones no settings once its configuration exists.
+        if let Some(c) = cache
+            .get(settings)
+            .and_then(|by_alpn| by_alpn[alpn as usize].clone())
+        {
+            return Ok(c);
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -151,7 +158,7 @@ impl TlsConfigs {
             config.alpn_protocols = vec![b"h2".to_vec()];
         }
         let config = Arc::new(config);
-        cache.insert(key, config.clone());
+        cache.entry(settings.clone()).or_default()[alpn as usize] = Some(config.clone());
         Ok(config)
     }
 }
