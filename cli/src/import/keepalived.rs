@@ -1598,7 +1598,7 @@ mod tests {
         let text = "a {".repeat(100_000);
         let tokens: Vec<Token> = text
             .lines()
-            .flat_map(|l| split_line(l))
+            .flat_map(split_line)
             .map(|kind| Token {
                 kind,
                 file: Rc::new(PathBuf::from("deep.conf")),
