@@ -11,8 +11,8 @@ use lvs_hc_core::config::{DnsCheck, DnsRcode, DnsTransport, DnsType};
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::udp::datagram_outcome;
-use super::{fail, io_outcome, Connect, Datagram, Prober};
+use super::udp;
+use super::{fail, io_outcome, Connect, Prober};
 
 impl<C: Connect> Prober<C> {
     /// A dns probe: the query, the answer, and the verdict on it.
@@ -33,19 +33,8 @@ impl<C: Connect> Prober<C> {
     }
 
     async fn dns_udp(&self, req: &ProbeRequest, query: &[u8]) -> Result<Vec<u8>, ProbeOutcome> {
-        let socket = self
-            .connect
-            .open_datagram(req.target(), req.check.source)
-            .await
-            .map_err(|e| io_outcome(&e))?;
-        socket.send(query).await.map_err(|e| datagram_outcome(&e))?;
-        let mut buf = vec![0u8; 65_535];
-        let n = socket
-            .recv(&mut buf)
-            .await
-            .map_err(|e| datagram_outcome(&e))?;
-        buf.truncate(n);
-        Ok(buf)
+        let socket = udp::send(&self.connect, req, query).await?;
+        udp::reply(&socket).await
     }
 
     async fn dns_tcp(&self, req: &ProbeRequest, query: &[u8]) -> Result<Vec<u8>, ProbeOutcome> {

@@ -17,37 +17,61 @@ pub(super) async fn udp<C: Connect>(
     u: &UdpCheck,
     deadline: tokio::time::Instant,
 ) -> ProbeOutcome {
-    let socket = match connect.open_datagram(req.target(), req.check.source).await {
+    let socket = match send(connect, req, &u.exchange.send).await {
         Ok(s) => s,
-        Err(e) => return io_outcome(&e),
+        Err(outcome) => return outcome,
     };
-    if let Err(e) = socket.send(&u.exchange.send).await {
-        return datagram_outcome(&e);
-    }
-    // A datagram's largest payload: a reply is never cut short.
-    let mut buf = vec![0u8; 65_535];
     let received = if u.silence_passes {
         tokio::select! {
             biased;
-            r = socket.recv(&mut buf) => r,
+            r = reply(&socket) => r,
             _ = tokio::time::sleep_until(deadline) => {
                 return ProbeOutcome::Pass { weight: None };
             }
         }
     } else {
-        socket.recv(&mut buf).await
+        reply(&socket).await
     };
-    let n = match received {
-        Ok(n) => n,
-        Err(e) => return datagram_outcome(&e),
+    let buf = match received {
+        Ok(buf) => buf,
+        Err(outcome) => return outcome,
     };
-    let reply = &buf[..n];
     match &u.exchange.expect {
-        Some(expect) if !expect.is_match(reply) => {
-            fail(format!("reply {} {}", quote(reply), lacks(expect)))
+        Some(expect) if !expect.is_match(&buf) => {
+            fail(format!("reply {} {}", quote(&buf), lacks(expect)))
         }
         _ => ProbeOutcome::Pass { weight: None },
     }
+}
+
+/// Opens a UDP socket aimed at the check's target and sends `payload` on it (udp and dns
+/// checks).
+pub(super) async fn send<C: Connect>(
+    connect: &C,
+    req: &ProbeRequest,
+    payload: &[u8],
+) -> Result<C::Datagram, ProbeOutcome> {
+    let socket = connect
+        .open_datagram(req.target(), req.check.source)
+        .await
+        .map_err(|e| io_outcome(&e))?;
+    socket
+        .send(payload)
+        .await
+        .map_err(|e| datagram_outcome(&e))?;
+    Ok(socket)
+}
+
+/// The next datagram from the target, whole: the buffer holds a datagram's largest payload,
+/// so a reply is never cut short.
+pub(super) async fn reply<D: Datagram>(socket: &D) -> Result<Vec<u8>, ProbeOutcome> {
+    let mut buf = vec![0u8; 65_535];
+    let n = socket
+        .recv(&mut buf)
+        .await
+        .map_err(|e| datagram_outcome(&e))?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// What an error of a connected UDP socket means: the kernel reports the target's ICMP errors
