@@ -117,7 +117,7 @@ struct Counts {
 impl Observer for Counts {
     fn on_probe(&mut self, _req: &ProbeRequest, outcome: &ProbeOutcome, _took: Duration) {
         match outcome {
-            ProbeOutcome::Pass { .. } => self.pass += 1,
+            ProbeOutcome::Pass { .. } | ProbeOutcome::Agent(_) => self.pass += 1,
             ProbeOutcome::Fail { reason } => {
                 self.fail += 1;
                 *self.reasons.entry(reason.clone()).or_default() += 1;

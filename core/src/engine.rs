@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::{AdminChange, AdminMark, AgentReport, Ramp};
 use crate::config::{Check, Config, FailureAction, Manage, Server, Timing, VirtualService};
 use crate::desired::{desired_service, DesiredService, ServerRef, ServerView};
 use crate::diff::{diff, diff_service};
@@ -135,6 +136,15 @@ pub enum Input {
         /// When.
         now: Instant,
     },
+    /// An operator's command or a maintenance file changes a server's administrative state
+    /// (see [`crate::admin`]). A change for a server the configuration in force lacks is
+    /// ignored ([`EventKind::AdminIgnored`]): check with [`crate::admin::select`] first.
+    Admin {
+        /// When.
+        now: Instant,
+        /// What.
+        change: AdminChange,
+    },
 }
 
 impl Input {
@@ -147,7 +157,8 @@ impl Input {
             | Input::SnapshotFailed { now, .. }
             | Input::Applied { now, .. }
             | Input::Reload { now, .. }
-            | Input::Withdraw { now } => *now,
+            | Input::Withdraw { now }
+            | Input::Admin { now, .. } => *now,
         }
     }
 }
@@ -392,6 +403,14 @@ pub struct ServerStatus {
     pub draining: bool,
     /// The most recent probe result of each check: (check label, when, outcome).
     pub checks: Vec<(String, Option<(Instant, ProbeOutcome)>)>,
+    /// Its administrative marks, strictest (the one in force) first; empty when enabled.
+    pub admin: Vec<AdminMark>,
+    /// Whether an administrative drain is over: the server is out until enabled.
+    pub drained: bool,
+    /// Its slow start, while it ramps up.
+    pub slow_start: Option<Ramp>,
+    /// What its agent last said (an `agent` check), if it has one that answered.
+    pub agent: Option<AgentReport>,
 }
 
 /// The health-checking engine: configuration, probe schedule, health, and reconciliation of the
@@ -586,6 +605,7 @@ impl Engine {
             Input::Applied { op, result, .. } => self.handle_applied(op, result),
             Input::Reload { config, .. } => self.handle_reload(config),
             Input::Withdraw { .. } => self.handle_withdraw(),
+            Input::Admin { change, .. } => self.handle_admin(change),
         }
         self.tick();
     }
@@ -604,6 +624,13 @@ impl Engine {
             Some(o) => o,
             None => Output::Timeout(self.next_deadline()),
         }
+    }
+
+    /// The administrative marks set by operators and maintenance files (not agents: those
+    /// come back with the agent's next answer), by service and server, for the daemon to keep
+    /// across restarts.
+    pub fn admin_marks(&self) -> Vec<(ServiceKey, SocketAddr, AdminMark)> {
+        Vec::new()
     }
 
     /// The state of every server, service by service in configuration order.
@@ -636,6 +663,10 @@ impl Engine {
                             )
                         })
                         .collect(),
+                    admin: Vec::new(),
+                    drained: false,
+                    slow_start: None,
+                    agent: None,
                 });
             }
         }
@@ -912,6 +943,8 @@ impl Engine {
             }
         }
     }
+
+    fn handle_admin(&mut self, _change: AdminChange) {}
 
     /// From now on no managed service is desired (see [`Input::Withdraw`]).
     fn handle_withdraw(&mut self) {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::{AdminSource, AdminState, AgentAdmin, AgentHealth, AgentReport};
 use crate::health::Health;
 use crate::op::{ApplyError, Op};
 use crate::table::ServiceKey;
@@ -56,7 +57,8 @@ pub enum EventKind {
         /// The quorum.
         quorum: usize,
     },
-    /// A failed server went to weight 0 to drain.
+    /// A server went to weight 0 to drain: it failed (`on_failure = "drain"`), or an operator,
+    /// a maintenance file or its agent asked for a drain.
     DrainStarted {
         /// The service.
         service: ServiceKey,
@@ -65,7 +67,8 @@ pub enum EventKind {
         /// Longest the drain may take.
         timeout: Duration,
     },
-    /// A drain ended; the server will be deleted.
+    /// A drain ended; the server will be deleted (and, drained by an operator, stays out until
+    /// enabled).
     DrainFinished {
         /// The service.
         service: ServiceKey,
@@ -137,6 +140,66 @@ pub enum EventKind {
     ConfigApplied {
         /// What changed, in words.
         summary: String,
+    },
+    /// One source's administrative state of a server changed (an operator's command, a
+    /// maintenance file, the server's agent).
+    AdminChanged {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// Who.
+        source: AdminSource,
+        /// That source's state now (`enabled`: it no longer asks for anything).
+        state: AdminState,
+        /// The state in force, the strictest of all sources.
+        effective: AdminState,
+        /// Why, as given.
+        reason: String,
+    },
+    /// An administrative change named a server the configuration in force does not have (it
+    /// was removed by a reload in between): nothing changed.
+    AdminIgnored {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+    },
+    /// A reload removed a server that had an administrative state: the state is forgotten.
+    AdminForgotten {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// The state it had.
+        state: AdminState,
+        /// Who had set it.
+        source: AdminSource,
+    },
+    /// A server returned to service and ramps up to its full weight (`slow_start`).
+    SlowStartBegan {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// How long the ramp takes.
+        over: Duration,
+    },
+    /// A slow start ended: at full weight, or cut short (the server failed or was taken out).
+    SlowStartEnded {
+        /// The service.
+        service: ServiceKey,
+        /// The server.
+        server: SocketAddr,
+        /// `full weight reached`, or why it was cut short.
+        reason: String,
+    },
+    /// An agent check's reply changed what its agent asks for.
+    AgentReported {
+        /// The server.
+        server: SocketAddr,
+        /// What it said.
+        report: AgentReport,
     },
 }
 
@@ -246,6 +309,77 @@ impl fmt::Display for EventKind {
                 ),
             },
             EventKind::ConfigApplied { summary } => write!(f, "configuration applied: {summary}"),
+            EventKind::AdminChanged {
+                service,
+                server,
+                source,
+                state,
+                effective,
+                reason,
+            } => {
+                let by = source.label();
+                match state {
+                    AdminState::Enabled => write!(f, "{service}: {server} enabled by {by}")?,
+                    AdminState::Drain => write!(f, "{service}: {server} drained by {by}")?,
+                    AdminState::Disabled => write!(f, "{service}: {server} disabled by {by}")?,
+                }
+                if !reason.is_empty() {
+                    write!(f, ": {reason}")?;
+                }
+                if effective != state {
+                    write!(f, " (still {effective} by another source)")?;
+                }
+                Ok(())
+            }
+            EventKind::AdminIgnored { service, server } => write!(
+                f,
+                "{service}: administrative change for {server} ignored: not in the \
+                 configuration in force"
+            ),
+            EventKind::AdminForgotten {
+                service,
+                server,
+                state,
+                source,
+            } => write!(
+                f,
+                "{service}: {server} left the configuration; its {state} state (set by {}) is \
+                 forgotten",
+                source.label()
+            ),
+            EventKind::SlowStartBegan {
+                service,
+                server,
+                over,
+            } => write!(
+                f,
+                "{service}: {server} returns, ramping up to its full weight over {}",
+                format_duration(*over)
+            ),
+            EventKind::SlowStartEnded {
+                service,
+                server,
+                reason,
+            } => write!(f, "{service}: slow start of {server} ended: {reason}"),
+            EventKind::AgentReported { server, report } => {
+                write!(f, "{server} agent says:")?;
+                if let Some(h) = report.health {
+                    write!(f, " {}", if h == AgentHealth::Up { "up" } else { "down" })?;
+                }
+                match report.admin {
+                    Some(AgentAdmin::Ready) => f.write_str(" ready")?,
+                    Some(AgentAdmin::Drain) => f.write_str(" drain")?,
+                    Some(AgentAdmin::Maint) => f.write_str(" maint")?,
+                    None => {}
+                }
+                if let Some(p) = report.weight_percent {
+                    write!(f, " {p}%")?;
+                }
+                if !report.text.is_empty() {
+                    write!(f, " ({})", report.text)?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::admin::{AgentHealth, AgentReport};
 use crate::text::plural;
 
 /// The state of one check, or of a server (all its checks).
@@ -75,13 +76,20 @@ pub enum ProbeOutcome {
         /// What went wrong on the director, in words for the operator.
         reason: String,
     },
+    /// An agent (an `agent` check) answered: a verdict, a failure if it says `down` (`fail`,
+    /// `stopped`) and a pass otherwise, with what it asks for besides. An agent that cannot be
+    /// reached is [`ProbeOutcome::Inconclusive`]: agents are advisory, as in HAProxy.
+    Agent(AgentReport),
 }
 
 impl ProbeOutcome {
     /// Whether this result says something about the server (a pass or a failure), as opposed
     /// to no verdict.
     pub fn is_verdict(&self) -> bool {
-        matches!(self, ProbeOutcome::Pass { .. } | ProbeOutcome::Fail { .. })
+        matches!(
+            self,
+            ProbeOutcome::Pass { .. } | ProbeOutcome::Fail { .. } | ProbeOutcome::Agent(_)
+        )
     }
 }
 
@@ -145,9 +153,19 @@ impl Hysteresis {
     /// Counts one result; returns the transition it caused, if any.
     pub fn record(&mut self, outcome: &ProbeOutcome) -> Option<Transition> {
         let from = self.state;
+        let agent_down;
+        let outcome = match outcome {
+            ProbeOutcome::Agent(r) if r.health == Some(AgentHealth::Down) => {
+                agent_down = ProbeOutcome::Fail {
+                    reason: r.text.clone(),
+                };
+                &agent_down
+            }
+            other => other,
+        };
         match outcome {
             ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => return None,
-            ProbeOutcome::Pass { .. } => {
+            ProbeOutcome::Pass { .. } | ProbeOutcome::Agent(_) => {
                 self.passes = self.passes.saturating_add(1);
                 self.failures = 0;
                 let needed = if from == Health::Unknown {

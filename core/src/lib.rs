@@ -67,6 +67,7 @@
 //! retried with backoff until the table converges.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
 pub mod desired;
 pub mod diff;

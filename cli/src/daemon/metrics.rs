@@ -63,6 +63,8 @@ pub struct Metrics {
 pub fn result_name(outcome: &ProbeOutcome) -> &'static str {
     match outcome {
         ProbeOutcome::Pass { .. } => "pass",
+        ProbeOutcome::Agent(r) if r.health == Some(lvs_hc_core::admin::AgentHealth::Down) => "fail",
+        ProbeOutcome::Agent(_) => "pass",
         ProbeOutcome::Fail { .. } => "fail",
         ProbeOutcome::Inconclusive { .. } => "inconclusive",
         ProbeOutcome::DirectorFault { .. } => "director_fault",

@@ -206,6 +206,8 @@ impl Observer for DaemonObserver {
                     );
                 }
             }
+            // What an agent says is the engine's to report (`AgentReported`, transitions).
+            ProbeOutcome::Agent(_) => {}
             ProbeOutcome::Inconclusive { reason } | ProbeOutcome::DirectorFault { reason } => {
                 tracing::debug!(server = %req.server, %reason, "probe gave no verdict: {reason}");
             }

@@ -132,6 +132,7 @@ impl EngineView {
                         last: last.map(|(at, outcome)| {
                             let reason = match &outcome {
                                 ProbeOutcome::Pass { .. } => None,
+                                ProbeOutcome::Agent(r) => Some(agent_words(r)),
                                 ProbeOutcome::Fail { reason }
                                 | ProbeOutcome::Inconclusive { reason }
                                 | ProbeOutcome::DirectorFault { reason } => Some(reason.clone()),
@@ -343,5 +344,30 @@ fn open_object(v: &Value) -> String {
     let mut text = v.to_string();
     let closing = text.pop();
     debug_assert!(closing == Some('}') && text.len() > 1, "a non-empty object");
+    text
+}
+
+/// An agent's reply in its own words: `up 75%`, `drain (kernel patching)`.
+fn agent_words(r: &lvs_hc_core::admin::AgentReport) -> String {
+    use lvs_hc_core::admin::{AgentAdmin, AgentHealth};
+    let mut words = Vec::new();
+    match r.health {
+        Some(AgentHealth::Up) => words.push("up".to_string()),
+        Some(AgentHealth::Down) => words.push("down".to_string()),
+        None => {}
+    }
+    match r.admin {
+        Some(AgentAdmin::Ready) => words.push("ready".to_string()),
+        Some(AgentAdmin::Drain) => words.push("drain".to_string()),
+        Some(AgentAdmin::Maint) => words.push("maint".to_string()),
+        None => {}
+    }
+    if let Some(p) = r.weight_percent {
+        words.push(format!("{p}%"));
+    }
+    let mut text = format!("agent: {}", words.join(" "));
+    if !r.text.is_empty() {
+        text.push_str(&format!(" ({})", r.text));
+    }
     text
 }

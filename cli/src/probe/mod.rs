@@ -317,6 +317,9 @@ impl<C: Connect> Prober<C> {
             CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
             // Boxed: an HTTP/2 client's state is large and only grpc probes need it.
             CheckKind::Grpc(g) => Box::pin(self.grpc(g, target, check.source)).await,
+            CheckKind::Agent(_) => ProbeOutcome::DirectorFault {
+                reason: "agent checks: not built yet".into(),
+            },
         }
     }
 

@@ -215,7 +215,7 @@ impl Sites {
                         }
                         continue;
                     }
-                    CheckKind::Exec(_) | CheckKind::Ping => continue,
+                    CheckKind::Exec(_) | CheckKind::Ping | CheckKind::Agent(_) => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {

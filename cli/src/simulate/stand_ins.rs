@@ -182,7 +182,8 @@ impl SimulatedConfig {
                         CheckKind::Http(_)
                         | CheckKind::Tcp(_)
                         | CheckKind::Dns(_)
-                        | CheckKind::Udp(_) => continue,
+                        | CheckKind::Udp(_)
+                        | CheckKind::Agent(_) => continue,
                     };
                     stand_ins.push(note(instead));
                     server.checks[i] = Arc::new(replacement);

@@ -163,6 +163,10 @@ impl Observer for SimObserver {
         let verdict = match outcome {
             ProbeOutcome::Pass { .. } => ProbeVerdict::Pass,
             ProbeOutcome::Fail { .. } => ProbeVerdict::Fail,
+            ProbeOutcome::Agent(r) if r.health == Some(lvs_hc_core::admin::AgentHealth::Down) => {
+                ProbeVerdict::Fail
+            }
+            ProbeOutcome::Agent(_) => ProbeVerdict::Pass,
             ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => {
                 ProbeVerdict::Inconclusive
             }

@@ -12,7 +12,7 @@ use toml_edit::Document;
 use super::toml::{Ctx, Field, Result, Tbl};
 use super::INTERFACE_NAME_RULE;
 use super::{
-    ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
+    AgentCheck, ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
     DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
     FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage, NewServers, Server,
     SmtpCheck, StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
@@ -234,6 +234,10 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
         ("zero", None) => FailureAction::Zero,
         _ => FailureAction::Remove,
     };
+    let slow_start = match t.get("slow_start") {
+        Some(f) => Some(f.duration_in(Duration::from_secs(1), limits::SLOW_START_MAX)?),
+        None => None,
+    };
     let new_servers = match t.get("new_servers") {
         Some(f) => match f.choice(&["wait", "in"])? {
             "in" => NewServers::In,
@@ -293,6 +297,7 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
         fallback_mode,
         on_failure,
         new_servers,
+        slow_start,
     };
     Ok((svc, key_field))
 }
@@ -498,6 +503,12 @@ fn read_server<'a>(
         Some(f) => read_checks(&f)?,
         None => default_checks.to_vec(),
     };
+    if !checks.is_empty() && checks.iter().all(|c| matches!(c.kind, CheckKind::Agent(_))) {
+        return Err(af.err(format!(
+            "{addr}'s only checks are agent checks: an agent says how much traffic the server \
+             wants, not whether it serves; add a check of the service itself (tcp, http, ...)"
+        )));
+    }
     for c in &checks {
         if c.kind.needs_port() && addr.port() == 0 && c.port.is_none() {
             return Err(af.err(format!(
@@ -533,10 +544,10 @@ fn read_checks(f: &Field<'_>) -> Result<Vec<Arc<Check>>> {
 fn read_check(mut t: Tbl<'_>) -> Result<Check> {
     let kind_field = t.req(
         "type",
-        "one of \"http\", \"https\", \"tcp\", \"udp\", \"dns\", \"smtp\", \"ping\", \"grpc\", \"exec\"",
+        "one of \"http\", \"https\", \"tcp\", \"udp\", \"dns\", \"smtp\", \"ping\", \"grpc\", \"exec\", \"agent\"",
     )?;
     let kind_name = kind_field.choice(&[
-        "http", "https", "tcp", "udp", "dns", "smtp", "ping", "grpc", "exec",
+        "http", "https", "tcp", "udp", "dns", "smtp", "ping", "grpc", "exec", "agent",
     ])?;
 
     let interval = match t.get("interval") {
@@ -636,6 +647,15 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
             CheckKind::Ping
         }
         "grpc" => CheckKind::Grpc(read_grpc(&mut t)?),
+        "agent" => {
+            if port.is_none() {
+                return Err(kind_field.err(
+                    "an agent check needs `port`: the port the server's agent listens on \
+                     (HAProxy's agent-port)",
+                ));
+            }
+            CheckKind::Agent(read_agent(&mut t)?)
+        }
         "https" => {
             let mut h = read_http(&mut t)?;
             h.tls = Some(read_tls(&mut t)?);
@@ -658,6 +678,26 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
             jitter,
         },
     })
+}
+
+/// The keys of an `agent` check: `send`, what is written to the agent before its line is read
+/// (HAProxy's agent-send).
+fn read_agent(t: &mut Tbl<'_>) -> Result<AgentCheck> {
+    let send = match t.get("send") {
+        Some(f) => {
+            let s = f.str()?;
+            if s.len() > limits::AGENT_SEND_MAX {
+                return Err(f.err(format!(
+                    "send is {} bytes; an agent check sends at most {}",
+                    s.len(),
+                    limits::AGENT_SEND_MAX
+                )));
+            }
+            s.as_bytes().to_vec()
+        }
+        None => Vec::new(),
+    };
+    Ok(AgentCheck { send })
 }
 
 /// The keys of `http` and `https` checks; [`read_tls`] reads those of `https` alone.
@@ -1237,6 +1277,10 @@ pub mod limits {
     pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
     /// Longest drain.
     pub const DRAIN_MAX: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// The longest `slow_start`.
+    pub const SLOW_START_MAX: Duration = Duration::from_secs(3600);
+    /// The most an agent check sends.
+    pub const AGENT_SEND_MAX: usize = 1024;
     /// Longest `service` name of a grpc check, in bytes.
     pub const GRPC_SERVICE_MAX: usize = 1024;
 }

@@ -239,6 +239,9 @@ pub struct VirtualService {
     pub on_failure: FailureAction,
     /// Whether a new server waits for a passing probe before it enters the table.
     pub new_servers: NewServers,
+    /// How long a returning real server takes to reach its full weight (`slow_start`); `None`:
+    /// at once. See [`crate::admin::Ramp`].
+    pub slow_start: Option<Duration>,
 }
 
 impl VirtualService {
@@ -342,6 +345,7 @@ impl Check {
             CheckKind::Ping => "ping".to_string(),
             CheckKind::Grpc(g) if g.service.is_empty() => "grpc server".to_string(),
             CheckKind::Grpc(g) => format!("grpc {}", g.service),
+            CheckKind::Agent(_) => "agent".to_string(),
         };
         match (self.ip, self.port) {
             (Some(ip), Some(p)) => format!("{base} ({})", SocketAddr::new(ip, p)),
@@ -391,6 +395,17 @@ pub enum CheckKind {
     Ping,
     /// A gRPC health check (`grpc.health.v1.Health/Check`) over HTTP/2.
     Grpc(GrpcCheck),
+    /// An agent on the server, in HAProxy's agent protocol: one line that says the weight it
+    /// wants (`75%`), `drain`, `maint`, `ready`, `up` or `down`. Advisory: an agent that cannot
+    /// be reached changes nothing, so a server needs another check beside it.
+    Agent(AgentCheck),
+}
+
+/// An agent check's settings (its port is the check's `port`, which it requires).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentCheck {
+    /// Written to the agent once connected, before its line is read (may be empty).
+    pub send: Vec<u8>,
 }
 
 /// Bytes sent and what the reply must hold (tcp send/expect, udp).
