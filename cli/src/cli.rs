@@ -187,8 +187,8 @@ pub struct ServerTarget {
     #[arg(long)]
     pub all: bool,
     /// Why, for `status`, the log and whoever comes next (one line, at most 200 characters).
-    #[arg(long, value_name = "TEXT", value_parser = reason, default_value = "")]
-    pub reason: String,
+    #[arg(long, value_name = "TEXT", value_parser = reason)]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub control: ControlArgs,
 }

@@ -310,7 +310,7 @@ pub fn server(action: &ServerAction) -> Result<ExitCode, ClientError> {
             service: target.service.clone(),
             all: target.all,
         },
-        reason: target.reason.clone(),
+        reason: target.reason.clone().unwrap_or_default(),
         timeout,
     };
     let path = resolve_control(&target.control)?;

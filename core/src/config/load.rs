@@ -155,14 +155,17 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
         d.control_group = Some(group.to_string());
     }
     if let Some(f) = t.get("state_dir") {
-        d.state_dir = absolute_dir(&f)?;
+        d.state_dir = absolute_dir(&f, "an absolute path such as /var/lib/lvs-hc")?;
     }
     if let Some(f) = t.get("maintenance_dir") {
         let text = f.str()?;
         d.maintenance_dir = if text == "off" {
             None
         } else {
-            Some(absolute_dir(&f)?)
+            Some(absolute_dir(
+                &f,
+                "`off` or an absolute path such as /etc/lvs-hc/maintenance",
+            )?)
         };
     }
     t.finish()?;
@@ -170,12 +173,10 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
 }
 
 /// A directory's absolute path (`state_dir`, `maintenance_dir`).
-fn absolute_dir(f: &Field<'_>) -> Result<std::path::PathBuf> {
+fn absolute_dir(f: &Field<'_>, allowed: &str) -> Result<std::path::PathBuf> {
     let path = f.str()?;
     if !path.starts_with('/') || path.contains('\0') {
-        return Err(f.err(format!(
-            "`{path}` is not an absolute path such as /var/lib/lvs-hc"
-        )));
+        return Err(f.err(format!("`{path}` is not {allowed}")));
     }
     Ok(path.into())
 }
