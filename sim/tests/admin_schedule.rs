@@ -52,7 +52,7 @@ fn a_disabled_server_stays_out_across_a_restart_until_enabled() {
         Duration::from_secs(12),
     );
     let mut schedule =
-        FaultSchedule::new(config, Scenario::Kill, 7, Some(Duration::from_secs(20))).unwrap();
+        FaultSchedule::new(config, Scenario::Kill, 7, Some(Duration::from_secs(30))).unwrap();
     schedule.actions.clear();
     schedule.actions.push(TimedAction {
         at: restart,
