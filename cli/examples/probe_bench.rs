@@ -185,6 +185,8 @@ async fn bench(
         seed: Some(1),
         fd_budget: None,
         queries: None,
+        admin: None,
+        initial_admin: Vec::new(),
         reloads: None,
         probe_threads,
         observer,

@@ -31,6 +31,20 @@ pub enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Take a real server out of service by hand, or put it back: drain, disable, enable.
+    ///
+    /// The state is kept apart from health (a disabled server is still probed) and survives
+    /// restarts and reloads (in `[daemon] state_dir`). Sent to the running daemon's control
+    /// socket; prints, for each server, what now holds.
+    ///
+    /// Exit status: 0 when done; 1 when the daemon cannot be reached or refuses (an unknown
+    /// service or server, an address in several services without --service or --all, a
+    /// state file that cannot be written), and then nothing changed.
+    Server {
+        /// What to do.
+        #[command(subcommand)]
+        action: ServerAction,
+    },
     /// Print the running daemon's view: the table like `ipvsadm -Ln`, with health, reason and
     /// time since the last change.
     Status {
@@ -131,6 +145,64 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// `lvs-hc server` commands.
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Weight 0 now (no new connections), out of the table once its connections reach 0 or
+    /// the drain timeout passes; it stays out until enabled.
+    Drain {
+        #[command(flatten)]
+        target: ServerTarget,
+        /// The longest the drain may take, e.g. 10m (default: the service's drain_timeout
+        /// when on_failure = "drain", else 5m).
+        #[arg(long, value_name = "DURATION", value_parser = drain_timeout)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Out of the table now; still probed, so `status` shows its health.
+    Disable {
+        #[command(flatten)]
+        target: ServerTarget,
+    },
+    /// Back to health-checked service (with slow start when the service has it). A
+    /// maintenance file or the server's agent may still hold it out: the output says so.
+    Enable {
+        #[command(flatten)]
+        target: ServerTarget,
+    },
+}
+
+/// Which server `lvs-hc server` acts on, why, and where the daemon is.
+#[derive(Debug, clap::Args)]
+pub struct ServerTarget {
+    /// The server: ADDR or ADDR:PORT ([ADDR]:PORT for IPv6). Without a port, every port of
+    /// the address in the service.
+    #[arg(value_name = "ADDR[:PORT]", value_parser = server_address)]
+    pub server: (std::net::IpAddr, Option<u16>),
+    /// The service, when the server is in several: its name, or VIP:PORT (or `fwmark:N`).
+    #[arg(long, value_name = "NAME|VIP:PORT")]
+    pub service: Option<String>,
+    /// Every service that has the server (instead of an error when there are several).
+    #[arg(long)]
+    pub all: bool,
+    /// Why, for `status`, the log and whoever comes next (one line, at most 200 characters).
+    #[arg(long, value_name = "TEXT", value_parser = reason)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+fn server_address(text: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
+    lvs_hc_core::admin::ServerSelector::parse_server(text)
+}
+
+fn drain_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::daemon::admin::parse_drain_timeout(text)
+}
+
+fn reason(text: &str) -> Result<String, String> {
+    crate::daemon::admin::check_reason(text)
 }
 
 /// The configurations `lvs-hc import` reads.

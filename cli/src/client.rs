@@ -1,5 +1,5 @@
-//! `lvs-hc status` and `lvs-hc reload`: clients of the running daemon's read-only API and
-//! control socket.
+//! `lvs-hc status`, `lvs-hc reload` and `lvs-hc server`: clients of the running daemon's
+//! read-only API and control socket.
 
 use std::fmt::Write as _;
 use std::io;
@@ -11,7 +11,7 @@ use lvs_hc_core::config::ApiListen;
 use lvs_hc_core::time::format_duration;
 use serde_json::Value;
 
-use crate::cli::{ApiArgs, ControlArgs};
+use crate::cli::{ApiArgs, ControlArgs, ServerAction};
 
 /// The configuration `status` and `reload` read the daemon's addresses from when given none.
 pub const DEFAULT_CONFIG: &str = "/etc/lvs-hc/lvs-hc.toml";
@@ -223,6 +223,16 @@ fn request(
     method: reqwest::Method,
     path: &str,
 ) -> Result<(u16, String), ClientError> {
+    request_with(target, method, path, None)
+}
+
+/// [`request`] with a JSON body.
+fn request_with(
+    target: &Target,
+    method: reqwest::Method,
+    path: &str,
+    json: Option<String>,
+) -> Result<(u16, String), ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -240,12 +250,19 @@ fn request(
             Target::Api(ApiListen::Off) => unreachable!("resolve_status refuses off"),
         };
         let client = builder.build().map_err(ClientError::Http)?;
-        let response = client.request(method, &url).send().await.map_err(|error| {
-            ClientError::Unreachable {
+        let mut request = client.request(method, &url);
+        if let Some(body) = json {
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
                 target: target.clone(),
                 error,
-            }
-        })?;
+            })?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(ClientError::Answer)?;
         Ok((status, body))
@@ -264,6 +281,54 @@ pub fn reload(args: &ControlArgs) -> Result<ExitCode, ClientError> {
         }
         422 => {
             eprint!("reload refused; the running configuration stays in force:\n{body}");
+            Ok(ExitCode::FAILURE)
+        }
+        status => Err(ClientError::Refused {
+            status,
+            body: body.trim().to_string(),
+        }),
+    }
+}
+
+/// `lvs-hc server drain|disable|enable`, through the control socket: prints what now holds
+/// for each server named; a refusal (unknown server or service, an ambiguous address, a state
+/// file that cannot be written) goes to standard error with exit status 1, and nothing
+/// changed.
+pub fn server(action: &ServerAction) -> Result<ExitCode, ClientError> {
+    use crate::daemon::admin::{command_name, AdminRequest};
+    use lvs_hc_core::admin::{AdminState, ServerSelector};
+    let (state, target, timeout) = match action {
+        ServerAction::Drain { target, timeout } => (AdminState::Drain, target, *timeout),
+        ServerAction::Disable { target } => (AdminState::Disabled, target, None),
+        ServerAction::Enable { target } => (AdminState::Enabled, target, None),
+    };
+    let request = AdminRequest {
+        state,
+        selector: ServerSelector {
+            ip: target.server.0,
+            port: target.server.1,
+            service: target.service.clone(),
+            all: target.all,
+        },
+        reason: target.reason.clone().unwrap_or_default(),
+        timeout,
+    };
+    let path = resolve_control(&target.control)?;
+    control_reachable(&path)?;
+    let command = command_name(state);
+    let (status, body) = request_with(
+        &Target::Control(path),
+        reqwest::Method::POST,
+        &format!("/server/{command}"),
+        Some(request.to_json().to_string()),
+    )?;
+    match status {
+        200 => {
+            write_stdout(&body)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        400 | 422 | 500 | 503 => {
+            eprint!("lvs-hc server {command}: {body}");
             Ok(ExitCode::FAILURE)
         }
         status => Err(ClientError::Refused {
@@ -414,21 +479,122 @@ pub fn render_status(v: &Value) -> String {
                 addr.push_str(" (fallback)");
             }
             let num = |x: &Value| x.as_u64().map_or("-".to_string(), |n| n.to_string());
-            let mut health = s["health"].as_str().unwrap_or("?").to_string();
-            if s["draining"].as_bool() == Some(true) {
-                health = "draining".to_string();
-            }
+            let (health, reason) = server_words(s);
             let _ = writeln!(
                 out,
-                "  -> {addr:<28} {:<7} {:<6} {:<10} {:<9} {health:<7} {:<8} {}",
+                "  -> {addr:<28} {:<7} {:<6} {:<10} {:<9} {health:<7} {:<8} {reason}",
                 s["forward"].as_str().unwrap_or("-"),
                 num(&s["kernel_weight"]),
                 num(&s["active_conns"]),
                 num(&s["inactive_conns"]),
                 ago(&s["since_seconds_ago"]),
-                s["reason"].as_str().unwrap_or(""),
             );
         }
     }
     out
+}
+
+/// A server's Health and Reason columns: its health (or, when an administrative state holds,
+/// that state: `disabled`, `draining`, `drained`), and the reason: `disabled by admin: kernel
+/// patching; health: up`, with `slow start 3/10, 21s left` while it ramps up.
+fn server_words(s: &Value) -> (String, String) {
+    let health = s["health"].as_str().unwrap_or("?");
+    let reason = s["reason"].as_str().unwrap_or("");
+    let admin = &s["admin"];
+    let mut parts = Vec::new();
+    let column = match admin["state"].as_str() {
+        Some(state) => {
+            let word = match state {
+                "drain" if admin["drained"].as_bool() == Some(true) => "drained",
+                "drain" => "draining",
+                other => other,
+            };
+            let source = match admin["source"].as_str() {
+                Some("operator") => "admin",
+                Some("maintenance") => "maintenance file",
+                Some(other) => other,
+                None => "?",
+            };
+            let mut text = format!("{word} by {source}");
+            if let Some(why) = admin["reason"].as_str().filter(|r| !r.is_empty()) {
+                let _ = write!(text, ": {why}");
+            }
+            if word == "drained" {
+                text.push_str(" (out until enabled)");
+            }
+            let _ = write!(text, "; health: {health}");
+            if !reason.is_empty() {
+                let _ = write!(text, " ({reason})");
+            }
+            parts.push(text);
+            word.to_string()
+        }
+        None => {
+            if !reason.is_empty() {
+                parts.push(reason.to_string());
+            }
+            if s["draining"].as_bool() == Some(true) {
+                "draining".to_string()
+            } else {
+                health.to_string()
+            }
+        }
+    };
+    let ramp = &s["slow_start"];
+    if let (Some(step), Some(steps)) = (ramp["step"].as_u64(), ramp["steps"].as_u64()) {
+        parts.push(format!(
+            "slow start {step}/{steps}, {} left",
+            ago(&ramp["remaining_seconds"])
+        ));
+    }
+    (column, parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_show_the_administrative_state_beside_health_and_the_ramp() {
+        let server = |admin: Value, ramp: Value| {
+            serde_json::json!({
+                "health": "up", "reason": "", "draining": false,
+                "admin": admin, "slow_start": ramp,
+            })
+        };
+        let disabled = serde_json::json!({
+            "state": "disabled", "source": "operator", "reason": "kernel patching",
+            "drained": false,
+        });
+        assert_eq!(
+            server_words(&server(disabled, Value::Null)),
+            (
+                "disabled".to_string(),
+                "disabled by admin: kernel patching; health: up".to_string()
+            )
+        );
+        let agent = serde_json::json!({
+            "state": "drain", "source": "agent", "reason": "", "drained": false,
+        });
+        assert_eq!(
+            server_words(&server(agent, Value::Null)).1,
+            "draining by agent; health: up"
+        );
+        let drained = serde_json::json!({
+            "state": "drain", "source": "maintenance", "reason": "/m/10.0.0.2", "drained": true,
+        });
+        assert_eq!(
+            server_words(&server(drained, Value::Null)),
+            (
+                "drained".to_string(),
+                "drained by maintenance file: /m/10.0.0.2 (out until enabled); health: up"
+                    .to_string()
+            )
+        );
+        let ramp = serde_json::json!({"step": 3, "steps": 10, "remaining_seconds": 21.4});
+        assert_eq!(
+            server_words(&server(Value::Null, ramp)),
+            ("up".to_string(), "slow start 3/10, 21s left".to_string())
+        );
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use ipvs_sys::IpvsBackend;
+use lvs_hc_core::admin::AdminChange;
 use lvs_hc_core::{Config, Engine, Event, Input, Instant, Output, ProbeOutcome, ProbeRequest};
 use tokio::sync::mpsc;
 
@@ -47,6 +48,13 @@ pub struct RunOptions<O: Observer> {
     pub reloads: Option<mpsc::UnboundedReceiver<Config>>,
     /// Questions for the engine (see [`Query`]).
     pub queries: Option<mpsc::UnboundedReceiver<Query>>,
+    /// Administrative changes (operators' commands, maintenance files) to apply while running.
+    /// Taken before questions, so a question asked after a change was sent sees it.
+    pub admin: Option<mpsc::UnboundedReceiver<AdminChange>>,
+    /// Administrative changes applied right after the engine is made, before its first
+    /// output: the marks kept across a restart, so that a server disabled before it is never
+    /// put back in the table in between.
+    pub initial_admin: Vec<AdminChange>,
     /// Threads that run probes (`[daemon] probe_threads`). With 1, probes run on the driver's
     /// thread, as the simulator needs; with more, each thread has its own runtime and the
     /// probes of a server always run on the same one (see [`ProbeThreads`]). The engine stays
@@ -81,6 +89,8 @@ where
         fd_budget: None,
         reloads: None,
         queries: None,
+        admin: None,
+        initial_admin: Vec::new(),
         probe_threads: 1,
         observer: (),
     };
@@ -124,6 +134,9 @@ where
     let now = move || Instant::from_duration(origin.elapsed());
     let seed = options.seed.unwrap_or_else(clock_seed);
     let mut engine = Engine::new(config, now(), seed);
+    for change in std::mem::take(&mut options.initial_admin) {
+        engine.handle_input(Input::Admin { now: now(), change });
+    }
     let mut queue: VecDeque<ProbeRequest> = VecDeque::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let probes = Probes::new(connect, options.probe_threads, &done_tx);
@@ -131,6 +144,7 @@ where
     let mut behind = false;
     let mut reloads = options.reloads.take();
     let mut queries = options.queries.take();
+    let mut admin = options.admin.take();
     let budget = options.fd_budget;
     let mut limit = probe_slots(budget, engine.config());
     tokio::pin!(shutdown);
@@ -182,6 +196,9 @@ where
             Some(config) = recv(&mut reloads) => {
                 engine.handle_input(Input::Reload { now: now(), config });
                 limit = probe_slots(budget, engine.config());
+            }
+            Some(change) = recv(&mut admin) => {
+                engine.handle_input(Input::Admin { now: now(), change });
             }
             Some(query) = recv(&mut queries) => query(&engine),
             Some((req, outcome, took)) = done_rx.recv() => {

@@ -26,6 +26,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => return Ok(lvs_hc::daemon::main(args)?),
         Command::Reload { control } => return Ok(lvs_hc::client::reload(&control)?),
+        Command::Server { action } => return Ok(lvs_hc::client::server(&action)?),
         Command::Status { api, json } => return Ok(lvs_hc::client::status(&api, json)?),
         Command::Setup { role } => return Ok(lvs_hc::setup::main(role)?),
         Command::Import { from } => {

@@ -245,6 +245,8 @@ fn bash_completes_subcommands_options_and_their_values() {
         "lvs-hc ",
         "lvs-hc se",
         "lvs-hc setup ",
+        "lvs-hc server ",
+        "lvs-hc server drain --",
         "lvs-hc setup director --",
         "lvs-hc run --",
         "lvs-hc run --backend ",
@@ -266,6 +268,7 @@ fn bash_completes_subcommands_options_and_their_values() {
         &[
             "run",
             "reload",
+            "server",
             "status",
             "setup",
             "check",
@@ -276,7 +279,19 @@ fn bash_completes_subcommands_options_and_their_values() {
         ],
     );
     assert!(!got["lvs-hc "].iter().any(|w| w == "manpages"));
-    assert_eq!(got["lvs-hc se"], ["setup"]);
+    assert_eq!(got["lvs-hc se"], ["server", "setup"]);
+    has("lvs-hc server ", &["drain", "disable", "enable"]);
+    has(
+        "lvs-hc server drain --",
+        &[
+            "--service",
+            "--all",
+            "--reason",
+            "--timeout",
+            "--control",
+            "--config",
+        ],
+    );
     has("lvs-hc setup ", &["realserver", "director"]);
     has(
         "lvs-hc setup director --",

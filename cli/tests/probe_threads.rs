@@ -102,6 +102,8 @@ fn options(config: &Config, passes: Passes) -> RunOptions<Passes> {
         fd_budget: None,
         reloads: None,
         queries: None,
+        admin: None,
+        initial_admin: Vec::new(),
         probe_threads: config.daemon.probe_threads,
         observer: passes,
     }

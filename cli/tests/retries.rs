@@ -84,6 +84,8 @@ async fn a_failed_add_is_retried_on_the_backoff_and_nothing_else_is_called() {
         fd_budget: None,
         reloads: None,
         queries: None,
+        admin: None,
+        initial_admin: Vec::new(),
         probe_threads: 1,
         observer: (),
     };

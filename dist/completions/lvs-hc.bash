@@ -37,6 +37,9 @@ _lvs__hc() {
             lvs__hc,run)
                 cmd="lvs__hc__subcmd__run"
                 ;;
+            lvs__hc,server)
+                cmd="lvs__hc__subcmd__server"
+                ;;
             lvs__hc,setup)
                 cmd="lvs__hc__subcmd__setup"
                 ;;
@@ -70,6 +73,9 @@ _lvs__hc() {
             lvs__hc__subcmd__help,run)
                 cmd="lvs__hc__subcmd__help__subcmd__run"
                 ;;
+            lvs__hc__subcmd__help,server)
+                cmd="lvs__hc__subcmd__help__subcmd__server"
+                ;;
             lvs__hc__subcmd__help,setup)
                 cmd="lvs__hc__subcmd__help__subcmd__setup"
                 ;;
@@ -87,6 +93,15 @@ _lvs__hc() {
                 ;;
             lvs__hc__subcmd__help__subcmd__import,ldirectord)
                 cmd="lvs__hc__subcmd__help__subcmd__import__subcmd__ldirectord"
+                ;;
+            lvs__hc__subcmd__help__subcmd__server,disable)
+                cmd="lvs__hc__subcmd__help__subcmd__server__subcmd__disable"
+                ;;
+            lvs__hc__subcmd__help__subcmd__server,drain)
+                cmd="lvs__hc__subcmd__help__subcmd__server__subcmd__drain"
+                ;;
+            lvs__hc__subcmd__help__subcmd__server,enable)
+                cmd="lvs__hc__subcmd__help__subcmd__server__subcmd__enable"
                 ;;
             lvs__hc__subcmd__help__subcmd__setup,director)
                 cmd="lvs__hc__subcmd__help__subcmd__setup__subcmd__director"
@@ -111,6 +126,30 @@ _lvs__hc() {
                 ;;
             lvs__hc__subcmd__import__subcmd__help,ldirectord)
                 cmd="lvs__hc__subcmd__import__subcmd__help__subcmd__ldirectord"
+                ;;
+            lvs__hc__subcmd__server,disable)
+                cmd="lvs__hc__subcmd__server__subcmd__disable"
+                ;;
+            lvs__hc__subcmd__server,drain)
+                cmd="lvs__hc__subcmd__server__subcmd__drain"
+                ;;
+            lvs__hc__subcmd__server,enable)
+                cmd="lvs__hc__subcmd__server__subcmd__enable"
+                ;;
+            lvs__hc__subcmd__server,help)
+                cmd="lvs__hc__subcmd__server__subcmd__help"
+                ;;
+            lvs__hc__subcmd__server__subcmd__help,disable)
+                cmd="lvs__hc__subcmd__server__subcmd__help__subcmd__disable"
+                ;;
+            lvs__hc__subcmd__server__subcmd__help,drain)
+                cmd="lvs__hc__subcmd__server__subcmd__help__subcmd__drain"
+                ;;
+            lvs__hc__subcmd__server__subcmd__help,enable)
+                cmd="lvs__hc__subcmd__server__subcmd__help__subcmd__enable"
+                ;;
+            lvs__hc__subcmd__server__subcmd__help,help)
+                cmd="lvs__hc__subcmd__server__subcmd__help__subcmd__help"
                 ;;
             lvs__hc__subcmd__setup,director)
                 cmd="lvs__hc__subcmd__setup__subcmd__director"
@@ -137,7 +176,7 @@ _lvs__hc() {
 
     case "${cmd}" in
         lvs__hc)
-            opts="-h -V --help --version run reload status setup check simulate table plan import completions help"
+            opts="-h -V --help --version run reload server status setup check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,7 +226,7 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__help)
-            opts="run reload status setup check simulate table plan import completions help"
+            opts="run reload server status setup check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -315,6 +354,62 @@ _lvs__hc() {
         lvs__hc__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__server)
+            opts="drain disable enable"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__server__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__server__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__server__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -623,6 +718,196 @@ _lvs__hc() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server)
+            opts="-h --help drain disable enable help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__disable)
+            opts="-c -h --service --all --reason --control --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__drain)
+            opts="-c -h --service --all --reason --control --config --timeout --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__enable)
+            opts="-c -h --service --all --reason --control --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__help)
+            opts="drain disable enable help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__help__subcmd__drain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__help__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__server__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -554,3 +554,11 @@ fn check_labels_name_the_new_kinds() {
         "dns AAAA www.example.com"
     );
 }
+bad_config!(
+    state_dir_is_an_absolute_path,
+    format!("[daemon]\nstate_dir = \"var/lib/lvs-hc\"\n\n{BASE}")
+);
+bad_config!(
+    maintenance_dir_is_an_absolute_path_or_off,
+    format!("[daemon]\nmaintenance_dir = \"maintenance\"\n\n{BASE}")
+);

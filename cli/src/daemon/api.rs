@@ -4,7 +4,8 @@
 //!   read-only: `GET /healthz`, `/status`, `/metrics`. Any local user can reach it.
 //! - The **control socket** (`[daemon] control`, a unix socket beside the lock file, mode 0600
 //!   by default: root only; `control_mode` and `control_group` open it to a group) serves the
-//!   same and the commands that change something: `POST /reload`. Who is allowed is who can
+//!   same and the commands that change something: `POST /reload`, `POST
+//!   /server/drain|disable|enable`. Who is allowed is who can
 //!   write to the socket file; the peer's uid and pid are logged with every command.
 //!
 //! Neither can starve the daemon: each endpoint takes at most [`MAX_API_CONNECTIONS`] (or
@@ -34,7 +35,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Semaphore};
 
-use super::{health, metrics, Handle};
+use super::{admin, health, metrics, Handle};
 
 /// Connections the read-only API serves at once.
 pub const MAX_API_CONNECTIONS: usize = 64;
@@ -191,7 +192,7 @@ pub enum ApiError {
 pub enum Access {
     /// Read: `/healthz`, `/status`, `/metrics`.
     ReadOnly,
-    /// Read and command: also `POST /reload`.
+    /// Read and command: also `POST /reload` and `POST /server/drain|disable|enable`.
     Control,
 }
 
@@ -433,7 +434,8 @@ pub fn spawn(endpoints: Vec<Endpoint>, handle: Handle) -> Result<ApiThread, ApiE
                         endpoint.name,
                         match endpoint.access {
                             Access::ReadOnly => "GET /status, /metrics, /healthz",
-                            Access::Control => "the API and POST /reload",
+                            Access::Control =>
+                                "the API, POST /reload and /server/drain|disable|enable",
                         }
                     );
                     tokio::spawn(serve(endpoint, handle.clone(), heavy.clone()));
@@ -590,6 +592,10 @@ async fn respond(
     peer: Peer,
     heavy: &Semaphore,
 ) -> Response<Full<Bytes>> {
+    if let Some(word) = req.uri().path().strip_prefix("/server/") {
+        let word = word.to_string();
+        return server_command(req, &word, handle, access, peer).await;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => match health(handle).await {
             Ok(()) => reply(StatusCode::OK, TEXT, "ok\n"),
@@ -637,39 +643,134 @@ async fn respond(
             }
         }
         (&Method::POST, "/reload") if access == Access::Control => {
-            let who = match peer {
-                Some((uid, Some(pid))) => format!("control socket, uid {uid}, pid {pid}"),
-                Some((uid, None)) => format!("control socket, uid {uid}"),
-                None => "control socket".to_string(),
-            };
-            match handle.reload_off_loop(who).await {
+            match handle.reload_off_loop(peer_words(peer)).await {
                 Ok(summary) => reply(StatusCode::OK, TEXT, format!("{summary}\n")),
                 Err(error) => reply(StatusCode::UNPROCESSABLE_ENTITY, TEXT, format!("{error}\n")),
             }
         }
-        (&Method::POST, "/reload") => {
-            let control = handle.state().control_socket.clone();
-            let hint = match control {
-                Some(p) => format!(
-                    "commands are taken only on the control socket {} (`lvs-hc reload`, as a \
-                     user allowed to write to it), or by SIGHUP",
-                    p.display()
-                ),
-                None => "commands are taken only on the control socket, which is off \
-                         ([daemon] control); reload with SIGHUP"
-                    .to_string(),
-            };
-            reply(StatusCode::FORBIDDEN, TEXT, format!("{hint}\n"))
-        }
+        (&Method::POST, "/reload") => control_only(
+            handle,
+            "lvs-hc reload",
+            ", or by SIGHUP",
+            "; reload with SIGHUP",
+        ),
         (_, "/healthz" | "/status" | "/metrics" | "/reload") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
-            "GET /healthz, /status, /metrics; POST /reload\n",
+            "GET /healthz, /status, /metrics; POST /reload, /server/drain|disable|enable\n",
         ),
-        _ => reply(
-            StatusCode::NOT_FOUND,
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::NOT_FOUND,
+        TEXT,
+        "lvs-hc API: GET /healthz, /status, /metrics; POST /reload, \
+         /server/drain|disable|enable (control socket)\n",
+    )
+}
+
+/// `control socket, uid 0, pid 1234`: who sent a command, for the log.
+fn peer_words(peer: Peer) -> String {
+    match peer {
+        Some((uid, Some(pid))) => format!("control socket, uid {uid}, pid {pid}"),
+        Some((uid, None)) => format!("control socket, uid {uid}"),
+        None => "control socket".to_string(),
+    }
+}
+
+/// 403 for a command sent to the read-only API: where commands go instead. `also` follows
+/// the control socket's path (`, or by SIGHUP`); `when_off` follows the news that it is off
+/// (`; reload with SIGHUP`).
+fn control_only(
+    handle: &Handle,
+    command: &str,
+    also: &str,
+    when_off: &str,
+) -> Response<Full<Bytes>> {
+    let control = handle.state().control_socket.clone();
+    let hint = match control {
+        Some(p) => format!(
+            "commands are taken only on the control socket {} (`{command}`, as a user allowed \
+             to write to it){also}",
+            p.display(),
+        ),
+        None => format!(
+            "commands are taken only on the control socket, which is off ([daemon] \
+             control){when_off}"
+        ),
+    };
+    reply(StatusCode::FORBIDDEN, TEXT, format!("{hint}\n"))
+}
+
+/// How long a command's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `POST /server/drain|disable|enable` with `{address, service?, all?, reason?, timeout?}`
+/// (see [`admin::AdminRequest`]): on the control socket only.
+async fn server_command(
+    req: Request<Incoming>,
+    word: &str,
+    handle: &Handle,
+    access: Access,
+    peer: Peer,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let Some(state) = admin::command_of(word) else {
+        return not_found();
+    };
+    if *req.method() != Method::POST {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
-            "lvs-hc API: GET /healthz, /status, /metrics; POST /reload (control socket)\n",
+            "POST /server/drain|disable|enable\n",
+        );
+    }
+    if access != Access::Control {
+        return control_only(handle, &format!("lvs-hc server {word}"), "", "");
+    }
+    let body = http_body_util::Limited::new(req.into_body(), admin::MAX_REQUEST_BODY).collect();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!(
+                    "reading the request: {e} (at most {} bytes)\n",
+                    admin::MAX_REQUEST_BODY
+                ),
+            )
+        }
+        Err(_) => {
+            return reply(
+                StatusCode::REQUEST_TIMEOUT,
+                TEXT,
+                format!(
+                    "the request's body did not arrive within {}s\n",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        }
+    };
+    let request = match admin::AdminRequest::from_json(state, &body) {
+        Ok(r) => r,
+        Err(e) => {
+            handle
+                .state()
+                .metrics
+                .admin_command(admin::command_name(state), false);
+            return reply(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n"));
+        }
+    };
+    match handle.admin_command(request, &peer_words(peer)).await {
+        Ok(text) => reply(StatusCode::OK, TEXT, text),
+        Err(refusal) => reply(
+            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            TEXT,
+            format!("{}\n", refusal.message),
         ),
     }
 }

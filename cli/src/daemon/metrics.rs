@@ -57,6 +57,8 @@ pub struct Metrics {
     pub backlog_events: u64,
     /// Copies of the engine taken for the API (at most one a second, however many ask).
     pub api_views: u64,
+    /// Administrative commands (`lvs-hc server ...`), by command and result.
+    admin_commands: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// `pass`, `fail`, `inconclusive` or `director_fault`.
@@ -89,6 +91,13 @@ impl Metrics {
     pub fn operation(&mut self, kind: &'static str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         *self.operations.entry((kind, result)).or_default() += 1;
+    }
+
+    /// Counts an administrative command (`drain`, `disable`, `enable`) carried out (`ok`) or
+    /// refused.
+    pub fn admin_command(&mut self, command: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        *self.admin_commands.entry((command, result)).or_default() += 1;
     }
 
     /// The counters in Prometheus text format.
@@ -177,6 +186,19 @@ impl Metrics {
                 ("{result=\"ok\"}".to_string(), self.reloads_ok),
                 ("{result=\"failed\"}".to_string(), self.reloads_failed),
             ],
+        );
+        counter(
+            "lvs_hc_admin_commands_total",
+            "Administrative commands on the control socket (lvs-hc server drain, disable, \
+             enable), by command and result (ok, error: refused, nothing changed).",
+            ["drain", "disable", "enable"]
+                .iter()
+                .flat_map(|c| ["ok", "error"].map(move |r| (*c, r)))
+                .map(|(c, r)| {
+                    let n = self.admin_commands.get(&(c, r)).copied().unwrap_or(0);
+                    (format!("{{command=\"{c}\",result=\"{r}\"}}"), n)
+                })
+                .collect(),
         );
         counter(
             "lvs_hc_api_views_total",

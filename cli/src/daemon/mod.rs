@@ -7,10 +7,12 @@
 //! and parse the file on a blocking-pool thread, and only the parsed configuration reaches
 //! the engine's loop.
 
+pub mod admin;
 pub mod api;
 mod dryrun;
 mod lock;
 mod log;
+mod maintenance;
 mod metrics;
 mod notify;
 mod observer;
@@ -25,6 +27,7 @@ use std::time::{Duration, SystemTime};
 use ipvs_sys::ipvsadm::IpvsadmBackend;
 use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::{IpvsBackend, IpvsError};
+use lvs_hc_core::admin::AdminChange;
 use lvs_hc_core::config::ApiListen;
 use lvs_hc_core::{Config, Engine, Input};
 use tokio::sync::{mpsc, oneshot};
@@ -84,6 +87,10 @@ pub enum DaemonError {
     Api(#[from] ApiError),
 }
 
+/// The exit status of `lvs-hc run` when the state file of administrative states cannot be
+/// read or understood: as for a bad configuration, restarting cannot fix it.
+const EX_STATE: u8 = EX_CONFIG;
+
 /// What the daemon's parts share: the HTTP API reads it, the observer and reloads write it.
 #[derive(Debug)]
 pub struct DaemonState {
@@ -101,6 +108,9 @@ pub struct DaemonState {
     pub lock_file: Option<PathBuf>,
     /// `[daemon] probe_threads` the daemon started with (changes need a restart).
     pub probe_threads: usize,
+    /// `[daemon] state_dir` and `maintenance_dir` the daemon started with (changes need a
+    /// restart).
+    pub admin_dirs: (PathBuf, Option<PathBuf>),
     /// The control socket in use, if any.
     pub control_socket: Option<PathBuf>,
     /// The soft `RLIMIT_NOFILE` in force.
@@ -131,6 +141,26 @@ pub struct Handle {
     view: Arc<tokio::sync::Mutex<Option<Arc<EngineView>>>>,
     /// One reload at a time, whoever asks.
     reload_lock: Arc<Mutex<()>>,
+    /// The operators' administrative states: the state file and the way to the engine.
+    admin: Arc<AdminKeeper>,
+}
+
+/// The operators' marks as the state file holds them; its lock lets one administrative
+/// command (or reload) at a time change them.
+pub struct AdminKeeper {
+    file: admin::StateFile,
+    book: tokio::sync::Mutex<admin::AdminBook>,
+    changes: mpsc::UnboundedSender<AdminChange>,
+}
+
+/// Why an administrative command was refused: an HTTP status and the message for the operator.
+#[derive(Debug)]
+pub struct AdminRefusal {
+    /// 422: the command names nothing (or not one thing); 500: the state file could not be
+    /// written; 503: the daemon did not answer or is stopping.
+    pub status: u16,
+    /// What and where.
+    pub message: String,
 }
 
 /// How long the main loop may take to answer before `/healthz` calls it stuck.
@@ -199,6 +229,16 @@ impl Handle {
                          on reload"
                     );
                 }
+                let dirs = (
+                    config.daemon.state_dir.clone(),
+                    config.daemon.maintenance_dir.clone(),
+                );
+                if state.admin_dirs != dirs {
+                    tracing::warn!(
+                        "[daemon] state_dir and maintenance_dir take effect at the next start, \
+                         not on reload"
+                    );
+                }
                 if state.probe_threads != config.daemon.probe_threads {
                     tracing::warn!(
                         "[daemon] probe_threads = {} takes effect at the next start; {} \
@@ -214,6 +254,24 @@ impl Handle {
                 state.config_loaded = SystemTime::now();
                 state.metrics.reloads_ok += 1;
                 drop(state);
+                // Marks of servers the new configuration lacks are forgotten (the engine says
+                // so too); the lock keeps administrative commands out until the engine has
+                // the new configuration.
+                let mut book = self.admin.book.blocking_lock();
+                let dropped = book.prune(&config);
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        file = %self.admin.file.path.display(),
+                        "administrative states forgotten, their servers left the                          configuration: {}",
+                        dropped.join("; ")
+                    );
+                    if let Err(e) = self.admin.file.write(&book) {
+                        tracing::error!(
+                            "{}; the next start drops these marks again",
+                            crate::Chain(&e)
+                        );
+                    }
+                }
                 if self.reloads.send(config).is_err() {
                     Err("lvs-hc is stopping".to_string())
                 } else {
@@ -240,6 +298,125 @@ impl Handle {
         };
         self.notifier.send("READY=1");
         result
+    }
+
+    /// `lvs-hc server drain|disable|enable`: resolves the servers on the engine's
+    /// configuration, writes the state file, and only then hands the changes to the engine;
+    /// answers with what holds for each server afterwards. One at a time. `who` names the
+    /// client, for the log.
+    pub async fn admin_command(
+        &self,
+        request: admin::AdminRequest,
+        who: &str,
+    ) -> Result<String, AdminRefusal> {
+        let command = admin::command_name(request.state);
+        let result = self.admin_command_inner(&request, who).await;
+        let ok = result.is_ok();
+        self.state().metrics.admin_command(command, ok);
+        if let Err(refusal) = &result {
+            tracing::warn!("server {command} ({who}) refused: {}", refusal.message);
+        }
+        result
+    }
+
+    async fn admin_command_inner(
+        &self,
+        request: &admin::AdminRequest,
+        who: &str,
+    ) -> Result<String, AdminRefusal> {
+        let stuck = || AdminRefusal {
+            status: 503,
+            message: "the daemon's main loop did not answer in time; nothing changed".into(),
+        };
+        let mut book = self.admin.book.lock().await;
+        let selector = request.selector.clone();
+        let servers = self
+            .ask(move |engine| admin::resolve(engine.config(), &selector))
+            .await
+            .ok_or_else(stuck)?
+            .map_err(|e| AdminRefusal {
+                status: 422,
+                message: format!("{e}; nothing changed"),
+            })?;
+        let mut next = book.clone();
+        let set_at_unix = admin::unix_now();
+        for (s, _) in &servers {
+            next.set(
+                s.service,
+                s.server,
+                admin::KeptMark {
+                    state: request.state,
+                    reason: request.reason.clone(),
+                    drain_timeout: request.timeout,
+                    set_at_unix,
+                },
+            );
+        }
+        if next != *book {
+            let file = self.admin.file.clone();
+            let written = {
+                let next = next.clone();
+                tokio::task::spawn_blocking(move || file.write(&next)).await
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(AdminRefusal {
+                        status: 500,
+                        message: format!(
+                            "{}; nothing changed (check [daemon] state_dir)",
+                            crate::Chain(&e)
+                        ),
+                    })
+                }
+                Err(e) => {
+                    return Err(AdminRefusal {
+                        status: 500,
+                        message: format!("writing the state file failed: {e}; nothing changed"),
+                    })
+                }
+            }
+        }
+        *book = next;
+        for (s, label) in &servers {
+            let change = AdminChange {
+                service: s.service,
+                server: s.server,
+                source: lvs_hc_core::admin::AdminSource::Operator,
+                state: request.state,
+                reason: request.reason.clone(),
+                drain_timeout: request.timeout,
+            };
+            if self.admin.changes.send(change).is_err() {
+                return Err(AdminRefusal {
+                    status: 503,
+                    message: "lvs-hc is stopping; the state file has the change, which the                               next start applies"
+                        .into(),
+                });
+            }
+            let reason = if request.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", request.reason)
+            };
+            tracing::info!(
+                command = admin::command_name(request.state),
+                server = %s.server,
+                service = %s.service,
+                "server {} ({who}): {} in {label}{reason}",
+                admin::command_name(request.state),
+                s.server
+            );
+        }
+        drop(book);
+        // Asked after the changes were sent: the loop takes changes before questions.
+        let answer = self
+            .ask(move |engine| admin::describe(&engine.status(), &servers))
+            .await;
+        Ok(answer.unwrap_or_else(|| {
+            "done; the daemon's main loop did not answer in time to say what holds now\n"
+                .to_string()
+        }))
     }
 }
 
@@ -302,6 +479,33 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         libc::umask(0o077);
     }
     let _lock = LockFile::acquire(&lock_path)?;
+    // The operators' marks, before anything reaches the table: a server disabled before a
+    // restart is never put back in between.
+    let state_file = admin::StateFile::of(&config, &args.config);
+    let book = match state_file.load(&config) {
+        Ok((book, dropped)) => {
+            if !dropped.is_empty() {
+                tracing::warn!(
+                    file = %state_file.path.display(),
+                    "administrative states forgotten, their servers are not in the \
+                     configuration: {}",
+                    dropped.join("; ")
+                );
+                if let Err(e) = state_file.write(&book) {
+                    tracing::warn!("{}", crate::Chain(&e));
+                }
+            }
+            book
+        }
+        Err(e) => {
+            tracing::error!(
+                file = %state_file.path.display(),
+                "not starting: {}",
+                crate::Chain(&e)
+            );
+            return Ok(ExitCode::from(EX_STATE));
+        }
+    };
     let fd_limit = match crate::limits::raise_nofile_limit() {
         Ok(limit) => Some(limit),
         Err(e) => {
@@ -344,6 +548,10 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         api: config.daemon.api.clone(),
         lock_file: config.daemon.lock_file.clone(),
         probe_threads: config.daemon.probe_threads,
+        admin_dirs: (
+            config.daemon.state_dir.clone(),
+            config.daemon.maintenance_dir.clone(),
+        ),
         control_socket: control_path.clone(),
         fd_limit,
         resync_interval: config.daemon.resync_interval,
@@ -357,9 +565,19 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         api,
         control: control_path,
     };
-    let result = runtime.block_on(serve(config, backend, state, endpoints, &args));
+    let kept = Kept {
+        file: state_file,
+        book,
+    };
+    let result = runtime.block_on(serve(config, backend, state, endpoints, kept, &args));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The operators' marks read at start, and their file.
+struct Kept {
+    file: admin::StateFile,
+    book: admin::AdminBook,
 }
 
 /// Where the daemon listens.
@@ -391,6 +609,7 @@ async fn serve(
     mut backend: Box<dyn IpvsBackend>,
     state: Arc<Mutex<DaemonState>>,
     endpoints: Endpoints,
+    kept: Kept,
     args: &RunArgs,
 ) -> Result<ExitCode, DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -401,6 +620,25 @@ async fn serve(
     let notifier = Arc::new(notify::Notifier::from_env());
     let (query_tx, query_rx) = mpsc::unbounded_channel();
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let (admin_tx, admin_rx) = mpsc::unbounded_channel();
+    let mut initial_admin = kept.book.changes();
+    if !initial_admin.is_empty() {
+        tracing::info!(
+            file = %kept.file.path.display(),
+            "{} administrative state(s) kept from before: {}",
+            initial_admin.len(),
+            initial_admin
+                .iter()
+                .map(|c| format!("{} {} in {}", c.state, c.server, c.service))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let admin = Arc::new(AdminKeeper {
+        file: kept.file,
+        book: tokio::sync::Mutex::new(kept.book),
+        changes: admin_tx.clone(),
+    });
     let handle = Handle {
         state: state.clone(),
         queries: query_tx,
@@ -408,6 +646,7 @@ async fn serve(
         notifier: notifier.clone(),
         view: Arc::default(),
         reload_lock: Arc::default(),
+        admin,
     };
 
     let mut listeners = Vec::new();
@@ -435,6 +674,17 @@ async fn serve(
         });
     }
     tokio::spawn(sweep_orphans());
+    if let Some(dir) = &config.daemon.maintenance_dir {
+        // Read once before the engine starts, so that a server in maintenance is never added.
+        let mut watcher = maintenance::Watcher::new(dir.clone());
+        initial_admin.extend(maintenance::initial(&mut watcher, &config));
+        tracing::info!(
+            "maintenance_dir {}: a file named ADDR, ADDR:PORT or SERVICE@ADDR[:PORT] disables \
+             its servers while it exists (drains them with `drain` as its first word)",
+            dir.display()
+        );
+        tokio::spawn(maintenance::watch(watcher, handle.clone(), admin_tx));
+    }
 
     tracing::info!(
         config = %args.config.display(),
@@ -464,6 +714,8 @@ async fn serve(
         fd_budget,
         reloads: Some(reload_rx),
         queries: Some(query_rx),
+        admin: Some(admin_rx),
+        initial_admin,
         probe_threads: config.daemon.probe_threads,
         observer,
     };

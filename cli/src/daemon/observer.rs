@@ -141,6 +141,10 @@ impl Observer for DaemonObserver {
                 tracing::warn!("{text}")
             }
             EventKind::Fallback { active: true, .. } => tracing::warn!("{text}"),
+            // An operator's state lost with its server, or a command that came too late.
+            EventKind::AdminForgotten { .. } | EventKind::AdminIgnored { .. } => {
+                tracing::warn!("{text}")
+            }
             _ => tracing::info!("{text}"),
         }
     }

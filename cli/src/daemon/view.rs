@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use lvs_hc_core::admin::{AdminMark, AgentReport};
 use lvs_hc_core::{Engine, Health, ProbeOutcome};
 use serde_json::{json, Value};
 
@@ -83,6 +84,15 @@ pub struct ServerView {
     pub inactive: Option<u32>,
     /// Each check's last result.
     pub checks: Vec<CheckView>,
+    /// Its administrative marks, strictest (the one in force) first, each with how long ago it
+    /// was set; empty when enabled.
+    pub admin: Vec<(AdminMark, Duration)>,
+    /// Whether an administrative drain is over (out until enabled).
+    pub drained: bool,
+    /// Its slow start while it ramps: step, steps, and how long until the full weight.
+    pub slow_start: Option<(u32, u32, Duration)>,
+    /// What its agent last said.
+    pub agent: Option<AgentReport>,
 }
 
 /// One check of a server and its last result.
@@ -141,7 +151,23 @@ impl EngineView {
                         }),
                     })
                     .collect();
+                let slow_start = s.slow_start.and_then(|r| {
+                    r.step_at(now)
+                        .map(|step| (step, r.steps, r.end().saturating_since(now)))
+                });
+                let admin = s
+                    .admin
+                    .into_iter()
+                    .map(|m| {
+                        let ago = now.saturating_since(m.since);
+                        (m, ago)
+                    })
+                    .collect();
                 servers.push(ServerView {
+                    admin,
+                    drained: s.drained,
+                    slow_start,
+                    agent: s.agent,
                     address: s.server,
                     fallback: s.fallback,
                     health: s.health,
@@ -268,6 +294,26 @@ impl EngineView {
                     "active_conns": s.active,
                     "inactive_conns": s.inactive,
                     "checks": checks,
+                    "admin": admin_json(s, secs),
+                    "slow_start": s.slow_start.map(|(step, steps, left)| json!({
+                        "step": step,
+                        "steps": steps,
+                        "remaining_seconds": left.as_secs_f64(),
+                    })),
+                    "agent": s.agent.as_ref().map(|r| json!({
+                        "said": agent_said(r),
+                        "health": r.health.map(|h| match h {
+                            lvs_hc_core::admin::AgentHealth::Up => "up",
+                            lvs_hc_core::admin::AgentHealth::Down => "down",
+                        }),
+                        "admin": r.admin.map(|a| match a {
+                            lvs_hc_core::admin::AgentAdmin::Ready => "ready",
+                            lvs_hc_core::admin::AgentAdmin::Drain => "drain",
+                            lvs_hc_core::admin::AgentAdmin::Maint => "maint",
+                        }),
+                        "weight_percent": r.weight_percent,
+                        "text": r.text,
+                    })),
                 });
                 out.push_str(&server.to_string());
             }
@@ -347,8 +393,34 @@ fn open_object(v: &Value) -> String {
     text
 }
 
+/// A server's `admin` in `/status`: the mark in force and every source's, or null when
+/// enabled. `secs` turns an age into seconds ago at the time of the answer.
+fn admin_json(s: &ServerView, secs: impl Fn(Duration) -> f64) -> Value {
+    let mark = |(m, ago): &(AdminMark, Duration)| {
+        json!({
+            "state": m.state.as_str(),
+            "source": m.source.as_str(),
+            "reason": m.reason,
+            "since_seconds_ago": secs(*ago),
+            "drain_timeout_seconds": m.drain_timeout.map(|t| t.as_secs_f64()),
+        })
+    };
+    let Some(first) = s.admin.first() else {
+        return Value::Null;
+    };
+    let mut v = mark(first);
+    v["drained"] = json!(s.drained);
+    v["marks"] = Value::Array(s.admin.iter().map(mark).collect());
+    v
+}
+
+/// An agent's reply in its own words, prefixed: `agent: up 75%`.
+fn agent_words(r: &AgentReport) -> String {
+    format!("agent: {}", agent_said(r))
+}
+
 /// An agent's reply in its own words: `up 75%`, `drain (kernel patching)`.
-fn agent_words(r: &lvs_hc_core::admin::AgentReport) -> String {
+fn agent_said(r: &AgentReport) -> String {
     use lvs_hc_core::admin::{AgentAdmin, AgentHealth};
     let mut words = Vec::new();
     match r.health {
@@ -365,7 +437,7 @@ fn agent_words(r: &lvs_hc_core::admin::AgentReport) -> String {
     if let Some(p) = r.weight_percent {
         words.push(format!("{p}%"));
     }
-    let mut text = format!("agent: {}", words.join(" "));
+    let mut text = words.join(" ");
     if !r.text.is_empty() {
         text.push_str(&format!(" ({})", r.text));
     }

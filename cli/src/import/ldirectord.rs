@@ -128,9 +128,13 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
                 format!("{k} not carried over: lvs-hc sends no e-mail; watch its events (journal, metrics, `lvs-hc status`)"),
             ),
             "logfile" | "execute" | "fork" | "supervised" | "autoreload" | "callback" | "cleanstop"
-            | "readdquiescent" | "maintenancedir" | "fallbackcommand" => cx.note(
+            | "readdquiescent" | "fallbackcommand" => cx.note(
                 line,
                 format!("{k} not carried over: an ldirectord daemon setting with no lvs-hc equivalent (lvs-hc runs under systemd; `lvs-hc reload` rereads the file)"),
+            ),
+            "maintenancedir" => cx.note(
+                line,
+                format!("maintenancedir not carried over: add `maintenance_dir = \"{val}\"` to [daemon] (files named ADDR or ADDR:PORT work as in ldirectord; host names do not)"),
             ),
             _ => cx.note(line, format!("unknown setting `{k}`; not carried over")),
         }

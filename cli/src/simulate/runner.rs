@@ -139,10 +139,20 @@ pub fn run_schedule(
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 };
+                // Each life takes the administrative states recorded so far, then the ones
+                // that come while it runs.
+                let (admin_tx, admin_rx) = tokio::sync::mpsc::unbounded_channel();
+                let initial_admin = {
+                    let mut w = world.borrow_mut();
+                    w.admin_tx = Some(admin_tx);
+                    w.admin.values().cloned().collect()
+                };
                 let options = RunOptions {
                     fd_budget: None,
                     seed: Some(seed.wrapping_add(life)),
                     queries: None,
+                    admin: Some(admin_rx),
+                    initial_admin,
                     reloads: reloads.take(),
                     // Every probe on the simulation's one thread, whatever the configuration
                     // says: turmoil's network is the thread's, and its order is the seed's.
@@ -216,6 +226,7 @@ pub fn run_schedule(
                 Action::Reload(c) => {
                     let _ = reload_tx.send((**c).clone());
                 }
+                Action::Admin(change) => w.admin(change.clone()),
             }
             actions.next();
         }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use lvs_hc_core::admin::{AdminChange, AdminState};
 use lvs_hc_core::config::Server;
 use lvs_hc_core::rng::SplitMix64;
 use lvs_hc_core::time::format_duration;
@@ -129,6 +130,10 @@ pub enum Action {
     Restart,
     /// A new configuration is loaded.
     Reload(Box<Config>),
+    /// An operator's command (or a maintenance file) changes a server's administrative state.
+    /// Kept like the daemon's state file: a restart brings it back (see
+    /// [`super::World::admin`]).
+    Admin(AdminChange),
 }
 
 impl std::fmt::Display for Action {
@@ -146,6 +151,20 @@ impl std::fmt::Display for Action {
             Action::RestoreOps => write!(f, "IPVS operations work again"),
             Action::Restart => write!(f, "lvs-hc restarts"),
             Action::Reload(_) => write!(f, "configuration reloaded"),
+            Action::Admin(c) => {
+                let by = c.source.label();
+                match c.state {
+                    AdminState::Enabled => write!(f, "{by}: enable {} in {}", c.server, c.service)?,
+                    AdminState::Drain => write!(f, "{by}: drain {} in {}", c.server, c.service)?,
+                    AdminState::Disabled => {
+                        write!(f, "{by}: disable {} in {}", c.server, c.service)?
+                    }
+                }
+                if !c.reason.is_empty() {
+                    write!(f, " ({})", c.reason)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -464,6 +483,21 @@ impl FaultSchedule {
             heal_at,
             actions,
         })
+    }
+
+    /// The schedule with an administrative change at `at` (an operator's command, or a
+    /// maintenance file appearing or going), in time order among the other actions: how
+    /// scenarios drain, disable and enable servers during faults.
+    pub fn with_admin(mut self, at: Duration, change: AdminChange) -> FaultSchedule {
+        let i = self.actions.partition_point(|a| a.at <= at);
+        self.actions.insert(
+            i,
+            TimedAction {
+                at,
+                action: Action::Admin(change),
+            },
+        );
+        self
     }
 
     /// Every real server the simulation must run (including ones a reload adds).

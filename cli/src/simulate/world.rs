@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
-use lvs_hc_core::{Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus};
+use lvs_hc_core::admin::{AdminChange, AdminSource, AdminState};
+use lvs_hc_core::{
+    Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus, ServiceKey,
+};
 
 use super::servers::Behaviour;
 use crate::driver::Observer;
@@ -43,9 +46,31 @@ pub struct World {
     pub connections: usize,
     /// Requests answered on a connection that had answered one before (keep-alive).
     pub reused_answers: usize,
+    /// The administrative states asked for so far ([`super::Action::Admin`]), by service,
+    /// server and source: the simulation's state file. Each life of the daemon starts with
+    /// them, as the daemon reads its state file (and maintenance directory) before its first
+    /// output.
+    pub admin: BTreeMap<(ServiceKey, SocketAddr, AdminSource), AdminChange>,
+    /// Where [`super::Action::Admin`] is sent: the running life's channel.
+    pub admin_tx: Option<tokio::sync::mpsc::UnboundedSender<AdminChange>>,
 }
 
 impl World {
+    /// Records an administrative change, as the daemon writes its state file, and hands it to
+    /// the running life of the daemon, if any (a life that ends before taking it leaves it to
+    /// the next, which starts with every recorded one).
+    pub fn admin(&mut self, change: AdminChange) {
+        let key = (change.service, change.server, change.source);
+        if change.state == AdminState::Enabled {
+            self.admin.remove(&key);
+        } else {
+            self.admin.insert(key, change.clone());
+        }
+        if let Some(tx) = &self.admin_tx {
+            let _ = tx.send(change);
+        }
+    }
+
     /// How `server` behaves now.
     pub fn behaviour_of(&self, server: SocketAddr) -> Behaviour {
         self.behaviour

@@ -169,7 +169,7 @@ impl Daemon {
     pub fn lvs_hc(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args);
-        if args.first() == Some(&"reload") {
+        if matches!(args.first(), Some(&"reload" | &"server")) {
             cmd.arg("--control").arg(&self.control);
         } else {
             cmd.args(["--api", &self.api]);

@@ -154,8 +154,31 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
         }
         d.control_group = Some(group.to_string());
     }
+    if let Some(f) = t.get("state_dir") {
+        d.state_dir = absolute_dir(&f, "an absolute path such as /var/lib/lvs-hc")?;
+    }
+    if let Some(f) = t.get("maintenance_dir") {
+        let text = f.str()?;
+        d.maintenance_dir = if text == "off" {
+            None
+        } else {
+            Some(absolute_dir(
+                &f,
+                "`off` or an absolute path such as /etc/lvs-hc/maintenance",
+            )?)
+        };
+    }
     t.finish()?;
     Ok(d)
+}
+
+/// A directory's absolute path (`state_dir`, `maintenance_dir`).
+fn absolute_dir(f: &Field<'_>, allowed: &str) -> Result<std::path::PathBuf> {
+    let path = f.str()?;
+    if !path.starts_with('/') || path.contains('\0') {
+        return Err(f.err(format!("`{path}` is not {allowed}")));
+    }
+    Ok(path.into())
 }
 
 const SCHEDULER_HELP: &str = "a kernel scheduler name of 1 to 15 lowercase letters, digits or `_` \

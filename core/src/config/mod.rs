@@ -80,6 +80,12 @@ pub struct DaemonSettings {
     /// The group the control socket belongs to (`control_group`, a name or a number), so its
     /// members may use it when `control_mode` lets the group write.
     pub control_group: Option<String>,
+    /// Where the daemon keeps what must survive a restart: the operators' administrative
+    /// states (`admin.json`). Default `/var/lib/lvs-hc` (systemd's `StateDirectory=lvs-hc`).
+    pub state_dir: PathBuf,
+    /// A directory whose files take servers out while they exist (`maintenance_dir`); `None`:
+    /// off (the default).
+    pub maintenance_dir: Option<PathBuf>,
 }
 
 /// Where the control socket listens (`[daemon] control`).
@@ -188,6 +194,11 @@ pub struct DirectorSettings {
     pub interface: Option<String>,
 }
 
+impl DaemonSettings {
+    /// The default `state_dir`.
+    pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/lvs-hc";
+}
+
 impl Default for DaemonSettings {
     fn default() -> Self {
         DaemonSettings {
@@ -205,6 +216,8 @@ impl Default for DaemonSettings {
             control: ControlListen::BesideLock,
             control_mode: 0o600,
             control_group: None,
+            state_dir: PathBuf::from(DaemonSettings::DEFAULT_STATE_DIR),
+            maintenance_dir: None,
         }
     }
 }
