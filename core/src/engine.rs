@@ -18,7 +18,9 @@ use crate::admin::{
     self, AdminChange, AdminMark, AdminSource, AdminState, AgentAdmin, AgentReport, Ramp,
     DEFAULT_DRAIN_TIMEOUT,
 };
-use crate::config::{Check, Config, FailureAction, Manage, Server, Timing, VirtualService};
+use crate::config::{
+    Check, CheckKind, Config, FailureAction, Manage, Server, Timing, VirtualService,
+};
 use crate::desired::{desired_service, AdminView, DesiredService, ServerRef, ServerView};
 use crate::diff::{diff, diff_service};
 use crate::event::{Event, EventKind};
@@ -307,6 +309,22 @@ fn servers_of(svc: &VirtualService) -> impl Iterator<Item = (ServerRef, &Server)
 }
 
 impl ProbeSlot {
+    /// What this probe says of its server's health. An agent that has not answered yet (or
+    /// never does) says nothing: it neither holds its server back nor lets it in; the other
+    /// checks decide.
+    fn health(&self) -> Health {
+        match (self.hysteresis.state(), &self.check.kind) {
+            (Health::Unknown, CheckKind::Agent(_)) => Health::Up,
+            (state, _) => state,
+        }
+    }
+
+    /// Whether this probe holds its server's fallback back until its first result (an agent
+    /// does not: see [`ProbeSlot::health`]).
+    fn awaited(&self) -> bool {
+        self.last_verdict.is_none() && !matches!(self.check.kind, CheckKind::Agent(_))
+    }
+
     fn new(server: SocketAddr, check: Arc<Check>) -> ProbeSlot {
         ProbeSlot {
             server,
@@ -770,11 +788,8 @@ impl Engine {
             .min();
         let key = self.config.services[si].key;
         let draining = self.draining(key, slot.addr);
-        let pending = slot.health == Health::Unknown
-            && slot
-                .probes
-                .iter()
-                .any(|&p| self.probes[p].last_verdict.is_none());
+        let pending =
+            slot.health == Health::Unknown && slot.probes.iter().any(|&p| self.probes[p].awaited());
         let base = reported.unwrap_or(configured);
         let percent = slot
             .probes
@@ -1016,7 +1031,7 @@ impl Engine {
                     .iter()
                     .map(|check| index[&(server.addr, check.clone())])
                     .collect();
-                let health = Health::all(probe_ids.iter().map(|&p| probes[p].hysteresis.state()));
+                let health = Health::all(probe_ids.iter().map(|&p| probes[p].health()));
                 let (since, reason) = match old_servers.remove(&(svc.key, server.addr, is_fallback))
                 {
                     Some(old) if old.health == health => (old.since, old.reason),
@@ -1445,11 +1460,7 @@ impl Engine {
     fn update_server_health(&mut self, si: usize, r: ServerRef, reason: &str) {
         let now = self.now;
         let slot = self.services[si].server(r);
-        let health = Health::all(
-            slot.probes
-                .iter()
-                .map(|&p| self.probes[p].hysteresis.state()),
-        );
+        let health = Health::all(slot.probes.iter().map(|&p| self.probes[p].health()));
         if health == slot.health {
             return;
         }
@@ -1460,7 +1471,7 @@ impl Engine {
                 .probes
                 .iter()
                 .copied()
-                .find(|&p| self.probes[p].hysteresis.state() == health)
+                .find(|&p| self.probes[p].health() == health)
                 .unwrap_or(slot.probes[0]);
             format!("{}: {reason}", self.probes[pi].check.label())
         } else {

@@ -144,3 +144,18 @@ fn agent_percentage_and_slow_start_combine_by_the_one_rule() {
     h.run_for(Duration::from_secs(12));
     assert_eq!(h.weight_of(RS1), Some(5), "full weight is 50% of 10");
 }
+
+#[test]
+fn a_server_whose_agent_never_answers_serves_on_its_other_checks() {
+    let mut h = Harness::new(&config(""), Table::new());
+    says(&mut h, RS1, None);
+    says(&mut h, RS2, Some("nonsense"));
+    h.run_until(at(3.0));
+    assert_eq!(h.weight_of(RS1), Some(10), "in on its http check alone");
+    assert_eq!(h.weight_of(RS2), Some(1));
+    let status = h.engine.status();
+    assert!(status
+        .iter()
+        .filter(|s| !s.fallback)
+        .all(|s| s.health == lvs_hc_core::Health::Up));
+}
