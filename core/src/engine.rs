@@ -694,7 +694,7 @@ impl Engine {
             .iter()
             .flat_map(|((key, addr), marks)| marks.iter().map(|m| (*key, *addr, m.clone())))
             .collect();
-        out.sort_by(|a, b| (a.0, a.1, a.2.source).cmp(&(b.0, b.1, b.2.source)));
+        out.sort_by_key(|a| (a.0, a.1, a.2.source));
         out
     }
 

@@ -51,6 +51,10 @@ pub struct ServiceView {
     pub fallback_active: bool,
     /// Its quorum.
     pub quorum: usize,
+    /// Real servers counted healthy for the quorum (up, or serving while not yet probed;
+    /// never one an operator, a file or an agent took out); `None` before the first table
+    /// read.
+    pub healthy: Option<usize>,
     /// Its real and fallback servers.
     pub servers: Vec<ServerView>,
 }
@@ -197,6 +201,7 @@ impl EngineView {
                 in_table: entry.is_some(),
                 fallback_active,
                 quorum: svc.quorum,
+                healthy: desired.as_ref().map(|d| d.healthy),
                 servers,
             });
         }
@@ -323,8 +328,9 @@ impl EngineView {
         out
     }
 
-    /// Per-server gauges: health state, whether the server is in the kernel table, its kernel
-    /// weight; and the count of probes that cannot run.
+    /// Per-server gauges: health state, administrative state, whether the server is in the
+    /// kernel table, its kernel and desired weight, its slow start; per-service gauges: quorum,
+    /// healthy servers, fallback; and the count of probes that cannot run.
     pub fn render_metrics(&self, out: &mut String) {
         let _ = writeln!(
             out,
@@ -381,6 +387,89 @@ impl EngineView {
             if let Some(w) = s.kernel_weight {
                 let _ = writeln!(out, "lvs_hc_server_kernel_weight{{{labels}}} {w}");
             }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_server_desired_weight The weight lvs-hc wants the server to have in \
+             the kernel table (absent when it should be out): health, administrative state, \
+             agent and slow start applied.\n# TYPE lvs_hc_server_desired_weight gauge"
+        );
+        for (labels, s) in servers() {
+            if let Some(w) = s.desired_weight {
+                let _ = writeln!(out, "lvs_hc_server_desired_weight{{{labels}}} {w}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_server_admin_state The server's administrative state in force (1): \
+             enabled, drain or disabled, and who set it (none, operator, maintenance, agent).\n\
+             # TYPE lvs_hc_server_admin_state gauge"
+        );
+        for (labels, s) in servers() {
+            let (state, source) = match s.admin.first() {
+                Some((m, _)) => (m.state.as_str(), m.source.as_str()),
+                None => ("enabled", "none"),
+            };
+            let _ = writeln!(
+                out,
+                "lvs_hc_server_admin_state{{{labels},state=\"{state}\",source=\"{source}\"}} 1"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_server_slow_start_remaining_seconds Time until a returning server \
+             reaches its full weight (slow_start); 0 when it is not ramping.\n\
+             # TYPE lvs_hc_server_slow_start_remaining_seconds gauge"
+        );
+        for (labels, s) in servers() {
+            if s.fallback {
+                continue;
+            }
+            let left = s.slow_start.map_or(0.0, |(_, _, left)| left.as_secs_f64());
+            let _ = writeln!(
+                out,
+                "lvs_hc_server_slow_start_remaining_seconds{{{labels}}} {left}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_service_quorum Real servers a service needs healthy before its \
+             fallback leaves.\n# TYPE lvs_hc_service_quorum gauge"
+        );
+        for svc in &self.services {
+            let _ = writeln!(
+                out,
+                "lvs_hc_service_quorum{{service=\"{}\"}} {}",
+                svc.key, svc.quorum
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_service_healthy_servers Real servers counted healthy for the quorum \
+             (not those taken out by an operator, a maintenance file or an agent).\n\
+             # TYPE lvs_hc_service_healthy_servers gauge"
+        );
+        for svc in &self.services {
+            if let Some(h) = svc.healthy {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_service_healthy_servers{{service=\"{}\"}} {h}",
+                    svc.key
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lvs_hc_service_fallback_active Whether a fallback server of the service is \
+             in the kernel table with a weight.\n# TYPE lvs_hc_service_fallback_active gauge"
+        );
+        for svc in &self.services {
+            let _ = writeln!(
+                out,
+                "lvs_hc_service_fallback_active{{service=\"{}\"}} {}",
+                svc.key,
+                u8::from(svc.fallback_active)
+            );
         }
     }
 }

@@ -261,13 +261,19 @@ impl Drop for Daemon {
     }
 }
 
-/// A plain HTTP/1.0 GET over the daemon's unix socket.
+/// A plain HTTP/1.0 GET on the daemon's API: `unix:PATH` or `ADDR:PORT`.
 pub fn http_get(api: &str, path: &str) -> String {
-    let sock = api.strip_prefix("unix:").unwrap();
-    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    if let Some(sock) = api.strip_prefix("unix:") {
+        let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        s.read_to_string(&mut text).unwrap();
+    } else {
+        let mut s = std::net::TcpStream::connect(api).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        s.read_to_string(&mut text).unwrap();
+    }
     let (_, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
     body.to_string()
 }
