@@ -47,7 +47,7 @@ fn config(
     text
 }
 
-fn server_of<'a>(status: &'a Value, service: usize, addr: SocketAddr) -> &'a Value {
+fn server_of(status: &Value, service: usize, addr: SocketAddr) -> &Value {
     status["services"][service]["servers"]
         .as_array()
         .unwrap()
