@@ -216,6 +216,18 @@ pub fn run_schedule(
                 Action::Reload(c) => {
                     let _ = reload_tx.send((**c).clone());
                 }
+                Action::Agent(s, reply) => {
+                    w.agent_replies.insert(*s, reply.clone());
+                }
+                Action::Connections(k, d, n) => {
+                    w.kernel
+                        .state
+                        .counters
+                        .dests
+                        .entry((*k, *d))
+                        .or_default()
+                        .active = *n;
+                }
             }
             actions.next();
         }

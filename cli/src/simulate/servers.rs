@@ -1,7 +1,8 @@
 //! The simulated real servers: a listener on every port a check probes, answering HTTP, HTTPS
 //! (with a test certificate), DNS (over UDP and TCP), UDP datagrams, a tcp send/expect
 //! exchange, SMTP (with STARTTLS when a check asks for it), the gRPC health service (h2c, or TLS
-//! with ALPN h2) or just accepting, as the server behaves at the time.
+//! with ALPN h2), an agent (HAProxy's agent protocol: the line the schedule gives it) or just
+//! accepting, as the server behaves at the time.
 //!
 //! Turmoil models no ICMP: a killed server's UDP port drops datagrams in silence, so a udp or
 //! dns probe of it times out instead of seeing "ICMP port unreachable".
@@ -55,6 +56,27 @@ impl Behaviour {
     }
 }
 
+/// How a server's simulated agent answers (see [`Action::Agent`](super::Action::Agent)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentReply {
+    /// It says this line (without its line ending).
+    Says(String),
+    /// It accepts connections and never answers: probes of it time out.
+    Silent,
+    /// It is not running: its port refuses connections.
+    Stopped,
+}
+
+impl std::fmt::Display for AgentReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentReply::Says(line) => write!(f, "says \"{}\"", line.escape_debug()),
+            AgentReply::Silent => f.write_str("falls silent"),
+            AgentReply::Stopped => f.write_str("stops (its port refuses)"),
+        }
+    }
+}
+
 /// Every simulated host and what it listens on, from every configuration of a run (the
 /// first, and any a reload brings in): real servers and fallbacks with checks.
 #[derive(Debug, Default)]
@@ -91,6 +113,9 @@ pub(crate) struct Listener {
     pub(crate) line: Option<Line>,
     /// Whether a dns check asks over UDP.
     pub(crate) dns_udp: bool,
+    /// Whether an agent check probes it: connections then get the server's agent (see
+    /// [`AgentReply`]), whatever other checks probe the same port.
+    pub(crate) agent: bool,
 }
 
 impl Listener {
@@ -168,6 +193,7 @@ impl Sites {
         let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut smtp: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut grpc: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut agents: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
         let mut dns: BTreeMap<SocketAddr, Vec<DnsCheck>> = BTreeMap::new();
         let mut udp_replies: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
@@ -215,7 +241,11 @@ impl Sites {
                         }
                         continue;
                     }
-                    CheckKind::Exec(_) | CheckKind::Ping | CheckKind::Agent(_) => continue,
+                    CheckKind::Agent(_) => {
+                        agents.insert(target);
+                        continue;
+                    }
+                    CheckKind::Exec(_) | CheckKind::Ping => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {
@@ -252,6 +282,7 @@ impl Sites {
                 udp_reply: udp_replies.remove(&target),
                 line: lines.remove(&target),
                 grpc: grpc.contains(&target),
+                agent: agents.contains(&target),
             };
             sites
                 .hosts
@@ -484,8 +515,13 @@ fn dns_answer(zone: &BTreeMap<String, ZoneEntry>, query: &[u8], b: Behaviour) ->
 async fn serve(world: WorldRef, ip: IpAddr, port: u16, listener: Rc<Listener>) -> turmoil::Result {
     let bind = bind_address(ip, port);
     let mut socket = None;
+    let dead = |world: &WorldRef| {
+        let w = world.borrow();
+        w.behaviour_of(listener.server) == Behaviour::Killed
+            || (listener.agent && w.agent_of(listener.server) == AgentReply::Stopped)
+    };
     loop {
-        if world.borrow().behaviour_of(listener.server) == Behaviour::Killed {
+        if dead(&world) {
             // A dead process: nothing listens, connections are refused.
             socket = None;
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -518,6 +554,9 @@ async fn connection(
     listener: Rc<Listener>,
     mut stream: turmoil::net::TcpStream,
 ) -> std::io::Result<()> {
+    if listener.agent {
+        return agent(world, listener, stream).await;
+    }
     if listener.smtp {
         return smtp(world, listener, stream).await;
     }
@@ -735,6 +774,41 @@ async fn line(
     // Until the probe closes, or the server is killed.
     let _ = read_until(&world, &listener, &mut stream, &mut seen, |_| false).await?;
     Ok(())
+}
+
+/// An agent, in HAProxy's agent protocol: it says its line at once (however the server's
+/// service misbehaves: the agent is a process of its own), closes its side, and keeps what the
+/// probe sent until the probe closes; or says nothing, as the schedule has it. It shares the server's fate otherwise: a
+/// killed server's agent port refuses, a black hole holds its line, a slow server's agent
+/// answers far too late.
+async fn agent(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    mut stream: turmoil::net::TcpStream,
+) -> std::io::Result<()> {
+    if respond_as(&world, &listener).await.is_none() {
+        return Ok(());
+    }
+    let reply = world.borrow().agent_of(listener.server);
+    match reply {
+        AgentReply::Says(line) => {
+            stream.write_all(format!("{line}\n").as_bytes()).await?;
+            stream.shutdown().await?;
+        }
+        AgentReply::Silent => {}
+        // Stopped since the connection came in: it goes with the process.
+        AgentReply::Stopped => return Ok(()),
+    }
+    let mut seen = Vec::new();
+    // Until the probe closes, or the server is killed.
+    let closed = read_until(&world, &listener, &mut stream, &mut seen, |_| false).await;
+    world
+        .borrow_mut()
+        .agent_received
+        .entry(listener.server)
+        .or_default()
+        .push(seen);
+    closed.map(drop)
 }
 
 /// DNS over TCP: each message after its two-byte length, answered as over UDP.

@@ -11,7 +11,7 @@ use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 use lvs_hc_core::{Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus};
 
-use super::servers::Behaviour;
+use super::servers::{AgentReply, Behaviour};
 use crate::driver::Observer;
 
 /// What the simulation shares between its hosts and its controller.
@@ -43,6 +43,10 @@ pub struct World {
     pub connections: usize,
     /// Requests answered on a connection that had answered one before (keep-alive).
     pub reused_answers: usize,
+    /// How each server's agent answers now (`up` when absent).
+    pub agent_replies: BTreeMap<SocketAddr, AgentReply>,
+    /// What the simulated agents received from probes, connection by connection, by server.
+    pub agent_received: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
 }
 
 impl World {
@@ -52,6 +56,14 @@ impl World {
             .get(&server)
             .copied()
             .unwrap_or(Behaviour::Healthy)
+    }
+
+    /// How `server`'s agent answers now.
+    pub fn agent_of(&self, server: SocketAddr) -> AgentReply {
+        self.agent_replies
+            .get(&server)
+            .cloned()
+            .unwrap_or_else(|| AgentReply::Says("up".into()))
     }
 }
 
