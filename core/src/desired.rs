@@ -28,6 +28,20 @@ pub struct ServerView {
     /// learned of it). Such a server holds back the fallback until its first result: it may
     /// well be healthy, and a sorry page for the first milliseconds helps nobody.
     pub pending: bool,
+    /// What its administrative state leaves of it (see [`crate::admin`]).
+    pub admin: AdminView,
+}
+
+/// What a server's administrative state leaves of it, whatever its health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminView {
+    /// Enabled: in or out by health.
+    InService,
+    /// Drained by an operator, a maintenance file or its agent, connections not yet ended:
+    /// weight 0, not counted healthy.
+    Draining,
+    /// Disabled, or its drain is over: out, not counted healthy.
+    Out,
 }
 
 /// A service's desired entry, and how many real servers counted as healthy for the quorum.
@@ -44,6 +58,8 @@ pub struct DesiredService {
 
 /// What `svc` should look like in the kernel.
 ///
+/// - Servers an operator, a maintenance file or an agent took out are out, or at weight 0
+///   while they drain, and are not counted healthy, whatever their health.
 /// - Up servers are in at their weight.
 /// - Servers without a verdict yet stay as the kernel has them (`believed`): nothing is removed
 ///   that is not known to be failed, nothing added that has not passed (restart safety). With
@@ -62,6 +78,17 @@ pub fn desired_service(
     let mut pending = 0;
     for (i, server) in svc.servers.iter().enumerate() {
         let v = view(ServerRef::Real(i));
+        match v.admin {
+            AdminView::InService => {}
+            AdminView::Draining => {
+                reals.push((server.addr, Some(server.dest_params(0))));
+                continue;
+            }
+            AdminView::Out => {
+                reals.push((server.addr, None));
+                continue;
+            }
+        }
         let counted_before = healthy;
         let params = match v.health {
             Health::Up => {
@@ -105,6 +132,15 @@ pub fn desired_service(
     if healthy < svc.quorum && (healthy + pending < svc.quorum || fallback_serving) {
         for (i, fb) in svc.fallbacks.iter().enumerate() {
             let v = view(ServerRef::Fallback(i));
+            match v.admin {
+                AdminView::InService => {}
+                // Drained: weight 0 while its connections end; no sorry page from it.
+                AdminView::Draining => {
+                    dests.insert(fb.addr, fb.dest_params(0));
+                    continue;
+                }
+                AdminView::Out => continue,
+            }
             let params = match v.health {
                 Health::Up => Some(fb.dest_params(v.weight)),
                 // No verdict yet on a fallback with checks: keep it as the kernel has it.

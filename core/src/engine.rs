@@ -14,9 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::{AdminChange, AdminMark, AgentReport, Ramp};
+use crate::admin::{
+    self, AdminChange, AdminMark, AdminSource, AdminState, AgentAdmin, AgentReport, Ramp,
+    DEFAULT_DRAIN_TIMEOUT,
+};
 use crate::config::{Check, Config, FailureAction, Manage, Server, Timing, VirtualService};
-use crate::desired::{desired_service, DesiredService, ServerRef, ServerView};
+use crate::desired::{desired_service, AdminView, DesiredService, ServerRef, ServerView};
 use crate::diff::{diff, diff_service};
 use crate::event::{Event, EventKind};
 use crate::health::{Health, Hysteresis, ProbeOutcome};
@@ -194,8 +197,54 @@ struct ProbeSlot {
     /// [`ProbeOutcome::DirectorFault`]); cleared by its next verdict.
     fault: Option<Fault>,
     weight: Option<u32>,
+    /// What the agent last said, for an agent check.
+    agent: Option<AgentState>,
     /// The servers this probe speaks for.
     users: Vec<(usize, ServerRef)>,
+}
+
+/// What an agent (an `agent` check) asks for: its last report, and the administrative state
+/// it set, which holds until it says `ready`.
+#[derive(Clone, Debug)]
+struct AgentState {
+    report: AgentReport,
+    /// `drain` or `maint`, since when, and the description it gave.
+    admin: Option<(AgentAdmin, Instant, String)>,
+}
+
+impl AgentState {
+    fn mark(&self) -> Option<AdminMark> {
+        let (word, since, reason) = self.admin.as_ref()?;
+        let state = match word {
+            AgentAdmin::Drain => AdminState::Drain,
+            AgentAdmin::Maint => AdminState::Disabled,
+            AgentAdmin::Ready => return None,
+        };
+        Some(AdminMark {
+            state,
+            source: AdminSource::Agent,
+            reason: reason.clone(),
+            since: *since,
+            drain_timeout: None,
+        })
+    }
+
+    fn state(&self) -> Option<AdminState> {
+        match self.admin.as_ref()?.0 {
+            AgentAdmin::Drain => Some(AdminState::Drain),
+            AgentAdmin::Maint => Some(AdminState::Disabled),
+            AgentAdmin::Ready => None,
+        }
+    }
+}
+
+/// The administrative state in force and who set it; `None` when enabled.
+type Effective = Option<(AdminState, AdminSource)>;
+
+/// Whether `a` is stricter than `b`: disabled over drain, then operator over maintenance
+/// over agent.
+fn stricter(a: (AdminState, AdminSource), b: (AdminState, AdminSource)) -> bool {
+    (std::cmp::Reverse(a.0), a.1) < (std::cmp::Reverse(b.0), b.1)
 }
 
 #[derive(Clone, Debug)]
@@ -269,6 +318,7 @@ impl ProbeSlot {
             last_verdict: None,
             fault: None,
             weight: None,
+            agent: None,
             users: Vec::new(),
         }
     }
@@ -441,6 +491,12 @@ pub struct Engine {
     pending: HashMap<Target, String>,
     retries: HashMap<Target, Retry>,
     drains: HashMap<(ServiceKey, SocketAddr), Drain>,
+    /// Operators' and maintenance files' marks, by service and server.
+    admin: HashMap<(ServiceKey, SocketAddr), Vec<AdminMark>>,
+    /// Administrative drains, by service and server.
+    admin_drains: HashMap<(ServiceKey, SocketAddr), Drain>,
+    /// Real servers in slow start, by service and server.
+    ramps: HashMap<(ServiceKey, SocketAddr), Ramp>,
     dirty: Dirty,
     duty: Duty,
     resync_due: Instant,
@@ -476,6 +532,9 @@ impl Engine {
             pending: HashMap::new(),
             retries: HashMap::new(),
             drains: HashMap::new(),
+            admin: HashMap::new(),
+            admin_drains: HashMap::new(),
+            ramps: HashMap::new(),
             dirty: Dirty::All,
             duty: Duty::Serve,
             resync_due: now,
@@ -630,7 +689,13 @@ impl Engine {
     /// come back with the agent's next answer), by service and server, for the daemon to keep
     /// across restarts.
     pub fn admin_marks(&self) -> Vec<(ServiceKey, SocketAddr, AdminMark)> {
-        Vec::new()
+        let mut out: Vec<(ServiceKey, SocketAddr, AdminMark)> = self
+            .admin
+            .iter()
+            .flat_map(|((key, addr), marks)| marks.iter().map(|m| (*key, *addr, m.clone())))
+            .collect();
+        out.sort_by(|a, b| (a.0, a.1, a.2.source).cmp(&(b.0, b.1, b.2.source)));
+        out
     }
 
     /// The state of every server, service by service in configuration order.
@@ -652,7 +717,7 @@ impl Engine {
                     since: s.since,
                     reason: s.reason.clone(),
                     weight: view.weight,
-                    draining: view.draining,
+                    draining: view.draining || view.admin == AdminView::Draining,
                     checks: s
                         .probes
                         .iter()
@@ -663,10 +728,19 @@ impl Engine {
                             )
                         })
                         .collect(),
-                    admin: Vec::new(),
-                    drained: false,
-                    slow_start: None,
-                    agent: None,
+                    admin: self.marks_of(si, r),
+                    drained: matches!(view.admin, AdminView::Out)
+                        && self
+                            .effective_admin(si, r)
+                            .is_some_and(|e| e.0 == AdminState::Drain),
+                    slow_start: match r {
+                        ServerRef::Real(_) => self.ramps.get(&(svc.key, s.addr)).copied(),
+                        ServerRef::Fallback(_) => None,
+                    },
+                    agent: s
+                        .probes
+                        .iter()
+                        .find_map(|&p| self.probes[p].agent.as_ref().map(|a| a.report.clone())),
                 });
             }
         }
@@ -701,12 +775,83 @@ impl Engine {
                 .probes
                 .iter()
                 .any(|&p| self.probes[p].last_verdict.is_none());
+        let base = reported.unwrap_or(configured);
+        let percent = slot
+            .probes
+            .iter()
+            .filter_map(|&p| self.probes[p].agent.as_ref()?.report.weight_percent)
+            .min();
+        let ramp = match r {
+            ServerRef::Real(_) if !self.ramps.is_empty() => self
+                .ramps
+                .get(&(key, slot.addr))
+                .map(|ramp| (ramp.step, ramp.steps)),
+            _ => None,
+        };
+        let weight = if percent.is_none() && ramp.is_none() {
+            base
+        } else {
+            admin::weight(base, percent, ramp)
+        };
+        let admin = match self.effective_admin(si, r) {
+            None => AdminView::InService,
+            Some((AdminState::Drain, _)) => match self.admin_drains.get(&(key, slot.addr)) {
+                Some(Drain::Running { .. }) => AdminView::Draining,
+                _ => AdminView::Out,
+            },
+            Some(_) => AdminView::Out,
+        };
         ServerView {
             health: slot.health,
-            weight: reported.unwrap_or(configured),
+            weight,
             draining,
             pending,
+            admin,
         }
+    }
+
+    /// The administrative state in force for a server: the strictest of its operator's,
+    /// maintenance file's and agent's marks. Cheap when there are none.
+    fn effective_admin(&self, si: usize, r: ServerRef) -> Effective {
+        let slot = self.services[si].server(r);
+        let mut best: Effective = None;
+        let mut consider = |candidate: (AdminState, AdminSource)| {
+            if candidate.0 != AdminState::Enabled && best.is_none_or(|b| stricter(candidate, b)) {
+                best = Some(candidate);
+            }
+        };
+        if !self.admin.is_empty() {
+            let key = self.config.services[si].key;
+            for m in self.admin.get(&(key, slot.addr)).into_iter().flatten() {
+                consider((m.state, m.source));
+            }
+        }
+        for &p in &slot.probes {
+            if let Some(state) = self.probes[p].agent.as_ref().and_then(AgentState::state) {
+                consider((state, AdminSource::Agent));
+            }
+        }
+        best
+    }
+
+    /// Every administrative mark of a server, strictest first.
+    fn marks_of(&self, si: usize, r: ServerRef) -> Vec<AdminMark> {
+        let slot = self.services[si].server(r);
+        let key = self.config.services[si].key;
+        let mut marks: Vec<AdminMark> = self
+            .admin
+            .get(&(key, slot.addr))
+            .cloned()
+            .unwrap_or_default();
+        for &p in &slot.probes {
+            if let Some(m) = self.probes[p].agent.as_ref().and_then(AgentState::mark) {
+                if !marks.contains(&m) {
+                    marks.push(m);
+                }
+            }
+        }
+        marks.sort_by_key(|m| (std::cmp::Reverse(m.state), m.source));
+        marks
     }
 
     /// A random time of at most `timing_jitter` (or any window).
@@ -741,6 +886,42 @@ impl Engine {
             .flat_map(|s| s.servers.iter().map(move |r| (s.key, r.addr)))
             .collect();
         self.drains.retain(|k, _| real_addrs.contains(k));
+        let ramping: BTreeSet<ServiceKey> = config
+            .services
+            .iter()
+            .filter(|s| s.slow_start.is_some())
+            .map(|s| s.key)
+            .collect();
+        self.ramps
+            .retain(|k, _| real_addrs.contains(k) && ramping.contains(&k.0));
+        let all_addrs: BTreeSet<(ServiceKey, SocketAddr)> = config
+            .services
+            .iter()
+            .flat_map(|s| {
+                let fallbacks = s.fallbacks.iter().map(move |f| (s.key, f.addr));
+                s.servers
+                    .iter()
+                    .map(move |r| (s.key, r.addr))
+                    .chain(fallbacks)
+            })
+            .collect();
+        self.admin_drains.retain(|k, _| all_addrs.contains(k));
+        let mut forgotten = Vec::new();
+        self.admin.retain(|k, marks| {
+            let keep = all_addrs.contains(k);
+            if !keep {
+                forgotten.extend(marks.iter().map(|m| (*k, m.state, m.source)));
+            }
+            keep
+        });
+        for ((service, server), state, source) in forgotten {
+            self.emit(EventKind::AdminForgotten {
+                service,
+                server,
+                state,
+                source,
+            });
+        }
         self.service_index = config
             .services
             .iter()
@@ -944,7 +1125,160 @@ impl Engine {
         }
     }
 
-    fn handle_admin(&mut self, _change: AdminChange) {}
+    // ---- administrative states ------------------------------------------------------------
+
+    /// Where `server` is in service `si`, as a real server or a fallback.
+    fn find_server(&self, si: usize, server: SocketAddr) -> Option<ServerRef> {
+        let svc = &self.config.services[si];
+        if let Some(i) = svc.servers.iter().position(|s| s.addr == server) {
+            return Some(ServerRef::Real(i));
+        }
+        svc.fallbacks
+            .iter()
+            .position(|s| s.addr == server)
+            .map(ServerRef::Fallback)
+    }
+
+    fn handle_admin(&mut self, change: AdminChange) {
+        let found = self
+            .service_index
+            .get(&change.service)
+            .and_then(|&si| Some((si, self.find_server(si, change.server)?)));
+        let Some((si, r)) = found else {
+            self.emit(EventKind::AdminIgnored {
+                service: change.service,
+                server: change.server,
+            });
+            return;
+        };
+        let now = self.now;
+        let before = self.effective_admin(si, r);
+        let entry = (change.service, change.server);
+        let marks = self.admin.entry(entry).or_default();
+        let kept_since = marks
+            .iter()
+            .find(|m| m.source == change.source && m.state == change.state)
+            .map(|m| m.since);
+        marks.retain(|m| m.source != change.source);
+        if change.state != AdminState::Enabled {
+            marks.push(AdminMark {
+                state: change.state,
+                source: change.source,
+                reason: change.reason.clone(),
+                since: kept_since.unwrap_or(now),
+                drain_timeout: change.drain_timeout,
+            });
+        }
+        if marks.is_empty() {
+            self.admin.remove(&entry);
+        }
+        let after = self.effective_admin(si, r);
+        self.emit(EventKind::AdminChanged {
+            service: change.service,
+            server: change.server,
+            source: change.source,
+            state: change.state,
+            effective: after.map_or(AdminState::Enabled, |a| a.0),
+            reason: change.reason,
+        });
+        self.admin_transition(si, r, before, after);
+    }
+
+    /// What a change of a server's administrative state in force sets off: a drain begins
+    /// (or, for a server already out, is over at once), a slow start begins when an up server
+    /// is enabled, a ramp ends when the server is taken out.
+    fn admin_transition(&mut self, si: usize, r: ServerRef, before: Effective, after: Effective) {
+        let was = before.map_or(AdminState::Enabled, |b| b.0);
+        let is = after.map_or(AdminState::Enabled, |a| a.0);
+        let key = self.config.services[si].key;
+        let addr = self.services[si].server(r).addr;
+        self.dirty.mark(key);
+        if was == is {
+            return;
+        }
+        match is {
+            AdminState::Drain => {
+                // A server already out has nothing to drain. Before the first table read
+                // (a drain restored at start) it may well be serving: drain it.
+                let serving = was == AdminState::Enabled
+                    && self
+                        .believed
+                        .as_ref()
+                        .is_none_or(|b| b.dest(&key, &addr).is_some());
+                if serving {
+                    let timeout = self.admin_drain_timeout(si, r);
+                    self.admin_drains.insert(
+                        (key, addr),
+                        Drain::Running {
+                            deadline: self.now + timeout,
+                        },
+                    );
+                    self.emit(EventKind::DrainStarted {
+                        service: key,
+                        server: addr,
+                        timeout,
+                    });
+                } else {
+                    self.admin_drains.insert((key, addr), Drain::Finished);
+                }
+                self.end_ramp(key, addr, "drained");
+            }
+            AdminState::Disabled => {
+                self.admin_drains.remove(&(key, addr));
+                self.end_ramp(key, addr, "disabled");
+            }
+            AdminState::Enabled => {
+                self.admin_drains.remove(&(key, addr));
+                if self.services[si].server(r).health == Health::Up {
+                    self.begin_ramp(si, r);
+                }
+            }
+        }
+    }
+
+    /// The drain timeout for an administrative drain of a server: its mark's, else the
+    /// service's `drain_timeout`, else [`DEFAULT_DRAIN_TIMEOUT`].
+    fn admin_drain_timeout(&self, si: usize, r: ServerRef) -> Duration {
+        let slot = self.services[si].server(r);
+        let svc = &self.config.services[si];
+        let given = self
+            .admin
+            .get(&(svc.key, slot.addr))
+            .into_iter()
+            .flatten()
+            .filter(|m| m.state == AdminState::Drain)
+            .find_map(|m| m.drain_timeout);
+        given.unwrap_or(match svc.on_failure {
+            FailureAction::Drain { timeout } => timeout,
+            _ => DEFAULT_DRAIN_TIMEOUT,
+        })
+    }
+
+    /// Starts a slow start for a real server returning to service, if its service has one.
+    fn begin_ramp(&mut self, si: usize, r: ServerRef) {
+        let svc = &self.config.services[si];
+        let (ServerRef::Real(_), Some(length)) = (r, svc.slow_start) else {
+            return;
+        };
+        let key = svc.key;
+        let addr = self.services[si].server(r).addr;
+        self.ramps.insert((key, addr), Ramp::new(self.now, length));
+        self.emit(EventKind::SlowStartBegan {
+            service: key,
+            server: addr,
+            over: length,
+        });
+    }
+
+    fn end_ramp(&mut self, key: ServiceKey, addr: SocketAddr, why: &str) {
+        if self.ramps.remove(&(key, addr)).is_some() {
+            self.emit(EventKind::SlowStartEnded {
+                service: key,
+                server: addr,
+                reason: format!("cut short: {why}"),
+            });
+        }
+    }
 
     /// From now on no managed service is desired (see [`Input::Withdraw`]).
     fn handle_withdraw(&mut self) {
@@ -955,6 +1289,8 @@ impl Engine {
             p.due = None;
         }
         self.drains.clear();
+        self.admin_drains.clear();
+        self.ramps.clear();
         // Look before deleting: the table may have changed since it was last read. Nothing is
         // applied before that read (as at the start).
         self.believed = None;
@@ -986,6 +1322,10 @@ impl Engine {
                 weight_changed = Some(w);
             }
         }
+        let agent_news = match &outcome {
+            ProbeOutcome::Agent(report) => Some(report.clone()),
+            _ => None,
+        };
         let verdict = outcome.is_verdict();
         let first_result = verdict && p.last_verdict.is_none();
         let fault_change = match (&outcome, &mut p.fault) {
@@ -1032,6 +1372,9 @@ impl Engine {
         if let Some(event) = fault_change {
             self.emit(event);
         }
+        if let Some(report) = agent_news {
+            self.agent_report(pi, report);
+        }
         let p = &self.probes[pi];
         if !first_result && weight_changed.is_none() && transition.is_none() {
             // The common case, thousands of times a second: nothing changed.
@@ -1054,6 +1397,47 @@ impl Engine {
         if let Some(t) = transition {
             for (si, r) in users {
                 self.update_server_health(si, r, &t.reason);
+            }
+        }
+    }
+
+    /// An agent's answer: its weight percentage and administrative words take effect for
+    /// every server its probe speaks for.
+    fn agent_report(&mut self, pi: usize, report: AgentReport) {
+        let p = &self.probes[pi];
+        let old = p.agent.as_ref();
+        if old.is_some_and(|a| a.report == report) {
+            return;
+        }
+        let percent_changed = old.and_then(|a| a.report.weight_percent) != report.weight_percent;
+        let old_admin = old.and_then(|a| a.admin.clone());
+        let admin = match report.admin {
+            None => old_admin.clone(),
+            Some(AgentAdmin::Ready) => None,
+            Some(word) => match &old_admin {
+                Some((w, since, reason)) if *w == word => Some((word, *since, reason.clone())),
+                _ => Some((word, self.now, report.text.clone())),
+            },
+        };
+        let admin_changed = admin.as_ref().map(|a| a.0) != old_admin.as_ref().map(|a| a.0);
+        let users = p.users.clone();
+        let server = p.server;
+        let befores: Vec<Effective> = users
+            .iter()
+            .map(|&(si, r)| self.effective_admin(si, r))
+            .collect();
+        self.probes[pi].agent = Some(AgentState {
+            report: report.clone(),
+            admin,
+        });
+        self.emit(EventKind::AgentReported { server, report });
+        for (&(si, r), before) in users.iter().zip(befores) {
+            if admin_changed {
+                let after = self.effective_admin(si, r);
+                self.admin_transition(si, r, before, after);
+            }
+            if percent_changed {
+                self.dirty.mark(self.config.services[si].key);
             }
         }
     }
@@ -1096,6 +1480,13 @@ impl Engine {
             to: health,
             reason: label,
         });
+        match health {
+            Health::Up if from == Health::Down && self.effective_admin(si, r).is_none() => {
+                self.begin_ramp(si, r)
+            }
+            Health::Down => self.end_ramp(key, addr, "the server failed"),
+            _ => {}
+        }
         if let (ServerRef::Real(_), FailureAction::Drain { timeout }) =
             (r, self.config.services[si].on_failure)
         {
@@ -1163,25 +1554,39 @@ impl Engine {
         self.retiring.retain(|k| scoped.services.contains_key(k));
         self.believed = Some(scoped);
         // Drains end when the kernel shows no connections left (or the server is gone).
-        let mut finished = Vec::new();
-        for ((key, addr), d) in &self.drains {
-            if *d == Drain::Finished {
-                continue;
-            }
-            let dest = self.believed.as_ref().and_then(|b| b.dest(key, addr));
-            let conns = counters.dests.get(&(*key, *addr)).map(|c| c.connections());
-            match dest {
-                None => finished.push((*key, *addr, "no longer in the table")),
-                // Counted only once the kernel shows weight 0: before that, new connections
-                // could still arrive.
-                Some(p) if p.weight == 0 && conns == Some(0) => {
-                    finished.push((*key, *addr, "connections reached 0"))
+        let believed = self.believed.as_ref();
+        let over = |drains: &HashMap<(ServiceKey, SocketAddr), Drain>| {
+            let mut finished = Vec::new();
+            for ((key, addr), d) in drains {
+                if *d == Drain::Finished {
+                    continue;
                 }
-                Some(_) => {}
+                let dest = believed.and_then(|b| b.dest(key, addr));
+                let conns = counters.dests.get(&(*key, *addr)).map(|c| c.connections());
+                match dest {
+                    None => finished.push((*key, *addr, "no longer in the table")),
+                    // Counted only once the kernel shows weight 0: before that, new
+                    // connections could still arrive.
+                    Some(p) if p.weight == 0 && conns == Some(0) => {
+                        finished.push((*key, *addr, "connections reached 0"))
+                    }
+                    Some(_) => {}
+                }
             }
-        }
-        for (key, addr, reason) in finished {
+            finished
+        };
+        let failed = over(&self.drains);
+        let administrative = over(&self.admin_drains);
+        for (key, addr, reason) in failed {
             self.drains.insert((key, addr), Drain::Finished);
+            self.emit(EventKind::DrainFinished {
+                service: key,
+                server: addr,
+                reason: reason.into(),
+            });
+        }
+        for (key, addr, reason) in administrative {
+            self.admin_drains.insert((key, addr), Drain::Finished);
             self.emit(EventKind::DrainFinished {
                 service: key,
                 server: addr,
@@ -1274,7 +1679,7 @@ impl Engine {
             self.outputs.push_back(Output::Probe(request));
         }
         let mut timed_out = Vec::new();
-        for ((key, addr), d) in self.drains.iter_mut() {
+        for ((key, addr), d) in self.drains.iter_mut().chain(self.admin_drains.iter_mut()) {
             if matches!(*d, Drain::Running { deadline } if deadline <= now) {
                 *d = Drain::Finished;
                 timed_out.push((*key, *addr));
@@ -1287,6 +1692,30 @@ impl Engine {
                 server: addr,
                 reason: "drain timeout passed".into(),
             });
+        }
+        if !self.ramps.is_empty() {
+            let mut stepped = Vec::new();
+            for (&(key, addr), ramp) in self.ramps.iter_mut() {
+                match ramp.step_at(now) {
+                    None => stepped.push((key, addr, true)),
+                    Some(step) if step != ramp.step => {
+                        ramp.step = step;
+                        stepped.push((key, addr, false));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (key, addr, over) in stepped {
+                self.dirty.mark(key);
+                if over {
+                    self.ramps.remove(&(key, addr));
+                    self.emit(EventKind::SlowStartEnded {
+                        service: key,
+                        server: addr,
+                        reason: "full weight reached".into(),
+                    });
+                }
+            }
         }
         let mut expired = Vec::new();
         for (target, r) in self.retries.iter_mut() {
@@ -1309,10 +1738,13 @@ impl Engine {
         if let Some(&(due, _)) = self.schedule.first() {
             deadline = deadline.min(due);
         }
-        for d in self.drains.values() {
+        for d in self.drains.values().chain(self.admin_drains.values()) {
             if let Drain::Running { deadline: end } = *d {
                 deadline = deadline.min(end);
             }
+        }
+        for ramp in self.ramps.values() {
+            deadline = deadline.min(ramp.next_change());
         }
         for r in self.retries.values() {
             if let Backoff::Until(t) = r.backoff {
@@ -1474,12 +1906,25 @@ impl Engine {
                 (Op::EditDest { .. }, Some(_)) => DestChange::Settings,
                 _ => DestChange::Presence,
             };
+            let r = ServerRef::Real(i);
+            let admin = self.marks_of(si, r).first().map(|m| {
+                let mut words = format!("{} by {}", m.state, m.source.label());
+                if !m.reason.is_empty() {
+                    words.push_str(&format!(": {}", m.reason));
+                }
+                words
+            });
             return OpReason::Server {
                 dest,
                 change,
                 health: s.health,
                 why: &s.reason,
                 draining: self.draining(svc.key, dest),
+                admin,
+                ramp: self
+                    .ramps
+                    .get(&(svc.key, dest))
+                    .map(|ramp| (ramp.step, ramp.steps)),
             };
         }
         OpReason::UnknownDest

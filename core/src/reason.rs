@@ -49,6 +49,10 @@ pub(crate) enum OpReason<'a> {
         why: &'a str,
         /// Whether it is draining.
         draining: bool,
+        /// Its administrative state in force, in words (`disabled by admin: kernel patching`).
+        admin: Option<String>,
+        /// Its slow start: step and steps.
+        ramp: Option<(u32, u32)>,
     },
     /// The destination is not in the configuration.
     UnknownDest,
@@ -98,6 +102,8 @@ impl fmt::Display for OpReason<'_> {
                 health,
                 why,
                 draining,
+                admin,
+                ramp,
             } => {
                 match change {
                     DestChange::Weight(from, to) => write!(f, "weight {from} -> {to}; ")?,
@@ -107,7 +113,14 @@ impl fmt::Display for OpReason<'_> {
                     DestChange::Presence => {}
                 }
                 let extra = if *draining { ", draining" } else { "" };
-                write!(f, "{dest} {health}{extra}: {why}")
+                write!(f, "{dest} {health}{extra}: {why}")?;
+                if let Some(admin) = admin {
+                    write!(f, "; {admin}")?;
+                }
+                if let Some((step, steps)) = ramp {
+                    write!(f, "; slow start, step {step} of {steps}")?;
+                }
+                Ok(())
             }
             OpReason::UnknownDest => f.write_str("destination not in the configuration"),
         }
@@ -162,11 +175,31 @@ mod tests {
             health: Health::Down,
             why: "3 consecutive failures, last: connection refused",
             draining: true,
+            admin: None,
+            ramp: None,
         };
         assert_eq!(
             reason.to_string(),
             "weight 2 -> 0; 192.168.0.179:80 down, draining: 3 consecutive failures, last: \
              connection refused"
+        );
+    }
+
+    #[test]
+    fn an_administrative_state_and_a_slow_start_follow_the_health() {
+        let reason = OpReason::Server {
+            dest: "192.168.0.179:80".parse().unwrap(),
+            change: DestChange::Weight(1, 5),
+            health: Health::Up,
+            why: "2 consecutive passes",
+            draining: false,
+            admin: Some("drain by admin: kernel patching".into()),
+            ramp: Some((2, 10)),
+        };
+        assert_eq!(
+            reason.to_string(),
+            "weight 1 -> 5; 192.168.0.179:80 up: 2 consecutive passes; drain by admin: kernel \
+             patching; slow start, step 2 of 10"
         );
     }
 

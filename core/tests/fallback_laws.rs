@@ -1,13 +1,15 @@
 //! With a fallback configured, it is in the desired table exactly when fewer than `quorum` real
 //! servers are healthy (servers not probed at all yet hold a fallback back, but never remove one
 //! that serves); failed servers follow the failure policy; servers without a verdict are kept as
-//! the kernel has them, or are in at once with `new_servers = "in"`.
+//! the kernel has them, or are in at once with `new_servers = "in"`. Servers an operator (or a
+//! maintenance file, or an agent) disabled are out and those being drained at weight 0, whatever
+//! their health, and neither counts towards the quorum.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use lvs_hc_core::config::{Config, FailureAction, NewServers};
-use lvs_hc_core::desired::{desired_service, ServerRef, ServerView};
+use lvs_hc_core::desired::{desired_service, AdminView, ServerRef, ServerView};
 use lvs_hc_core::{DestParams, Forward, Health, ServiceEntry, ServiceParams};
 use proptest::prelude::*;
 
@@ -23,12 +25,17 @@ struct Real {
     draining: bool,
     /// Whether it has no probe result at all yet.
     unprobed: bool,
+    /// What its administrative state leaves of it.
+    admin: AdminView,
 }
 
 impl Real {
     /// Whether it counts towards the quorum: up, or without a verdict and either starting in
     /// or serving in the kernel.
     fn counts(&self, new_servers: NewServers) -> bool {
+        if self.admin != AdminView::InService {
+            return false;
+        }
         match self.health {
             Health::Up => true,
             Health::Unknown => {
@@ -45,12 +52,18 @@ fn real() -> impl Strategy<Value = Real> {
         proptest::option::of(0u32..3),
         any::<bool>(),
         any::<bool>(),
+        prop_oneof![
+            6 => Just(AdminView::InService),
+            1 => Just(AdminView::Draining),
+            1 => Just(AdminView::Out),
+        ],
     )
-        .prop_map(|(health, in_kernel, draining, unprobed)| Real {
+        .prop_map(|(health, in_kernel, draining, unprobed, admin)| Real {
             health,
             in_kernel,
             draining,
             unprobed,
+            admin,
         })
 }
 
@@ -103,12 +116,14 @@ proptest! {
                 weight: svc.servers[i].weight,
                 draining: reals[i].draining,
                 pending: reals[i].unprobed,
+                admin: reals[i].admin,
             },
             ServerRef::Fallback(_) => ServerView {
                 health: Health::Up,
                 weight: 5,
                 draining: false,
                 pending: false,
+                admin: AdminView::InService,
             },
         };
         let d = desired_service(svc, Some(&believed), view);
@@ -116,7 +131,9 @@ proptest! {
         let healthy = reals.iter().filter(|r| r.counts(svc.new_servers)).count();
         let not_yet_probed = reals
             .iter()
-            .filter(|r| !r.counts(svc.new_servers) && r.unprobed)
+            .filter(|r| {
+                !r.counts(svc.new_servers) && r.unprobed && r.admin == AdminView::InService
+            })
             .count();
         prop_assert_eq!(d.healthy, healthy);
         // Servers not probed yet hold the fallback back, but never take out a serving one.
@@ -126,7 +143,10 @@ proptest! {
 
         for (r, server) in reals.iter().zip(&svc.servers) {
             let got = d.entry.dests.get(&server.addr).map(|p| p.weight);
-            let want = match r.health {
+            let want = match (r.admin, r.health) {
+                (AdminView::Out, _) => None,
+                (AdminView::Draining, _) => Some(0),
+                (AdminView::InService, health) => match health {
                 Health::Up => Some(server.weight),
                 Health::Unknown => match svc.new_servers {
                     NewServers::In => Some(server.weight),
@@ -136,6 +156,7 @@ proptest! {
                     FailureAction::Remove => None,
                     FailureAction::Zero => Some(0),
                     FailureAction::Drain { .. } => r.draining.then_some(0),
+                },
                 },
             };
             prop_assert_eq!(got, want, "server {} as {:?}", server.addr, r);

@@ -305,6 +305,108 @@ step_broken_reload() {
     fi
 }
 
+# rs1's weight in the director's table, or "-" when it is not there.
+rs1_weight() {
+    on director ipvsadm -Ln | awk -v a="$RS1_ADDR:" '$1 == "->" && index($2, a) == 1 { print $4; found = 1 } END { if (!found) print "-" }'
+}
+
+# rs1's configured weight, from the director's configuration (the first server's).
+rs1_configured() {
+    printf '%s\n' "$CONF_TEXT" | awk -v a="$RS1_ADDR:" '
+        /^address/ && index($0, a) { hit = 1; next }
+        hit && /^weight/ { gsub(/[^0-9]/, "", $0); print; exit }
+        /^\[/ { hit = 0 }'
+}
+
+# The operator's story: drain rs1 for patching, patch it (its web server stops and starts),
+# restart lvs-hc meanwhile, enable it, and watch it ramp up (slow_start). The table at each step.
+step_operator_story() {
+    full=$(rs1_configured)
+    [ -n "$full" ] || full=1
+    ramp=$(conf_value slow_start)
+    if [ -n "$ramp" ]; then ramp_ms=$(dur_ms "$ramp"); else ramp_ms=0; fi
+    drain_ms=8000
+    say "operator story: rs1 (weight $full) drained, patched and enabled; slow_start ${ramp:-none}"
+    T_BEFORE=$(now_ms)
+    out=$(on director sh "$PROVISION/director.sh" server drain "$RS1_ADDR:80" kernel-patching 8s 2>&1) ||
+        { fail "lvs-hc server drain failed: $out"; return; }
+    T0=$(now_ms)
+    say "lvs-hc server drain: $out"
+    w=$(rs1_weight)
+    if [ "$w" = 0 ] && await_answers "server-2" "$((MARGIN_MS + 5000))"; then
+        pass "drain: rs1 at weight 0 at once, the client sees only server-2 ($(tally))"
+    else
+        fail "drain: rs1 at weight $w, answers:$SEEN"
+    fi
+    say "table while draining:"
+    on director ipvsadm -Ln | sed 's/^/    /'
+    if await_table "$((drain_ms + REPAIR_MS * 2))" "-$RS1_ADDR"; then
+        pass "drain: rs1 out after $(secs "$TABLE_MS") (drain timeout 8s, or its connections ended)"
+    else
+        fail "drain: rs1 still in after $(secs $((drain_ms + REPAIR_MS * 2)))"
+    fi
+    # Patching: its web server stops and starts again; the operator's drain holds throughout.
+    on rs1 sh "$PROVISION/realserver.sh" web-stop
+    sleep $(((OUT_MS + 999) / 1000))
+    st=$(on director sh "$PROVISION/director.sh" status-text)
+    line=$(printf '%s\n' "$st" | grep -F "$RS1_ADDR:80" | head -n 1)
+    case $line in
+        *drain*admin*kernel-patching*down* | *down*drain*admin*kernel-patching*)
+            pass "patching: status shows rs1 drained by admin and down: $(printf '%s' "$line" | tr -s ' ')" ;;
+        *) fail "patching: status does not show the drain and the health: $line" ;;
+    esac
+    on rs1 sh "$PROVISION/realserver.sh" web-start
+    on director sh "$PROVISION/director.sh" daemon-stop
+    on director sh "$PROVISION/director.sh" daemon-start
+    sleep $(((BACK_MS + REPAIR_MS + 999) / 1000))
+    w=$(rs1_weight)
+    st=$(on director sh "$PROVISION/director.sh" status-text | grep -F "$RS1_ADDR:80" | head -n 1)
+    case $w:$st in
+        -:*drain*up*)
+            pass "patched and lvs-hc restarted: rs1 up and still out (the drain was kept across the restart): $(printf '%s' "$st" | tr -s ' ')" ;;
+        *) fail "after the restart rs1 is at weight $w: $st" ;;
+    esac
+    say "table before enable:"
+    on director ipvsadm -Ln | sed 's/^/    /'
+    T_BEFORE=$(now_ms)
+    out=$(on director sh "$PROVISION/director.sh" server enable "$RS1_ADDR:80" 2>&1) ||
+        { fail "lvs-hc server enable failed: $out"; return; }
+    T0=$(now_ms)
+    say "lvs-hc server enable: $out"
+    # The weights seen while it ramps: from below full (1) up to full, never down, never above.
+    seen=
+    last=-
+    while :; do
+        t=$(now_ms)
+        w=$(rs1_weight)
+        if [ "$w" != "$last" ]; then
+            seen="$seen $w@$(secs $((t - T0)))"
+            last=$w
+            say "  rs1 weight $w after $(secs $((t - T0))):"
+            on director ipvsadm -Ln | grep -F -e "$RS1_ADDR:" -e "$RS2_ADDR:" | sed 's/^/    /'
+        fi
+        [ "$w" = "$full" ] && break
+        [ $((t - T0)) -lt $((ramp_ms + REPAIR_MS + MARGIN_MS)) ] || break
+        sleep 0.2
+    done
+    weights=$(printf '%s\n' "$seen" | tr ' ' '\n' | sed -n 's/@.*//p')
+    ok=1
+    prev=0
+    for w in $weights; do
+        [ "$w" = - ] && continue
+        { [ "$w" -ge "$prev" ] && [ "$w" -le "$full" ]; } || ok=0
+        prev=$w
+    done
+    [ "$last" = "$full" ] || ok=0
+    first=$(printf '%s\n' "$weights" | grep -v '^-$' | head -n 1)
+    if [ "$ramp_ms" -gt 0 ] && [ "$full" -gt 1 ] && [ "${first:-$full}" -ge "$full" ]; then ok=0; fi
+    if [ "$ok" = 1 ]; then
+        pass "enable: rs1 back and ramped to weight $full (slow_start ${ramp:-none}): weights$seen"
+    else
+        fail "enable: rs1's weights$seen (full $full, slow_start ${ramp:-none})"
+    fi
+}
+
 # The pass/fail summary; its status is the story's result.
 story_summary() {
     say "$PASSED passed, $FAILED failed"

@@ -6,7 +6,8 @@
 #                             and lvs-hc started (systemd unit, or a background process)
 #   director.sh daemon-start  start lvs-hc          director.sh daemon-stop   stop it (SIGTERM)
 #   director.sh reload        `lvs-hc reload`       director.sh log           print its log
-#   director.sh status        `lvs-hc status --json`
+#   director.sh status        `lvs-hc status --json`   director.sh status-text   `lvs-hc status`
+#   director.sh server ACTION ADDR [REASON [TIMEOUT]]   `lvs-hc server drain|disable|enable`
 #   director.sh reload-with FILE   FILE becomes the configuration, unchecked, then `lvs-hc
 #                             reload` (its status is this command's): how the story tries a
 #                             broken file
@@ -82,6 +83,21 @@ case ${1:-} in
     daemon-stop) daemon_stop ;;
     reload) lvs-hc reload --control "$CONTROL" ;;
     status) lvs-hc status --json --config "$LVS_HC_CONFIG_SRC" ;;
+    status-text) lvs-hc status --control "$CONTROL" ;;
+    server)
+        # director.sh server drain|disable|enable ADDR [REASON [TIMEOUT]]
+        action=${2:-}
+        addr=${3:-}
+        reason=${4:-}
+        timeout=${5:-}
+        if [ -z "$action" ] || [ -z "$addr" ]; then
+            die "usage: director.sh server ACTION ADDR [REASON [TIMEOUT]]"
+        fi
+        set -- "$action" "$addr" --control "$CONTROL"
+        if [ -n "$reason" ]; then set -- "$@" --reason "$reason"; fi
+        if [ -n "$timeout" ]; then set -- "$@" --timeout "$timeout"; fi
+        lvs-hc server "$@"
+        ;;
     reload-with)
         [ -f "${2:-}" ] || die "usage: director.sh reload-with FILE"
         cp "$2" "$CONF"
@@ -98,5 +114,5 @@ case ${1:-} in
             cat "$DAEMON_LOG"
         fi
         ;;
-    *) die "usage: director.sh provision | daemon-start | daemon-stop | reload | log | status | reload-with FILE | restore-config" ;;
+    *) die "usage: director.sh provision | daemon-start | daemon-stop | reload | log | status | status-text | server ACTION ADDR [REASON [TIMEOUT]] | reload-with FILE | restore-config" ;;
 esac

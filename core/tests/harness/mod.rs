@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use lvs_hc_core::admin::{parse_agent_reply, AdminChange, AdminSource, AdminState};
+use lvs_hc_core::config::CheckKind;
 use lvs_hc_core::{
     ApplyError, Config, Counters, Engine, Event, EventKind, Input, Instant, Op, Output,
     ProbeOutcome, Table,
@@ -42,6 +44,9 @@ pub struct Harness {
     /// Services every table read reports as unreadable.
     pub skipped: Vec<lvs_hc_core::SkippedService>,
     pub probes_sent: HashMap<SocketAddr, usize>,
+    /// What each server's agent answers (an `agent` check): a reply line, or `None` for an
+    /// agent that cannot be reached. `up` when not set.
+    pub agents: HashMap<SocketAddr, Option<String>>,
     probes: Vec<(Instant, Input)>,
     immediate: Vec<Input>,
 }
@@ -74,6 +79,7 @@ impl Harness {
             fail_reads: false,
             skipped: Vec::new(),
             probes_sent: HashMap::new(),
+            agents: HashMap::new(),
             probes: Vec::new(),
             immediate: Vec::new(),
         }
@@ -125,6 +131,33 @@ impl Harness {
     fn drain(&mut self) -> Instant {
         loop {
             match self.engine.poll_output() {
+                Output::Probe(req) if matches!(req.check.kind, CheckKind::Agent(_)) => {
+                    let line = self
+                        .agents
+                        .get(&req.server)
+                        .cloned()
+                        .unwrap_or(Some("up".into()));
+                    let outcome = match line {
+                        Some(l) => match parse_agent_reply(&l) {
+                            Ok(report) => ProbeOutcome::Agent(report),
+                            Err(e) => ProbeOutcome::Inconclusive {
+                                reason: e.to_string(),
+                            },
+                        },
+                        None => ProbeOutcome::Inconclusive {
+                            reason: "agent: connection refused".into(),
+                        },
+                    };
+                    let done = self.now + Duration::from_millis(1);
+                    self.probes.push((
+                        done,
+                        Input::ProbeResult {
+                            now: done,
+                            id: req.id,
+                            outcome,
+                        },
+                    ));
+                }
                 Output::Probe(req) => {
                     *self.probes_sent.entry(req.server).or_default() += 1;
                     let b = self
@@ -281,5 +314,43 @@ impl Harness {
     /// Asks the engine, now, to withdraw every service it manages (cleanup on exit).
     pub fn withdraw(&mut self) {
         self.engine.handle_input(Input::Withdraw { now: self.now });
+    }
+}
+
+impl Harness {
+    /// An administrative change, now, for `server` of the only service.
+    pub fn admin(&mut self, server: &str, source: AdminSource, state: AdminState, reason: &str) {
+        let service = *self
+            .engine
+            .config()
+            .services
+            .iter()
+            .find(|s| {
+                s.servers
+                    .iter()
+                    .chain(&s.fallbacks)
+                    .any(|x| x.addr == addr(server))
+            })
+            .map(|s| &s.key)
+            .expect("a configured server");
+        self.engine.handle_input(Input::Admin {
+            now: self.now,
+            change: AdminChange {
+                service,
+                server: addr(server),
+                source,
+                state,
+                reason: reason.into(),
+                drain_timeout: None,
+            },
+        });
+    }
+
+    /// The weight of `server` in the kernel table, if it is there.
+    pub fn weight_of(&self, server: &str) -> Option<u32> {
+        self.kernel
+            .services
+            .values()
+            .find_map(|s| s.dests.get(&addr(server)).map(|p| p.weight))
     }
 }
