@@ -8,8 +8,8 @@
 //!   it, or once the drain timeout passes; it stays out until `ready`;
 //! - `maint` takes it out at once while it is still probed; `ready` brings it back;
 //! - `down` takes it out as a failed check would;
-//! - an agent that cannot be heard (stopped, silent, talking nonsense) changes nothing, from
-//!   the start or after it said something.
+//! - an agent that cannot be heard (stopped, silent, talking nonsense) changes nothing: what
+//!   it said last holds, and a server whose agent never answered serves as if it had none.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -352,8 +352,6 @@ fn an_agent_saying_down_takes_the_server_out_as_a_failure() {
 fn an_agent_that_cannot_be_heard_changes_nothing() {
     for_seeds("an_agent_that_cannot_be_heard_changes_nothing", |seed| {
         let actions = vec![
-            // RS2's agent never runs: RS2 serves as if it had none.
-            agent(0.0, RS2, AgentReply::Stopped),
             agent(5.0, RS1, says("50%")),
             // RS1's agent, once it said 50%, stops, falls silent, talks nonsense: RS1 keeps
             // the weight its agent last asked for.
@@ -363,13 +361,33 @@ fn an_agent_that_cannot_be_heard_changes_nothing() {
             agent(25.0, RS1, says("1001%")),
         ];
         let run = simulate(config(""), 30.0, actions, seed);
-        run.held(RS2, 3.0, 30.0, Some(4))?;
         run.held(RS1, 8.0, 30.0, Some(5))?;
-        for s in [RS1, RS2] {
-            if !run.downs(s).is_empty() {
-                return Err(format!("{s} went down: {:?}\n{}", run.downs(s), run.trace));
-            }
+        run.held(RS2, 3.0, 30.0, Some(4))?;
+        if !run.downs(RS1).is_empty() {
+            return Err(format!(
+                "RS1 went down: {:?}\n{}",
+                run.downs(RS1),
+                run.trace
+            ));
         }
         Ok(())
     });
+}
+
+#[test]
+fn a_server_whose_agent_never_answers_serves_as_if_it_had_none() {
+    for_seeds(
+        "a_server_whose_agent_never_answers_serves_as_if_it_had_none",
+        |seed| {
+            // RS2's agent never runs; RS1's accepts and never says a word.
+            let actions = vec![
+                agent(0.0, RS2, AgentReply::Stopped),
+                agent(0.0, RS1, AgentReply::Silent),
+            ];
+            let run = simulate(config(""), 12.0, actions, seed);
+            run.held(RS1, 3.0, 12.0, Some(10))?;
+            run.held(RS2, 3.0, 12.0, Some(4))?;
+            Ok(())
+        },
+    );
 }

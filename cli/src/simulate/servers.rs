@@ -113,9 +113,9 @@ pub(crate) struct Listener {
     pub(crate) line: Option<Line>,
     /// Whether a dns check asks over UDP.
     pub(crate) dns_udp: bool,
-    /// Whether an agent check probes it: connections then get the server's agent (see
-    /// [`AgentReply`]), whatever other checks probe the same port.
-    pub(crate) agent: bool,
+    /// Whether an agent check probes it, and what that check sends: connections then get the
+    /// server's agent (see [`AgentReply`]), whatever other checks probe the same port.
+    pub(crate) agent: Option<Vec<u8>>,
 }
 
 impl Listener {
@@ -193,7 +193,7 @@ impl Sites {
         let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut smtp: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut grpc: BTreeSet<SocketAddr> = BTreeSet::new();
-        let mut agents: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut agents: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
         let mut dns: BTreeMap<SocketAddr, Vec<DnsCheck>> = BTreeMap::new();
         let mut udp_replies: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
@@ -241,8 +241,8 @@ impl Sites {
                         }
                         continue;
                     }
-                    CheckKind::Agent(_) => {
-                        agents.insert(target);
+                    CheckKind::Agent(a) => {
+                        agents.entry(target).or_insert_with(|| a.send.clone());
                         continue;
                     }
                     CheckKind::Exec(_) | CheckKind::Ping => continue,
@@ -282,7 +282,7 @@ impl Sites {
                 udp_reply: udp_replies.remove(&target),
                 line: lines.remove(&target),
                 grpc: grpc.contains(&target),
-                agent: agents.contains(&target),
+                agent: agents.remove(&target),
             };
             sites
                 .hosts
@@ -518,7 +518,7 @@ async fn serve(world: WorldRef, ip: IpAddr, port: u16, listener: Rc<Listener>) -
     let dead = |world: &WorldRef| {
         let w = world.borrow();
         w.behaviour_of(listener.server) == Behaviour::Killed
-            || (listener.agent && w.agent_of(listener.server) == AgentReply::Stopped)
+            || (listener.agent.is_some() && w.agent_of(listener.server) == AgentReply::Stopped)
     };
     loop {
         if dead(&world) {
@@ -554,7 +554,7 @@ async fn connection(
     listener: Rc<Listener>,
     mut stream: turmoil::net::TcpStream,
 ) -> std::io::Result<()> {
-    if listener.agent {
+    if listener.agent.is_some() {
         return agent(world, listener, stream).await;
     }
     if listener.smtp {
@@ -776,9 +776,10 @@ async fn line(
     Ok(())
 }
 
-/// An agent, in HAProxy's agent protocol: it says its line at once (however the server's
-/// service misbehaves: the agent is a process of its own), closes its side, and keeps what the
-/// probe sent until the probe closes; or says nothing, as the schedule has it. It shares the server's fate otherwise: a
+/// An agent, in HAProxy's agent protocol: it reads what the check sends (if it sends anything),
+/// says its line (however the server's service misbehaves: the agent is a process of its own),
+/// closes its side, and keeps what the probe sent until the probe closes; or says nothing, as
+/// the schedule has it. What each connection brought is recorded in the world. It shares the server's fate otherwise: a
 /// killed server's agent port refuses, a black hole holds its line, a slow server's agent
 /// answers far too late.
 async fn agent(
@@ -786,29 +787,49 @@ async fn agent(
     listener: Rc<Listener>,
     mut stream: turmoil::net::TcpStream,
 ) -> std::io::Result<()> {
-    if respond_as(&world, &listener).await.is_none() {
-        return Ok(());
-    }
-    let reply = world.borrow().agent_of(listener.server);
+    let send = listener.agent.clone().unwrap_or_default();
+    let mut seen = Vec::new();
+    // What the check sends, first, as an agent that answers what it is asked would: a probe
+    // that has its answer closes at once, and in turmoil that reset can arrive before the
+    // bytes the probe sent.
+    let heard = read_until(&world, &listener, &mut stream, &mut seen, |s| {
+        s.len() >= send.len()
+    })
+    .await;
+    let answer = match heard {
+        Ok(Some(())) => respond_as(&world, &listener).await,
+        Ok(None) | Err(_) => None,
+    };
+    let reply = match answer {
+        Some(_) => world.borrow().agent_of(listener.server),
+        None => AgentReply::Stopped,
+    };
     match reply {
         AgentReply::Says(line) => {
             stream.write_all(format!("{line}\n").as_bytes()).await?;
             stream.shutdown().await?;
         }
         AgentReply::Silent => {}
-        // Stopped since the connection came in: it goes with the process.
-        AgentReply::Stopped => return Ok(()),
+        // Killed, or stopped since the connection came in: it goes with the process.
+        AgentReply::Stopped => {
+            record_agent(&world, &listener, seen);
+            return heard.map(drop);
+        }
     }
-    let mut seen = Vec::new();
     // Until the probe closes, or the server is killed.
     let closed = read_until(&world, &listener, &mut stream, &mut seen, |_| false).await;
+    record_agent(&world, &listener, seen);
+    closed.map(drop)
+}
+
+/// Keeps what a connection to the agent brought.
+fn record_agent(world: &WorldRef, listener: &Listener, seen: Vec<u8>) {
     world
         .borrow_mut()
         .agent_received
         .entry(listener.server)
         .or_default()
         .push(seen);
-    closed.map(drop)
 }
 
 /// DNS over TCP: each message after its two-byte length, answered as over UDP.
