@@ -90,6 +90,9 @@ async fn session(mut stream: tokio::net::TcpStream, script: Script) -> Vec<u8> {
             let _ = stream.write_all(reply).await;
         }
         Script::Reset => {
+            // A zero linger resets at once and never blocks (tokio deprecates linger for the
+            // blocking kind).
+            #[allow(deprecated)]
             stream.set_linger(Some(Duration::ZERO)).unwrap();
             return heard;
         }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lvs_hc::simulate::{run_schedule, Action, AgentReply, FaultSchedule, TimedAction, World};
-use lvs_hc_core::{Config, EventKind, Health, ServiceKey};
+use lvs_hc_core::{Config, EventKind, Health};
 
 /// Seeds run when `LVS_HC_SEED` names none.
 const SEEDS: [u64; 3] = [1, 2, 3];

@@ -259,6 +259,11 @@ impl<C: Connect> Prober<C> {
             biased;
             outcome = &mut work => outcome,
             _ = tokio::time::sleep_until(deadline) => {
+                // What the probe received, quoted for the reason.
+                let got = || {
+                    let got = seen.borrow();
+                    if got.is_empty() { String::new() } else { format!(" (got {})", tcp::quote(&got)) }
+                };
                 // How late the timer fired: lvs-hc's own delay, not the yield's below.
                 let late = tokio::time::Instant::now().saturating_duration_since(deadline);
                 // A last chance, as an answer already waiting in the socket is an answer: let
@@ -277,15 +282,11 @@ impl<C: Connect> Prober<C> {
                     }
                 } else if let CheckKind::Agent(_) = req.check.kind {
                     // Agents are advisory: a silent one is no verdict on the server.
-                    let got = seen.borrow();
-                    let got = if got.is_empty() { String::new() } else { format!(" (got {})", tcp::quote(&got)) };
-                    agent::inconclusive(format!("no reply within {}{got}", format_duration(timeout)))
+                    agent::inconclusive(format!("no reply within {}{}", format_duration(timeout), got()))
                 } else if req.check.kind == CheckKind::Ping {
                     ProbeOutcome::Fail { reason: format!("no echo reply within {}", format_duration(timeout)) }
                 } else {
-                    let got = seen.borrow();
-                    let got = if got.is_empty() { String::new() } else { format!(" (got {})", tcp::quote(&got)) };
-                    ProbeOutcome::Fail { reason: format!("timed out after {}{got}", format_duration(timeout)) }
+                    ProbeOutcome::Fail { reason: format!("timed out after {}{}", format_duration(timeout), got()) }
                 }
             }
         }
