@@ -116,6 +116,9 @@ fn write_server(
                 };
                 format!("{}, EHLO {}{tls}", c.label(), m.helo_name)
             }
+            CheckKind::Agent(a) if !a.send.is_empty() => {
+                format!("{}, sending \"{}\"", c.label(), a.send.escape_ascii())
+            }
             _ => c.label(),
         };
         let _ = writeln!(out, "       {what}: {}", c.timing);

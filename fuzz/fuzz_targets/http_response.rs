@@ -79,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
                 | ProbeOutcome::Fail { .. }
                 | ProbeOutcome::Inconclusive { .. }
                 | ProbeOutcome::DirectorFault { .. } => {}
+                ProbeOutcome::Agent(r) => panic!("an http probe gave an agent's report: {r:?}"),
             }
             let took = started.elapsed();
             assert!(

@@ -320,7 +320,10 @@ impl Checker {
                 Action::DeleteDest(..)
                 | Action::EditWeight(..)
                 | Action::Flush
-                | Action::Reload(_) => disturbances.push(a.at),
+                | Action::Reload(_)
+                // An agent's word moves weights and takes servers out; connections hold drains.
+                | Action::Agent(..)
+                | Action::Connections(..) => disturbances.push(a.at),
                 Action::FailOps => fail_start = Some(a.at),
                 Action::RestoreOps => {
                     if let Some(from) = fail_start.take() {

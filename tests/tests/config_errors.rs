@@ -492,6 +492,66 @@ bad_config!(
     )
 );
 
+// agent checks.
+bad_config!(
+    agent_without_port,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\n\n[[service.check]]\ntype = \"agent\""
+    )
+);
+bad_config!(
+    agent_checks_alone,
+    BASE.replace("type = \"http\"", "type = \"agent\"\nport = 5555")
+);
+bad_config!(
+    agent_send_too_long,
+    BASE.replace(
+        "type = \"http\"",
+        &format!(
+            "type = \"http\"\n\n[[service.check]]\ntype = \"agent\"\nport = 5555\nsend = \"{}\"",
+            "a".repeat(1025)
+        )
+    )
+);
+bad_config!(
+    agent_send_is_text,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\n\n[[service.check]]\ntype = \"agent\"\nport = 5555\nsend = 7"
+    )
+);
+bad_config!(
+    agent_has_no_expect,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\n\n[[service.check]]\ntype = \"agent\"\nport = 5555\nexpect = \"up\""
+    )
+);
+
+#[test]
+fn an_agent_check_reads_its_port_and_send() {
+    let text = BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\n\n[[service.check]]\ntype = \"agent\"\nport = 5555\nsend = \"status\\n\"",
+    );
+    let config = Config::from_toml(&text, "x.toml").unwrap_or_else(|e| panic!("{e}"));
+    let check = &config.services[0].servers[0].checks[1];
+    assert_eq!(check.port, Some(5555));
+    assert_eq!(
+        check.kind,
+        lvs_hc_core::config::CheckKind::Agent(lvs_hc_core::config::AgentCheck {
+            send: b"status\n".to_vec()
+        })
+    );
+    assert_eq!(check.label(), "agent (port 5555)");
+    // An agent check of a server's own replaces the service's checks, so it needs company
+    // there too.
+    let own = format!("{BASE}[[service.server.check]]\ntype = \"agent\"\nport = 5555\n");
+    let e = Config::from_toml(&own, "x.toml").unwrap_err();
+    assert!(e.message.contains("only checks are agent checks"), "{e}");
+}
+
 /// The check blocks examples/full.toml shows commented out, uncommented.
 fn commented_checks() -> Vec<String> {
     let path = format!("{}/../examples/full.toml", env!("CARGO_MANIFEST_DIR"));

@@ -1,5 +1,5 @@
-//! The probes: http, https, tcp (connect, or send/expect), udp, dns, smtp, ping, grpc and
-//! exec, each bounded by its timeout over the whole exchange.
+//! The probes: http, https, tcp (connect, or send/expect), udp, dns, smtp, ping, grpc, exec
+//! and agent, each bounded by its timeout over the whole exchange.
 //!
 //! Network probes reach servers through a [`Connect`] implementation, so the daemon uses real
 //! sockets ([`TokioConnect`]) and the simulator uses turmoil's. This file has what every probe
@@ -9,12 +9,14 @@
 //! [`exec`]; tcp send/expect in `tcp.rs`, dns (messages by `hickory-proto`) in `dns.rs`, udp in
 //! `udp.rs`; SMTP in [`smtp`]. Pings ([`ping`]) use the kernel's ICMP sockets directly, not
 //! [`Connect`]: they have no simulated counterpart.
-//! gRPC health checks on hyper's HTTP/2 client (`grpc.rs`).
+//! gRPC health checks on hyper's HTTP/2 client (`grpc.rs`). Agent checks (`agent.rs`) read
+//! one line in HAProxy's agent protocol; an agent lvs-hc cannot hear is no verdict.
 //!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
 //! [`ProbeOutcome::DirectorFault`], never a failure ([`io_outcome`]).
 
+mod agent;
 mod dns;
 pub mod exec;
 mod grpc;
@@ -257,6 +259,11 @@ impl<C: Connect> Prober<C> {
             biased;
             outcome = &mut work => outcome,
             _ = tokio::time::sleep_until(deadline) => {
+                // What the probe received, quoted for the reason.
+                let got = || {
+                    let got = seen.borrow();
+                    if got.is_empty() { String::new() } else { format!(" (got {})", tcp::quote(&got)) }
+                };
                 // How late the timer fired: lvs-hc's own delay, not the yield's below.
                 let late = tokio::time::Instant::now().saturating_duration_since(deadline);
                 // A last chance, as an answer already waiting in the socket is an answer: let
@@ -273,12 +280,13 @@ impl<C: Connect> Prober<C> {
                     ProbeOutcome::Inconclusive {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
                     }
+                } else if let CheckKind::Agent(_) = req.check.kind {
+                    // Agents are advisory: a silent one is no verdict on the server.
+                    agent::inconclusive(format!("no reply within {}{}", format_duration(timeout), got()))
                 } else if req.check.kind == CheckKind::Ping {
                     ProbeOutcome::Fail { reason: format!("no echo reply within {}", format_duration(timeout)) }
                 } else {
-                    let got = seen.borrow();
-                    let got = if got.is_empty() { String::new() } else { format!(" (got {})", tcp::quote(&got)) };
-                    ProbeOutcome::Fail { reason: format!("timed out after {}{got}", format_duration(timeout)) }
+                    ProbeOutcome::Fail { reason: format!("timed out after {}{}", format_duration(timeout), got()) }
                 }
             }
         }
@@ -317,8 +325,9 @@ impl<C: Connect> Prober<C> {
             CheckKind::Exec(e) => Box::pin(exec::exec(e, target, req.timeout())).await,
             // Boxed: an HTTP/2 client's state is large and only grpc probes need it.
             CheckKind::Grpc(g) => Box::pin(self.grpc(g, target, check.source)).await,
-            CheckKind::Agent(_) => ProbeOutcome::DirectorFault {
-                reason: "agent checks: not built yet".into(),
+            CheckKind::Agent(a) => match self.connect.connect(target, check.source).await {
+                Ok(stream) => agent::agent(stream, a, seen).await,
+                Err(e) => agent::unheard(&e),
             },
         }
     }

@@ -9,8 +9,8 @@
 //! - `schedule.rs`: the scenarios, and the fault schedule each draws from a seed.
 //! - `stand_ins.rs`: what runs in place of the checks the simulator cannot run as configured
 //!   (exec programs, certificate verification, ...), each named in the report.
-//! - `servers.rs`: the simulated real servers (HTTP, HTTPS, TCP, gRPC health) and how they
-//!   misbehave.
+//! - `servers.rs`: the simulated real servers (HTTP, HTTPS, TCP, gRPC health, their agents)
+//!   and how they misbehave.
 //! - `world.rs`: what the simulated hosts and the controller share: the kernel table, each
 //!   server's behaviour, the trace.
 //! - `runner.rs`: the turmoil simulation itself, with the schedule applied step by step.
@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use report::{latencies, render, spread, Latencies, ReportFormat};
 pub use runner::{run_schedule, TurmoilConnect, TurmoilDatagram, DIRECTOR};
 pub use schedule::{Action, FaultSchedule, Scenario, ScheduleError, TimedAction, TooShort};
-pub use servers::Behaviour;
+pub use servers::{AgentReply, Behaviour};
 pub use stand_ins::StandIn;
 pub use world::{
     KernelOps, ProbeRecord, ProbeVerdict, SimBackend, TimedEvent, TraceLine, World, WorldRef,

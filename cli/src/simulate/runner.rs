@@ -227,6 +227,18 @@ pub fn run_schedule(
                     let _ = reload_tx.send((**c).clone());
                 }
                 Action::Admin(change) => w.admin(change.clone()),
+                Action::Agent(s, reply) => {
+                    w.agent_replies.insert(*s, reply.clone());
+                }
+                Action::Connections(k, d, n) => {
+                    w.kernel
+                        .state
+                        .counters
+                        .dests
+                        .entry((*k, *d))
+                        .or_default()
+                        .active = *n;
+                }
             }
             actions.next();
         }

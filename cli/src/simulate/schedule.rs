@@ -13,7 +13,7 @@ use lvs_hc_core::time::format_duration;
 use lvs_hc_core::{Config, ServiceKey};
 
 use super::fmt_t;
-use super::servers::Behaviour;
+use super::servers::{AgentReply, Behaviour};
 use super::stand_ins::{unreachable, SimulatedConfig, StandIn};
 
 /// The scenarios.
@@ -41,6 +41,9 @@ pub enum Scenario {
     Restart,
     /// The configuration reloaded mid-run: a server added, one removed, a weight changed.
     Reload,
+    /// Nothing drawn from the seed: only the actions a test scripts
+    /// ([`FaultSchedule::scripted`]). Not offered by `lvs-hc simulate`.
+    Scripted,
 }
 
 impl Scenario {
@@ -73,6 +76,7 @@ impl Scenario {
             Scenario::OpsFail => "ops-fail",
             Scenario::Restart => "restart",
             Scenario::Reload => "reload",
+            Scenario::Scripted => "scripted",
         }
     }
 
@@ -134,6 +138,12 @@ pub enum Action {
     /// Kept like the daemon's state file: a restart brings it back (see
     /// [`super::World::admin`]).
     Admin(AdminChange),
+    /// A server's agent (its `agent` checks' peer) answers so from now on (a server's agent
+    /// says `up` until told otherwise).
+    Agent(SocketAddr, AgentReply),
+    /// The kernel counts this many active connections to a destination (until the
+    /// destination is removed): what holds a drain open.
+    Connections(ServiceKey, SocketAddr, u32),
 }
 
 impl std::fmt::Display for Action {
@@ -165,6 +175,12 @@ impl std::fmt::Display for Action {
                 }
                 Ok(())
             }
+            Action::Agent(s, reply) => write!(f, "{s}'s agent {reply}"),
+            Action::Connections(k, d, n) => write!(
+                f,
+                "the kernel counts {n} active connections to {d} in {}",
+                k.ipvsadm_args()
+            ),
         }
     }
 }
@@ -472,6 +488,7 @@ impl FaultSchedule {
                 let t = rand_duration(&mut rng, warmup, warmup + cycle).min(heal_at);
                 push(t, Action::Reload(Box::new(reloaded(&config, &mut rng))));
             }
+            Scenario::Scripted => {}
         }
         actions.sort_by_key(|a| a.at);
         Ok(FaultSchedule {
@@ -498,6 +515,33 @@ impl FaultSchedule {
             },
         );
         self
+    }
+
+    /// A schedule of `duration` with exactly `actions` and nothing drawn ([`Scenario::Scripted`]):
+    /// `seed` still fixes the engine's jitter and the network's randomness. Healed from the
+    /// last action on. Fails when the simulated network cannot reach a checked server.
+    pub fn scripted(
+        config: Config,
+        seed: u64,
+        duration: Duration,
+        actions: Vec<TimedAction>,
+    ) -> Result<FaultSchedule, ScheduleError> {
+        if let Some(why) = unreachable(&config) {
+            return Err(ScheduleError::Unreachable(why));
+        }
+        let SimulatedConfig { config, stand_ins } = SimulatedConfig::of(config);
+        let mut actions = actions;
+        actions.sort_by_key(|a| a.at);
+        let heal_at = actions.last().map_or(Duration::ZERO, |a| a.at);
+        Ok(FaultSchedule {
+            config,
+            stand_ins,
+            scenario: Scenario::Scripted,
+            seed,
+            duration,
+            heal_at,
+            actions,
+        })
     }
 
     /// Every real server the simulation must run (including ones a reload adds).

@@ -1,7 +1,8 @@
 //! The simulated real servers: a listener on every port a check probes, answering HTTP, HTTPS
 //! (with a test certificate), DNS (over UDP and TCP), UDP datagrams, a tcp send/expect
 //! exchange, SMTP (with STARTTLS when a check asks for it), the gRPC health service (h2c, or TLS
-//! with ALPN h2) or just accepting, as the server behaves at the time.
+//! with ALPN h2), an agent (HAProxy's agent protocol: the line the schedule gives it) or just
+//! accepting, as the server behaves at the time.
 //!
 //! Turmoil models no ICMP: a killed server's UDP port drops datagrams in silence, so a udp or
 //! dns probe of it times out instead of seeing "ICMP port unreachable".
@@ -55,6 +56,27 @@ impl Behaviour {
     }
 }
 
+/// How a server's simulated agent answers (see [`Action::Agent`](super::Action::Agent)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentReply {
+    /// It says this line (without its line ending).
+    Says(String),
+    /// It accepts connections and never answers: probes of it time out.
+    Silent,
+    /// It is not running: its port refuses connections.
+    Stopped,
+}
+
+impl std::fmt::Display for AgentReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentReply::Says(line) => write!(f, "says \"{}\"", line.escape_debug()),
+            AgentReply::Silent => f.write_str("falls silent"),
+            AgentReply::Stopped => f.write_str("stops (its port refuses)"),
+        }
+    }
+}
+
 /// Every simulated host and what it listens on, from every configuration of a run (the
 /// first, and any a reload brings in): real servers and fallbacks with checks.
 #[derive(Debug, Default)]
@@ -91,6 +113,9 @@ pub(crate) struct Listener {
     pub(crate) line: Option<Line>,
     /// Whether a dns check asks over UDP.
     pub(crate) dns_udp: bool,
+    /// Whether an agent check probes it, and what that check sends: connections then get the
+    /// server's agent (see [`AgentReply`]), whatever other checks probe the same port.
+    pub(crate) agent: Option<Vec<u8>>,
 }
 
 impl Listener {
@@ -168,6 +193,7 @@ impl Sites {
         let mut https: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut smtp: BTreeSet<SocketAddr> = BTreeSet::new();
         let mut grpc: BTreeSet<SocketAddr> = BTreeSet::new();
+        let mut agents: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
         let mut http: BTreeMap<(SocketAddr, String), Vec<HttpCheck>> = BTreeMap::new();
         let mut dns: BTreeMap<SocketAddr, Vec<DnsCheck>> = BTreeMap::new();
         let mut udp_replies: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
@@ -215,7 +241,11 @@ impl Sites {
                         }
                         continue;
                     }
-                    CheckKind::Exec(_) | CheckKind::Ping | CheckKind::Agent(_) => continue,
+                    CheckKind::Agent(a) => {
+                        agents.entry(target).or_insert_with(|| a.send.clone());
+                        continue;
+                    }
+                    CheckKind::Exec(_) | CheckKind::Ping => continue,
                 };
                 let same = http.entry((target, h.path.clone())).or_default();
                 if !same.contains(h) {
@@ -252,6 +282,7 @@ impl Sites {
                 udp_reply: udp_replies.remove(&target),
                 line: lines.remove(&target),
                 grpc: grpc.contains(&target),
+                agent: agents.remove(&target),
             };
             sites
                 .hosts
@@ -484,8 +515,13 @@ fn dns_answer(zone: &BTreeMap<String, ZoneEntry>, query: &[u8], b: Behaviour) ->
 async fn serve(world: WorldRef, ip: IpAddr, port: u16, listener: Rc<Listener>) -> turmoil::Result {
     let bind = bind_address(ip, port);
     let mut socket = None;
+    let dead = |world: &WorldRef| {
+        let w = world.borrow();
+        w.behaviour_of(listener.server) == Behaviour::Killed
+            || (listener.agent.is_some() && w.agent_of(listener.server) == AgentReply::Stopped)
+    };
     loop {
-        if world.borrow().behaviour_of(listener.server) == Behaviour::Killed {
+        if dead(&world) {
             // A dead process: nothing listens, connections are refused.
             socket = None;
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -518,6 +554,9 @@ async fn connection(
     listener: Rc<Listener>,
     mut stream: turmoil::net::TcpStream,
 ) -> std::io::Result<()> {
+    if listener.agent.is_some() {
+        return agent(world, listener, stream).await;
+    }
     if listener.smtp {
         return smtp(world, listener, stream).await;
     }
@@ -735,6 +774,62 @@ async fn line(
     // Until the probe closes, or the server is killed.
     let _ = read_until(&world, &listener, &mut stream, &mut seen, |_| false).await?;
     Ok(())
+}
+
+/// An agent, in HAProxy's agent protocol: it reads what the check sends (if it sends anything),
+/// says its line (however the server's service misbehaves: the agent is a process of its own),
+/// closes its side, and keeps what the probe sent until the probe closes; or says nothing, as
+/// the schedule has it. What each connection brought is recorded in the world. It shares the server's fate otherwise: a
+/// killed server's agent port refuses, a black hole holds its line, a slow server's agent
+/// answers far too late.
+async fn agent(
+    world: WorldRef,
+    listener: Rc<Listener>,
+    mut stream: turmoil::net::TcpStream,
+) -> std::io::Result<()> {
+    let send = listener.agent.clone().unwrap_or_default();
+    let mut seen = Vec::new();
+    // What the check sends, first, as an agent that answers what it is asked would: a probe
+    // that has its answer closes at once, and in turmoil that reset can arrive before the
+    // bytes the probe sent.
+    let heard = read_until(&world, &listener, &mut stream, &mut seen, |s| {
+        s.len() >= send.len()
+    })
+    .await;
+    let answer = match heard {
+        Ok(Some(())) => respond_as(&world, &listener).await,
+        Ok(None) | Err(_) => None,
+    };
+    let reply = match answer {
+        Some(_) => world.borrow().agent_of(listener.server),
+        None => AgentReply::Stopped,
+    };
+    match reply {
+        AgentReply::Says(line) => {
+            stream.write_all(format!("{line}\n").as_bytes()).await?;
+            stream.shutdown().await?;
+        }
+        AgentReply::Silent => {}
+        // Killed, or stopped since the connection came in: it goes with the process.
+        AgentReply::Stopped => {
+            record_agent(&world, &listener, seen);
+            return heard.map(drop);
+        }
+    }
+    // Until the probe closes, or the server is killed.
+    let closed = read_until(&world, &listener, &mut stream, &mut seen, |_| false).await;
+    record_agent(&world, &listener, seen);
+    closed.map(drop)
+}
+
+/// Keeps what a connection to the agent brought.
+fn record_agent(world: &WorldRef, listener: &Listener, seen: Vec<u8>) {
+    world
+        .borrow_mut()
+        .agent_received
+        .entry(listener.server)
+        .or_default()
+        .push(seen);
 }
 
 /// DNS over TCP: each message after its two-byte length, answered as over UDP.

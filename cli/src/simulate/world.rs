@@ -14,7 +14,7 @@ use lvs_hc_core::{
     Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus, ServiceKey,
 };
 
-use super::servers::Behaviour;
+use super::servers::{AgentReply, Behaviour};
 use crate::driver::Observer;
 
 /// What the simulation shares between its hosts and its controller.
@@ -53,6 +53,10 @@ pub struct World {
     pub admin: BTreeMap<(ServiceKey, SocketAddr, AdminSource), AdminChange>,
     /// Where [`super::Action::Admin`] is sent: the running life's channel.
     pub admin_tx: Option<tokio::sync::mpsc::UnboundedSender<AdminChange>>,
+    /// How each server's agent answers now (`up` when absent).
+    pub agent_replies: BTreeMap<SocketAddr, AgentReply>,
+    /// What the simulated agents received from probes, connection by connection, by server.
+    pub agent_received: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
 }
 
 impl World {
@@ -77,6 +81,14 @@ impl World {
             .get(&server)
             .copied()
             .unwrap_or(Behaviour::Healthy)
+    }
+
+    /// How `server`'s agent answers now.
+    pub fn agent_of(&self, server: SocketAddr) -> AgentReply {
+        self.agent_replies
+            .get(&server)
+            .cloned()
+            .unwrap_or_else(|| AgentReply::Says("up".into()))
     }
 }
 
