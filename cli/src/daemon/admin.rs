@@ -476,6 +476,9 @@ pub enum StateError {
 pub struct StateFile {
     /// Its path.
     pub path: PathBuf,
+    /// A dry run reads the file but never writes it: a trial daemon must not change (or
+    /// prune) the states the real one keeps.
+    pub read_only: bool,
 }
 
 impl StateFile {
@@ -492,6 +495,7 @@ impl StateFile {
         };
         StateFile {
             path: config.daemon.state_dir.join(name),
+            read_only: false,
         }
     }
 
@@ -531,6 +535,14 @@ impl StateFile {
     /// directory is created (0700) if missing.
     pub fn write(&self, book: &AdminBook) -> Result<(), StateError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if self.read_only {
+            tracing::info!(
+                file = %self.path.display(),
+                "dry run: the state file is not written; administrative states last until \
+                 this run ends"
+            );
+            return Ok(());
+        }
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StateError::Write { path, source }
@@ -705,6 +717,30 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_runs_state_file_is_read_and_never_written() {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-admin-dry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = config();
+        let file = StateFile {
+            path: dir.join("admin.json"),
+            read_only: true,
+        };
+        let mut book = AdminBook::default();
+        book.set(
+            config.services[0].key,
+            "10.0.0.2:80".parse().unwrap(),
+            KeptMark {
+                state: AdminState::Disabled,
+                reason: "dry".into(),
+                drain_timeout: None,
+                set_at_unix: 1,
+            },
+        );
+        file.write(&book).unwrap();
+        assert!(!dir.exists(), "a dry run wrote {}", dir.display());
+    }
+
+    #[test]
     fn the_state_file_is_written_whole_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("lvs-hc-admin-unit-{}", std::process::id()));
@@ -712,6 +748,7 @@ mod tests {
         let config = config();
         let file = StateFile {
             path: dir.join("sub/admin.json"),
+            read_only: false,
         };
         assert_eq!(file.load(&config).unwrap().0, AdminBook::default());
         let mut book = AdminBook::default();

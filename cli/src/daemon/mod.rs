@@ -481,7 +481,8 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
     let _lock = LockFile::acquire(&lock_path)?;
     // The operators' marks, before anything reaches the table: a server disabled before a
     // restart is never put back in between.
-    let state_file = admin::StateFile::of(&config, &args.config);
+    let mut state_file = admin::StateFile::of(&config, &args.config);
+    state_file.read_only = args.dry_run;
     let book = match state_file.load(&config) {
         Ok((book, dropped)) => {
             if !dropped.is_empty() {
