@@ -82,6 +82,19 @@ fn server(d: &Daemon, args: &[&str]) -> Output {
     d.lvs_hc(&all)
 }
 
+/// A daemon over two web servers in one service, started in a fresh directory `name`.
+fn two_servers(name: &str) -> (TempDir, Web, Web, Daemon) {
+    let dir = TempDir::new(name);
+    let (a, b) = (Web::start(), Web::start());
+    std::fs::write(
+        dir.path("lvs-hc.toml"),
+        config(&dir, &[a.addr, b.addr], &[], ""),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &[], &[]);
+    (dir, a, b, d)
+}
+
 fn wait_status(d: &Daemon, what: &str, done: impl Fn(&Value) -> bool) {
     d.wait_for(what, Duration::from_secs(5), |d| {
         d.status().is_some_and(|s| done(&s))
@@ -90,14 +103,7 @@ fn wait_status(d: &Daemon, what: &str, done: impl Fn(&Value) -> bool) {
 
 #[test]
 fn disable_enable_and_drain_through_the_control_socket() {
-    let dir = TempDir::new("operators");
-    let (a, b) = (Web::start(), Web::start());
-    std::fs::write(
-        dir.path("lvs-hc.toml"),
-        config(&dir, &[a.addr, b.addr], &[], ""),
-    )
-    .unwrap();
-    let d = Daemon::start(&dir, &[], &[]);
+    let (dir, a, b, d) = two_servers("operators");
     wait_status(&d, "both servers in", |s| {
         kernel_weight(s, a.addr) == Some(3) && kernel_weight(s, b.addr) == Some(3)
     });
@@ -380,14 +386,7 @@ fn a_state_file_that_cannot_be_written_refuses_the_command_and_changes_nothing()
 
 #[test]
 fn a_disabled_server_stays_out_across_a_restart_from_the_first_table_write() {
-    let dir = TempDir::new("operators-restart");
-    let (a, b) = (Web::start(), Web::start());
-    std::fs::write(
-        dir.path("lvs-hc.toml"),
-        config(&dir, &[a.addr, b.addr], &[], ""),
-    )
-    .unwrap();
-    let d = Daemon::start(&dir, &[], &[]);
+    let (dir, a, b, d) = two_servers("operators-restart");
     let out = server(&d, &["disable", &a.addr.to_string(), "--reason", "reimage"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(d.stop(Duration::from_secs(3)).0.success());
@@ -418,14 +417,7 @@ fn a_disabled_server_stays_out_across_a_restart_from_the_first_table_write() {
 
 #[test]
 fn a_reload_without_the_server_forgets_its_state_with_a_note() {
-    let dir = TempDir::new("operators-reload");
-    let (a, b) = (Web::start(), Web::start());
-    std::fs::write(
-        dir.path("lvs-hc.toml"),
-        config(&dir, &[a.addr, b.addr], &[], ""),
-    )
-    .unwrap();
-    let d = Daemon::start(&dir, &[], &[]);
+    let (dir, a, b, d) = two_servers("operators-reload");
     let out = server(&d, &["disable", &a.addr.to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(

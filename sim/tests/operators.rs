@@ -1,6 +1,6 @@
 //! Operators drain, disable and enable servers while the servers flap, and the daemon is
 //! restarted now and then: the shipped driver in simulated time, swept over seeds
-//! (`LVS_HC_SEEDS`, default 100; `LVS_HC_SEED=n` replays one). After every step: a disabled
+//! (`LVS_HC_SEEDS`, default 200; `LVS_HC_SEED=n` replays one). After every step: a disabled
 //! server is never in the table, a draining one never has a weight above 0, no weight exceeds
 //! the configured one (slow start included); at the end, with every server healthy and enabled,
 //! every server is back at its full weight.
@@ -13,6 +13,7 @@ use lvs_hc::simulate::{run_schedule, Action, FaultSchedule, Scenario, TimedActio
 use lvs_hc_core::admin::{AdminChange, AdminSource, AdminState};
 use lvs_hc_core::rng::SplitMix64;
 use lvs_hc_core::{Config, ServiceKey};
+use lvs_hc_sim::Seeds;
 
 const CONFIG: &str = r#"
 [daemon]
@@ -48,17 +49,6 @@ weight = 5
 /// How long an operation may take to reach the simulated kernel after its cause.
 const GRACE: Duration = Duration::from_millis(300);
 const LENGTH: Duration = Duration::from_secs(60);
-
-fn seeds() -> Vec<u64> {
-    if let Ok(one) = std::env::var("LVS_HC_SEED") {
-        return vec![one.parse().expect("LVS_HC_SEED is a number")];
-    }
-    let n = std::env::var("LVS_HC_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100u64);
-    (1..=n).collect()
-}
 
 /// Flapping servers (the simulator's `flap` scenario), a restart or two, and operators
 /// changing administrative states at random times; every server enabled again before the end.
@@ -197,7 +187,7 @@ fn run(seed: u64) -> Result<(), String> {
 #[test]
 fn operators_during_flapping_failures_and_restarts() {
     let mut failures = Vec::new();
-    for seed in seeds() {
+    for seed in Seeds::from_env().list() {
         if let Err(e) = run(seed) {
             failures.push(format!(
                 "seed {seed}: {e}\n{}\nreplay: LVS_HC_SEED={seed} cargo test -p lvs-hc-sim --test \
