@@ -144,13 +144,21 @@ pub struct AdminStatus {
     pub marks: Vec<AdminMark>,
 }
 
-/// The strictest of `marks`: disabled over drain; between equals, the operator's, then a
-/// maintenance file's, then the agent's.
+/// The order of precedence among administrative states, smallest first: disabled over drain
+/// over enabled; between equals, the operator's, then a maintenance file's, then the agent's.
+pub fn precedence(
+    state: AdminState,
+    source: AdminSource,
+) -> (std::cmp::Reverse<AdminState>, AdminSource) {
+    (std::cmp::Reverse(state), source)
+}
+
+/// The strictest of `marks` (see [`precedence`]).
 pub fn strictest<'a>(marks: impl IntoIterator<Item = &'a AdminMark>) -> Option<&'a AdminMark> {
     marks
         .into_iter()
         .filter(|m| m.state != AdminState::Enabled)
-        .min_by_key(|m| (std::cmp::Reverse(m.state), m.source))
+        .min_by_key(|m| precedence(m.state, m.source))
 }
 
 // ---- the agent ----------------------------------------------------------------------------

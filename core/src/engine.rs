@@ -243,10 +243,9 @@ impl AgentState {
 /// The administrative state in force and who set it; `None` when enabled.
 type Effective = Option<(AdminState, AdminSource)>;
 
-/// Whether `a` is stricter than `b`: disabled over drain, then operator over maintenance
-/// over agent.
+/// Whether `a` takes precedence over `b` (see [`admin::precedence`]).
 fn stricter(a: (AdminState, AdminSource), b: (AdminState, AdminSource)) -> bool {
-    (std::cmp::Reverse(a.0), a.1) < (std::cmp::Reverse(b.0), b.1)
+    admin::precedence(a.0, a.1) < admin::precedence(b.0, b.1)
 }
 
 #[derive(Clone, Debug)]
@@ -865,7 +864,7 @@ impl Engine {
                 }
             }
         }
-        marks.sort_by_key(|m| (std::cmp::Reverse(m.state), m.source));
+        marks.sort_by_key(|m| admin::precedence(m.state, m.source));
         marks
     }
 
