@@ -199,6 +199,11 @@ where
             }
             Some(change) = recv(&mut admin) => {
                 engine.handle_input(Input::Admin { now: now(), change });
+                // A command with `--all`, or a maintenance file, sends many at once: one
+                // reconcile for the burst.
+                while let Some(change) = admin.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    engine.handle_input(Input::Admin { now: now(), change });
+                }
             }
             Some(query) = recv(&mut queries) => query(&engine),
             Some((req, outcome, took)) = done_rx.recv() => {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::daemon::{config, http_get, Daemon, Options, Web, BIN};
+use common::daemon::{config, http_get, own_state_dir, Daemon, Options, Web, BIN};
 use common::TempDir;
 
 fn require_root(what: &str) {
@@ -436,6 +436,7 @@ fn a_file_at_a_socket_path_is_never_removed() {
     let dir = TempDir::new("socket-path");
     let webs = servers(1);
     std::fs::write(dir.path("lvs-hc.toml"), config(&weights(&webs), "")).unwrap();
+    own_state_dir(&dir);
     for (name, args) in [
         ("precious", vec!["--control", "PATH"]),
         ("precious-api", vec!["--api", "unix:PATH"]),
@@ -479,6 +480,7 @@ fn a_socket_another_process_listens_on_is_not_taken_over() {
     let dir = TempDir::new("socket-live");
     let webs = servers(1);
     std::fs::write(dir.path("lvs-hc.toml"), config(&weights(&webs), "")).unwrap();
+    own_state_dir(&dir);
     let other = std::os::unix::net::UnixListener::bind(dir.path("other.sock")).unwrap();
     let out = Command::new(BIN)
         .args(["run", "--backend", "memory", "--config"])

@@ -461,20 +461,7 @@ impl Exported {
 fn metrics_of_a_running_daemon() -> Exported {
     let dir = TempDir::new("monitoring");
     let web = Web::start();
-    // Its own state directory: no administrative state of this host's lvs-hc is read.
-    let text = config(&[(web.addr, 3)], "").replacen(
-        "[daemon]\n",
-        &format!(
-            "[daemon]\nstate_dir = \"{}\"\n",
-            dir.path("state").display()
-        ),
-        1,
-    );
-    assert!(
-        text.contains("state_dir"),
-        "config() has no [daemon] table: {text}"
-    );
-    std::fs::write(dir.path("lvs-hc.toml"), text).unwrap();
+    std::fs::write(dir.path("lvs-hc.toml"), config(&[(web.addr, 3)], "")).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -59,7 +59,8 @@ pub struct DesiredService {
 /// What `svc` should look like in the kernel.
 ///
 /// - Servers an operator, a maintenance file or an agent took out are out, or at weight 0
-///   while they drain, and are not counted healthy, whatever their health.
+///   while they drain (unless they fail meanwhile: the failure policy applies then), and are
+///   not counted healthy, whatever their health.
 /// - Up servers are in at their weight.
 /// - Servers without a verdict yet stay as the kernel has them (`believed`): nothing is removed
 ///   that is not known to be failed, nothing added that has not passed (restart safety). With
@@ -80,8 +81,15 @@ pub fn desired_service(
         let v = view(ServerRef::Real(i));
         match v.admin {
             AdminView::InService => {}
+            // Weight 0 while its connections end, unless it fails meanwhile: then the
+            // failure policy applies, as to any failed server (a dead server is not drained).
             AdminView::Draining => {
-                reals.push((server.addr, Some(server.dest_params(0))));
+                let params = match (v.health, svc.on_failure) {
+                    (Health::Down, FailureAction::Remove) => None,
+                    (Health::Down, FailureAction::Drain { .. }) if !v.draining => None,
+                    _ => Some(server.dest_params(0)),
+                };
+                reals.push((server.addr, params));
                 continue;
             }
             AdminView::Out => {

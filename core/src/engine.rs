@@ -514,6 +514,9 @@ pub struct Engine {
     admin_drains: HashMap<(ServiceKey, SocketAddr), Drain>,
     /// Real servers in slow start, by service and server.
     ramps: HashMap<(ServiceKey, SocketAddr), Ramp>,
+    /// The earliest step of any ramp (never later; `FAR_FUTURE` with none): `tick`, on every
+    /// input, looks at the ramps only from then on.
+    ramp_due: Instant,
     dirty: Dirty,
     duty: Duty,
     resync_due: Instant,
@@ -552,6 +555,7 @@ impl Engine {
             admin: HashMap::new(),
             admin_drains: HashMap::new(),
             ramps: HashMap::new(),
+            ramp_due: Instant::FAR_FUTURE,
             dirty: Dirty::All,
             duty: Duty::Serve,
             resync_due: now,
@@ -959,6 +963,12 @@ impl Engine {
             .drain(..)
             .map(|p| ((p.server, p.check.clone()), p))
             .collect();
+        // What agents said, by server and agent port: the agent speaks for its server, so an
+        // agent check edited (its interval, say) keeps its agent's word.
+        let agents: HashMap<(SocketAddr, Option<u16>), AgentState> = old
+            .iter()
+            .filter_map(|((server, check), p)| Some(((*server, check.port), p.agent.clone()?)))
+            .collect();
         let mut index = ProbeIndex::new();
         let mut probes: Vec<ProbeSlot> = Vec::new();
         let mut carried = Carried::default();
@@ -977,7 +987,12 @@ impl Engine {
                                 }
                                 None => {
                                     carried.fresh += 1;
-                                    ProbeSlot::new(server.addr, check.clone())
+                                    let mut slot = ProbeSlot::new(server.addr, check.clone());
+                                    if matches!(check.kind, CheckKind::Agent(_)) {
+                                        slot.agent =
+                                            agents.get(&(server.addr, check.port)).cloned();
+                                    }
+                                    slot
                                 }
                             };
                             probes.push(slot);
@@ -1097,7 +1112,29 @@ impl Engine {
         let new_keys = config.service_keys();
         // Under `manage = "all"` the table as believed already holds every service.
         let believed_all = self.config.daemon.manage == Manage::All;
+        // The state in force of every server, before: a reload may change it (an agent check
+        // edited or removed takes its agent's word with it), and such a change goes through
+        // `admin_transition` like any other.
+        let mut before: HashMap<(ServiceKey, SocketAddr), Effective> = HashMap::new();
+        for (si, svc) in self.config.services.iter().enumerate() {
+            for (r, server) in servers_of(svc) {
+                before.insert((svc.key, server.addr), self.effective_admin(si, r));
+            }
+        }
         let carried = self.install(config);
+        let mut changed = Vec::new();
+        for (si, svc) in self.config.services.iter().enumerate() {
+            for (r, server) in servers_of(svc) {
+                let was = before.get(&(svc.key, server.addr)).copied().flatten();
+                let is = self.effective_admin(si, r);
+                if was.map(|w| w.0) != is.map(|i| i.0) {
+                    changed.push((si, r, was, is));
+                }
+            }
+        }
+        for (si, r, was, is) in changed {
+            self.admin_transition(si, r, was, is);
+        }
         self.retire_services(&old_keys, &new_keys, believed_all);
         let summary = ReloadSummary {
             services: new_keys.len(),
@@ -1276,7 +1313,9 @@ impl Engine {
         };
         let key = svc.key;
         let addr = self.services[si].server(r).addr;
-        self.ramps.insert((key, addr), Ramp::new(self.now, length));
+        let ramp = Ramp::new(self.now, length);
+        self.ramp_due = self.ramp_due.min(ramp.next_change());
+        self.ramps.insert((key, addr), ramp);
         self.emit(EventKind::SlowStartBegan {
             service: key,
             server: addr,
@@ -1336,8 +1375,11 @@ impl Engine {
                 weight_changed = Some(w);
             }
         }
+        // An agent's answer is news when it differs from its last (most do not).
         let agent_news = match &outcome {
-            ProbeOutcome::Agent(report) => Some(report.clone()),
+            ProbeOutcome::Agent(report) if p.agent.as_ref().is_none_or(|a| a.report != *report) => {
+                Some(report.clone())
+            }
             _ => None,
         };
         let verdict = outcome.is_verdict();
@@ -1423,6 +1465,10 @@ impl Engine {
         if old.is_some_and(|a| a.report == report) {
             return;
         }
+        // Its words, not its description: an agent that writes `# load 0.53` is not news at
+        // every probe.
+        let words = |r: &AgentReport| (r.health, r.admin, r.weight_percent);
+        let said_more = old.is_none_or(|a| words(&a.report) != words(&report));
         let percent_changed = old.and_then(|a| a.report.weight_percent) != report.weight_percent;
         let old_admin = old.and_then(|a| a.admin.clone());
         let admin = match report.admin {
@@ -1444,7 +1490,9 @@ impl Engine {
             report: report.clone(),
             admin,
         });
-        self.emit(EventKind::AgentReported { server, report });
+        if said_more {
+            self.emit(EventKind::AgentReported { server, report });
+        }
         for (&(si, r), before) in users.iter().zip(befores) {
             if admin_changed {
                 let after = self.effective_admin(si, r);
@@ -1703,7 +1751,7 @@ impl Engine {
                 reason: "drain timeout passed".into(),
             });
         }
-        if !self.ramps.is_empty() {
+        if self.ramp_due <= now {
             let mut stepped = Vec::new();
             for (&(key, addr), ramp) in self.ramps.iter_mut() {
                 match ramp.step_at(now) {
@@ -1726,6 +1774,12 @@ impl Engine {
                     });
                 }
             }
+            self.ramp_due = self
+                .ramps
+                .values()
+                .map(Ramp::next_change)
+                .min()
+                .unwrap_or(Instant::FAR_FUTURE);
         }
         let mut expired = Vec::new();
         for (target, r) in self.retries.iter_mut() {
@@ -1753,8 +1807,8 @@ impl Engine {
                 deadline = deadline.min(end);
             }
         }
-        for ramp in self.ramps.values() {
-            deadline = deadline.min(ramp.next_change());
+        if !self.ramps.is_empty() {
+            deadline = deadline.min(self.ramp_due);
         }
         for r in self.retries.values() {
             if let Backoff::Until(t) = r.backoff {

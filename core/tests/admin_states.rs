@@ -235,3 +235,20 @@ fn a_change_for_a_server_not_configured_is_ignored_and_said() {
         .any(|e| matches!(e.kind, EventKind::AdminIgnored { .. })));
     assert_eq!(h.dests().len(), 2);
 }
+
+#[test]
+fn a_server_that_fails_while_drained_by_hand_follows_the_failure_policy() {
+    let mut h = seed("");
+    connections(&mut h, RS1, 12);
+    h.run_until(at(2.5));
+    h.admin(RS1, OPERATOR, AdminState::Drain, "patching");
+    h.run_until(at(4.0));
+    assert_eq!(h.weight_of(RS1), Some(0));
+    h.set(RS1, harness::Behaviour::Refused);
+    h.run_until(at(7.0));
+    assert_eq!(
+        h.weight_of(RS1),
+        None,
+        "on_failure = \"remove\": a dead server is removed"
+    );
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harness::{addr, at, Harness};
 use lvs_hc_core::admin::{AdminSource, AdminState};
-use lvs_hc_core::{DestCounters, ServiceKey, Table};
+use lvs_hc_core::{DestCounters, EventKind, ServiceKey, Table};
 
 const RS1: &str = "192.168.0.179:80";
 const RS2: &str = "192.168.0.180:80";
@@ -158,4 +158,92 @@ fn a_server_whose_agent_never_answers_serves_on_its_other_checks() {
         .iter()
         .filter(|s| !s.fallback)
         .all(|s| s.health == lvs_hc_core::Health::Up));
+}
+
+#[test]
+fn an_agent_check_edited_by_a_reload_keeps_its_agents_word() {
+    let mut h = Harness::new(&config(""), Table::new());
+    h.run_until(at(3.0));
+    says(&mut h, RS1, Some("maint"));
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(h.weight_of(RS1), None);
+    h.applied.clear();
+    // The agent check's interval changes: a new probe, the same agent.
+    let edited = config("").replace(
+        "port = 5555\ninterval = \"1s\"",
+        "port = 5555\ninterval = \"2s\"",
+    );
+    assert_ne!(edited, config(""));
+    h.reload(&edited);
+    h.run_for(Duration::from_millis(10));
+    assert!(
+        h.applied_lines()
+            .iter()
+            .all(|l| !l.contains("192.168.0.179")),
+        "the server in maintenance came back: {:?}",
+        h.applied_lines()
+    );
+}
+
+#[test]
+fn an_agent_check_removed_by_a_reload_ends_its_drain_at_once() {
+    let mut h = Harness::new(&config(""), Table::new());
+    let key = (ServiceKey::Tcp(addr("192.168.0.101:80")), addr(RS1));
+    h.counters.dests.insert(
+        key,
+        DestCounters {
+            active: 4,
+            ..Default::default()
+        },
+    );
+    h.run_until(at(3.0));
+    says(&mut h, RS1, Some("drain"));
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(h.weight_of(RS1), Some(0));
+    let without_agent = harness::seed_config(
+        "interval = \"1s\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\njitter = \"0s\"",
+        "",
+    )
+    .replace("weight = 2", "weight = 10");
+    h.reload(&without_agent);
+    h.run_for(Duration::from_millis(10));
+    assert_eq!(h.weight_of(RS1), Some(10), "no agent, no drain");
+    h.run_for(Duration::from_secs(400));
+    assert!(
+        h.event_lines()
+            .iter()
+            .all(|l| !l.contains("drain of 192.168.0.179:80 finished")),
+        "a drain that ended with the reload reports no end later"
+    );
+}
+
+#[test]
+fn an_agents_changing_description_is_kept_but_not_reported_each_time() {
+    let mut h = Harness::new(&config(""), Table::new());
+    h.run_until(at(3.0));
+    for load in 0..5 {
+        says(&mut h, RS1, Some(&format!("up 50% # load 0.{load}")));
+        h.run_for(Duration::from_secs(1));
+    }
+    h.run_for(Duration::from_secs(1));
+    let reported = h
+        .events
+        .iter()
+        .filter(
+            |e| matches!(&e.kind, EventKind::AgentReported { server, .. } if *server == addr(RS1)),
+        )
+        .count();
+    assert_eq!(
+        reported,
+        2,
+        "`up` at first, then `up 50%`: {:?}",
+        h.event_lines()
+    );
+    let status = h.engine.status();
+    let rs1 = status.iter().find(|s| s.server == addr(RS1)).unwrap();
+    assert_eq!(
+        rs1.agent.as_ref().unwrap().text,
+        "load 0.4",
+        "the last words are kept"
+    );
 }

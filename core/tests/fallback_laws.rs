@@ -145,6 +145,11 @@ proptest! {
             let got = d.entry.dests.get(&server.addr).map(|p| p.weight);
             let want = match (r.admin, r.health) {
                 (AdminView::Out, _) => None,
+                (AdminView::Draining, Health::Down) => match svc.on_failure {
+                    FailureAction::Remove => None,
+                    FailureAction::Zero => Some(0),
+                    FailureAction::Drain { .. } => r.draining.then_some(0),
+                },
                 (AdminView::Draining, _) => Some(0),
                 (AdminView::InService, health) => match health {
                 Health::Up => Some(server.weight),

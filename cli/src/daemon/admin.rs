@@ -458,6 +458,19 @@ pub enum StateError {
         /// What is wrong.
         problem: String,
     },
+    /// The states would make a file larger than lvs-hc reads at start: the command is refused
+    /// and nothing changes.
+    #[error(
+        "the state file {} would be {size} bytes, more than the {MAX_STATE_FILE} lvs-hc reads \
+         at start: fewer administrative states, or shorter reasons",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The size it would have.
+        size: usize,
+    },
     /// The file could not be written: the command is refused and nothing changes. Check that
     /// `[daemon] state_dir` exists and is writable by lvs-hc.
     #[error("cannot write {}", path.display())]
@@ -503,29 +516,28 @@ impl StateFile {
     /// an error when it cannot be read or understood. Marks of servers `config` lacks are
     /// returned apart, in words.
     pub fn load(&self, config: &Config) -> Result<(AdminBook, Vec<String>), StateError> {
-        use std::io::Read as _;
+        use crate::load::LoadError;
         let path = self.path.clone();
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        // The configuration's reader: a regular file (never a FIFO that would hang the
+        // start), bounded, UTF-8 with the place of a bad byte.
+        let text = match crate::load::read_text_file(&path, MAX_STATE_FILE) {
+            Ok(text) => text,
+            Err(LoadError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok((AdminBook::default(), Vec::new()))
             }
-            Err(error) => return Err(StateError::Read { path, error }),
+            Err(LoadError::Read { source, .. }) => {
+                return Err(StateError::Read {
+                    path,
+                    error: source,
+                })
+            }
+            Err(other) => {
+                return Err(StateError::Content {
+                    path,
+                    problem: other.to_string(),
+                })
+            }
         };
-        let mut bytes = Vec::new();
-        if let Err(error) = file.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes) {
-            return Err(StateError::Read { path, error });
-        }
-        if bytes.len() as u64 > MAX_STATE_FILE {
-            return Err(StateError::Content {
-                path,
-                problem: format!("larger than {MAX_STATE_FILE} bytes"),
-            });
-        }
-        let text = String::from_utf8(bytes).map_err(|_| StateError::Content {
-            path: path.clone(),
-            problem: "not UTF-8 text".into(),
-        })?;
         AdminBook::from_json(&text, config).map_err(|problem| StateError::Content { path, problem })
     }
 
@@ -542,6 +554,14 @@ impl StateFile {
                  this run ends"
             );
             return Ok(());
+        }
+        let text = book.to_json();
+        // What the next start would refuse to read is never written.
+        if text.len() as u64 > MAX_STATE_FILE {
+            return Err(StateError::TooLarge {
+                path: self.path.clone(),
+                size: text.len(),
+            });
         }
         let err = |path: &Path| {
             let path = path.to_path_buf();
@@ -571,8 +591,7 @@ impl StateFile {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(err(&tmp))?;
-            file.write_all(book.to_json().as_bytes())
-                .map_err(err(&tmp))?;
+            file.write_all(text.as_bytes()).map_err(err(&tmp))?;
             file.sync_all().map_err(err(&tmp))?;
             std::fs::rename(&tmp, &self.path).map_err(err(&self.path))?;
             std::fs::File::open(dir)
@@ -738,6 +757,35 @@ mod tests {
         );
         file.write(&book).unwrap();
         assert!(!dir.exists(), "a dry run wrote {}", dir.display());
+    }
+
+    #[test]
+    fn a_state_file_too_large_to_read_back_is_never_written() {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-admin-big-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = config();
+        let file = StateFile {
+            path: dir.join("admin.json"),
+            read_only: false,
+        };
+        let mut book = AdminBook::default();
+        for i in 0..50_000u32 {
+            let server = std::net::SocketAddr::from(([10, 2, (i >> 8) as u8, i as u8], 80));
+            book.set(
+                config.services[0].key,
+                server,
+                KeptMark {
+                    state: AdminState::Disabled,
+                    reason: "r".repeat(200),
+                    drain_timeout: None,
+                    set_at_unix: 1,
+                },
+            );
+        }
+        let err = file.write(&book).unwrap_err();
+        assert!(matches!(err, StateError::TooLarge { .. }), "{err}");
+        assert!(!file.path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -164,11 +164,13 @@ pub fn scan(dir: &Path) -> Scan {
             continue;
         }
         if names.len() == MAX_FILES {
-            out.problems.insert(
-                format!("(more than {MAX_FILES} files)"),
-                format!("only {MAX_FILES} files are read; the others are ignored"),
-            );
-            break;
+            // Which files would be read would follow the directory's order: read none, and
+            // leave every server as it was.
+            out.unreadable = Some(format!(
+                "{} holds more than {MAX_FILES} files",
+                dir.display()
+            ));
+            return out;
         }
         names.push(name);
     }
@@ -193,31 +195,45 @@ pub fn scan(dir: &Path) -> Scan {
                     out.problems.insert(name, e);
                 }
             },
-            Err(e) => {
+            Err(Unread::Kind(e)) => {
                 out.problems.insert(name, e);
+            }
+            // A file there that cannot be read (EACCES, EIO, no descriptors left) is a fault
+            // of this director: its servers stay as they are, not back in service.
+            Err(Unread::Io(e)) => {
+                out.unreadable = Some(format!("cannot read {}: {e}", path.display()));
+                return out;
             }
         }
     }
     out
 }
 
+/// Why a maintenance file was not read.
+enum Unread {
+    /// It is not a regular file (a link, a pipe): the operator's to fix; it counts as absent.
+    Kind(String),
+    /// Reading it failed: the directory's marks stay as they are.
+    Io(String),
+}
+
 /// The first [`MAX_READ`] bytes of a regular file; `None` for a directory (left alone); an
 /// error for anything else (a link, a pipe: never followed or opened for long).
-fn read_first_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
+fn read_first_bytes(path: &Path) -> Result<Option<Vec<u8>>, Unread> {
     use std::os::unix::fs::OpenOptionsExt;
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot look at it: {e}")),
+        Err(e) => return Err(Unread::Io(format!("cannot look at it: {e}"))),
     };
     if meta.is_dir() {
         return Ok(None);
     }
     if !meta.is_file() {
-        return Err(format!(
+        return Err(Unread::Kind(format!(
             "{}, not a regular file",
             crate::load::file_kind(&meta.file_type())
-        ));
+        )));
     }
     // No waiting on a pipe put there in between, no following a link.
     let file = match std::fs::OpenOptions::new()
@@ -227,17 +243,21 @@ fn read_first_bytes(path: &Path) -> Result<Option<Vec<u8>>, String> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read it: {e}")),
+        // O_NOFOLLOW on a link put there in between.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Unread::Kind("a symbolic link, not a regular file".into()))
+        }
+        Err(e) => return Err(Unread::Io(format!("cannot read it: {e}"))),
     };
     match file.metadata() {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err("not a regular file".into()),
-        Err(e) => return Err(format!("cannot read it: {e}")),
+        Ok(_) => return Err(Unread::Kind("not a regular file".into())),
+        Err(e) => return Err(Unread::Io(format!("cannot read it: {e}"))),
     }
     let mut bytes = Vec::new();
     file.take(MAX_READ)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read it: {e}"))?;
+        .map_err(|e| Unread::Io(format!("cannot read it: {e}")))?;
     Ok(Some(bytes))
 }
 
@@ -636,6 +656,20 @@ mod tests {
             "a symbolic link, not a regular file"
         );
         assert!(scan(&dir.join("missing")).asks.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    #[test]
+    fn a_directory_too_full_to_read_leaves_every_server_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-maint-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..=MAX_FILES {
+            std::fs::write(dir.join(format!("10.1.{}.{}", i / 250, i % 250)), "").unwrap();
+        }
+        let s = scan(&dir);
+        assert!(s.asks.is_empty());
+        let why = s.unreadable.expect("too many files: unreadable");
+        assert!(why.contains("more than"), "{why}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

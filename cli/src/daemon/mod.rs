@@ -262,7 +262,8 @@ impl Handle {
                 if !dropped.is_empty() {
                     tracing::warn!(
                         file = %self.admin.file.path.display(),
-                        "administrative states forgotten, their servers left the                          configuration: {}",
+                        "administrative states forgotten, their servers left the \
+                         configuration: {}",
                         dropped.join("; ")
                     );
                     if let Err(e) = self.admin.file.write(&book) {
@@ -390,7 +391,8 @@ impl Handle {
             if self.admin.changes.send(change).is_err() {
                 return Err(AdminRefusal {
                     status: 503,
-                    message: "lvs-hc is stopping; the state file has the change, which the                               next start applies"
+                    message: "lvs-hc is stopping; the state file has the change, which the \
+                              next start applies"
                         .into(),
                 });
             }

@@ -90,7 +90,13 @@ impl Fs for RealFs {
     /// files only (an include glob matching a FIFO or a device neither hangs nor reads it),
     /// at most [`crate::load::MAX_CONFIG_BYTES`], UTF-8.
     fn read(&self, path: &Path) -> io::Result<String> {
-        crate::load::read_text_file(path, crate::load::MAX_CONFIG_BYTES).map_err(io::Error::other)
+        use crate::load::LoadError;
+        // The OS's error as it is (a missing include is `NotFound`); the reader's own refusals
+        // (not a file, too large, not UTF-8) in its words.
+        crate::load::read_text_file(path, crate::load::MAX_CONFIG_BYTES).map_err(|e| match e {
+            LoadError::Read { source, .. } => source,
+            other => io::Error::other(other),
+        })
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -336,6 +342,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_real_filesystem_says_a_missing_file_is_missing() {
+        let dir = std::env::temp_dir().join(format!("lvs-hc-import-fs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = RealFs.read(&dir.join("missing.conf")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound, "{missing}");
+        let not_a_file = RealFs.read(&dir).unwrap_err();
+        assert!(
+            not_a_file.to_string().contains("a directory"),
+            "{not_a_file}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn wildcards_match_as_glob_does_and_many_stars_stay_linear() {

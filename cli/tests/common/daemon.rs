@@ -62,6 +62,27 @@ pub fn config(servers: &[(SocketAddr, u32)], extra: &str) -> String {
     text
 }
 
+/// Gives the test's configuration its own `state_dir` in the test's directory, unless it names
+/// one: a daemon under test never reads (or prunes) this host's `/var/lib/lvs-hc`.
+pub fn own_state_dir(dir: &TempDir) {
+    let path = dir.path("lvs-hc.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    if text.contains("state_dir") {
+        return;
+    }
+    let line = format!("state_dir = \"{}\"\n", dir.path("state").display());
+    let text = match text.find("[daemon]\n") {
+        Some(at) => {
+            let end = at + "[daemon]\n".len();
+            format!("{}{line}{}", &text[..end], &text[end..])
+        }
+        None => format!("[daemon]\n{line}\n{text}"),
+    };
+    std::fs::write(&path, text).unwrap();
+}
+
 /// The daemon under test; killed if the test ends early. Its JSON log lines are collected.
 pub struct Daemon {
     pub child: Child,
@@ -96,6 +117,7 @@ impl Daemon {
     }
 
     pub fn start_with(dir: &TempDir, options: Options<'_>) -> Daemon {
+        own_state_dir(dir);
         let (extra_args, env) = (options.args, options.env);
         let api = options
             .api

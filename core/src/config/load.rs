@@ -248,7 +248,7 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
     };
     let on_failure = match (action, t.get("drain_timeout")) {
         ("drain", None) => FailureAction::Drain {
-            timeout: Duration::from_secs(300),
+            timeout: crate::admin::DEFAULT_DRAIN_TIMEOUT,
         },
         ("drain", Some(f)) => FailureAction::Drain {
             timeout: f.duration_in(Duration::from_millis(1), limits::DRAIN_MAX)?,
