@@ -22,7 +22,7 @@ use std::time::Duration;
 use ipvs_sys::memory::MemoryBackend;
 use lvs_hc::driver::{run_with, Observer, RunOptions};
 use lvs_hc::probe::TokioConnect;
-use lvs_hc_core::{Config, Event, EventKind, Health, ProbeOutcome, ProbeRequest};
+use lvs_hc_core::{Config, Event, EventKind, Health, ProbeOutcome, ProbeRequest, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() {
@@ -116,17 +116,17 @@ struct Counts {
 
 impl Observer for Counts {
     fn on_probe(&mut self, _req: &ProbeRequest, outcome: &ProbeOutcome, _took: Duration) {
-        match outcome {
-            ProbeOutcome::Pass { .. } | ProbeOutcome::Agent(_) => self.pass += 1,
-            ProbeOutcome::Fail { reason } => {
+        match (outcome.verdict(), outcome) {
+            (Some(Verdict::Pass), _) => self.pass += 1,
+            (Some(Verdict::Fail(reason)), _) => {
                 self.fail += 1;
-                *self.reasons.entry(reason.clone()).or_default() += 1;
+                *self.reasons.entry(reason.to_string()).or_default() += 1;
             }
-            ProbeOutcome::Inconclusive { .. } => self.inconclusive += 1,
-            ProbeOutcome::DirectorFault { reason } => {
+            (None, ProbeOutcome::DirectorFault { reason }) => {
                 self.director_faults += 1;
                 *self.reasons.entry(reason.clone()).or_default() += 1;
             }
+            (None, _) => self.inconclusive += 1,
         }
     }
     fn on_event(&mut self, event: &Event) {

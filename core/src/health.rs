@@ -82,14 +82,34 @@ pub enum ProbeOutcome {
     Agent(AgentReport),
 }
 
+/// What a probe's result says of its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// It passed (an agent that does not say `down` passes).
+    Pass,
+    /// It failed, and why (an agent's `down` with its description).
+    Fail(&'a str),
+}
+
 impl ProbeOutcome {
+    /// What this result says of the server: a pass, a failure, or (`None`) no verdict. The
+    /// one reading of an outcome that health, metrics and the simulator share.
+    pub fn verdict(&self) -> Option<Verdict<'_>> {
+        match self {
+            ProbeOutcome::Pass { .. } => Some(Verdict::Pass),
+            ProbeOutcome::Fail { reason } => Some(Verdict::Fail(reason)),
+            ProbeOutcome::Agent(r) if r.health == Some(AgentHealth::Down) => {
+                Some(Verdict::Fail(&r.text))
+            }
+            ProbeOutcome::Agent(_) => Some(Verdict::Pass),
+            ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => None,
+        }
+    }
+
     /// Whether this result says something about the server (a pass or a failure), as opposed
     /// to no verdict.
     pub fn is_verdict(&self) -> bool {
-        matches!(
-            self,
-            ProbeOutcome::Pass { .. } | ProbeOutcome::Fail { .. } | ProbeOutcome::Agent(_)
-        )
+        self.verdict().is_some()
     }
 }
 
@@ -153,19 +173,9 @@ impl Hysteresis {
     /// Counts one result; returns the transition it caused, if any.
     pub fn record(&mut self, outcome: &ProbeOutcome) -> Option<Transition> {
         let from = self.state;
-        let agent_down;
-        let outcome = match outcome {
-            ProbeOutcome::Agent(r) if r.health == Some(AgentHealth::Down) => {
-                agent_down = ProbeOutcome::Fail {
-                    reason: r.text.clone(),
-                };
-                &agent_down
-            }
-            other => other,
-        };
-        match outcome {
-            ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => return None,
-            ProbeOutcome::Pass { .. } | ProbeOutcome::Agent(_) => {
+        match outcome.verdict() {
+            None => return None,
+            Some(Verdict::Pass) => {
                 self.passes = self.passes.saturating_add(1);
                 self.failures = 0;
                 let needed = if from == Health::Unknown {
@@ -191,7 +201,7 @@ impl Hysteresis {
                     });
                 }
             }
-            ProbeOutcome::Fail { reason } => {
+            Some(Verdict::Fail(reason)) => {
                 self.failures = self.failures.saturating_add(1);
                 self.passes = 0;
                 if from != Health::Down && self.failures >= self.fall {

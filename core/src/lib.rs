@@ -89,7 +89,7 @@ pub use engine::{
     Engine, Fault, Input, Output, ProbeFaultStatus, ProbeId, ProbeRequest, ServerStatus,
 };
 pub use event::{Event, EventKind};
-pub use health::{Health, ProbeOutcome};
+pub use health::{Health, ProbeOutcome, Verdict};
 pub use op::{ApplyError, Op, Target};
 pub use save::{parse_save, render_save};
 pub use table::{

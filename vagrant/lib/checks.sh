@@ -314,7 +314,7 @@ rs1_weight() {
 rs1_configured() {
     printf '%s\n' "$CONF_TEXT" | awk -v a="$RS1_ADDR:" '
         /^address/ && index($0, a) { hit = 1; next }
-        hit && /^weight/ { gsub(/[^0-9]/, "", $0); print; exit }
+        hit && /^weight/ { sub(/#.*/, ""); gsub(/[^0-9]/, ""); print; exit }
         /^\[/ { hit = 0 }'
 }
 
@@ -325,23 +325,31 @@ step_operator_story() {
     [ -n "$full" ] || full=1
     ramp=$(conf_value slow_start)
     if [ -n "$ramp" ]; then ramp_ms=$(dur_ms "$ramp"); else ramp_ms=0; fi
-    drain_ms=8000
+    drain=8s
+    drain_ms=$(dur_ms "$drain")
     say "operator story: rs1 (weight $full) drained, patched and enabled; slow_start ${ramp:-none}"
     T_BEFORE=$(now_ms)
-    out=$(on director sh "$PROVISION/director.sh" server drain "$RS1_ADDR:80" kernel-patching 8s 2>&1) ||
+    out=$(on director sh "$PROVISION/director.sh" server drain "$RS1_ADDR:80" kernel-patching "$drain" 2>&1) ||
         { fail "lvs-hc server drain failed: $out"; return; }
     T0=$(now_ms)
     say "lvs-hc server drain: $out"
-    w=$(rs1_weight)
+    # The command returns once the daemon has the change; the table follows within moments.
+    while :; do
+        w=$(rs1_weight)
+        [ "$w" = 0 ] && break
+        [ $(($(now_ms) - T0)) -lt "$REPAIR_MS" ] || break
+        sleep 0.1
+    done
+    zero_ms=$(($(now_ms) - T0))
     if [ "$w" = 0 ] && await_answers "server-2" "$((MARGIN_MS + 5000))"; then
-        pass "drain: rs1 at weight 0 at once, the client sees only server-2 ($(tally))"
+        pass "drain: rs1 at weight 0 after $(secs "$zero_ms"), the client sees only server-2 ($(tally))"
     else
         fail "drain: rs1 at weight $w, answers:$SEEN"
     fi
     say "table while draining:"
     on director ipvsadm -Ln | sed 's/^/    /'
     if await_table "$((drain_ms + REPAIR_MS * 2))" "-$RS1_ADDR"; then
-        pass "drain: rs1 out after $(secs "$TABLE_MS") (drain timeout 8s, or its connections ended)"
+        pass "drain: rs1 out after $(secs "$TABLE_MS") (drain timeout $drain, or its connections ended)"
     else
         fail "drain: rs1 still in after $(secs $((drain_ms + REPAIR_MS * 2)))"
     fi

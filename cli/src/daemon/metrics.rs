@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use lvs_hc_core::{Health, ProbeOutcome};
+use lvs_hc_core::{Health, ProbeOutcome, Verdict};
 
 /// Upper bounds (seconds) of the probe duration histogram.
 const BUCKETS: [f64; 12] = [
@@ -63,13 +63,11 @@ pub struct Metrics {
 
 /// `pass`, `fail`, `inconclusive` or `director_fault`.
 pub fn result_name(outcome: &ProbeOutcome) -> &'static str {
-    match outcome {
-        ProbeOutcome::Pass { .. } => "pass",
-        ProbeOutcome::Agent(r) if r.health == Some(lvs_hc_core::admin::AgentHealth::Down) => "fail",
-        ProbeOutcome::Agent(_) => "pass",
-        ProbeOutcome::Fail { .. } => "fail",
-        ProbeOutcome::Inconclusive { .. } => "inconclusive",
-        ProbeOutcome::DirectorFault { .. } => "director_fault",
+    match (outcome.verdict(), outcome) {
+        (Some(Verdict::Pass), _) => "pass",
+        (Some(Verdict::Fail(_)), _) => "fail",
+        (None, ProbeOutcome::DirectorFault { .. }) => "director_fault",
+        (None, _) => "inconclusive",
     }
 }
 

@@ -11,7 +11,7 @@ use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 use lvs_hc_core::admin::{AdminChange, AdminSource, AdminState};
 use lvs_hc_core::{
-    Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus, ServiceKey,
+    Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus, ServiceKey, Verdict,
 };
 
 use super::servers::{AgentReply, Behaviour};
@@ -197,16 +197,10 @@ impl Observer for SimObserver {
     }
     fn on_probe(&mut self, req: &ProbeRequest, outcome: &ProbeOutcome, took: Duration) {
         let at = self.now();
-        let verdict = match outcome {
-            ProbeOutcome::Pass { .. } => ProbeVerdict::Pass,
-            ProbeOutcome::Fail { .. } => ProbeVerdict::Fail,
-            ProbeOutcome::Agent(r) if r.health == Some(lvs_hc_core::admin::AgentHealth::Down) => {
-                ProbeVerdict::Fail
-            }
-            ProbeOutcome::Agent(_) => ProbeVerdict::Pass,
-            ProbeOutcome::Inconclusive { .. } | ProbeOutcome::DirectorFault { .. } => {
-                ProbeVerdict::Inconclusive
-            }
+        let verdict = match outcome.verdict() {
+            Some(Verdict::Pass) => ProbeVerdict::Pass,
+            Some(Verdict::Fail(_)) => ProbeVerdict::Fail,
+            None => ProbeVerdict::Inconclusive,
         };
         self.world.borrow_mut().probes.push(ProbeRecord {
             at,
