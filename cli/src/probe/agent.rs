@@ -4,8 +4,10 @@
 //! An agent is advisory, as in HAProxy ("failure to connect to the agent is not considered an
 //! error"): whatever keeps lvs-hc from hearing it (a refused or reset connection, silence, an
 //! empty, overlong or meaningless reply) is [`ProbeOutcome::Inconclusive`], never a failure,
-//! so an agent that cannot be heard changes nothing. Errors of the director itself stay
-//! [`ProbeOutcome::DirectorFault`] ([`director_fault`]).
+//! so an agent that cannot be heard changes nothing: the probe reads the agent as any probe
+//! reads its server, and [`advisory`] turns its failures into no verdict, once, for every way
+//! it can fail (the timeout included). Errors of the director itself stay
+//! [`ProbeOutcome::DirectorFault`].
 
 use lvs_hc_core::admin::parse_agent_reply;
 use lvs_hc_core::config::AgentCheck;
@@ -13,7 +15,7 @@ use lvs_hc_core::ProbeOutcome;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::tcp::quote;
-use super::{director_fault, io_reason, Seen};
+use super::{fail, io_outcome, Seen};
 
 /// The longest reply line read, its line ending included: an agent's line is a few words.
 pub const LINE_MAX: usize = 1024;
@@ -27,7 +29,7 @@ pub(super) async fn agent<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> ProbeOutcome {
     if !check.send.is_empty() {
         if let Err(e) = stream.write_all(&check.send).await {
-            return unheard(&e);
+            return io_outcome(&e);
         }
     }
     let mut chunk = [0u8; LINE_MAX];
@@ -35,7 +37,7 @@ pub(super) async fn agent<S: AsyncRead + AsyncWrite + Unpin>(
         let len = seen.borrow().len();
         let n = match stream.read(&mut chunk[..LINE_MAX - len]).await {
             Ok(n) => n,
-            Err(e) => return unheard(&e),
+            Err(e) => return io_outcome(&e),
         };
         // No borrow across an await: `seen` is the probe's reason if it times out.
         let mut reply = seen.borrow_mut();
@@ -44,14 +46,14 @@ pub(super) async fn agent<S: AsyncRead + AsyncWrite + Unpin>(
             break reply[..len + end].to_vec();
         }
         if n == 0 && reply.is_empty() {
-            return inconclusive("the connection closed without a reply".into());
+            return fail("the connection closed without a reply");
         }
         if n == 0 {
             // A line without its ending, then the close: the line all the same.
             break reply.clone();
         }
         if reply.len() >= LINE_MAX {
-            return inconclusive(format!(
+            return fail(format!(
                 "no line end within {LINE_MAX} bytes: got {}",
                 quote(&reply)
             ));
@@ -60,22 +62,18 @@ pub(super) async fn agent<S: AsyncRead + AsyncWrite + Unpin>(
     let line = String::from_utf8_lossy(&line);
     match parse_agent_reply(line.trim_end_matches('\r')) {
         Ok(report) => ProbeOutcome::Agent(report),
-        Err(e) => inconclusive(e.to_string()),
+        Err(e) => fail(e.to_string()),
     }
 }
 
-/// What an error connecting to, writing to or reading from the agent means: a fault of the
-/// director, or an agent lvs-hc cannot hear (no verdict).
-pub(super) fn unheard(e: &std::io::Error) -> ProbeOutcome {
-    match director_fault(e) {
-        Some(reason) => ProbeOutcome::DirectorFault { reason },
-        None => inconclusive(io_reason(e)),
-    }
-}
-
-/// No verdict: `agent: why`.
-pub(super) fn inconclusive(why: String) -> ProbeOutcome {
-    ProbeOutcome::Inconclusive {
-        reason: format!("agent: {why}"),
+/// An agent's result as the engine sees it: advisory, so what would fail another check (the
+/// agent cannot be reached, stays silent, says nothing lvs-hc understands) is no verdict,
+/// `agent: why`. Faults of the director stay faults of the director.
+pub(super) fn advisory(outcome: ProbeOutcome) -> ProbeOutcome {
+    match outcome {
+        ProbeOutcome::Fail { reason } => ProbeOutcome::Inconclusive {
+            reason: format!("agent: {reason}"),
+        },
+        other => other,
     }
 }

@@ -249,6 +249,15 @@ impl<C: Connect> Prober<C> {
     /// itself fired late, lvs-hc was starved of CPU, so the server did not get a fair timeout:
     /// the result is inconclusive, not a failure.
     pub async fn probe(&self, req: &ProbeRequest) -> ProbeOutcome {
+        let outcome = self.probe_once(req).await;
+        match req.check.kind {
+            // Agents are advisory: what would fail another check is no verdict from an agent.
+            CheckKind::Agent(_) => agent::advisory(outcome),
+            _ => outcome,
+        }
+    }
+
+    async fn probe_once(&self, req: &ProbeRequest) -> ProbeOutcome {
         self.pool.borrow_mut().sweep();
         let timeout = req.timeout();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -281,8 +290,7 @@ impl<C: Connect> Prober<C> {
                         reason: format!("lvs-hc ran {} late: no verdict", format_duration(round_ms(late))),
                     }
                 } else if let CheckKind::Agent(_) = req.check.kind {
-                    // Agents are advisory: a silent one is no verdict on the server.
-                    agent::inconclusive(format!("no reply within {}{}", format_duration(timeout), got()))
+                    ProbeOutcome::Fail { reason: format!("no reply within {}{}", format_duration(timeout), got()) }
                 } else if req.check.kind == CheckKind::Ping {
                     ProbeOutcome::Fail { reason: format!("no echo reply within {}", format_duration(timeout)) }
                 } else {
@@ -327,7 +335,7 @@ impl<C: Connect> Prober<C> {
             CheckKind::Grpc(g) => Box::pin(self.grpc(g, target, check.source)).await,
             CheckKind::Agent(a) => match self.connect.connect(target, check.source).await {
                 Ok(stream) => agent::agent(stream, a, seen).await,
-                Err(e) => agent::unheard(&e),
+                Err(e) => io_outcome(&e),
             },
         }
     }
