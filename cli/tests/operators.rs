@@ -584,13 +584,14 @@ fn a_maintenance_file_takes_its_server_out_while_it_exists() {
 fn post(sock: &Path, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
-    write!(
-        s,
+    // One write: `write!` would send the pieces one by one, and a server that answers after
+    // the head (403) and closes could see the rest arrive on a closed socket (EPIPE here).
+    let request = format!(
         "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
+    s.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     answer

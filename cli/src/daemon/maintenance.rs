@@ -59,7 +59,7 @@ pub struct Want {
 }
 
 /// The directory as read once.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Scan {
     /// What each file asks, by file name.
     pub asks: BTreeMap<String, FileAsk>,
@@ -438,12 +438,24 @@ pub async fn watch(
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // The scan and the configuration last resolved: the same directory against the same
+    // configuration asks the engine nothing (most seconds, on most directors).
+    let mut last: Option<(std::sync::Arc<Scan>, u64)> = None;
     loop {
         tick.tick().await;
         let dir = watcher.dir.clone();
         let Ok(scan) = tokio::task::spawn_blocking(move || scan(&dir)).await else {
             continue;
         };
+        // Read before asking: a configuration counted here is already on its way to the
+        // engine, which takes it before the question below.
+        let loaded = handle.state().config_generation;
+        if last
+            .as_ref()
+            .is_some_and(|(s, at)| **s == scan && *at == loaded)
+        {
+            continue;
+        }
         let applied = watcher.applied();
         let scan = std::sync::Arc::new(scan);
         let asked = scan.clone();
@@ -458,6 +470,7 @@ pub async fn watch(
                 return;
             }
         }
+        last = Some((scan, loaded));
     }
 }
 

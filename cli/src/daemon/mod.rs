@@ -121,6 +121,10 @@ pub struct DaemonState {
     pub config_error: Option<String>,
     /// When the configuration in force was loaded.
     pub config_loaded: SystemTime,
+    /// How many configurations have been handed to the engine since start, counted once
+    /// each is on its way (the engine takes it before any later question): what the
+    /// maintenance directory's watcher resolved against.
+    pub config_generation: u64,
     /// When a table snapshot last succeeded.
     pub last_snapshot_ok: Option<std::time::Instant>,
     /// The error of the last snapshot, if it failed.
@@ -276,6 +280,7 @@ impl Handle {
                 if self.reloads.send(config).is_err() {
                     Err("lvs-hc is stopping".to_string())
                 } else {
+                    self.state().config_generation += 1;
                     tracing::info!(
                         config = %path.display(),
                         "configuration reread ({why}): {summary}"
@@ -560,6 +565,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         resync_interval: config.daemon.resync_interval,
         config_error: None,
         config_loaded: SystemTime::now(),
+        config_generation: 0,
         last_snapshot_ok: None,
         last_snapshot_error: None,
         metrics: Metrics::default(),
