@@ -784,21 +784,28 @@ impl Engine {
     fn server_view(&self, si: usize, r: ServerRef) -> ServerView {
         let slot = self.services[si].server(r);
         let configured = self.config_server(si, r).weight;
-        let reported = slot
-            .probes
-            .iter()
-            .filter_map(|&p| self.probes[p].weight)
-            .min();
+        // One pass over the server's probes (this runs for every server of a service at each
+        // of its reconciles): reported weight, agent percentage, first results awaited,
+        // whether an agent asks for an administrative state.
+        let (mut reported, mut percent) = (None::<u32>, None::<u32>);
+        let (mut awaited, mut agent_admin) = (false, false);
+        for &p in &slot.probes {
+            let p = &self.probes[p];
+            if let Some(w) = p.weight {
+                reported = Some(reported.map_or(w, |r| r.min(w)));
+            }
+            awaited |= p.awaited();
+            if let Some(a) = &p.agent {
+                if let Some(pc) = a.report.weight_percent {
+                    percent = Some(percent.map_or(pc, |x| x.min(pc)));
+                }
+                agent_admin |= a.state().is_some();
+            }
+        }
         let key = self.config.services[si].key;
         let draining = self.draining(key, slot.addr);
-        let pending =
-            slot.health == Health::Unknown && slot.probes.iter().any(|&p| self.probes[p].awaited());
+        let pending = slot.health == Health::Unknown && awaited;
         let base = reported.unwrap_or(configured);
-        let percent = slot
-            .probes
-            .iter()
-            .filter_map(|&p| self.probes[p].agent.as_ref()?.report.weight_percent)
-            .min();
         let ramp = match r {
             ServerRef::Real(_) if !self.ramps.is_empty() => self
                 .ramps
@@ -811,7 +818,12 @@ impl Engine {
         } else {
             admin::weight(base, percent, ramp)
         };
-        let admin = match self.effective_admin(si, r) {
+        let effective = if self.admin.is_empty() && !agent_admin {
+            None
+        } else {
+            self.effective_admin(si, r)
+        };
+        let admin = match effective {
             None => AdminView::InService,
             Some((AdminState::Drain, _)) => match self.admin_drains.get(&(key, slot.addr)) {
                 Some(Drain::Running { .. }) => AdminView::Draining,
