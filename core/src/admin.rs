@@ -436,6 +436,9 @@ impl fmt::Display for SelectError {
 
 impl std::error::Error for SelectError {}
 
+/// How many of the configuration's services an unknown service's error lists.
+const KNOWN_LISTED: usize = 10;
+
 /// One server a selector names: its service, its address, whether it is a fallback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SelectedServer {
@@ -460,9 +463,20 @@ pub fn select(config: &Config, sel: &ServerSelector) -> Result<Vec<SelectedServe
                 .filter(|s| service_matches(s, name))
                 .collect();
             if found.is_empty() {
+                // A few names help; thousands (a big director, asked about in a loop by a
+                // maintenance file) would only cost memory.
+                let mut known: Vec<String> = config
+                    .services
+                    .iter()
+                    .take(KNOWN_LISTED)
+                    .map(|s| s.label())
+                    .collect();
+                if config.services.len() > KNOWN_LISTED {
+                    known.push(format!("and {} more", config.services.len() - KNOWN_LISTED));
+                }
                 return Err(SelectError::NoSuchService {
                     given: name.clone(),
-                    known: config.services.iter().map(|s| s.label()).collect(),
+                    known,
                 });
             }
             found
@@ -619,6 +633,32 @@ mod tests {
         assert_eq!(r.steps, 1);
         assert_eq!(r.step_at(Instant::ZERO), Some(1));
         assert_eq!(r.step_at(Instant::ZERO + Duration::from_millis(500)), None);
+    }
+
+    #[test]
+    fn an_unknown_service_lists_ten_services_at_most() {
+        let mut text = String::new();
+        for i in 0..25 {
+            text.push_str(&format!(
+                "[[service]]\naddress = \"10.0.0.1:{}\"\n[[service.server]]\naddress = \"10.0.1.1:{}\"\n",
+                1000 + i,
+                1000 + i
+            ));
+        }
+        let config = Config::from_toml(&text, "many").unwrap();
+        let sel = ServerSelector {
+            ip: "10.0.1.1".parse().unwrap(),
+            port: None,
+            service: Some("nope".into()),
+            all: false,
+        };
+        match select(&config, &sel) {
+            Err(SelectError::NoSuchService { known, .. }) => {
+                assert_eq!(known.len(), 11);
+                assert_eq!(known[10], "and 15 more");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
