@@ -68,12 +68,28 @@ pub struct ProbeRequest {
 
 impl ProbeRequest {
     /// The address to connect to: the server's, with the check's address and port if it has
-    /// them.
+    /// them; for a probe through the virtual address (`via_vip`), the virtual address, with the
+    /// check's port if it has one.
     pub fn target(&self) -> SocketAddr {
+        if let Some(via) = &self.check.via {
+            return SocketAddr::new(via.vip.ip(), self.check.port.unwrap_or(via.vip.port()));
+        }
         SocketAddr::new(
             self.check.ip.unwrap_or(self.server.ip()),
             self.check.port.unwrap_or(self.server.port()),
         )
+    }
+
+    /// The same probe to the server's own address: `via_vip` dropped (what a failure through
+    /// the virtual address is compared with).
+    pub fn direct(&self) -> ProbeRequest {
+        let mut check = (*self.check).clone();
+        check.via = None;
+        ProbeRequest {
+            id: self.id,
+            server: self.server,
+            check: Arc::new(check),
+        }
     }
 
     /// The bound on the whole probe, from when it actually starts (the driver may queue it
@@ -535,6 +551,7 @@ impl Engine {
                 daemon: config.daemon.clone(),
                 director: config.director.clone(),
                 services: Vec::new(),
+                probe_services: Vec::new(),
             },
             now,
             rng: SplitMix64::new(seed),

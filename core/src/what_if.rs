@@ -113,6 +113,7 @@ fn as_asked(config: &Config, down: &BTreeSet<SocketAddr>) -> Config {
         ip: None,
         port: None,
         source: None,
+        via: None,
         timing: Timing {
             interval: Duration::from_secs(1),
             failing_interval: Duration::from_secs(1),

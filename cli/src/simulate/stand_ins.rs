@@ -89,6 +89,7 @@ impl SimulatedConfig {
                                 ip: None,
                                 port: Some(exec_port(server, &check)),
                                 source: None,
+                                via: None,
                                 timing: check.timing,
                             };
                             let mut instead =

@@ -14,8 +14,9 @@ use super::INTERFACE_NAME_RULE;
 use super::{
     AgentCheck, ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
     DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
-    FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage, NewServers, Server,
-    SmtpCheck, StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, VirtualService,
+    FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage, MarkRange, NewServers,
+    ProbeService, Server, SmtpCheck, StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, ViaVip,
+    VirtualService,
 };
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::format_duration;
@@ -54,17 +55,90 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
                 svc.key
             )));
         }
+        if let ServiceKey::Fwmark { mark, .. } = svc.key {
+            let range = daemon.via_vip_marks;
+            if range.contains(mark) {
+                return Err(key_field.err(format!(
+                    "firewall mark {mark} ({mark:#x}) is in [daemon] via_vip_marks ({range}),                      which lvs-hc keeps for its own probe services: use another mark, or move                      via_vip_marks"
+                )));
+            }
+        }
         services.push(svc);
     }
     if services.is_empty() {
         return Err(service_field.err("at least one service is needed"));
     }
+    let probe_services = assign_probe_marks(&mut services, daemon.via_vip_marks)
+        .map_err(|e| service_field.err(e))?;
     root.finish()?;
     Ok(Config {
         daemon,
         director,
         services,
+        probe_services,
     })
+}
+
+/// Gives every server probed through its virtual address (`via_vip`) a probe service: a mark
+/// in `range` that depends only on the service and the server, so that it stays the same
+/// across reloads and restarts, and on every director with the same configuration (on a
+/// collision, the next free mark, in configuration order). Sets the mark in those checks.
+fn assign_probe_marks(
+    services: &mut [VirtualService],
+    range: MarkRange,
+) -> std::result::Result<Vec<ProbeService>, String> {
+    let mut taken: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut probe_services: Vec<ProbeService> = Vec::new();
+    for svc in services.iter_mut() {
+        let key = svc.key;
+        for server in svc.servers.iter_mut().chain(svc.fallbacks.iter_mut()) {
+            if !server.checks.iter().any(|c| c.via.is_some()) {
+                continue;
+            }
+            if taken.len() as u64 >= range.len() {
+                return Err(format!(
+                    "more servers are probed through their virtual address than [daemon]                      via_vip_marks ({range}) holds marks ({})",
+                    range.len()
+                ));
+            }
+            let mut offset = stable_hash(&format!("{key} {}", server.addr)) % range.len();
+            let mark = loop {
+                let mark = range.first + offset as u32;
+                if !taken.contains_key(&mark) {
+                    break mark;
+                }
+                offset = (offset + 1) % range.len();
+            };
+            taken.insert(mark, probe_services.len());
+            for check in server.checks.iter_mut() {
+                if let Some(via) = check.via {
+                    let mut c = (**check).clone();
+                    c.via = Some(ViaVip { mark, ..via });
+                    *check = Arc::new(c);
+                }
+            }
+            probe_services.push(ProbeService {
+                key: ServiceKey::Fwmark {
+                    mark,
+                    family: key.family(),
+                },
+                service: key,
+                server: server.addr,
+                forward: server.forward,
+            });
+        }
+    }
+    Ok(probe_services)
+}
+
+/// FNV-1a, 64 bits: a hash that never changes between builds (std's may).
+fn stable_hash(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 fn read_director(mut t: Tbl<'_>) -> Result<DirectorSettings> {
@@ -168,8 +242,42 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
             )?)
         };
     }
+    if let Some(f) = t.get("via_vip_marks") {
+        d.via_vip_marks = read_mark_range(&f)?;
+    }
+    if let Some(f) = t.get("arp_watch") {
+        d.arp_watch = match f.as_str() {
+            Some("off") => None,
+            _ => Some(f.duration_in(Duration::from_secs(1), Duration::from_secs(3600))?),
+        };
+    }
     t.finish()?;
     Ok(d)
+}
+
+/// `"0x4c480000-0x4c48ffff"`: two marks, hexadecimal or decimal, the first not above the
+/// second, and not 0 (mark 0 is an unmarked packet).
+fn read_mark_range(f: &Field<'_>) -> Result<MarkRange> {
+    let text = f.str()?;
+    let mark = |t: &str| -> Option<u32> {
+        let t = t.trim();
+        match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        }
+    };
+    let bad = || {
+        f.err(format!(
+            "`{text}` is not a range of firewall marks such as \"0x4c480000-0x4c48ffff\" \
+             (first-last, both included, 1 to 0xffffffff)"
+        ))
+    };
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last) = (mark(a).ok_or_else(bad)?, mark(b).ok_or_else(bad)?);
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok(MarkRange { first, last })
 }
 
 /// A directory's absolute path (`state_dir`, `maintenance_dir`).
@@ -532,6 +640,23 @@ fn read_server<'a>(
              wants, not whether it serves; add a check of the service itself (tcp, http, ...)"
         )));
     }
+    let mut checks = checks;
+    for c in checks.iter_mut().filter(|c| c.via.is_some()) {
+        let Some((_, vip)) = service.inet_parts() else {
+            return Err(af.err(format!(
+                "{addr}'s {} check has via_vip, but a firewall-mark service has no single \
+                 virtual address to probe through",
+                c.label()
+            )));
+        };
+        let mut through = (**c).clone();
+        through.via = Some(ViaVip {
+            vip,
+            mark: 0,
+            forward,
+        });
+        *c = Arc::new(through);
+    }
     for c in &checks {
         if c.kind.needs_port() && addr.port() == 0 && c.port.is_none() {
             return Err(af.err(format!(
@@ -657,6 +782,23 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         }
         None => None,
     };
+    let via_vip = match t.get("via_vip") {
+        Some(f) if f.bool()? => {
+            if let Some(why) = match kind_name {
+                "ping" => Some("ICMP echo is not balanced by IPVS"),
+                "agent" => Some("an agent is asked on the server's own address"),
+                _ if ip.is_some() => Some("`ip` sends the probe elsewhere"),
+                _ => None,
+            } {
+                return Err(f.err(format!(
+                    "via_vip sends the probe to the virtual address, as clients' traffic goes; \
+                     not for this check: {why}"
+                )));
+            }
+            Some(f)
+        }
+        Some(_) | None => None,
+    };
     let kind = match kind_name {
         "tcp" => CheckKind::Tcp(read_tcp(&mut t)?),
         "udp" => CheckKind::Udp(read_udp(&mut t)?),
@@ -692,6 +834,12 @@ fn read_check(mut t: Tbl<'_>) -> Result<Check> {
         ip,
         port,
         source,
+        // Completed by `read_server`, which knows the service, and `assign_probe_marks`.
+        via: via_vip.map(|_| ViaVip {
+            vip: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+            mark: 0,
+            forward: Forward::Dr,
+        }),
         timing: Timing {
             interval,
             failing_interval,

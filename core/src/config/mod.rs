@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use load::limits;
 pub use toml::ConfigError;
 
-use crate::table::{DestParams, Forward, ServiceKey, ServiceParams};
+use crate::table::{DestParams, Forward, ServiceEntry, ServiceKey, ServiceParams};
 use crate::time::format_duration;
 
 /// A whole lvs-hc configuration.
@@ -29,6 +29,9 @@ pub struct Config {
     pub director: DirectorSettings,
     /// The virtual services lvs-hc manages, in file order.
     pub services: Vec<VirtualService>,
+    /// lvs-hc's own firewall-mark services, one per server probed through its virtual address
+    /// (`via_vip`), derived from `services`: never the operator's, and never in `services`.
+    pub probe_services: Vec<ProbeService>,
 }
 
 impl Config {
@@ -86,6 +89,11 @@ pub struct DaemonSettings {
     /// A directory whose files take servers out while they exist (`maintenance_dir`); `None`:
     /// off (the default).
     pub maintenance_dir: Option<PathBuf>,
+    /// The marks of lvs-hc's probe services (`via_vip_marks`).
+    pub via_vip_marks: MarkRange,
+    /// How often the director asks who answers ARP (IPv6: neighbour discovery) for each
+    /// virtual address of a DR or TUN service that it holds (`arp_watch`); `None`: never.
+    pub arp_watch: Option<Duration>,
 }
 
 /// Where the control socket listens (`[daemon] control`).
@@ -197,6 +205,8 @@ pub struct DirectorSettings {
 impl DaemonSettings {
     /// The default `state_dir`.
     pub const DEFAULT_STATE_DIR: &'static str = "/var/lib/lvs-hc";
+    /// The default `arp_watch` interval.
+    pub const DEFAULT_ARP_WATCH: Duration = Duration::from_secs(10);
 }
 
 impl Default for DaemonSettings {
@@ -218,6 +228,8 @@ impl Default for DaemonSettings {
             control_group: None,
             state_dir: PathBuf::from(DaemonSettings::DEFAULT_STATE_DIR),
             maintenance_dir: None,
+            via_vip_marks: MarkRange::DEFAULT,
+            arp_watch: Some(DaemonSettings::DEFAULT_ARP_WATCH),
         }
     }
 }
@@ -339,8 +351,106 @@ pub struct Check {
     pub port: Option<u16>,
     /// Bind probes to this source address.
     pub source: Option<IpAddr>,
+    /// Probe through the virtual address (`via_vip`): set per server by the loader.
+    pub via: Option<ViaVip>,
     /// When probes run and how results count.
     pub timing: Timing,
+}
+
+/// A probe through the virtual address (`via_vip = true`): sent to the service's VIP from a
+/// socket carrying `mark`, which selects the [`ProbeService`] holding only this server, so the
+/// kernel forwards it the way it forwards clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ViaVip {
+    /// The service's virtual address and port.
+    pub vip: SocketAddr,
+    /// The firewall mark of the server's probe service.
+    pub mark: u32,
+    /// How the kernel forwards to the server (what a failure hints at depends on it).
+    pub forward: Forward,
+}
+
+/// One of lvs-hc's own firewall-mark services: it holds a single real server, so a probe
+/// socket carrying its mark reaches that server through the virtual address. Created,
+/// repaired and removed by lvs-hc like the configured services, but reported apart from them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeService {
+    /// `Fwmark { mark, family }`, the mark in `[daemon] via_vip_marks`.
+    pub key: ServiceKey,
+    /// The configured service whose server it reaches.
+    pub service: ServiceKey,
+    /// The server, as the configured service holds it.
+    pub server: SocketAddr,
+    /// How the kernel forwards to it (the configured service's method for this server).
+    pub forward: Forward,
+}
+
+impl ProbeService {
+    /// The scheduler of every probe service (one destination: any scheduler would do).
+    pub const SCHEDULER: &'static str = "rr";
+
+    /// The entry the kernel should hold: no persistence, the one server at weight 1.
+    pub fn entry(&self) -> ServiceEntry {
+        let mut dests = std::collections::BTreeMap::new();
+        dests.insert(self.server, DestParams::new(self.forward, 1));
+        ServiceEntry {
+            params: ServiceParams::new(ProbeService::SCHEDULER),
+            dests,
+        }
+    }
+
+    /// The mark.
+    pub fn mark(&self) -> u32 {
+        match self.key {
+            ServiceKey::Fwmark { mark, .. } => mark,
+            _ => unreachable!("a probe service is a firewall-mark service"),
+        }
+    }
+}
+
+/// The firewall marks lvs-hc may give its probe services (`[daemon] via_vip_marks`), both
+/// ends included. Firewall-mark services in this range belong to lvs-hc: the operator's may
+/// not use it, and ones the configuration does not explain are deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkRange {
+    /// The first mark.
+    pub first: u32,
+    /// The last mark.
+    pub last: u32,
+}
+
+impl MarkRange {
+    /// The default: 0x4c480000 to 0x4c48ffff ("LH" for lvs-hc in the high half).
+    pub const DEFAULT: MarkRange = MarkRange {
+        first: 0x4c48_0000,
+        last: 0x4c48_ffff,
+    };
+
+    /// Whether `mark` is in the range.
+    pub fn contains(&self, mark: u32) -> bool {
+        (self.first..=self.last).contains(&mark)
+    }
+
+    /// How many marks it holds.
+    pub fn len(&self) -> u64 {
+        u64::from(self.last) - u64::from(self.first) + 1
+    }
+
+    /// Never: a range holds at least one mark.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether `key` is a firewall-mark service in the range.
+    pub fn owns(&self, key: &ServiceKey) -> bool {
+        matches!(key, ServiceKey::Fwmark { mark, .. } if self.contains(*mark))
+    }
+}
+
+impl fmt::Display for MarkRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}-{:#x}", self.first, self.last)
+    }
 }
 
 impl Check {
@@ -360,6 +470,10 @@ impl Check {
             CheckKind::Grpc(g) => format!("grpc {}", g.service),
             CheckKind::Agent(_) => "agent".to_string(),
         };
+        if let Some(via) = &self.via {
+            let port = self.port.unwrap_or(via.vip.port());
+            return format!("{base} through VIP {}", SocketAddr::new(via.vip.ip(), port));
+        }
         match (self.ip, self.port) {
             (Some(ip), Some(p)) => format!("{base} ({})", SocketAddr::new(ip, p)),
             (Some(ip), None) => format!("{base} (address {ip})"),
