@@ -200,6 +200,10 @@ pub enum Output {
     Timeout(Instant),
 }
 
+/// Longest wait before a probe through the virtual address looks again for its probe service
+/// (see [`Engine::probe_route_ready`]).
+const PROBE_ROUTE_HOLD: Duration = Duration::from_millis(500);
+
 #[derive(Clone, Debug)]
 struct ProbeSlot {
     server: SocketAddr,
@@ -513,6 +517,8 @@ pub struct Engine {
     next_probe_id: u64,
     services: Vec<ServiceSlot>,
     service_index: BTreeMap<ServiceKey, usize>,
+    /// lvs-hc's own probe services (`via_vip`), by key: index into `config.probe_services`.
+    probe_index: BTreeMap<ServiceKey, usize>,
     retiring: BTreeSet<ServiceKey>,
     /// Services named by a reload and not yet seen in a snapshot: left alone until then.
     unverified: BTreeSet<ServiceKey>,
@@ -561,6 +567,7 @@ impl Engine {
             next_probe_id: 0,
             services: Vec::new(),
             service_index: BTreeMap::new(),
+            probe_index: BTreeMap::new(),
             retiring: BTreeSet::new(),
             unverified: BTreeSet::new(),
             unreadable: BTreeMap::new(),
@@ -918,6 +925,43 @@ impl Engine {
         self.config.daemon.manage == Manage::All
             || self.service_index.contains_key(key)
             || self.retiring.contains(key)
+            || self.config.daemon.via_vip_marks.owns(key)
+    }
+
+    /// Whether `key` is one of lvs-hc's probe services: configured, or a firewall-mark
+    /// service in `via_vip_marks` left over from an earlier configuration or run.
+    pub fn is_probe_service(&self, key: &ServiceKey) -> bool {
+        self.probe_index.contains_key(key) || self.config.daemon.via_vip_marks.owns(key)
+    }
+
+    /// Whether the kernel (as believed) holds the probe service a probe through the virtual
+    /// address needs, with its server: until then such a probe would fail for want of it.
+    fn probe_route_ready(&self, via: &crate::config::ViaVip, server: SocketAddr) -> bool {
+        let key = ServiceKey::Fwmark {
+            mark: via.mark,
+            family: crate::table::Family::of(via.vip.ip()),
+        };
+        self.believed
+            .as_ref()
+            .and_then(|b| b.services.get(&key))
+            .is_some_and(|e| e.dests.contains_key(&server))
+    }
+
+    /// lvs-hc's probe services, each with whether the kernel (as believed) holds it as
+    /// configured.
+    pub fn probe_services(&self) -> Vec<(crate::config::ProbeService, bool)> {
+        self.config
+            .probe_services
+            .iter()
+            .map(|p| {
+                let held = self
+                    .believed
+                    .as_ref()
+                    .and_then(|b| b.services.get(&p.key))
+                    .is_some_and(|e| *e == p.entry());
+                (p.clone(), held)
+            })
+            .collect()
     }
 
     // ---- configuration -------------------------------------------------------------------
@@ -974,6 +1018,12 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, s)| (s.key, i))
+            .collect();
+        self.probe_index = config
+            .probe_services
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.key, i))
             .collect();
         self.probes = probes;
         self.services = services;
@@ -1633,8 +1683,14 @@ impl Engine {
                 .filter(|op| !self.unverified.contains(&op.service()))
                 .filter(|op| !self.unreadable.contains_key(&Some(op.service())))
                 .collect();
+            let (own, changes): (Vec<Op>, Vec<Op>) = changes
+                .into_iter()
+                .partition(|op| self.is_probe_service(&op.service()));
             if !changes.is_empty() {
                 self.emit(EventKind::Drift { changes });
+            }
+            if !own.is_empty() {
+                self.emit(EventKind::ProbeServicesRepaired { changes: own });
             }
         }
         self.unverified.clear();
@@ -1752,6 +1808,16 @@ impl Engine {
                 break;
             }
             self.schedule.pop_first();
+            if let Some(via) = self.probes[pi].check.via {
+                if !self.probe_route_ready(&via, self.probes[pi].server) {
+                    // Held until its probe service is in the kernel (added at the next
+                    // reconcile, or repaired at the next snapshot).
+                    let hold = self.probes[pi].check.timing.interval.min(PROBE_ROUTE_HOLD);
+                    self.probes[pi].due = Some(now + hold);
+                    self.schedule.insert((now + hold, pi));
+                    continue;
+                }
+            }
             let id = ProbeId(self.next_probe_id);
             self.next_probe_id += 1;
             let p = &mut self.probes[pi];
@@ -1862,6 +1928,7 @@ impl Engine {
         let keys: BTreeSet<ServiceKey> = match std::mem::replace(&mut self.dirty, Dirty::clean()) {
             Dirty::All => {
                 let mut all: BTreeSet<ServiceKey> = self.service_index.keys().copied().collect();
+                all.extend(self.probe_index.keys().copied());
                 all.extend(believed.services.keys().copied());
                 all
             }
@@ -1880,6 +1947,25 @@ impl Engine {
             return;
         };
         let actual = believed.services.get(&key);
+        if self.is_probe_service(&key) {
+            let probe = match (self.duty, self.probe_index.get(&key)) {
+                (Duty::Serve, Some(&i)) => Some(&self.config.probe_services[i]),
+                _ => None,
+            };
+            let desired = probe.map(|p| p.entry());
+            let reason = match probe {
+                Some(p) => format!(
+                    "lvs-hc's probe service for {} of {} (via_vip)",
+                    p.server, p.service
+                ),
+                None if self.duty == Duty::Withdraw => "cleanup on exit".to_string(),
+                None => "lvs-hc's probe service, no longer needed (via_vip)".to_string(),
+            };
+            let mut ops = Vec::new();
+            diff_service(&key, desired.as_ref(), actual, &mut ops);
+            self.push_ops(key, ops, actual.is_some(), |_, _| reason.clone());
+            return;
+        }
         let desired = match (self.duty, self.service_index.get(&key)) {
             (Duty::Serve, Some(&si)) => {
                 let d = desired_service(&self.config.services[si], actual, |r| {
@@ -1898,13 +1984,28 @@ impl Engine {
             &mut ops,
         );
         let service_present = actual.is_some();
+        if let Some((si, d)) = &desired {
+            self.note_fallback(*si, d);
+        }
+        let si = desired.as_ref().map(|(si, _)| *si);
+        self.push_ops(key, ops, service_present, |engine, op| {
+            engine.reason(op, si)
+        });
+    }
+
+    /// Sends the operations of service `key` that are not already on their way or held back
+    /// by a failure, services before their destinations; `reason` words each.
+    fn push_ops(
+        &mut self,
+        key: ServiceKey,
+        ops: Vec<Op>,
+        service_present: bool,
+        reason: impl Fn(&Engine, &Op) -> String,
+    ) {
         // Retry counts belong to operations still needed; a later failure starts afresh.
         let needed: BTreeSet<Target> = ops.iter().map(Op::target).collect();
         self.retries
             .retain(|t, _| t.service() != key || needed.contains(t));
-        if let Some((si, d)) = &desired {
-            self.note_fallback(*si, d);
-        }
         let mut service_added = false;
         for op in ops {
             let target = op.target();
@@ -1926,7 +2027,7 @@ impl Engine {
             if matches!(op, Op::AddService { .. }) {
                 service_added = true;
             }
-            let reason = self.reason(&op, desired.as_ref().map(|(si, _)| *si));
+            let reason = reason(self, &op);
             self.pending.insert(target, reason);
             self.outputs.push_back(Output::Apply(op));
         }

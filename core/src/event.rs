@@ -100,6 +100,13 @@ pub enum EventKind {
         /// What was changed, as the operations that would make such a change.
         changes: Vec<Op>,
     },
+    /// A snapshot showed changes to lvs-hc's own probe services (`via_vip`), made outside
+    /// lvs-hc or left from an earlier run; they are being repaired. Not the operator's
+    /// configuration, so not drift.
+    ProbeServicesRepaired {
+        /// What was changed, as the operations that would make such a change.
+        changes: Vec<Op>,
+    },
     /// Reading the kernel table failed.
     SnapshotFailed {
         /// The backend's error.
@@ -268,6 +275,14 @@ impl fmt::Display for EventKind {
             EventKind::Drift { changes } => {
                 let count = plural(changes.len(), "difference", "differences");
                 write!(f, "table changed outside lvs-hc ({count}), repairing")?;
+                if let Some(first) = changes.first() {
+                    write!(f, "; as if by `{first}`")?;
+                }
+                Ok(())
+            }
+            EventKind::ProbeServicesRepaired { changes } => {
+                let count = plural(changes.len(), "difference", "differences");
+                write!(f, "lvs-hc's probe services (via_vip) differ from what it set ({count}), repairing")?;
                 if let Some(first) = changes.first() {
                     write!(f, "; as if by `{first}`")?;
                 }

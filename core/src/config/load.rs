@@ -59,7 +59,9 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
             let range = daemon.via_vip_marks;
             if range.contains(mark) {
                 return Err(key_field.err(format!(
-                    "firewall mark {mark} ({mark:#x}) is in [daemon] via_vip_marks ({range}),                      which lvs-hc keeps for its own probe services: use another mark, or move                      via_vip_marks"
+                    "firewall mark {mark} ({mark:#x}) is in [daemon] via_vip_marks ({range}), \
+                     which lvs-hc keeps for its own probe services: use another mark, or move \
+                     via_vip_marks"
                 )));
             }
         }
@@ -97,7 +99,8 @@ fn assign_probe_marks(
             }
             if taken.len() as u64 >= range.len() {
                 return Err(format!(
-                    "more servers are probed through their virtual address than [daemon]                      via_vip_marks ({range}) holds marks ({})",
+                    "more servers are probed through their virtual address than [daemon] \
+                     via_vip_marks ({range}) holds marks ({})",
                     range.len()
                 ));
             }

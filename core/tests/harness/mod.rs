@@ -47,6 +47,8 @@ pub struct Harness {
     /// What each server's agent answers (an `agent` check): a reply line, or `None` for an
     /// agent that cannot be reached. `up` when not set.
     pub agents: HashMap<SocketAddr, Option<String>>,
+    /// Every probe request, as sent: when, the server, where it connects, and its mark.
+    pub requests: Vec<(Instant, SocketAddr, SocketAddr, Option<u32>)>,
     probes: Vec<(Instant, Input)>,
     immediate: Vec<Input>,
 }
@@ -80,6 +82,7 @@ impl Harness {
             skipped: Vec::new(),
             probes_sent: HashMap::new(),
             agents: HashMap::new(),
+            requests: Vec::new(),
             probes: Vec::new(),
             immediate: Vec::new(),
         }
@@ -160,6 +163,12 @@ impl Harness {
                 }
                 Output::Probe(req) => {
                     *self.probes_sent.entry(req.server).or_default() += 1;
+                    self.requests.push((
+                        self.now,
+                        req.server,
+                        req.target(),
+                        req.check.via.map(|v| v.mark),
+                    ));
                     let b = self
                         .behaviour
                         .get(&req.server)
