@@ -491,6 +491,29 @@ pub fn render_status(v: &Value) -> String {
             );
         }
     }
+    let probes = v["probe_services"]
+        .as_array()
+        .map_or(&[][..], |a| a.as_slice());
+    if !probes.is_empty() {
+        let _ = writeln!(
+            out,
+            "lvs-hc's probe services (via_vip: probes reach each server through its VIP):"
+        );
+        for p in probes {
+            let held = if p["in_table"].as_bool() == Some(true) {
+                ""
+            } else {
+                "  [not in the kernel table yet]"
+            };
+            let _ = writeln!(
+                out,
+                "  FWM  {:<10} -> {} for {}{held}",
+                p["mark"].as_str().unwrap_or("?"),
+                p["server"].as_str().unwrap_or("?"),
+                p["service"].as_str().unwrap_or("?"),
+            );
+        }
+    }
     out
 }
 

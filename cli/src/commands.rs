@@ -63,6 +63,23 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
             write_server(&mut out, &format!("fallback ({mode}) ->"), s, &mut probes);
         }
     }
+    if !config.probe_services.is_empty() {
+        let _ = writeln!(
+            out,
+            "probe services of lvs-hc's own (via_vip, marks {}):",
+            config.daemon.via_vip_marks
+        );
+        for p in &config.probe_services {
+            let _ = writeln!(
+                out,
+                "  FWM {:#x} -> {} {} for {}",
+                p.mark(),
+                p.server,
+                p.forward.config_name(),
+                p.service
+            );
+        }
+    }
     use lvs_hc_core::text::plural;
     let _ = writeln!(
         out,

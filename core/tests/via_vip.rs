@@ -124,6 +124,29 @@ fn each_server_gets_a_probe_service_before_its_first_probe_through_the_vip() {
 }
 
 #[test]
+fn no_probe_goes_through_the_vip_while_its_probe_service_cannot_be_added() {
+    let mut h = Harness::new(&config(true, false), Table::new());
+    h.fail_ops = true;
+    h.run_until(at(4.0));
+    assert!(
+        h.requests.is_empty(),
+        "probes without their probe service: {:?}",
+        h.requests
+    );
+    assert!(h.kernel.services.is_empty());
+    h.fail_ops = false;
+    h.run_until(at(12.0));
+    assert!(
+        !h.requests.is_empty(),
+        "probes once the probe services are in"
+    );
+    for p in probe_services(&h) {
+        assert_eq!(h.kernel.services.get(&p.key), Some(&p.entry()));
+    }
+    assert_eq!(web_dests(&h), [RS1, RS2]);
+}
+
+#[test]
 fn probe_services_changed_by_hand_are_repaired_and_not_reported_as_drift() {
     let mut h = Harness::new(&config(true, false), Table::new());
     h.run_until(at(3.0));
@@ -319,5 +342,59 @@ fn via_vip_is_refused_where_it_cannot_work() {
         );
         let e = Config::from_toml(&text, "t.toml").unwrap_err().to_string();
         assert!(e.contains("is not a range of firewall marks"), "{bad}: {e}");
+    }
+}
+
+mod laws {
+    use super::*;
+    use harness::Behaviour;
+    use proptest::prelude::*;
+
+    /// The configured service's entry, or none.
+    fn web(h: &Harness) -> Option<ServiceEntry> {
+        h.kernel
+            .services
+            .get(&ServiceKey::Tcp(addr("192.168.0.101:80")))
+            .cloned()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever the servers do and whatever is deleted by hand, once things settle the
+        /// configured service is the same with via_vip as without (the probes only go another
+        /// way), and every probe service is in the kernel as lvs-hc set it; no probe ever went
+        /// out before its probe service was in.
+        #[test]
+        fn via_vip_changes_the_probes_path_not_the_table(
+            steps in proptest::collection::vec(
+                (0usize..3, prop_oneof![Just(Behaviour::Healthy), Just(Behaviour::Refused), Just(Behaviour::Blackhole)], any::<bool>()),
+                1..8,
+            ),
+        ) {
+            let servers = [RS1, RS2, "192.168.0.181:80"];
+            let mut via = Harness::new(&config(true, true), Table::new());
+            let mut plain = Harness::new(&config(false, true), Table::new());
+            let mut t = 3.0;
+            via.run_until(at(t));
+            plain.run_until(at(t));
+            for (server, behaviour, flush) in steps {
+                for h in [&mut via, &mut plain] {
+                    h.set(servers[server], behaviour);
+                }
+                if flush {
+                    // `ipvsadm -C` on the director: everything, probe services included.
+                    via.kernel = Table::new();
+                    plain.kernel = Table::new();
+                }
+                t += 6.0;
+                via.run_until(at(t));
+                plain.run_until(at(t));
+                prop_assert_eq!(web(&via), web(&plain));
+                for p in &via.engine.config().probe_services {
+                    prop_assert_eq!(via.kernel.services.get(&p.key), Some(&p.entry()));
+                }
+            }
+        }
     }
 }

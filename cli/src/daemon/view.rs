@@ -34,6 +34,21 @@ pub struct EngineView {
     pub probe_faults: Vec<FaultView>,
     /// How many probes cannot run because of the director.
     pub probe_fault_count: usize,
+    /// lvs-hc's own probe services (`via_vip`), apart from the configured ones.
+    pub probe_services: Vec<ProbeServiceView>,
+}
+
+/// One of lvs-hc's probe services (`via_vip`).
+#[derive(Debug)]
+pub struct ProbeServiceView {
+    /// Its firewall mark.
+    pub mark: u32,
+    /// The configured service it probes for.
+    pub service: String,
+    /// The one server it holds.
+    pub server: SocketAddr,
+    /// Whether the kernel holds it as lvs-hc set it.
+    pub in_table: bool,
 }
 
 /// One service.
@@ -206,7 +221,18 @@ impl EngineView {
             });
         }
         let faults = engine.probe_faults();
+        let probe_services = engine
+            .probe_services()
+            .into_iter()
+            .map(|(p, in_table)| ProbeServiceView {
+                mark: p.mark(),
+                service: p.service.to_string(),
+                server: p.server,
+                in_table,
+            })
+            .collect();
         EngineView {
+            probe_services,
             taken: std::time::Instant::now(),
             has_snapshot: engine.has_snapshot(),
             pending_operations: engine.pending_ops(),
@@ -248,6 +274,19 @@ impl EngineView {
             })
             .collect();
         head.insert("probe_faults".into(), Value::Array(faults));
+        let probe_services: Vec<Value> = self
+            .probe_services
+            .iter()
+            .map(|p| {
+                json!({
+                    "mark": format!("{:#x}", p.mark),
+                    "service": p.service,
+                    "server": p.server.to_string(),
+                    "in_table": p.in_table,
+                })
+            })
+            .collect();
+        head.insert("probe_services".into(), Value::Array(probe_services));
         let mut out = open_object(&Value::Object(head));
         out.push_str(",\"services\":[");
         for (i, svc) in self.services.iter().enumerate() {
