@@ -622,3 +622,27 @@ bad_config!(
     maintenance_dir_is_an_absolute_path_or_off,
     format!("[daemon]\nmaintenance_dir = \"maintenance\"\n\n{BASE}")
 );
+bad_config!(
+    via_vip_is_not_for_ping,
+    BASE.replace(
+        "type = \"http\"",
+        "type = \"http\"\n\n[[service.check]]\ntype = \"ping\"\nvia_vip = true"
+    )
+);
+bad_config!(
+    via_vip_needs_a_virtual_address,
+    "[[service]]\nfwmark = 5\n\n[[service.check]]\ntype = \"tcp\"\nport = 80\nvia_vip = true\n\n\
+     [[service.server]]\naddress = \"192.168.0.179\"\n"
+);
+bad_config!(
+    operators_fwmark_in_the_probe_mark_range,
+    "[[service]]\nfwmark = 0x4c480010\n\n[[service.server]]\naddress = \"192.168.0.179\"\n"
+);
+bad_config!(
+    via_vip_marks_is_a_range,
+    format!("[daemon]\nvia_vip_marks = \"0x10\"\n\n{BASE}")
+);
+bad_config!(
+    arp_watch_is_a_duration_or_off,
+    format!("[daemon]\narp_watch = \"never\"\n\n{BASE}")
+);

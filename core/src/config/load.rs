@@ -251,6 +251,11 @@ fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
     if let Some(f) = t.get("arp_watch") {
         d.arp_watch = match f.as_str() {
             Some("off") => None,
+            Some(text) if !text.starts_with(|c: char| c.is_ascii_digit()) => {
+                return Err(f.err(format!(
+                    "`{text}` is not \"off\" or a duration such as \"10s\""
+                )))
+            }
             _ => Some(f.duration_in(Duration::from_secs(1), Duration::from_secs(3600))?),
         };
     }
@@ -646,10 +651,18 @@ fn read_server<'a>(
     let mut checks = checks;
     for c in checks.iter_mut().filter(|c| c.via.is_some()) {
         let Some((_, vip)) = service.inet_parts() else {
+            let kind = Check {
+                via: None,
+                ..(**c).clone()
+            }
+            .label();
+            let who = match addr.port() {
+                0 => addr.ip().to_string(),
+                _ => addr.to_string(),
+            };
             return Err(af.err(format!(
-                "{addr}'s {} check has via_vip, but a firewall-mark service has no single \
+                "{who}'s {kind} check has via_vip, but a firewall-mark service has no single \
                  virtual address to probe through",
-                c.label()
             )));
         };
         let mut through = (**c).clone();
