@@ -1130,12 +1130,17 @@ async fn https_passes_and_reuses_its_tls_connection() {
     );
 }
 
-/// A check of `toml` on `server` through the VIP `vip` (same port), forwarded by direct
-/// routing.
+/// A check of `toml` on `server` through the VIP `vip`, forwarded by direct routing when
+/// their ports are the same, else by NAT.
 fn via_request(vip: SocketAddr, server: SocketAddr, toml: &str) -> ProbeRequest {
+    let forward = if vip.port() == server.port() {
+        "dr"
+    } else {
+        "nat"
+    };
     let text = format!(
         "[[service]]\naddress = \"{vip}\"\n[[service.check]]\n{toml}\nvia_vip = true\n\
-         [[service.server]]\naddress = \"{server}\"\n"
+         [[service.server]]\naddress = \"{server}\"\nforward = \"{forward}\"\n"
     );
     let cfg = Config::from_toml(&text, "via-test").unwrap_or_else(|e| panic!("{e}"));
     ProbeRequest {
