@@ -12,6 +12,11 @@
 //! gRPC health checks on hyper's HTTP/2 client (`grpc.rs`). Agent checks (`agent.rs`) read
 //! one line in HAProxy's agent protocol; an agent lvs-hc cannot hear is no verdict.
 //!
+//! A probe through the virtual address (`via_vip`) goes to the VIP from a socket carrying the
+//! mark of lvs-hc's probe service for its server ([`Origin`], [`TokioConnect`]), so the kernel
+//! forwards it as it forwards clients; when it fails, [`Prober::probe`] asks the server's own
+//! address too, to say which of the two is broken.
+//!
 //! An error that says something about this director rather than the server (no descriptors, no
 //! memory, no local port or source address, a program that cannot start) is no verdict:
 //! [`ProbeOutcome::DirectorFault`], never a failure ([`io_outcome`]).
