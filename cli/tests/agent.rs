@@ -383,7 +383,7 @@ impl lvs_hc::probe::Connect for FailWith {
     async fn connect(
         &self,
         _target: SocketAddr,
-        _source: Option<std::net::IpAddr>,
+        _origin: lvs_hc::probe::Origin,
     ) -> std::io::Result<Self::Stream> {
         Err(std::io::Error::from_raw_os_error(self.0))
     }
@@ -391,7 +391,7 @@ impl lvs_hc::probe::Connect for FailWith {
     async fn open_datagram(
         &self,
         _target: SocketAddr,
-        _source: Option<std::net::IpAddr>,
+        _origin: lvs_hc::probe::Origin,
     ) -> std::io::Result<Self::Datagram> {
         Err(std::io::Error::from_raw_os_error(self.0))
     }

@@ -3,7 +3,7 @@
 //! (`reuse_connection`) is reused there; results reach the engine as with one thread.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,21 +25,21 @@ impl Connect for NotingThreads {
     async fn connect(
         &self,
         target: SocketAddr,
-        source: Option<IpAddr>,
+        origin: lvs_hc::probe::Origin,
     ) -> std::io::Result<Self::Stream> {
         let thread = std::thread::current().name().unwrap_or("?").to_string();
         self.0.lock().unwrap().push((target, thread));
-        TokioConnect.connect(target, source).await
+        TokioConnect.connect(target, origin).await
     }
 
     async fn open_datagram(
         &self,
         target: SocketAddr,
-        source: Option<IpAddr>,
+        origin: lvs_hc::probe::Origin,
     ) -> std::io::Result<Self::Datagram> {
         let thread = std::thread::current().name().unwrap_or("?").to_string();
         self.0.lock().unwrap().push((target, thread));
-        TokioConnect.open_datagram(target, source).await
+        TokioConnect.open_datagram(target, origin).await
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::IpvsBackend;
-use lvs_hc::probe::{Prober, TokioConnect};
+use lvs_hc::probe::{director_address, socket_mark, Connect, Origin, Prober, TokioConnect};
 use lvs_hc_core::{Config, ProbeId, ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -436,10 +436,14 @@ async fn an_exec_probe_dropped_before_its_end_still_ends_its_process_group() {
     let lvs_hc_core::config::CheckKind::Exec(exec) = &check.kind else {
         unreachable!("an exec check")
     };
-    let target: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let req = ProbeRequest {
+        id: ProbeId(1),
+        server: "127.0.0.1:80".parse().unwrap(),
+        check: check.clone(),
+    };
     let written = || std::fs::read_to_string(&pidfile).is_ok_and(|p| p.ends_with('\n'));
     tokio::select! {
-        outcome = lvs_hc::probe::exec::exec(exec, target, Duration::from_secs(30)) => {
+        outcome = lvs_hc::probe::exec::exec(exec, &req, Duration::from_secs(30)) => {
             panic!("the program ended before it was dropped: {outcome:?}")
         }
         started = eventually(written) => assert!(started, "the program did not start"),
@@ -606,23 +610,23 @@ impl lvs_hc::probe::Connect for PanicFor {
     async fn connect(
         &self,
         target: SocketAddr,
-        source: Option<std::net::IpAddr>,
+        origin: lvs_hc::probe::Origin,
     ) -> std::io::Result<Self::Stream> {
         if target == self.0 {
             panic!("injected");
         }
-        lvs_hc::probe::Connect::connect(&TokioConnect, target, source).await
+        lvs_hc::probe::Connect::connect(&TokioConnect, target, origin).await
     }
 
     async fn open_datagram(
         &self,
         target: SocketAddr,
-        source: Option<std::net::IpAddr>,
+        origin: lvs_hc::probe::Origin,
     ) -> std::io::Result<Self::Datagram> {
         if target == self.0 {
             panic!("injected");
         }
-        lvs_hc::probe::Connect::open_datagram(&TokioConnect, target, source).await
+        lvs_hc::probe::Connect::open_datagram(&TokioConnect, target, origin).await
     }
 }
 
@@ -1122,6 +1126,153 @@ async fn https_passes_and_reuses_its_tls_connection() {
     );
     assert_eq!(
         prober.probe(&trusted).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+}
+
+/// A check of `toml` on `server` through the VIP `vip`, forwarded by direct routing when
+/// their ports are the same, else by NAT.
+fn via_request(vip: SocketAddr, server: SocketAddr, toml: &str) -> ProbeRequest {
+    let forward = if vip.port() == server.port() {
+        "dr"
+    } else {
+        "nat"
+    };
+    let text = format!(
+        "[[service]]\naddress = \"{vip}\"\n[[service.check]]\n{toml}\nvia_vip = true\n\
+         [[service.server]]\naddress = \"{server}\"\nforward = \"{forward}\"\n"
+    );
+    let cfg = Config::from_toml(&text, "via-test").unwrap_or_else(|e| panic!("{e}"));
+    ProbeRequest {
+        id: ProbeId(1),
+        server,
+        check: cfg.services[0].servers[0].checks[0].clone(),
+    }
+}
+
+/// Whether this process may mark sockets (`SO_MARK` needs `CAP_NET_ADMIN`; root has it).
+fn may_mark() -> bool {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[tokio::test]
+async fn a_probe_through_the_vip_is_marked_and_leaves_from_the_director_s_own_address() {
+    // On loopback: the "VIP" 127.0.0.3 listens; the server is 127.0.0.5, toward which this
+    // machine's own address is 127.0.0.1.
+    let vip_listener = TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let vip = vip_listener.local_addr().unwrap();
+    let server = SocketAddr::new([127, 0, 0, 5].into(), vip.port());
+    let req = via_request(vip, server, "type = \"tcp\"");
+    let mark = req.check.via.unwrap().mark;
+    let origin = Origin::of(&req);
+    let connected = TokioConnect.connect(vip, origin).await;
+    let datagram = TokioConnect.open_datagram(vip, origin).await;
+    if !may_mark() {
+        // Without the capability the probe cannot be what it claims: no verdict, said why.
+        for e in [connected.err().unwrap(), datagram.err().unwrap()] {
+            let reason = lvs_hc::probe::director_fault(&e).expect("the director's fault");
+            assert_eq!(
+                reason,
+                format!(
+                    "cannot mark the probe's socket with {mark:#x} (SO_MARK needs \
+                     CAP_NET_ADMIN): Operation not permitted (EPERM)"
+                )
+            );
+        }
+        return;
+    }
+    let stream = connected.unwrap();
+    assert_eq!(socket_mark(&stream).unwrap(), mark);
+    let (_, peer) = vip_listener.accept().await.unwrap();
+    assert_eq!(peer.ip(), director_address(server.ip()).unwrap());
+    assert_eq!(peer.ip().to_string(), "127.0.0.1");
+    assert_eq!(socket_mark(&datagram.unwrap()).unwrap(), mark);
+    // The same check without via_vip: no mark.
+    let plain = TokioConnect.connect(vip, Origin::default()).await.unwrap();
+    assert_eq!(socket_mark(&plain).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_director_whose_own_address_toward_the_server_is_the_vip_is_told_to_set_source() {
+    // Toward 127.0.0.5 this machine's address is 127.0.0.1: here, the VIP itself.
+    let vip: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let server: SocketAddr = "127.0.0.5:9".parse().unwrap();
+    let out = Prober::new(TokioConnect)
+        .probe(&via_request(vip, server, "type = \"tcp\""))
+        .await;
+    let ProbeOutcome::DirectorFault { reason } = &out else {
+        panic!("{out:?}")
+    };
+    if may_mark() {
+        assert_eq!(
+            reason,
+            "this director's address toward 127.0.0.5 is the VIP 127.0.0.1 itself, and the \
+             server's replies to the VIP would stay on the server: set `source` on the check \
+             to another address of this director"
+        );
+    } else {
+        assert!(reason.contains("SO_MARK"), "{reason}");
+    }
+    // With a source, the operator's choice stands.
+    let sourced = via_request(vip, server, "type = \"tcp\"\nsource = \"127.0.0.7\"");
+    assert_eq!(
+        Origin::of(&sourced).source,
+        Some("127.0.0.7".parse().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn a_server_answering_on_its_own_address_but_not_through_the_vip_fails_with_a_hint() {
+    // The server listens on its own address; nothing answers on the "VIP" 127.0.0.3.
+    let listener = TcpListener::bind("127.0.0.5:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let vip = SocketAddr::new([127, 0, 0, 3].into(), server.port());
+    let out = Prober::new(TokioConnect)
+        .probe(&via_request(vip, server, "type = \"tcp\""))
+        .await;
+    if may_mark() {
+        assert_eq!(
+            out,
+            fail(&format!(
+                "127.0.0.5 answers on its own address but not for VIP {vip} (is the VIP on \
+                 its lo?)"
+            ))
+        );
+    } else {
+        assert!(matches!(out, ProbeOutcome::DirectorFault { .. }), "{out:?}");
+    }
+}
+
+#[tokio::test]
+async fn exec_through_the_vip_is_given_the_vip_and_the_mark_and_keeps_the_server_s_address() {
+    let vip: SocketAddr = "10.0.0.1:80".parse().unwrap();
+    let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let script =
+        "test $0:$1 = 127.0.0.1:8080 && test $2:$3 = 10.0.0.1:80 && test $4 = $LVS_HC_MARK \
+                  && test $LVS_HC_IP:$LVS_HC_PORT = 127.0.0.1:8080 \
+                  && test $LVS_HC_VIP:$LVS_HC_VIP_PORT = 10.0.0.1:80";
+    let toml = format!(
+        "type = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\", \"{{ip}}\", \"{{port}}\", \
+         \"{{vip}}\", \"{{vip_port}}\", \"{{mark}}\"]"
+    );
+    let req = via_request(vip, server, &toml);
+    let mark = req.check.via.unwrap().mark;
+    let places = lvs_hc::probe::exec::Placeholders::of(&req);
+    assert_eq!(places.mark, mark.to_string());
+    assert_eq!(
+        Prober::new(TokioConnect).probe(&req).await,
+        ProbeOutcome::Pass { weight: None }
+    );
+    // Without via_vip, the three are empty.
+    let script =
+        "test -z \\\"$0$1$2\\\" && test -z \\\"$LVS_HC_VIP$LVS_HC_VIP_PORT$LVS_HC_MARK\\\"";
+    let toml = format!(
+        "type = \"exec\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\", \"{{vip}}\", \
+         \"{{vip_port}}\", \"{{mark}}\"]"
+    );
+    assert_eq!(
+        probe(server, &toml).await,
         ProbeOutcome::Pass { weight: None }
     );
 }

@@ -15,11 +15,11 @@
 #![no_main]
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
-use lvs_hc::probe::{Connect, Prober};
+use lvs_hc::probe::{Connect, Origin, Prober};
 use lvs_hc_core::admin::{parse_agent_reply, AGENT_PERCENT_MAX};
 use lvs_hc_core::{Config, ProbeId, ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -117,7 +117,7 @@ impl Connect for FakeAgent {
     async fn connect(
         &self,
         _target: SocketAddr,
-        _source: Option<IpAddr>,
+        _origin: Origin,
     ) -> io::Result<Self::Stream> {
         let (client, server) = tokio::io::duplex(self.pipe_size);
         tokio::task::spawn_local(self.clone().serve(server));
@@ -127,7 +127,7 @@ impl Connect for FakeAgent {
     async fn open_datagram(
         &self,
         _target: SocketAddr,
-        _source: Option<IpAddr>,
+        _origin: Origin,
     ) -> io::Result<Self::Datagram> {
         Err(io::Error::other(
             "this target fuzzes agent replies: no datagrams",

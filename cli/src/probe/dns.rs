@@ -12,7 +12,7 @@ use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::udp;
-use super::{fail, io_outcome, Connect, Prober};
+use super::{fail, io_outcome, Connect, Origin, Prober};
 
 impl<C: Connect> Prober<C> {
     /// A dns probe: the query, the answer, and the verdict on it.
@@ -40,7 +40,7 @@ impl<C: Connect> Prober<C> {
     async fn dns_tcp(&self, req: &ProbeRequest, query: &[u8]) -> Result<Vec<u8>, ProbeOutcome> {
         let mut stream = self
             .connect
-            .connect(req.target(), req.check.source)
+            .connect(req.target(), Origin::of(req))
             .await
             .map_err(|e| io_outcome(&e))?;
         let mut framed = Vec::with_capacity(2 + query.len());

@@ -2,7 +2,12 @@
 //! in what it leaves behind.
 //!
 //! - **Environment.** Cleared but for `PATH` (lvs-hc's own, or a standard one), `LANG` (if set),
-//!   `LVS_HC_IP`, `LVS_HC_PORT`, `LVS_HC_TIMEOUT_MS` and the check's `env` table.
+//!   `LVS_HC_IP`, `LVS_HC_PORT`, `LVS_HC_VIP`, `LVS_HC_VIP_PORT`, `LVS_HC_MARK`,
+//!   `LVS_HC_TIMEOUT_MS` and the check's `env` table.
+//! - **Through the VIP.** lvs-hc cannot route a program's packets: with `via_vip`, the program
+//!   is told the VIP and port to probe and the firewall mark to give its socket (`{vip}`,
+//!   `{vip_port}`, `{mark}`, and the `LVS_HC_VIP*` and `LVS_HC_MARK` variables; empty without
+//!   `via_vip`), and `{ip}` and `{port}` stay the server's own.
 //! - **Output.** Standard output is read as it comes, and only its last [`OUTPUT_KEEP`] bytes are
 //!   kept (a dynamic weight is on the last line); the rest is read and dropped, so a chatty
 //!   program never blocks on a full pipe and never grows lvs-hc's memory. Standard error goes
@@ -27,7 +32,7 @@ use std::time::Duration;
 
 use lvs_hc_core::config::ExecCheck;
 use lvs_hc_core::time::format_duration;
-use lvs_hc_core::ProbeOutcome;
+use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 use tokio::io::AsyncReadExt;
 
 use super::fail;
@@ -49,15 +54,27 @@ static RUNNING: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 /// How many check programs were started, for the sweeper to know whether to look.
 static STARTED: AtomicU64 = AtomicU64::new(0);
 
-/// Runs an exec check: the argv with `{ip}` and `{port}` replaced, no shell, in its own process
-/// group. A program that cannot be started is a fault of the director, not of the server.
-pub async fn exec(check: &ExecCheck, target: SocketAddr, timeout: Duration) -> ProbeOutcome {
-    let ip = target.ip().to_string();
-    let port = target.port().to_string();
+/// Runs `req`'s exec check: the argv with its placeholders replaced (see [`Placeholders`]), no
+/// shell, in its own process group. A program that cannot be started is a fault of the
+/// director, not of the server.
+pub async fn exec(check: &ExecCheck, req: &ProbeRequest, timeout: Duration) -> ProbeOutcome {
+    let Placeholders {
+        ip,
+        port,
+        vip,
+        vip_port,
+        mark,
+    } = Placeholders::of(req);
     let argv: Vec<String> = check
         .argv
         .iter()
-        .map(|a| a.replace("{ip}", &ip).replace("{port}", &port))
+        .map(|a| {
+            a.replace("{ip}", &ip)
+                .replace("{port}", &port)
+                .replace("{vip}", &vip)
+                .replace("{vip_port}", &vip_port)
+                .replace("{mark}", &mark)
+        })
         .collect();
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -68,6 +85,9 @@ pub async fn exec(check: &ExecCheck, target: SocketAddr, timeout: Duration) -> P
         )
         .env("LVS_HC_IP", &ip)
         .env("LVS_HC_PORT", &port)
+        .env("LVS_HC_VIP", &vip)
+        .env("LVS_HC_VIP_PORT", &vip_port)
+        .env("LVS_HC_MARK", &mark)
         .env("LVS_HC_TIMEOUT_MS", timeout.as_millis().to_string())
         .envs(check.env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
@@ -101,6 +121,54 @@ pub async fn exec(check: &ExecCheck, target: SocketAddr, timeout: Duration) -> P
     let outcome = run.judge(check, timeout).await;
     run.end().await;
     outcome
+}
+
+/// What an exec check's placeholders become, and its `LVS_HC_*` variables hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placeholders {
+    /// `{ip}`, `LVS_HC_IP`: the server's own address (the check's `ip` if it has one), even
+    /// for a check through the VIP.
+    pub ip: String,
+    /// `{port}`, `LVS_HC_PORT`: the check's port, else the server's.
+    pub port: String,
+    /// `{vip}`, `LVS_HC_VIP`: the VIP, with `via_vip`; else empty.
+    pub vip: String,
+    /// `{vip_port}`, `LVS_HC_VIP_PORT`: the port to probe on the VIP (the check's, else the
+    /// VIP's), with `via_vip`; else empty.
+    pub vip_port: String,
+    /// `{mark}`, `LVS_HC_MARK`: the firewall mark (decimal) that routes a packet to the VIP to
+    /// this server alone, with `via_vip`; else empty.
+    pub mark: String,
+}
+
+impl Placeholders {
+    /// The values for `req`.
+    pub fn of(req: &ProbeRequest) -> Placeholders {
+        let check = &req.check;
+        let own = SocketAddr::new(
+            check.ip.unwrap_or(req.server.ip()),
+            check.port.unwrap_or(req.server.port()),
+        );
+        let (vip, vip_port, mark) = match &check.via {
+            // req.target() is the VIP with the port probed there.
+            Some(via) => {
+                let at = req.target();
+                (
+                    at.ip().to_string(),
+                    at.port().to_string(),
+                    via.mark.to_string(),
+                )
+            }
+            None => Default::default(),
+        };
+        Placeholders {
+            ip: own.ip().to_string(),
+            port: own.port().to_string(),
+            vip,
+            vip_port,
+            mark,
+        }
+    }
 }
 
 /// A started check program; [`Running::end`] kills what is left of its group and reaps it.

@@ -17,7 +17,7 @@ use md5::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::pool::{BoxStream, Kept, PoolKey};
-use super::{director_fault, fail, io_outcome, io_reason, Connect, Prober};
+use super::{director_fault, fail, io_outcome, io_reason, Connect, Origin, Prober};
 
 /// What carries an HTTP(S) check's fresh connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,24 +30,32 @@ pub(super) enum Transport {
 
 impl<C: Connect> Prober<C> {
     /// An HTTP(S) probe: on the server's kept connection when the check reuses connections and
-    /// one is open, else on a fresh one.
+    /// one is open, else on a fresh one. The Host header and the TLS name (unless the check
+    /// gives them) are those of `named`, the target but for a direct probe compared with one
+    /// through the VIP (see [`Prober::run`]): through the VIP, the VIP, as clients send.
     pub(super) async fn http(
         &self,
         req: &ProbeRequest,
+        named: SocketAddr,
         h: &HttpCheck,
         transport: Transport,
     ) -> ProbeOutcome {
         let target = req.target();
+        let origin = Origin::of(req);
         let reuse = if h.reuse_connection {
             Reuse::Keep
         } else {
             Reuse::Close
         };
-        let key = (reuse == Reuse::Keep).then(|| PoolKey(target, req.check.clone()));
+        let key = (reuse == Reuse::Keep).then(|| PoolKey {
+            target,
+            origin,
+            check: req.check.clone(),
+        });
         if let Some(key) = &key {
             let kept = self.pool.borrow_mut().take(key);
             if let Some(Kept(stream)) = kept {
-                match exchange(stream, h, target, Reuse::Keep).await {
+                match exchange(stream, h, named, Reuse::Keep).await {
                     Exchange::Done(outcome, kept) => {
                         if let Some(kept) = kept {
                             self.pool.borrow_mut().put(key.clone(), kept);
@@ -60,11 +68,11 @@ impl<C: Connect> Prober<C> {
                 }
             }
         }
-        let stream = match self.open(req, h, transport).await {
+        let stream = match self.open(target, origin, named, h, transport).await {
             Ok(s) => s,
             Err(outcome) => return outcome,
         };
-        match exchange(stream, h, target, reuse).await {
+        match exchange(stream, h, named, reuse).await {
             Exchange::Done(outcome, kept) => {
                 if let (Some(key), Some(kept)) = (key, kept) {
                     self.pool.borrow_mut().put(key, kept);
@@ -75,15 +83,17 @@ impl<C: Connect> Prober<C> {
         }
     }
 
-    /// A fresh stream for an HTTP(S) check: TCP, then TLS for https.
+    /// A fresh stream for an HTTP(S) check: TCP to `target` from `origin`, then TLS for https
+    /// (verifying the name of `named` unless the check gives one).
     async fn open(
         &self,
-        req: &ProbeRequest,
+        target: SocketAddr,
+        origin: Origin,
+        named: SocketAddr,
         h: &HttpCheck,
         transport: Transport,
     ) -> Result<BoxStream, ProbeOutcome> {
-        let target = req.target();
-        let stream = match self.connect.connect(target, req.check.source).await {
+        let stream = match self.connect.connect(target, origin).await {
             Ok(s) => s,
             Err(e) => return Err(io_outcome(&e)),
         };
@@ -92,7 +102,7 @@ impl<C: Connect> Prober<C> {
             Transport::Tls => {
                 let host = h.host.as_deref();
                 self.tls
-                    .handshake(stream, h.tls.as_ref(), host, target)
+                    .handshake(stream, h.tls.as_ref(), host, named)
                     .await
             }
         }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use lvs_hc_core::config::Check;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::Origin;
+
 /// The connections kept between probes of checks with `reuse_connection`: one per target and
 /// check, out of the pool while a probe uses it. A connection idle longer than [`MAX_IDLE`] is
 /// not reused (a stateful firewall or NAT between director and server may have forgotten it
@@ -23,16 +25,24 @@ pub(super) struct Pool {
 /// The longest a kept connection may sit idle and still carry a probe.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
-/// A target and the very check (not an equal one) that probes it. The engine hands out the
-/// same `Arc` for every probe of a check, so comparing addresses is exact and cheap; the key
-/// holds the `Arc`, so its address cannot be reused while the entry lives. A reload that
-/// rebuilds the check starts a fresh connection.
+/// A target, where the connection leaves from (a connection marked for a probe through the
+/// VIP is never used for another probe, nor an unmarked one for it), and the very check (not
+/// an equal one) that probes it. The engine hands out the same `Arc` for every probe of a
+/// check, so comparing addresses is exact and cheap; the key holds the `Arc`, so its address
+/// cannot be reused while the entry lives. A reload that rebuilds the check starts a fresh
+/// connection.
 #[derive(Clone)]
-pub(super) struct PoolKey(pub(super) SocketAddr, pub(super) Arc<Check>);
+pub(super) struct PoolKey {
+    pub(super) target: SocketAddr,
+    pub(super) origin: Origin,
+    pub(super) check: Arc<Check>,
+}
 
 impl PartialEq for PoolKey {
     fn eq(&self, other: &PoolKey) -> bool {
-        self.0 == other.0 && Arc::ptr_eq(&self.1, &other.1)
+        self.target == other.target
+            && self.origin == other.origin
+            && Arc::ptr_eq(&self.check, &other.check)
     }
 }
 
@@ -40,8 +50,9 @@ impl Eq for PoolKey {}
 
 impl std::hash::Hash for PoolKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-        Arc::as_ptr(&self.1).hash(state);
+        self.target.hash(state);
+        self.origin.hash(state);
+        Arc::as_ptr(&self.check).hash(state);
     }
 }
 
@@ -76,12 +87,12 @@ impl Pool {
         let mut expired: Vec<(SocketAddr, tokio::time::Instant, PoolKey)> = self
             .idle
             .iter()
-            .filter(|(PoolKey(_, check), (_, since))| {
+            .filter(|(PoolKey { check, .. }, (_, since))| {
                 let t = check.timing;
                 let unused = 2 * t.interval.max(t.failing_interval) + t.timeout;
                 now.duration_since(*since) > unused.min(MAX_IDLE)
             })
-            .map(|(key, (_, since))| (key.0, *since, key.clone()))
+            .map(|(key, (_, since))| (key.target, *since, key.clone()))
             .collect();
         expired.sort_by_key(|(addr, since, _)| (*addr, *since));
         for (_, _, key) in expired {
@@ -117,6 +128,14 @@ mod tests {
         config.services[0].servers[0].checks[0].clone()
     }
 
+    fn key(target: SocketAddr, check: Arc<Check>) -> PoolKey {
+        PoolKey {
+            target,
+            origin: Origin::default(),
+            check,
+        }
+    }
+
     fn idle_conn() -> Kept {
         let (stream, _peer) = tokio::io::duplex(64);
         Kept(Box::new(stream))
@@ -127,29 +146,52 @@ mod tests {
         let target = |last: u8| SocketAddr::from(([10, 0, 0, last], 80));
         let (every_1s, every_30s) = (check_every("1s"), check_every("30s"));
         let mut pool = Pool::default();
-        pool.put(PoolKey(target(2), every_1s.clone()), idle_conn());
+        pool.put(key(target(2), every_1s.clone()), idle_conn());
         pool.sweep(); // the first sweep only starts the clock
         tokio::time::advance(Duration::from_secs(5)).await;
-        pool.put(PoolKey(target(3), every_30s.clone()), idle_conn());
-        pool.put(PoolKey(target(5), every_30s.clone()), idle_conn());
+        pool.put(key(target(3), every_30s.clone()), idle_conn());
+        pool.put(key(target(5), every_30s.clone()), idle_conn());
         tokio::time::advance(Duration::from_secs(6)).await;
-        pool.put(PoolKey(target(4), every_1s.clone()), idle_conn());
+        pool.put(key(target(4), every_1s.clone()), idle_conn());
         // 11 s on: the 1 s check's first connection is past 2 × 1 s + 1 s and goes; the 30 s
         // check's are not.
         pool.sweep();
-        let mut kept: Vec<SocketAddr> = pool.idle.keys().map(|k| k.0).collect();
+        let mut kept: Vec<SocketAddr> = pool.idle.keys().map(|k| k.target).collect();
         kept.sort();
         assert_eq!(kept, vec![target(3), target(4), target(5)]);
-        assert!(pool.take(&PoolKey(target(3), every_30s.clone())).is_some());
+        assert!(pool.take(&key(target(3), every_30s.clone())).is_some());
         assert!(
-            pool.take(&PoolKey(target(4), every_30s.clone())).is_none(),
+            pool.take(&key(target(4), every_30s.clone())).is_none(),
             "keyed by check too"
         );
         // An equal check rebuilt by a reload is another check.
-        assert!(pool.take(&PoolKey(target(4), check_every("1s"))).is_none());
-        assert!(pool.take(&PoolKey(target(4), every_1s)).is_some());
+        assert!(pool.take(&key(target(4), check_every("1s"))).is_none());
+        assert!(pool.take(&key(target(4), every_1s)).is_some());
         // Idle for more than MAX_IDLE, a connection is not reused, even before a sweep.
         tokio::time::advance(MAX_IDLE).await;
-        assert!(pool.take(&PoolKey(target(5), every_30s)).is_none());
+        assert!(pool.take(&key(target(5), every_30s)).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_marked_connection_is_never_taken_for_an_unmarked_probe_nor_the_reverse() {
+        let target = SocketAddr::from(([10, 0, 0, 1], 80));
+        let check = check_every("1s");
+        let marked = PoolKey {
+            origin: Origin {
+                source: None,
+                via: Some(super::super::ViaRoute {
+                    mark: 0x4c48_0001,
+                    server: SocketAddr::from(([10, 0, 0, 2], 80)),
+                }),
+            },
+            ..key(target, check.clone())
+        };
+        let mut pool = Pool::default();
+        pool.put(marked.clone(), idle_conn());
+        assert!(pool.take(&key(target, check.clone())).is_none());
+        pool.put(key(target, check.clone()), idle_conn());
+        assert!(pool.take(&marked).is_some());
+        assert!(pool.take(&marked).is_none(), "the unmarked one stays");
+        assert!(pool.take(&key(target, check)).is_some());
     }
 }

@@ -7,7 +7,7 @@ use lvs_hc_core::config::UdpCheck;
 use lvs_hc_core::{ProbeOutcome, ProbeRequest};
 
 use super::tcp::{lacks, quote};
-use super::{director_fault, fail, io_outcome, io_reason, Connect, Datagram};
+use super::{director_fault, fail, io_outcome, io_reason, Connect, Datagram, Origin};
 
 /// Sends the check's datagram and waits for the target's reply, until `deadline` when silence
 /// passes (else until [`super::Prober::probe`] times it out).
@@ -52,7 +52,7 @@ pub(super) async fn send<C: Connect>(
     payload: &[u8],
 ) -> Result<C::Datagram, ProbeOutcome> {
     let socket = connect
-        .open_datagram(req.target(), req.check.source)
+        .open_datagram(req.target(), Origin::of(req))
         .await
         .map_err(|e| io_outcome(&e))?;
     socket

@@ -16,13 +16,15 @@ use super::schedule::{Action, FaultSchedule};
 use super::servers::{checks, serve_host, target, Behaviour, Sites};
 use super::world::{KernelOps, SimBackend, SimObserver, TraceLine, World, WorldRef};
 use crate::driver::{run_with, RunOptions};
-use crate::probe::{Connect, Datagram, DirectorError};
+use crate::probe::{Connect, Datagram, DirectorError, Origin};
 
 /// The director's address in the simulation (any address no server uses).
 pub const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 254);
 
 /// Connections and UDP sockets through turmoil's simulated network. They leave from the
-/// simulated director's one address, whatever `source` a check names.
+/// simulated director's one address, whatever `source` a check names. A probe through the
+/// virtual address (`via_vip`) goes straight to its server's host at the target's port: the
+/// simulated network has no IPVS and carries no marks (a stand-in, named in the report).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TurmoilConnect;
 
@@ -30,19 +32,16 @@ impl Connect for TurmoilConnect {
     type Stream = turmoil::net::TcpStream;
     type Datagram = TurmoilDatagram;
 
-    async fn connect(
-        &self,
-        target: SocketAddr,
-        _source: Option<IpAddr>,
-    ) -> std::io::Result<Self::Stream> {
-        turmoil::net::TcpStream::connect(target).await
+    async fn connect(&self, target: SocketAddr, origin: Origin) -> std::io::Result<Self::Stream> {
+        turmoil::net::TcpStream::connect(simulated_target(target, origin)).await
     }
 
     async fn open_datagram(
         &self,
         target: SocketAddr,
-        _source: Option<IpAddr>,
+        origin: Origin,
     ) -> std::io::Result<Self::Datagram> {
+        let target = simulated_target(target, origin);
         let local = match target {
             SocketAddr::V4(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
             SocketAddr::V6(_) => SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0),
@@ -51,6 +50,15 @@ impl Connect for TurmoilConnect {
             .await
             .map_err(|e| DirectorError::wrap("cannot open a UDP socket", &e))?;
         Ok(TurmoilDatagram { socket, target })
+    }
+}
+
+/// Where a probe to `target` from `origin` goes in the simulation: through the VIP, to the
+/// server's host at the target's port, as IPVS would forward it (DR keeps the port).
+fn simulated_target(target: SocketAddr, origin: Origin) -> SocketAddr {
+    match origin.via {
+        Some(via) => SocketAddr::new(via.server.ip(), target.port()),
+        None => target,
     }
 }
 

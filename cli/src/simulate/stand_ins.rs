@@ -10,6 +10,8 @@
 //!   with one is refused ([`unreachable`]).
 //! - A check's `source` address is not the simulated director's: probes leave from its one
 //!   address.
+//! - A check through the virtual address (`via_vip`) goes straight to its server at the
+//!   target's port: the simulated network has no IPVS and carries no firewall marks.
 //! - A check's `ip` (another address to probe) is not simulated: faults are the server's, so
 //!   its probes go to the server.
 //! - A body regex the simulated page cannot match is left out; statuses no one page can
@@ -80,6 +82,17 @@ impl SimulatedConfig {
                         stand_ins.push(note(format!(
                             "sends its probes from the simulated director's address {DIRECTOR}, \
                              not from source {source}"
+                        )));
+                    }
+                    if let Some(via) = check.via.filter(|_| network(&check)) {
+                        let port = check.port.unwrap_or(via.vip.port());
+                        stand_ins.push(note(format!(
+                            "goes straight to the simulated server at {}, not through VIP {} \
+                             with mark {:#x}: the simulated network has no IPVS and carries \
+                             no marks",
+                            SocketAddr::new(server.addr.ip(), port),
+                            SocketAddr::new(via.vip.ip(), port),
+                            via.mark
                         )));
                     }
                     let (replacement, instead) = match &check.kind {
@@ -473,6 +486,23 @@ mod tests {
                 "tcp on 10.0.0.2:80 sends its probes from the simulated director's address \
               10.255.255.254, not from source 10.0.0.9"
             ]
+        );
+    }
+
+    #[test]
+    fn a_check_through_the_vip_is_named_as_going_straight_to_the_server() {
+        let s = simulated("[[service.check]]\ntype = \"tcp\"\nvia_vip = true");
+        let via = check(&s, 0)
+            .via
+            .expect("via kept: the engine holds probes by it");
+        assert_eq!(
+            lines(&s),
+            [format!(
+                "tcp through VIP 10.0.0.1:80 on 10.0.0.2:80 goes straight to the simulated \
+                 server at 10.0.0.2:80, not through VIP 10.0.0.1:80 with mark {:#x}: the \
+                 simulated network has no IPVS and carries no marks",
+                via.mark
+            )]
         );
     }
 }

@@ -933,7 +933,13 @@ impl std::hash::Hash for BodyRegex {
 /// An exec check: a program run without a shell.
 ///
 /// `{ip}` and `{port}` in the arguments become the server's address and (check) port, and the
-/// same values are in the environment as `LVS_HC_IP` and `LVS_HC_PORT`. Exit status 0 passes,
+/// same values are in the environment as `LVS_HC_IP` and `LVS_HC_PORT`. lvs-hc cannot route a
+/// program's packets through the virtual address, so with `via_vip = true` the program is told
+/// what to do itself: `{vip}`, `{vip_port}` and `{mark}` (`LVS_HC_VIP`, `LVS_HC_VIP_PORT`,
+/// `LVS_HC_MARK`) are the VIP, the port to probe there and the firewall mark (decimal) whose
+/// packets reach this server alone, for the program to give its socket (socat's
+/// `setsockopt-int=1:36:{mark}`, `SOL_SOCKET` and `SO_MARK`); `{ip}` and `{port}` stay the
+/// server's own. Without `via_vip` those three are empty. Exit status 0 passes,
 /// anything else fails. With `dynamic_weight`, a passing run whose standard output's last line is
 /// `weight=N` (0 to 65535) sets the server's weight to N until a later run says otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
