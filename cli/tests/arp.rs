@@ -145,10 +145,25 @@ impl Lab {
         Lab::new(&[&format!("{DIRECTOR_IP}/24"), &format!("{VIP}/32")])
     }
 
-    /// Pings the real server from the director, so that the director's neighbour table knows
-    /// its MAC.
+    /// Sends the real server a datagram from the director and waits until the director's
+    /// neighbour table knows its MAC (the machine may have no `ping`).
     fn ping_rs(&self) {
-        self.director.exec(&["ping", "-c", "1", "-W", "2", RS_IP]);
+        self.director.enter(async || {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.send_to(b"hello", (RS_IP, 9)).unwrap();
+        });
+        let start = Instant::now();
+        loop {
+            let entry = self.director.ip(&["neigh", "show", RS_IP, "dev", "eth0"]);
+            if entry.contains("lladdr") {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "the director did not learn the real server's MAC: {entry:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn who_answers(&self) -> Vec<arp::Answer> {
