@@ -6,16 +6,16 @@
 //! every answer that is not the director's own; [`announce`] tells the link that the VIP is
 //! here (after it moves, so stale caches learn).
 //!
-//! IPv4 only for now: for an IPv6 address both return an error of kind
-//! [`io::ErrorKind::Unsupported`] (neighbour discovery is not implemented yet).
-//!
-//! The packets go through an `AF_PACKET` datagram socket bound to the interface: it needs
-//! `CAP_NET_RAW`. The kernel adds and strips the Ethernet header; what is sent and read here
-//! is the ARP packet itself ([`ArpPacket`]).
+//! IPv4 packets go through an `AF_PACKET` datagram socket bound to the interface: the kernel
+//! adds and strips the Ethernet header; what is sent and read here is the ARP packet itself
+//! ([`ArpPacket`]). IPv6 uses neighbour discovery (RFC 4861) on a raw ICMPv6 socket bound to
+//! the interface, hop limit 255: a neighbour solicitation to the VIP's solicited-node
+//! multicast address, and the neighbour advertisements for the VIP that come back
+//! ([`parse_neighbour_advert`]). Both need `CAP_NET_RAW`.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -344,25 +344,24 @@ fn send_broadcast(fd: &OwnedFd, link: &Link, packet: &ArpPacket) -> io::Result<(
     Ok(())
 }
 
-fn ipv6_unsupported(what: &str, vip: IpAddr) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("{what} for IPv6 address {vip} (neighbour discovery) is not implemented yet"),
-    )
-}
-
 /// Asks who has `vip` on `interface` (an ARP request from the interface's own MAC and its
 /// primary IPv4 address, or from 0.0.0.0 when its only address is the VIP) and collects every
 /// answer for `listen`: a packet whose sender is the VIP and whose MAC is not the interface's
 /// own. One answer per MAC, with the address the neighbour table knows for it. An interface
-/// without ARP (loopback, tunnel) has no answers. IPv6: [`io::ErrorKind::Unsupported`].
+/// without ARP (loopback, tunnel) has no answers.
+///
+/// IPv6: a neighbour solicitation from the interface's link-local address; the answers are
+/// the neighbour advertisements for the VIP that carry a MAC other than ours, and the address
+/// given is the IPv4 address the ARP table knows for that MAC (the IPv6 neighbour table is
+/// not read).
 pub async fn who_answers(
     interface: &str,
     vip: IpAddr,
     listen: Duration,
 ) -> io::Result<Vec<Answer>> {
-    let IpAddr::V4(vip4) = vip else {
-        return Err(ipv6_unsupported("watching who answers", vip));
+    let vip4 = match vip {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(v) => return who_advertises(interface, v, listen).await,
     };
     let (fd, link) = arp_socket(interface)?;
     let Some(link) = link else {
@@ -409,16 +408,22 @@ pub async fn who_answers(
             Err(_would_block) => continue,
         }
     }
+    Ok(answers(macs, vip4, interface))
+}
+
+/// One answer per MAC, with the address the ARP table gives it other than `vip`.
+fn answers(macs: Vec<Mac>, vip: Ipv4Addr, interface: &str) -> Vec<Answer> {
+    // /proc/net is the namespace of the process's first thread; thread-self that of the
+    // calling thread (they differ only in tests, which enter namespaces by thread).
     let neighbours = std::fs::read_to_string("/proc/thread-self/net/arp")
         .or_else(|_| std::fs::read_to_string("/proc/net/arp"))
         .unwrap_or_default();
-    Ok(macs
-        .into_iter()
+    macs.into_iter()
         .map(|mac| Answer {
             mac,
-            ip: neighbour_ip(&neighbours, mac, vip4, interface).map(IpAddr::V4),
+            ip: neighbour_ip(&neighbours, mac, vip, interface).map(IpAddr::V4),
         })
-        .collect())
+        .collect()
 }
 
 fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -455,10 +460,12 @@ fn neighbour_ip(table: &str, mac: Mac, vip: Ipv4Addr, interface: &str) -> Option
 
 /// Gratuitous ARP for `vip` on `interface`: a broadcast request whose sender and target are
 /// the VIP, from the interface's MAC, so that the link's caches point the VIP here. Nothing is
-/// sent on an interface without ARP. IPv6: [`io::ErrorKind::Unsupported`].
+/// sent on an interface without ARP. IPv6: an unsolicited neighbour advertisement (override
+/// flag, our MAC) to all nodes.
 pub async fn announce(interface: &str, vip: IpAddr) -> io::Result<()> {
-    let IpAddr::V4(vip4) = vip else {
-        return Err(ipv6_unsupported("announcing", vip));
+    let vip4 = match vip {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(v) => return advertise(interface, v),
     };
     let (fd, link) = arp_socket(interface)?;
     let Some(link) = link else {
@@ -472,6 +479,265 @@ pub async fn announce(interface: &str, vip: IpAddr) -> io::Result<()> {
         target_ip: vip4,
     };
     send_broadcast(&fd, &link, &packet)
+}
+
+/// ICMPv6 type of a neighbour solicitation.
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+/// ICMPv6 type of a neighbour advertisement.
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+/// Option: source link-layer address.
+const ND_OPT_SOURCE_LL: u8 = 1;
+/// Option: target link-layer address.
+const ND_OPT_TARGET_LL: u8 = 2;
+/// `ICMP6_FILTER` (linux/icmpv6.h), which libc does not name.
+const ICMP6_FILTER: libc::c_int = 1;
+
+/// A neighbour advertisement: the address it is for and the MAC it gives (its target
+/// link-layer address option), if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourAdvert {
+    /// The target address.
+    pub target: Ipv6Addr,
+    /// The target link-layer address option's MAC.
+    pub mac: Option<Mac>,
+}
+
+/// Reads an ICMPv6 neighbour advertisement (the ICMPv6 message, without the IPv6 header);
+/// `None` for anything else or a malformed one (short, an option of length 0 or past the
+/// end).
+pub fn parse_neighbour_advert(packet: &[u8]) -> Option<NeighbourAdvert> {
+    if packet.len() < 24 || packet[0] != ND_NEIGHBOR_ADVERT || packet[1] != 0 {
+        return None;
+    }
+    let mut target = [0u8; 16];
+    target.copy_from_slice(&packet[8..24]);
+    let mut mac = None;
+    let mut options = &packet[24..];
+    while !options.is_empty() {
+        let kind = *options.first()?;
+        let len = usize::from(*options.get(1)?) * 8;
+        if len == 0 || len > options.len() {
+            return None;
+        }
+        if kind == ND_OPT_TARGET_LL && len >= 8 && mac.is_none() {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&options[2..8]);
+            mac = Some(Mac(m));
+        }
+        options = &options[len..];
+    }
+    Some(NeighbourAdvert {
+        target: Ipv6Addr::from(target),
+        mac,
+    })
+}
+
+/// An ICMPv6 neighbour discovery message: `kind`, 4 bytes of flags, the target, and one
+/// link-layer address option.
+fn nd_message(kind: u8, flags: u8, target: Ipv6Addr, option: u8, mac: Mac) -> [u8; 32] {
+    let mut p = [0u8; 32];
+    p[0] = kind;
+    p[4] = flags;
+    p[8..24].copy_from_slice(&target.octets());
+    p[24] = option;
+    p[25] = 1;
+    p[26..32].copy_from_slice(&mac.0);
+    // The checksum (bytes 2..4) is the kernel's: raw ICMPv6 sockets always compute it.
+    p
+}
+
+/// The solicited-node multicast address of `addr` (ff02::1:ffXX:XXXX).
+fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
+    let o = addr.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+fn set_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A raw ICMPv6 socket for neighbour discovery on `interface`, non-blocking: bound to it, hop
+/// limit 255 (receivers drop neighbour discovery with any other), our own multicast not looped
+/// back, and only neighbour advertisements let in.
+fn nd_socket(interface: &str) -> io::Result<(OwnedFd, Option<Link>)> {
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned at once.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        )
+    };
+    if raw < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot open an ICMPv6 socket for neighbour discovery (lvs-hc needs CAP_NET_RAW): {e}"),
+        ));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let Some(link) = link(&fd, interface)? else {
+        return Ok((fd, None));
+    };
+    let setup = || -> io::Result<()> {
+        // SAFETY: the name and its length are valid.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                interface.as_ptr().cast(),
+                interface.len() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, 255)?;
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, 255)?;
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, link.index)?;
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 0)?;
+        // Block every ICMPv6 type but neighbour advertisements (a set bit blocks).
+        let mut filter = [u32::MAX; 8];
+        filter[usize::from(ND_NEIGHBOR_ADVERT >> 5)] &= !(1u32 << (ND_NEIGHBOR_ADVERT & 31));
+        // SAFETY: the filter is the 32 bytes the kernel reads.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_ICMPV6,
+                ICMP6_FILTER,
+                filter.as_ptr().cast(),
+                std::mem::size_of_val(&filter) as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    setup().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot set up neighbour discovery on {interface}: {e}"),
+        )
+    })?;
+    Ok((fd, Some(link)))
+}
+
+/// Sends an ICMPv6 message to `to` on the interface of `link`.
+fn send_icmpv6(fd: &OwnedFd, link: &Link, to: Ipv6Addr, message: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_in6 is plain data; all zeroes is a valid value.
+    let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    addr.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    addr.sin6_addr.s6_addr = to.octets();
+    addr.sin6_scope_id = link.index as u32;
+    // SAFETY: the buffer and the address are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            message.as_ptr().cast(),
+            message.len(),
+            0,
+            &addr as *const libc::sockaddr_in6 as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("sending neighbour discovery: {e}"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`who_answers`] for IPv6.
+async fn who_advertises(
+    interface: &str,
+    vip: Ipv6Addr,
+    listen: Duration,
+) -> io::Result<Vec<Answer>> {
+    let (fd, link) = nd_socket(interface)?;
+    let Some(link) = link else {
+        return Ok(Vec::new());
+    };
+    // SAFETY: the `OwnedFd` is open, and the `AsyncFd` owns it until it is dropped.
+    let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)?;
+    let solicit = nd_message(ND_NEIGHBOR_SOLICIT, 0, vip, ND_OPT_SOURCE_LL, link.mac);
+    send_icmpv6(fd.get_ref(), &link, solicited_node(vip), &solicit)?;
+    let mut macs: Vec<Mac> = Vec::new();
+    let deadline = tokio::time::Instant::now() + listen;
+    let mut buf = [0u8; 1500];
+    while tokio::time::Instant::now() < deadline {
+        let Ok(ready) = tokio::time::timeout_at(deadline, fd.readable()).await else {
+            break;
+        };
+        let mut guard = ready?;
+        match guard.try_io(|fd| recv(fd.get_ref(), &mut buf)) {
+            Ok(Ok(n)) => {
+                let Some(advert) = parse_neighbour_advert(&buf[..n]) else {
+                    continue;
+                };
+                if let Some(mac) = advert
+                    .mac
+                    .filter(|m| advert.target == vip && *m != link.mac)
+                {
+                    if !macs.contains(&mac) {
+                        macs.push(mac);
+                    }
+                }
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(answers(macs, Ipv4Addr::UNSPECIFIED, interface))
+}
+
+/// [`announce`] for IPv6: an unsolicited neighbour advertisement to all nodes.
+fn advertise(interface: &str, vip: Ipv6Addr) -> io::Result<()> {
+    let (fd, link) = nd_socket(interface)?;
+    let Some(link) = link else {
+        return Ok(());
+    };
+    /// The override flag: receivers replace the MAC they had.
+    const OVERRIDE: u8 = 0x20;
+    let advert = nd_message(
+        ND_NEIGHBOR_ADVERT,
+        OVERRIDE,
+        vip,
+        ND_OPT_TARGET_LL,
+        link.mac,
+    );
+    send_icmpv6(
+        &fd,
+        &link,
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+        &advert,
+    )
 }
 
 #[cfg(test)]
@@ -550,6 +816,7 @@ mod tests {
                     })
                     .collect();
                 let _ = parse_arp_reply(&bytes);
+                let _ = parse_neighbour_advert(&bytes);
             }
         }
     }
@@ -577,18 +844,53 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_says_it_is_not_supported() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let vip: IpAddr = "2001:db8::1".parse().unwrap();
-        let e = rt
-            .block_on(who_answers("eth0", vip, Duration::from_millis(1)))
-            .unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
-        let e = rt.block_on(announce("eth0", vip)).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    fn a_neighbour_advert_gives_its_target_and_mac() {
+        let vip: Ipv6Addr = "2001:db8::101".parse().unwrap();
+        let advert = nd_message(ND_NEIGHBOR_ADVERT, 0x60, vip, ND_OPT_TARGET_LL, ME);
+        let want = NeighbourAdvert {
+            target: vip,
+            mac: Some(ME),
+        };
+        assert_eq!(parse_neighbour_advert(&advert), Some(want));
+        // Without options: no MAC. Other options are skipped.
+        assert_eq!(
+            parse_neighbour_advert(&advert[..24]),
+            Some(NeighbourAdvert {
+                target: vip,
+                mac: None
+            })
+        );
+        let mut other_first = advert[..24].to_vec();
+        other_first.extend_from_slice(&[ND_OPT_SOURCE_LL, 1, 9, 9, 9, 9, 9, 9]);
+        other_first.extend_from_slice(&advert[24..]);
+        assert_eq!(parse_neighbour_advert(&other_first), Some(want));
+    }
+
+    #[test]
+    fn malformed_or_other_icmpv6_is_refused() {
+        let vip: Ipv6Addr = "2001:db8::101".parse().unwrap();
+        let advert = nd_message(ND_NEIGHBOR_ADVERT, 0, vip, ND_OPT_TARGET_LL, ME);
+        for n in 0..24 {
+            assert_eq!(parse_neighbour_advert(&advert[..n]), None, "{n} bytes");
+        }
+        let solicit = nd_message(ND_NEIGHBOR_SOLICIT, 0, vip, ND_OPT_SOURCE_LL, ME);
+        assert_eq!(parse_neighbour_advert(&solicit), None);
+        let mut zero_length = advert;
+        zero_length[25] = 0;
+        assert_eq!(parse_neighbour_advert(&zero_length), None);
+        let mut past_the_end = advert;
+        past_the_end[25] = 2;
+        assert_eq!(parse_neighbour_advert(&past_the_end), None);
+        assert_eq!(parse_neighbour_advert(&advert[..30]), None);
+    }
+
+    #[test]
+    fn the_solicited_node_address_takes_the_last_24_bits() {
+        let vip: Ipv6Addr = "2001:db8::aabb:ccdd".parse().unwrap();
+        assert_eq!(
+            solicited_node(vip),
+            "ff02::1:ffbb:ccdd".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use lvs_hc::arp;
 const DIRECTOR_IP: &str = "10.201.0.1";
 const RS_IP: &str = "10.201.0.2";
 const VIP: &str = "10.201.0.100";
+const VIP6: &str = "fd00:201::100";
 
 /// A network namespace, deleted when dropped.
 struct Netns {
@@ -42,6 +43,10 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
+        // No duplicate address detection: link-local addresses are usable at once, and the
+        // VIP may be on both sides.
+        ns.sysctl("net/ipv6/conf/all/accept_dad", "0");
+        ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
         ns
     }
 
@@ -139,6 +144,33 @@ impl Lab {
         lab.director.ip(&["link", "set", "eth0", "up"]);
         lab.rs.ip(&["link", "set", "eth0", "up"]);
         lab
+    }
+
+    /// The IPv6 lab: the director fd00:201::1/64 and the VIP fd00:201::100, the real server
+    /// fd00:201::2/64.
+    fn ipv6() -> Lab {
+        let lab = Lab::new(&[]);
+        lab.director
+            .ip(&["addr", "add", "fd00:201::1/64", "dev", "eth0", "nodad"]);
+        lab.director.ip(&[
+            "addr",
+            "add",
+            &format!("{VIP6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        lab.rs
+            .ip(&["addr", "add", "fd00:201::2/64", "dev", "eth0", "nodad"]);
+        lab
+    }
+
+    fn who_answers6(&self) -> Vec<arp::Answer> {
+        self.director.enter(async || {
+            arp::who_answers("eth0", VIP6.parse().unwrap(), Duration::from_millis(500))
+                .await
+                .unwrap()
+        })
     }
 
     fn standard() -> Lab {
@@ -285,6 +317,71 @@ fn a_gratuitous_arp_replaces_a_stale_entry_in_the_real_servers_neighbour_table()
     let start = Instant::now();
     loop {
         let entry = lab.rs.ip(&["neigh", "show", VIP, "dev", "eth0"]);
+        if entry.contains(&director_mac) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the real server still has {entry:?}, not {director_mac}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ipv6_a_real_server_with_the_vip_on_its_interface_advertises_it() {
+    let lab = Lab::ipv6();
+    lab.rs.ip(&[
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert_eq!(macs(&lab.who_answers6()), vec![lab.rs.mac("eth0")]);
+}
+
+#[test]
+fn ipv6_a_real_server_with_the_vip_on_lo_does_not_advertise_it() {
+    let lab = Lab::ipv6();
+    lab.rs
+        .ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
+    assert_eq!(lab.who_answers6(), vec![]);
+    // Not for want of a link: the real server's own address answers.
+    let own = lab.director.enter(async || {
+        arp::who_answers(
+            "eth0",
+            "fd00:201::2".parse().unwrap(),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap()
+    });
+    assert_eq!(macs(&own), vec![lab.rs.mac("eth0")]);
+}
+
+#[test]
+fn ipv6_an_unsolicited_advert_replaces_a_stale_entry_in_the_real_servers_neighbour_table() {
+    let lab = Lab::ipv6();
+    lab.rs.ip(&[
+        "-6",
+        "neigh",
+        "replace",
+        VIP6,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "eth0",
+        "nud",
+        "stale",
+    ]);
+    let director_mac = lab.director.mac("eth0");
+    lab.director
+        .enter(async || arp::announce("eth0", VIP6.parse().unwrap()).await.unwrap());
+    let start = Instant::now();
+    loop {
+        let entry = lab.rs.ip(&["-6", "neigh", "show", VIP6, "dev", "eth0"]);
         if entry.contains(&director_mac) {
             break;
         }

@@ -4,7 +4,8 @@
 //! in the log when first seen (an info line when gone), the `lvs_hc_arp_conflict` gauge and a
 //! `/status` warning while it lasts.
 //!
-//! It only sends ARP requests, which change nothing: it runs in dry runs and with every
+//! IPv6 VIPs are watched with neighbour discovery the same way. It only sends requests
+//! (ARP, neighbour solicitations), which change nothing: it runs in dry runs and with every
 //! backend. It follows reloads, reading the configuration in force from the engine when a new
 //! one was handed over.
 
@@ -50,12 +51,28 @@ impl Conflict {
         }
     }
 
+    /// `ARP`, or `neighbour discovery` for IPv6.
+    fn protocol(&self) -> &'static str {
+        if self.vip.is_ipv6() {
+            "neighbour discovery"
+        } else {
+            "ARP"
+        }
+    }
+
     /// The warning, for the log and `/status`.
     pub fn warning(&self) -> String {
+        // Linux answers neighbour solicitations only for the addresses of the interface they
+        // arrive on: an IPv6 VIP on lo is never advertised, and no sysctl is involved.
+        let fix = if self.vip.is_ipv6() {
+            "move the VIP to its lo"
+        } else {
+            "set arp_ignore=1 and arp_announce=2 on it"
+        };
         format!(
-            "{} answers ARP for VIP {} on {}: set arp_ignore=1 and arp_announce=2 on it, or \
-             run `lvs-hc setup realserver`",
+            "{} answers {} for VIP {} on {}: {fix}, or run `lvs-hc setup realserver`",
             self.who(),
+            self.protocol(),
             self.vip,
             self.interface
         )
@@ -105,8 +122,9 @@ fn compare<'a>(
 pub fn render_metrics(conflicts: &[Conflict], out: &mut String) {
     let _ = writeln!(
         out,
-        "# HELP lvs_hc_arp_conflict A machine other than this director answers ARP for a VIP \
-         it holds (mac; ip when the neighbour table knows it): 1 while seen.\n\
+        "# HELP lvs_hc_arp_conflict A machine other than this director answers ARP (IPv6: \
+         neighbour discovery) for a VIP it holds (mac; ip when the neighbour table knows it): \
+         1 while seen.\n\
          # TYPE lvs_hc_arp_conflict gauge"
     );
     for c in conflicts {
@@ -245,8 +263,9 @@ impl Watch {
                 vip = %c.vip,
                 interface = %c.interface,
                 mac = %c.mac,
-                "{} no longer answers ARP for VIP {} on {}",
+                "{} no longer answers {} for VIP {} on {}",
                 c.who(),
+                c.protocol(),
                 c.vip,
                 c.interface
             );
@@ -298,6 +317,15 @@ mod tests {
             conflict("192.168.0.101", 0x56, None).warning(),
             "52:54:00:12:34:56 answers ARP for VIP 192.168.0.101 on eth0: set arp_ignore=1 and \
              arp_announce=2 on it, or run `lvs-hc setup realserver`"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_warning_speaks_of_neighbour_discovery_and_lo() {
+        assert_eq!(
+            conflict("2001:db8::101", 0x56, None).warning(),
+            "52:54:00:12:34:56 answers neighbour discovery for VIP 2001:db8::101 on eth0: move \
+             the VIP to its lo, or run `lvs-hc setup realserver`"
         );
     }
 
