@@ -118,6 +118,25 @@ fn compare<'a>(
     (new, gone)
 }
 
+/// The conflicts after a round: those found (`now`), and those of the VIPs that could not be
+/// asked (`failed`: they may well still be there); and, apart, the earlier ones of VIPs
+/// neither asked nor failed (no longer held here, or no longer configured).
+fn carry_over(
+    before: Vec<Conflict>,
+    now: Vec<Conflict>,
+    asked: &HashSet<IpAddr>,
+    failed: &HashSet<IpAddr>,
+) -> (Vec<Conflict>, Vec<Conflict>) {
+    let (mut next, dropped): (Vec<Conflict>, Vec<Conflict>) = before
+        .into_iter()
+        .filter(|b| !asked.contains(&b.vip))
+        .partition(|b| failed.contains(&b.vip));
+    next.extend(now);
+    next.sort();
+    next.dedup_by(|a, b| a.same(b));
+    (next, dropped)
+}
+
 /// `lvs_hc_arp_conflict`: one series per current conflict.
 pub fn render_metrics(conflicts: &[Conflict], out: &mut String) {
     let _ = writeln!(
@@ -201,12 +220,15 @@ impl Watch {
         .await
         .unwrap_or_default();
         let mut targets = Vec::new();
+        // VIPs that could not be asked about: they keep their conflicts.
+        let mut failed = HashSet::new();
         let mut listed = true;
         for (vip, found) in held {
             match found {
                 Ok(Some(interface)) => targets.push((vip, interface)),
                 Ok(None) => {}
                 Err(e) => {
+                    failed.insert(vip);
                     listed = false;
                     let text = format!("cannot list this director's addresses: {e}");
                     self.error(None, text, &e);
@@ -240,6 +262,7 @@ impl Watch {
                     }));
                 }
                 Err(e) => {
+                    failed.insert(vip);
                     let text = format!("cannot watch ARP for VIP {vip} on {interface}: {e}");
                     self.error(Some(vip), text, &e);
                 }
@@ -270,16 +293,17 @@ impl Watch {
                 c.interface
             );
         }
-        // VIPs that could not be asked keep their conflicts; those no longer held or
-        // configured lose them.
-        let held: HashSet<IpAddr> = vips.iter().copied().collect();
-        let mut next: Vec<Conflict> = before
-            .into_iter()
-            .filter(|b| held.contains(&b.vip) && !asked.contains(&b.vip))
-            .collect();
-        next.extend(now);
-        next.sort();
-        next.dedup_by(|a, b| a.same(b));
+        let (next, dropped) = carry_over(before, now, &asked, &failed);
+        for c in dropped {
+            tracing::info!(
+                vip = %c.vip,
+                mac = %c.mac,
+                "VIP {} is no longer on this director or in its configuration: {} is no longer \
+                 watched",
+                c.vip,
+                c.who()
+            );
+        }
         state.arp_conflicts = next;
     }
 
@@ -373,6 +397,22 @@ mod tests {
         assert_eq!((new.len(), gone.len()), (0, 0));
         let (new, gone) = compare(&both, std::slice::from_ref(&a), &asked_both);
         assert_eq!((new.len(), gone), (0, vec![&b]));
+    }
+
+    #[test]
+    fn a_vip_that_could_not_be_asked_keeps_its_conflicts_and_one_gone_from_here_loses_them() {
+        let a = conflict("10.0.0.1", 1, None);
+        let b = conflict("10.0.0.2", 2, None);
+        let c = conflict("10.0.0.3", 3, None);
+        let asked: HashSet<IpAddr> = [a.vip].into();
+        let failed: HashSet<IpAddr> = [b.vip].into();
+        let (next, dropped) = carry_over(
+            vec![a.clone(), b.clone(), c.clone()],
+            vec![],
+            &asked,
+            &failed,
+        );
+        assert_eq!((next, dropped), (vec![b], vec![c]));
     }
 
     #[test]
