@@ -426,6 +426,9 @@ pub fn render_status(v: &Value) -> String {
             e.replace('\n', "\n  ")
         );
     }
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "warning: {}", w.as_str().unwrap_or("?"));
+    }
     if let Some(n) = v["probe_fault_count"].as_u64().filter(|n| *n > 0) {
         let _ =
             writeln!(
@@ -618,6 +621,26 @@ mod tests {
         assert_eq!(
             server_words(&server(Value::Null, ramp)),
             ("up".to_string(), "slow start 3/10, 21s left".to_string())
+        );
+    }
+
+    #[test]
+    fn status_text_prints_each_warning_on_its_own_line() {
+        let v = serde_json::json!({
+            "version": "1", "pid": 1, "config": "/etc/lvs-hc/lvs-hc.toml", "uptime_seconds": 5.0,
+            "backend": "netlink", "last_resync_seconds_ago": 0.5,
+            "warnings": [
+                "52:54:00:12:34:56 answers ARP for VIP 192.168.0.101 on eth0: set arp_ignore=1 \
+                 and arp_announce=2 on it, or run `lvs-hc setup realserver`"
+            ],
+            "services": [],
+        });
+        let text = render_status(&v);
+        assert!(
+            text.lines().any(|l| l
+                == "warning: 52:54:00:12:34:56 answers ARP for VIP 192.168.0.101 on eth0: set \
+                    arp_ignore=1 and arp_announce=2 on it, or run `lvs-hc setup realserver`"),
+            "{text}"
         );
     }
 }

@@ -35,7 +35,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, Semaphore};
 
-use super::{admin, health, metrics, Handle};
+use super::{admin, arpwatch, health, metrics, Handle};
 
 /// Connections the read-only API serves at once.
 pub const MAX_API_CONNECTIONS: usize = 64;
@@ -626,6 +626,7 @@ async fn respond(
                 let state = handle.state();
                 state.metrics.render(&mut head);
                 metrics::render_config_error(state.config_error.is_some(), &mut head);
+                arpwatch::render_metrics(&state.arp_conflicts, &mut head);
             }
             let text = tokio::task::spawn_blocking(move || {
                 let mut out = head;
@@ -791,6 +792,7 @@ fn status_head(handle: &Handle) -> serde_json::Map<String, serde_json::Value> {
         "last_resync_error": state.last_snapshot_error,
         "control_socket": state.control_socket.as_ref().map(|p| p.display().to_string()),
         "fd_limit": state.fd_limit,
+        "warnings": state.arp_conflicts.iter().map(|c| c.warning()).collect::<Vec<_>>(),
     });
     match head {
         serde_json::Value::Object(map) => map,

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+mod arpwatch;
 mod dryrun;
 mod lock;
 mod log;
@@ -131,6 +132,9 @@ pub struct DaemonState {
     pub last_snapshot_error: Option<String>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Machines other than this director answering ARP for its VIPs, as the ARP watch last
+    /// saw them.
+    pub arp_conflicts: Vec<arpwatch::Conflict>,
 }
 
 /// A handle on the running driver for the API and the watchdog: ask the engine a question,
@@ -569,6 +573,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         last_snapshot_ok: None,
         last_snapshot_error: None,
         metrics: Metrics::default(),
+        arp_conflicts: Vec::new(),
     }));
     let endpoints = Endpoints {
         api,
@@ -683,6 +688,8 @@ async fn serve(
         });
     }
     tokio::spawn(sweep_orphans());
+    // Read-only (it sends ARP requests): it runs in dry runs and with every backend too.
+    tokio::spawn(arpwatch::watch(handle.clone()));
     if let Some(dir) = &config.daemon.maintenance_dir {
         // Read once before the engine starts, so that a server in maintenance is never added.
         let mut watcher = maintenance::Watcher::new(dir.clone());

@@ -102,6 +102,8 @@ pub struct Options<'a> {
     pub api: Option<String>,
     /// `RLIMIT_NOFILE` (soft and hard) for the daemon.
     pub nofile: Option<u64>,
+    /// The network namespace to run the daemon in (`ip netns exec`; needs root).
+    pub netns: Option<&'a str>,
 }
 
 impl Daemon {
@@ -122,7 +124,14 @@ impl Daemon {
         let api = options
             .api
             .unwrap_or_else(|| format!("unix:{}", dir.path("api.sock").display()));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match options.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, BIN]);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         if let Some(n) = options.nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit(2) between fork and exec touches only the child's limits.
