@@ -530,7 +530,7 @@ address = "[2001:db8::2]:8080"
         let desired = [
             realserver(&vips, RealServerMode::Dr).unwrap(),
             realserver(&vips, RealServerMode::Tun).unwrap(),
-            director(&cfg, "eth0.100").unwrap().0,
+            director(&cfg, "eth0.100", &Default::default()).unwrap().0,
         ];
         for d in desired {
             // All that setup would record if every setting differed and nothing existed.
