@@ -223,7 +223,12 @@ fn forwarding(config: &Config, sys: &mut dyn DoctorSystem, out: &mut Vec<Finding
     let nat: BTreeSet<Family> = config
         .services
         .iter()
-        .filter(|s| s.servers.iter().chain(&s.fallbacks).any(|s| s.forward == Forward::Nat))
+        .filter(|s| {
+            s.servers
+                .iter()
+                .chain(&s.fallbacks)
+                .any(|s| s.forward == Forward::Nat)
+        })
         .map(|s| s.key.family())
         .collect();
     for family in nat {
@@ -324,14 +329,13 @@ fn via_vip_settings(
     for (dev, ips) in by_dev {
         let accept_local = read(sys, "all", ConfSetting::AcceptLocal) != 0
             || read(sys, &dev, ConfSetting::AcceptLocal) != 0;
-        let rp_filter = read(sys, "all", ConfSetting::RpFilter).max(read(
-            sys,
-            &dev,
-            ConfSetting::RpFilter,
-        ));
+        let rp_filter =
+            read(sys, "all", ConfSetting::RpFilter).max(read(sys, &dev, ConfSetting::RpFilter));
         let mut wrong = Vec::new();
         if !accept_local {
-            wrong.push(format!("net.ipv4.conf.{dev}.accept_local is 0 (should be 1)"));
+            wrong.push(format!(
+                "net.ipv4.conf.{dev}.accept_local is 0 (should be 1)"
+            ));
         }
         if rp_filter != 0 {
             wrong.push(format!(
@@ -404,7 +408,10 @@ fn servers(
     for svc in &config.services {
         let address = !matches!(svc.key, ServiceKey::Fwmark { .. });
         for server in svc.servers.iter().chain(&svc.fallbacks) {
-            if address && !server.checks.iter().any(|c| c.via.is_some()) {
+            if address
+                && !server.checks.is_empty()
+                && !server.checks.iter().any(|c| c.via.is_some())
+            {
                 unvia.push(server.addr);
             }
             for check in &server.checks {

@@ -78,7 +78,9 @@ impl Fake {
     }
 
     fn drop_vip(&mut self) {
-        self.interfaces[1].addrs.retain(|a| *a != ip("192.168.0.101"));
+        self.interfaces[1]
+            .addrs
+            .retain(|a| *a != ip("192.168.0.101"));
     }
 }
 
@@ -111,7 +113,11 @@ impl DoctorSystem for Fake {
         Ok(reqs
             .iter()
             .map(|r| {
-                let mark = r.check.via.expect("a probe through the VIP without via").mark;
+                let mark = r
+                    .check
+                    .via
+                    .expect("a probe through the VIP without via")
+                    .mark;
                 assert!(
                     self.kernel.iter().any(|k| matches!(k,
                         ServiceKey::Fwmark { mark: m, .. } if *m == mark)),
@@ -186,8 +192,10 @@ fn missing_ipvs_fails_with_modprobe_and_skips_the_probes_through_the_vip() {
     assert_eq!(code, ExitCode::from(1));
     assert_eq!(
         lines_with(&text, "FAIL"),
-        ["FAIL  IPVS is not in the kernel (no netlink family IPVS, no /proc/net/ip_vs): \
-          `modprobe ip_vs` (and list ip_vs in /etc/modules-load.d/ to load it at boot)"]
+        [
+            "FAIL  IPVS is not in the kernel (no netlink family IPVS, no /proc/net/ip_vs): \
+          `modprobe ip_vs` (and list ip_vs in /etc/modules-load.d/ to load it at boot)"
+        ]
     );
     assert!(text.contains(
         "warn  2 checks not run through the VIP: IPVS is not in the kernel: `modprobe ip_vs`"
@@ -233,8 +241,10 @@ address = "10.0.0.2:8080"
     assert_eq!(code, ExitCode::from(1));
     assert_eq!(
         lines_with(&text, "FAIL"),
-        ["FAIL  net.ipv4.ip_forward is 0: NAT replies are not routed back to the clients: \
-          `sysctl -w net.ipv4.ip_forward=1`, or `lvs-hc setup director`"]
+        [
+            "FAIL  net.ipv4.ip_forward is 0: NAT replies are not routed back to the clients: \
+          `sysctl -w net.ipv4.ip_forward=1`, or `lvs-hc setup director`"
+        ]
     );
     sys.set("net.ipv4.ip_forward", "1");
     let (text, _) = report(nat, &mut sys);
@@ -251,9 +261,11 @@ fn source_validation_that_drops_the_vips_replies_fails_and_holds_back_those_prob
     assert_eq!(code, ExitCode::from(1));
     assert_eq!(
         lines_with(&text, "FAIL"),
-        ["FAIL  net.ipv4.conf.eth0.accept_local is 0 (should be 1), rp_filter on eth0 is 2 \
+        [
+            "FAIL  net.ipv4.conf.eth0.accept_local is 0 (should be 1), rp_filter on eth0 is 2 \
           (the larger of `all` and eth0; should be 0): replies to probes through the VIP are \
-          dropped as martians: `lvs-hc setup director`"]
+          dropped as martians: `lvs-hc setup director`"
+        ]
     );
     assert!(!text.contains("through VIP"), "{text}");
     assert!(sys.added.is_empty());
@@ -315,8 +327,10 @@ fn a_server_that_answers_on_its_own_address_but_not_through_the_vip_is_named() {
     assert_eq!(code, ExitCode::from(1));
     assert_eq!(
         lines_with(&text, "FAIL"),
-        ["FAIL  192.168.0.180 answers on its own address but not for VIP 192.168.0.101:80 (is \
-          the VIP on its lo?): run `lvs-hc setup realserver --vip 192.168.0.101` on it"]
+        [
+            "FAIL  192.168.0.180 answers on its own address but not for VIP 192.168.0.101:80 (is \
+          the VIP on its lo?): run `lvs-hc setup realserver --vip 192.168.0.101` on it"
+        ]
     );
     assert!(text.contains("ok    192.168.0.180:80 tcp on its own address passes\n"));
 }
@@ -326,13 +340,16 @@ fn a_server_down_on_its_own_address_is_not_probed_through_the_vip() {
     let mut sys = Fake::healthy();
     sys.own
         .insert(ip("192.168.0.179"), fail("connection refused"));
-    sys.via.insert(ip("192.168.0.179"), fail("connection refused"));
+    sys.via
+        .insert(ip("192.168.0.179"), fail("connection refused"));
     let (text, _) = report(DR, &mut sys);
     assert_eq!(
         lines_with(&text, "FAIL"),
-        ["FAIL  192.168.0.179:80 tcp on its own address fails: connection refused: the server \
+        [
+            "FAIL  192.168.0.179:80 tcp on its own address fails: connection refused: the server \
           or its service is down, or a firewall is in the way: try it from this director \
-          (`curl`, `nc -vz 192.168.0.179 80`)"]
+          (`curl`, `nc -vz 192.168.0.179 80`)"
+        ]
     );
     assert!(!text.contains("192.168.0.179:80 tcp through"), "{text}");
 }
@@ -436,9 +453,11 @@ fn servers_without_via_vip_are_named_once_as_not_probed_through_the_vip() {
     assert_eq!(code, ExitCode::SUCCESS);
     assert_eq!(
         lines_with(&text, "warn"),
-        ["warn  not probed through the VIP: 192.168.0.179:80, 192.168.0.180:80 (a VIP missing \
+        [
+            "warn  not probed through the VIP: 192.168.0.179:80, 192.168.0.180:80 (a VIP missing \
           from a real server goes unseen): set `via_vip = true` on a check of each, then run \
-          `lvs-hc setup director`"]
+          `lvs-hc setup director`"
+        ]
     );
     // No via_vip: the source-validation settings do not matter.
     assert!(!text.contains("accept_local"), "{text}");
@@ -454,9 +473,49 @@ fn tun_warns_of_the_room_the_tunnel_header_leaves() {
     let (text, _) = report(&tun, &mut sys);
     assert_eq!(
         lines_with(&text, "warn"),
-        ["warn  TUN to 192.168.0.179 leaves by eth0 (MTU 1500): the tunnel header takes 20 \
+        [
+            "warn  TUN to 192.168.0.179 leaves by eth0 (MTU 1500): the tunnel header takes 20 \
           bytes, so a client's packet over 1480 bytes is fragmented, or dropped when it may not \
           be: lower the clients' MSS to 1440 (iptables TCPMSS), raise the MTU of the path to \
-          the real servers, or set the real servers' tunl0 MTU to 1480"]
+          the real servers, or set the real servers' tunl0 MTU to 1480"
+        ]
     );
+}
+
+#[test]
+fn a_director_with_every_problem_reports_each_with_its_fix() {
+    let mixed = r#"
+[director]
+interface = "eth0"
+[[service]]
+address = "192.168.0.101:80"
+[[service.check]]
+type = "http"
+path = "/health"
+via_vip = true
+[[service.server]]
+address = "192.168.0.179:80"
+[[service.server]]
+address = "192.168.0.180:80"
+[[service]]
+address = "192.168.0.102:443"
+forward = "nat"
+[[service.check]]
+type = "tcp"
+[[service.server]]
+address = "10.0.0.2:8443"
+"#;
+    let mut sys = Fake::healthy();
+    sys.set("net.ipv4.ip_forward", "0");
+    sys.routes.insert(ip("10.0.0.2"), "eth1".into());
+    sys.own.insert(ip("10.0.0.2"), fail("connection refused"));
+    sys.via
+        .insert(ip("192.168.0.180"), fail("timed out after 1s"));
+    sys.arp = Ok(vec![ArpAnswer {
+        mac: "52:54:00:12:34:56".into(),
+        ip: Some(ip("192.168.0.180")),
+    }]);
+    let (text, code) = report(mixed, &mut sys);
+    insta::assert_snapshot!(text);
+    assert_eq!(code, ExitCode::from(1));
 }

@@ -325,6 +325,14 @@ pub fn observe(
 ) -> Result<Observed, SetupError> {
     let mut obs = Observed::default();
     let mut devices = record.devices();
+    // A device whose settings alone setup wrote (the director's interface toward servers
+    // probed through the VIP): undo must see that it still exists.
+    devices.extend(
+        record
+            .sysctls
+            .keys()
+            .filter_map(|k| k.device().map(str::to_string)),
+    );
     devices.extend(desired.links.iter().map(|l| l.name.clone()));
     devices.extend(desired.addresses.iter().map(|(d, _)| d.clone()));
     for dev in devices {

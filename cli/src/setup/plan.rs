@@ -1252,7 +1252,9 @@ address = "192.168.0.179:80"
 "#,
         );
         assert_eq!(
-            director(&cfg, "eth0", &BTreeSet::new()).unwrap_err().to_string(),
+            director(&cfg, "eth0", &BTreeSet::new())
+                .unwrap_err()
+                .to_string(),
             "service local (TCP 127.0.0.1:80): a loopback VIP cannot be set up on eth0 \
              (127.0.0.0/8 and ::1 never leave this machine); setup director puts only addresses \
              clients can reach on eth0 (nothing was changed)"

@@ -443,7 +443,7 @@ mod tests {
         assert!(
             err.starts_with(&format!(
                 "state file {}:1: `.etc.shadow` is not a setting setup writes (it writes \
-                 net.ipv4.conf.<device>.{{arp_announce,arp_ignore,rp_filter}}, \
+                 net.ipv4.conf.<device>.{{accept_local,arp_announce,arp_ignore,rp_filter}}, \
                  net.ipv4.ip_forward and net.ipv6.conf.all.forwarding)",
                 path.display()
             )),

@@ -518,8 +518,10 @@ fn director_machine() -> Fake {
         "eth0".into(),
         (LinkState::Up, vec!["192.168.0.178/24".parse().unwrap()]),
     );
-    f.links
-        .insert("eth1".into(), (LinkState::Up, vec!["10.0.0.1/24".parse().unwrap()]));
+    f.links.insert(
+        "eth1".into(),
+        (LinkState::Up, vec!["10.0.0.1/24".parse().unwrap()]),
+    );
     for dev in ["all", "default", "eth0", "eth1"] {
         for name in ConfSetting::ALL {
             f.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
@@ -529,7 +531,8 @@ fn director_machine() -> Fake {
         .insert(Sysctl::ipv4_conf("all", ConfSetting::RpFilter), "1".into());
     f.sysctls
         .insert(Sysctl::ipv4_conf("eth0", ConfSetting::RpFilter), "2".into());
-    f.routes.insert("192.168.0.179".parse().unwrap(), "eth0".into());
+    f.routes
+        .insert("192.168.0.179".parse().unwrap(), "eth0".into());
     f.routes.insert("10.0.0.5".parse().unwrap(), "eth1".into());
     f
 }
@@ -579,7 +582,10 @@ fn director_leaves_all_rp_filter_alone_when_it_is_already_0() {
     let state = StateDir::new("director-all-0");
     let (_, text) = go(&mut sys, &d, Action::Apply, &state);
     assert!(!text.contains("all.rp_filter"), "{text}");
-    assert!(text.contains("net.ipv4.conf.eth1.accept_local: 0 -> 1"), "{text}");
+    assert!(
+        text.contains("net.ipv4.conf.eth1.accept_local: 0 -> 1"),
+        "{text}"
+    );
 }
 
 #[test]
