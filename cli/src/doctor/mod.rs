@@ -157,7 +157,7 @@ pub fn diagnose(config: &Config, sys: &mut dyn DoctorSystem) -> Vec<Finding> {
     let vips = vips(config);
     let mut held = BTreeMap::new();
     if let Some(interfaces) = &interfaces {
-        for (vip, _) in &vips {
+        for vip in vips.keys() {
             let holder = interfaces
                 .iter()
                 .find(|i| i.addrs.contains(vip))
@@ -313,6 +313,8 @@ fn via_vip_settings(
             .route_interface(ip)
             .or_else(|| config.director.interface.clone())
         {
+            // A server on this very machine: its replies never come in from outside.
+            Some(dev) if dev == crate::setup::plan::LOOPBACK => {}
             Some(dev) => by_dev.entry(dev).or_default().push(ip),
             None => out.push(Finding::warn(
                 format!("no route to {ip}, probed through the VIP"),
@@ -403,7 +405,7 @@ fn servers(
     unfit: &BTreeSet<IpAddr>,
     out: &mut Vec<Finding>,
 ) {
-    let mut distinct: BTreeSet<(SocketAddr, Check)> = BTreeSet::new();
+    let mut distinct: Vec<(SocketAddr, Arc<Check>)> = Vec::new();
     let mut unvia: Vec<SocketAddr> = Vec::new();
     for svc in &config.services {
         let address = !matches!(svc.key, ServiceKey::Fwmark { .. });
@@ -415,17 +417,20 @@ fn servers(
                 unvia.push(server.addr);
             }
             for check in &server.checks {
-                distinct.insert((server.addr, (**check).clone()));
+                distinct.push((server.addr, Arc::clone(check)));
             }
         }
     }
+    // A server behind several services is probed once per distinct check, as the daemon does.
+    distinct.sort();
+    distinct.dedup();
     let reqs: Vec<ProbeRequest> = distinct
         .into_iter()
         .enumerate()
         .map(|(i, (server, check))| ProbeRequest {
             id: ProbeId(i as u64),
             server,
-            check: Arc::new(check),
+            check,
         })
         .collect();
     let direct: Vec<ProbeRequest> = reqs.iter().map(ProbeRequest::direct).collect();
