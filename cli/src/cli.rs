@@ -62,6 +62,23 @@ pub enum Command {
         #[command(subcommand)]
         role: SetupRole,
     },
+    /// Look for what keeps a configuration from working on this director, and say how to fix
+    /// it.
+    ///
+    /// Checks IPVS is in the kernel, the VIPs are on this machine, the forwarding and
+    /// source-validation settings each forwarding method and `via_vip` need, the MTU for TUN,
+    /// who else answers ARP for a VIP, and each real server's checks on its own address and
+    /// (with `via_vip`) through the VIP, adding the probe services this needs for the duration.
+    /// Prints one line per finding: `ok`, `warn ...: fix`, `FAIL ...: fix`. Needs no running
+    /// daemon; run as root.
+    ///
+    /// Exit status: 0 when nothing failed (warnings allowed); 1 when something did; 78
+    /// (EX_CONFIG) when the configuration cannot be read or is invalid.
+    Doctor {
+        /// The configuration file (TOML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Validate a configuration and print a summary; exits non-zero with the precise error.
     Check {
         /// The configuration file (TOML).
@@ -331,7 +348,9 @@ pub enum SetupRole {
         #[arg(long, value_name = "DIR", default_value = "/var/lib/lvs-hc")]
         state_dir: PathBuf,
     },
-    /// The director: the configured VIPs on `[director] interface`; IP forwarding for NAT.
+    /// The director: the configured VIPs on `[director] interface` (announced by gratuitous
+    /// ARP as they are added); IP forwarding for NAT; with `via_vip` checks, `accept_local=1`
+    /// and `rp_filter=0` on the interfaces toward those servers (and `all.rp_filter=0`).
     Director {
         /// The configuration file (TOML).
         #[arg(long, short = 'c', value_name = "FILE")]

@@ -7,6 +7,7 @@ pub mod client;
 pub mod commands;
 pub mod daemon;
 pub mod docs;
+pub mod doctor;
 pub mod driver;
 pub mod import;
 pub mod limits;

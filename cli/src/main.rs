@@ -29,6 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server { action } => return Ok(lvs_hc::client::server(&action)?),
         Command::Status { api, json } => return Ok(lvs_hc::client::status(&api, json)?),
         Command::Setup { role } => return Ok(lvs_hc::setup::main(role)?),
+        Command::Doctor { config } => return Ok(lvs_hc::doctor::main(&config)),
         Command::Import { from } => {
             let (args, imported) = match from {
                 ImportFrom::Keepalived(a) => {

@@ -420,3 +420,68 @@ fn import_fails_on_unbalanced_braces_and_unreadable_files() {
     assert!(text(&out.stderr).starts_with("error: cannot read /nonexistent/ldirectord.cf: "));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A configuration whose one server listens on loopback (so only the kernel can fail it).
+fn doctor_config(dir: &str, port: u16) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lvs-hc-doctor-{dir}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lvs-hc.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[service]]\naddress = \"192.0.2.1:{port}\"\n[[service.check]]\ntype = \"tcp\"\n\
+             [[service.server]]\naddress = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn doctor_reports_missing_ipvs_with_its_fix_and_exits_1() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = doctor_config("ipvs", port);
+    let out = lvs_hc(&["doctor", "--config", path.to_str().unwrap()], "");
+    let report = text(&out.stdout);
+    // The host decides which line is right: CI hosts have no IPVS, the QEMU lab has it.
+    if std::path::Path::new("/proc/net/ip_vs").exists() {
+        assert!(
+            report.starts_with("ok    IPVS is in the kernel\n"),
+            "{report}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{report}");
+    } else {
+        assert!(
+            report.starts_with(
+                "FAIL  IPVS is not in the kernel (no netlink family IPVS, no /proc/net/ip_vs): \
+                 `modprobe ip_vs` (and list ip_vs in /etc/modules-load.d/ to load it at boot)\n"
+            ),
+            "{report}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{report}");
+    }
+    assert!(
+        report.contains(&format!(
+            "ok    127.0.0.1:{port} tcp on its own address passes\n"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("warn  VIP 192.0.2.1 is not on this director: right on a standby"),
+        "{report}"
+    );
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("FAIL")).count(),
+        usize::from(out.status.code() == Some(1)),
+        "{report}"
+    );
+}
+
+#[test]
+fn doctor_exits_78_on_a_bad_configuration() {
+    let out = lvs_hc(&["doctor", "--config", "no/such.toml"], "");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("cannot read no/such.toml"));
+    assert!(text(&out.stdout).is_empty());
+}

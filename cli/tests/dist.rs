@@ -271,6 +271,7 @@ fn bash_completes_subcommands_options_and_their_values() {
             "server",
             "status",
             "setup",
+            "doctor",
             "check",
             "simulate",
             "table",

@@ -99,6 +99,31 @@ fn run_ok(cmd: &mut Command) {
 }
 
 /// Asserts success and returns stdout.
+/// The changes `setup director` printed, with the line after each added VIP that says whether
+/// it was announced (gratuitous ARP: sent, or a note saying why not) checked and dropped.
+fn director_changes(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let mut kept = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        kept.push(lines[i]);
+        if let Some(rest) = lines[i].strip_prefix("added ") {
+            let (addr, dev) = rest.split_once(" to ").unwrap();
+            let ip = addr.split('/').next().unwrap();
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            assert!(
+                next == format!("announced {ip} on {dev}")
+                    || next.starts_with(&format!("note: {ip} not announced on {dev} (")),
+                "no word on announcing {ip} after `{}`:\n{out}",
+                lines[i]
+            );
+            i += 1;
+        }
+        i += 1;
+    }
+    kept.iter().map(|l| format!("{l}\n")).collect()
+}
+
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
@@ -417,7 +442,7 @@ fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr
     let config = write_config(&ns, "dr.toml", DR_CONFIG);
     let out = ok(ns.setup(&["director", "--config", &config]));
     assert_eq!(
-        out,
+        director_changes(&out),
         "added 192.168.0.101/32 to vip0\nadded 2001:db8::101/128 to vip0\n"
     );
     let addrs = ns.addresses("vip0");
@@ -473,7 +498,7 @@ address = "10.0.0.2:8080"
     assert!(text(&out.stdout).contains("net.ipv4.ip_forward is 0, should be 1\n"));
     let out = ok(ns.setup(&["director", "--config", &config, "--interface", "eth0"]));
     assert_eq!(
-        out,
+        director_changes(&out),
         "net.ipv4.ip_forward: 0 -> 1\nadded 192.168.0.101/32 to eth0\n"
     );
     assert_eq!(ns.sysctl("net/ipv4/ip_forward"), "1");
@@ -626,4 +651,55 @@ fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
 /// the one cargo built.
 fn binary() -> String {
     std::env::var("LVS_HC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lvs-hc").to_string())
+}
+
+#[test]
+fn director_with_via_vip_accepts_local_sources_on_the_interface_the_route_to_the_servers_takes() {
+    let ns = Netns::new("via");
+    for (dev, addr) in [("eth0", "192.168.0.178/24"), ("eth1", "10.0.0.1/24")] {
+        let peer = format!("{dev}-peer");
+        ns.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]);
+        ns.ip(&["addr", "add", addr, "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+        ns.ip(&["link", "set", &peer, "up"]);
+    }
+    // A distribution's defaults: strict filtering everywhere.
+    for dev in ["all", "eth0", "eth1"] {
+        ns.set_sysctl(&format!("net/ipv4/conf/{dev}/rp_filter"), "1");
+        ns.set_sysctl(&format!("net/ipv4/conf/{dev}/accept_local"), "0");
+    }
+    let config = write_config(
+        &ns,
+        "via.toml",
+        r#"
+[director]
+interface = "eth0"
+[[service]]
+address = "192.168.0.101:80"
+[[service.check]]
+type = "tcp"
+via_vip = true
+[[service.server]]
+address = "10.0.0.5:80"
+"#,
+    );
+    let out = ok(ns.setup(&["director", "--config", &config]));
+    assert_eq!(
+        director_changes(&out),
+        "net.ipv4.conf.all.rp_filter: 1 -> 0\n\
+         net.ipv4.conf.eth1.accept_local: 0 -> 1\n\
+         net.ipv4.conf.eth1.rp_filter: 1 -> 0\n\
+         added 192.168.0.101/32 to eth0\n"
+    );
+    // The interface toward the clients keeps its filtering.
+    assert_eq!(ns.sysctl("net/ipv4/conf/eth0/rp_filter"), "1");
+    assert_eq!(ns.sysctl("net/ipv4/conf/eth0/accept_local"), "0");
+    let out = ok(ns.setup(&["director", "--config", &config, "--undo"]));
+    assert_eq!(
+        out,
+        "removed 192.168.0.101/32 from eth0\n\
+         net.ipv4.conf.all.rp_filter: 0 -> 1\n\
+         net.ipv4.conf.eth1.accept_local: 1 -> 0\n\
+         net.ipv4.conf.eth1.rp_filter: 0 -> 1\n"
+    );
 }

@@ -22,6 +22,9 @@ _lvs__hc() {
             lvs__hc,completions)
                 cmd="lvs__hc__subcmd__completions"
                 ;;
+            lvs__hc,doctor)
+                cmd="lvs__hc__subcmd__doctor"
+                ;;
             lvs__hc,help)
                 cmd="lvs__hc__subcmd__help"
                 ;;
@@ -57,6 +60,9 @@ _lvs__hc() {
                 ;;
             lvs__hc__subcmd__help,completions)
                 cmd="lvs__hc__subcmd__help__subcmd__completions"
+                ;;
+            lvs__hc__subcmd__help,doctor)
+                cmd="lvs__hc__subcmd__help__subcmd__doctor"
                 ;;
             lvs__hc__subcmd__help,help)
                 cmd="lvs__hc__subcmd__help__subcmd__help"
@@ -176,7 +182,7 @@ _lvs__hc() {
 
     case "${cmd}" in
         lvs__hc)
-            opts="-h -V --help --version run reload server status setup check simulate table plan import completions help"
+            opts="-h -V --help --version run reload server status setup doctor check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -225,8 +231,30 @@ _lvs__hc() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lvs__hc__subcmd__doctor)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lvs__hc__subcmd__help)
-            opts="run reload server status setup check simulate table plan import completions help"
+            opts="run reload server status setup doctor check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -254,6 +282,20 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -4,7 +4,8 @@
 //! Plan, then apply: [`plan::realserver`] and [`plan::director`] say what the machine should
 //! look like, [`observe`] reads what it looks like through a [`System`], [`plan::plan`] lists
 //! the changes, and [`run`] prints them (`--check`) or makes them, remembering in a state file
-//! what it changed so `--undo` ([`plan::plan_undo`]) reverts exactly that.
+//! what it changed so `--undo` ([`plan::plan_undo`]) reverts exactly that. The director's
+//! VIPs are announced (gratuitous ARP) as they are added.
 
 pub mod plan;
 pub mod state;
@@ -275,7 +276,9 @@ fn setup(role: SetupRole) -> Result<ExitCode, SetupError> {
                 if sys.link(&iface)?.is_none() {
                     return Err(SetupError::DirectorInterfaceMissing { name: iface, from });
                 }
-                let (desired, skipped) = plan::director(&cfg, &iface).map_err(SetupError::Plan)?;
+                let toward_servers = toward_servers(&mut sys, &cfg, &iface)?;
+                let (desired, skipped) =
+                    plan::director(&cfg, &iface, &toward_servers).map_err(SetupError::Plan)?;
                 for svc in skipped {
                     eprintln!(
                         "note: {} left out: a fwmark service matches packets by firewall mark, \
@@ -290,6 +293,29 @@ fn setup(role: SetupRole) -> Result<ExitCode, SetupError> {
     Ok(outcome.exit_code())
 }
 
+/// The interfaces the replies of the servers probed through their VIP come in by: the route
+/// to each (`interface`, the VIPs' own, for one without a route; never `lo`, for a server on
+/// this very machine).
+pub fn toward_servers(
+    sys: &mut dyn System,
+    config: &lvs_hc_core::Config,
+    interface: &str,
+) -> Result<std::collections::BTreeSet<String>, SetupError> {
+    let mut devs = std::collections::BTreeSet::new();
+    for ip in plan::via_vip_servers(config) {
+        match sys.route_interface(ip)? {
+            Some(dev) if dev == plan::LOOPBACK => {}
+            Some(dev) if is_interface_name(&dev) => {
+                devs.insert(dev);
+            }
+            _ => {
+                devs.insert(interface.to_string());
+            }
+        }
+    }
+    Ok(devs)
+}
+
 /// Reads what `desired` and `record` mention. A setting of a device that does not exist yet
 /// reads as the `default` value it will start with.
 pub fn observe(
@@ -299,6 +325,14 @@ pub fn observe(
 ) -> Result<Observed, SetupError> {
     let mut obs = Observed::default();
     let mut devices = record.devices();
+    // A device whose settings alone setup wrote (the director's interface toward servers
+    // probed through the VIP): undo must see that it still exists.
+    devices.extend(
+        record
+            .sysctls
+            .keys()
+            .filter_map(|k| k.device().map(str::to_string)),
+    );
     devices.extend(desired.links.iter().map(|l| l.name.clone()));
     devices.extend(desired.addresses.iter().map(|(d, _)| d.clone()));
     for dev in devices {
@@ -370,6 +404,20 @@ pub fn run(
                 }
                 done.remember(c);
                 line(out, c)?;
+                if let (true, Change::AddAddress { dev, addr }) = (desired.announce, c) {
+                    // Neighbours may still map the VIP to the machine that held it before.
+                    match sys.announce(dev, addr.ip) {
+                        Ok(()) => line(out, format_args!("announced {} on {dev}", addr.ip))?,
+                        Err(e) => line(
+                            out,
+                            format_args!(
+                                "note: {} not announced on {dev} ({e}); neighbours learn it \
+                                 as their caches expire",
+                                addr.ip
+                            ),
+                        )?,
+                    }
+                }
             }
             state::save(state, &done)?;
             Ok(Outcome::Changed)

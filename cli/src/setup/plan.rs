@@ -122,6 +122,9 @@ pub struct Sysctl(String);
 /// A per-device IPv4 setting setup writes: `net.ipv4.conf.<device>.<name>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfSetting {
+    /// Whether packets whose source is one of this machine's own addresses are accepted (the
+    /// director, for replies to probes through the VIP).
+    AcceptLocal,
     /// Which of this machine's addresses its ARP requests use as their source.
     ArpAnnounce,
     /// Which ARP requests are answered.
@@ -132,7 +135,8 @@ pub enum ConfSetting {
 
 impl ConfSetting {
     /// Every per-device setting setup writes, and so every one a state file may name.
-    pub const ALL: [ConfSetting; 3] = [
+    pub const ALL: [ConfSetting; 4] = [
+        ConfSetting::AcceptLocal,
         ConfSetting::ArpAnnounce,
         ConfSetting::ArpIgnore,
         ConfSetting::RpFilter,
@@ -141,6 +145,7 @@ impl ConfSetting {
     /// The file name under `net/ipv4/conf/<device>/`.
     pub fn name(self) -> &'static str {
         match self {
+            ConfSetting::AcceptLocal => "accept_local",
             ConfSetting::ArpAnnounce => "arp_announce",
             ConfSetting::ArpIgnore => "arp_ignore",
             ConfSetting::RpFilter => "rp_filter",
@@ -352,6 +357,9 @@ pub struct Desired {
     pub addresses: Vec<(String, IfAddr)>,
     /// Settings and their values.
     pub sysctls: Vec<(Sysctl, String)>,
+    /// Whether an address added is announced (gratuitous ARP; IPv6: unsolicited neighbour
+    /// advertisement), so that neighbours' caches move to this machine: the director's VIPs.
+    pub announce: bool,
 }
 
 /// What a machine looks like, for the devices and settings something asked about.
@@ -755,14 +763,32 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Result<Desired, Plan
 /// IPv4 service has a NAT server (replies come back through the director, which must route
 /// them), `net.ipv6.conf.all.forwarding=1` likewise for IPv6. DR and TUN need no forwarding.
 ///
+/// With probes through the VIP (`via_vip` on any check), on each interface of
+/// `toward_servers` (where the replies of those servers come in): `accept_local=1` and
+/// `rp_filter=0`, and `net.ipv4.conf.all.rp_filter=0`. A reply to such a probe comes from the
+/// VIP, one of the director's own addresses, and the kernel's source validation
+/// (`fib_validate_source` in net/ipv4/fib_frontend.c) drops it as a martian unless
+/// `IN_DEV_ACCEPT_LOCAL`, which is `all` OR the interface: so the interface alone suffices.
+/// With reverse-path filtering off (`IN_DEV_RPFILTER`, the MAX of `all` and the interface, is
+/// 0) and accept_local, the kernel accepts such a source without a route lookup; with it on,
+/// the packet takes the full reverse-path lookup, whose result depends on which device holds
+/// the VIP: so both must be 0, and `all` is written only when it is not 0 already (a plan
+/// writes only what differs). Other interfaces keep their own `rp_filter`. IPv6 needs
+/// nothing: it has neither setting, and its input path does not drop a packet for coming
+/// from one of the machine's own addresses.
+///
 /// A service address that is unspecified, loopback, multicast or the broadcast address is
 /// refused ([`VipProblem`]): the daemon can run a service on 127.0.0.1, but there is nothing to
 /// set up for it on `interface`.
 pub fn director<'a>(
     config: &'a Config,
     interface: &str,
+    toward_servers: &BTreeSet<String>,
 ) -> Result<(Desired, Vec<&'a VirtualService>), PlanError> {
-    let mut d = Desired::default();
+    let mut d = Desired {
+        announce: true,
+        ..Desired::default()
+    };
     d.links.push(LinkWant {
         name: interface.to_string(),
         create: None,
@@ -807,7 +833,41 @@ pub fn director<'a>(
             "1".to_string(),
         ));
     }
+    if !via_vip_servers(config).is_empty() {
+        d.sysctls.push((
+            Sysctl::ipv4_conf("all", ConfSetting::RpFilter),
+            "0".to_string(),
+        ));
+        for dev in toward_servers {
+            d.links.push(LinkWant {
+                name: dev.clone(),
+                create: None,
+                raise: false,
+            });
+            d.sysctls.push((
+                Sysctl::ipv4_conf(dev, ConfSetting::AcceptLocal),
+                "1".to_string(),
+            ));
+            d.sysctls.push((
+                Sysctl::ipv4_conf(dev, ConfSetting::RpFilter),
+                "0".to_string(),
+            ));
+        }
+    }
     Ok((d, skipped))
+}
+
+/// The IPv4 addresses of the servers probed through their VIP (`via_vip`), whose replies need
+/// the director's `accept_local` and `rp_filter` settings ([`director`]).
+pub fn via_vip_servers(config: &Config) -> BTreeSet<IpAddr> {
+    config
+        .services
+        .iter()
+        .flat_map(|s| s.servers.iter().chain(&s.fallbacks))
+        .filter(|s| s.checks.iter().any(|c| c.via.is_some()))
+        .map(|s| s.addr.ip())
+        .filter(IpAddr::is_ipv4)
+        .collect()
 }
 
 #[cfg(test)]
@@ -1081,7 +1141,7 @@ address = "[2001:db8::101]:80"
 address = "[2001:db8::179]:80"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0").unwrap();
+        let (d, skipped) = director(&cfg, "eth0", &BTreeSet::new()).unwrap();
         assert!(skipped.is_empty());
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -1110,7 +1170,7 @@ port = 80
 address = "192.168.0.179"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0").unwrap();
+        let (d, skipped) = director(&cfg, "eth0", &BTreeSet::new()).unwrap();
         assert_eq!(skipped.len(), 1);
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -1126,7 +1186,7 @@ address = "192.168.0.179"
         let cfg = config(
             "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.server]]\naddress = \"192.168.0.179:80\"\n",
         );
-        let (d, _) = director(&cfg, "eth9").unwrap();
+        let (d, _) = director(&cfg, "eth9", &BTreeSet::new()).unwrap();
         assert_eq!(
             plan(&d, &director_observed()).unwrap_err().to_string(),
             "interface `eth9` does not exist (see `ip link`)"
@@ -1192,7 +1252,9 @@ address = "192.168.0.179:80"
 "#,
         );
         assert_eq!(
-            director(&cfg, "eth0").unwrap_err().to_string(),
+            director(&cfg, "eth0", &BTreeSet::new())
+                .unwrap_err()
+                .to_string(),
             "service local (TCP 127.0.0.1:80): a loopback VIP cannot be set up on eth0 \
              (127.0.0.0/8 and ::1 never leave this machine); setup director puts only addresses \
              clients can reach on eth0 (nothing was changed)"

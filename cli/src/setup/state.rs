@@ -443,7 +443,7 @@ mod tests {
         assert!(
             err.starts_with(&format!(
                 "state file {}:1: `.etc.shadow` is not a setting setup writes (it writes \
-                 net.ipv4.conf.<device>.{{arp_announce,arp_ignore,rp_filter}}, \
+                 net.ipv4.conf.<device>.{{accept_local,arp_announce,arp_ignore,rp_filter}}, \
                  net.ipv4.ip_forward and net.ipv6.conf.all.forwarding)",
                 path.display()
             )),
@@ -530,7 +530,7 @@ address = "[2001:db8::2]:8080"
         let desired = [
             realserver(&vips, RealServerMode::Dr).unwrap(),
             realserver(&vips, RealServerMode::Tun).unwrap(),
-            director(&cfg, "eth0.100").unwrap().0,
+            director(&cfg, "eth0.100", &Default::default()).unwrap().0,
         ];
         for d in desired {
             // All that setup would record if every setting differed and nothing existed.

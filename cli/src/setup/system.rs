@@ -3,6 +3,7 @@
 //! writes /proc/sys.
 
 use std::io::ErrorKind;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -33,6 +34,12 @@ pub trait System {
     fn set_sysctl(&mut self, key: &Sysctl, value: &str) -> Result<(), SetupError>;
     /// Fails, before anything changes, when changes would be refused.
     fn require_privileges(&mut self) -> Result<(), SetupError>;
+    /// The interface the route to `to` leaves by (`ip route get`), `None` without a route.
+    fn route_interface(&mut self, to: IpAddr) -> Result<Option<String>, SetupError>;
+    /// Tells the neighbours on `dev` that `ip` is here now (gratuitous ARP; IPv6: unsolicited
+    /// neighbour advertisement). A failure is reported, never fatal: the address is in place
+    /// and neighbours' caches expire by themselves.
+    fn announce(&mut self, dev: &str, ip: IpAddr) -> Result<(), String>;
 }
 
 /// Makes one change.
@@ -103,6 +110,17 @@ impl IpCommand {
         Err(SetupError::Ip {
             command: command(),
             stderr,
+        })
+    }
+
+    /// `ip -j ARGS...` as JSON.
+    pub(crate) fn json(&self, args: &[&str]) -> Result<serde_json::Value, SetupError> {
+        let mut argv = vec!["-j"];
+        argv.extend_from_slice(args);
+        let out = self.run(&argv)?;
+        serde_json::from_str(&out).map_err(|e| SetupError::IpOutput {
+            command: format!("ip {}", argv.join(" ")),
+            message: e.to_string(),
         })
     }
 
@@ -217,6 +235,24 @@ impl System for IpCommand {
                 SetupError::Sysctl { path, source }
             }
         })
+    }
+
+    fn route_interface(&mut self, to: IpAddr) -> Result<Option<String>, SetupError> {
+        let to = to.to_string();
+        match self.json(&["route", "get", &to]) {
+            Ok(routes) => Ok(routes
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|r| r["dev"].as_str())
+                .map(str::to_string)),
+            // "RTNETLINK answers: Network is unreachable" and the like: no route.
+            Err(SetupError::Ip { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn announce(&mut self, dev: &str, ip: IpAddr) -> Result<(), String> {
+        crate::doctor::seams::announce(dev, ip)
     }
 
     fn require_privileges(&mut self) -> Result<(), SetupError> {

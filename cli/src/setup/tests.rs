@@ -14,6 +14,11 @@ struct Fake {
     links: BTreeMap<String, (LinkState, Vec<IfAddr>)>,
     sysctls: BTreeMap<Sysctl, String>,
     privileged: bool,
+    /// The interface of the route to each address (none: no route).
+    routes: BTreeMap<IpAddr, String>,
+    /// What was announced, in order; `Some(reason)` makes announcing fail.
+    announced: Vec<(String, IpAddr)>,
+    announce_fails: Option<String>,
 }
 
 impl Fake {
@@ -87,6 +92,16 @@ impl System for Fake {
         } else {
             Err(SetupError::NeedsRoot)
         }
+    }
+    fn route_interface(&mut self, to: IpAddr) -> Result<Option<String>, SetupError> {
+        Ok(self.routes.get(&to).cloned())
+    }
+    fn announce(&mut self, dev: &str, ip: IpAddr) -> Result<(), String> {
+        if let Some(e) = &self.announce_fails {
+            return Err(e.clone());
+        }
+        self.announced.push((dev.to_string(), ip));
+        Ok(())
     }
 }
 
@@ -490,4 +505,142 @@ fn undo_writes_the_inverse_of_each_write_of_setup_once_in_reverse_order() {
     .unwrap();
     assert_eq!(outcome, Outcome::Changed);
     undo.checkpoint();
+}
+
+/// A director with eth0 (holding its own address) toward the VIPs' clients, eth1 toward
+/// 10.0.0.0/24, and the settings a distribution leaves: `rp_filter` 1 on `all`, 2 on eth0.
+fn director_machine() -> Fake {
+    let mut f = Fake {
+        privileged: true,
+        ..Fake::default()
+    };
+    f.links.insert(
+        "eth0".into(),
+        (LinkState::Up, vec!["192.168.0.178/24".parse().unwrap()]),
+    );
+    f.links.insert(
+        "eth1".into(),
+        (LinkState::Up, vec!["10.0.0.1/24".parse().unwrap()]),
+    );
+    for dev in ["all", "default", "eth0", "eth1"] {
+        for name in ConfSetting::ALL {
+            f.sysctls.insert(Sysctl::ipv4_conf(dev, name), "0".into());
+        }
+    }
+    f.sysctls
+        .insert(Sysctl::ipv4_conf("all", ConfSetting::RpFilter), "1".into());
+    f.sysctls
+        .insert(Sysctl::ipv4_conf("eth0", ConfSetting::RpFilter), "2".into());
+    f.routes
+        .insert("192.168.0.179".parse().unwrap(), "eth0".into());
+    f.routes.insert("10.0.0.5".parse().unwrap(), "eth1".into());
+    f
+}
+
+fn director_config(via_vip: bool) -> lvs_hc_core::Config {
+    let via = if via_vip { "via_vip = true\n" } else { "" };
+    lvs_hc_core::Config::from_toml(
+        &format!(
+            "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.check]]\ntype = \"tcp\"\n{via}\
+             [[service.server]]\naddress = \"192.168.0.179:80\"\n[[service.server]]\n\
+             address = \"10.0.0.5:80\"\n"
+        ),
+        "test.toml",
+    )
+    .unwrap()
+}
+
+fn director_desired(sys: &mut Fake, via_vip: bool) -> Desired {
+    let cfg = director_config(via_vip);
+    let toward = toward_servers(sys, &cfg, "eth0").unwrap();
+    plan::director(&cfg, "eth0", &toward).unwrap().0
+}
+
+#[test]
+fn director_with_via_vip_accepts_local_sources_on_each_interface_toward_the_servers() {
+    let mut sys = director_machine();
+    let d = director_desired(&mut sys, true);
+    let state = StateDir::new("director-via");
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(outcome, Outcome::Drift);
+    assert_eq!(
+        text,
+        "net.ipv4.conf.all.rp_filter is 1, should be 0\n\
+         net.ipv4.conf.eth0.accept_local is 0, should be 1\n\
+         net.ipv4.conf.eth0.rp_filter is 2, should be 0\n\
+         net.ipv4.conf.eth1.accept_local is 0, should be 1\n\
+         192.168.0.101/32 is not on eth0\n"
+    );
+}
+
+#[test]
+fn director_leaves_all_rp_filter_alone_when_it_is_already_0() {
+    let mut sys = director_machine();
+    sys.sysctls
+        .insert(Sysctl::ipv4_conf("all", ConfSetting::RpFilter), "0".into());
+    let d = director_desired(&mut sys, true);
+    let state = StateDir::new("director-all-0");
+    let (_, text) = go(&mut sys, &d, Action::Apply, &state);
+    assert!(!text.contains("all.rp_filter"), "{text}");
+    assert!(
+        text.contains("net.ipv4.conf.eth1.accept_local: 0 -> 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn director_without_via_vip_changes_no_source_validation_setting() {
+    let mut sys = director_machine();
+    let d = director_desired(&mut sys, false);
+    let state = StateDir::new("director-no-via");
+    let (_, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(text, "192.168.0.101/32 is not on eth0\n");
+}
+
+#[test]
+fn director_announces_each_vip_it_adds_and_undo_restores_the_settings() {
+    let before = director_machine();
+    let mut sys = before.clone();
+    let d = director_desired(&mut sys, true);
+    let state = StateDir::new("director-announce");
+    let (outcome, text) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert!(
+        text.ends_with("added 192.168.0.101/32 to eth0\nannounced 192.168.0.101 on eth0\n"),
+        "{text}"
+    );
+    assert_eq!(
+        sys.announced,
+        [("eth0".to_string(), "192.168.0.101".parse().unwrap())]
+    );
+    // Nothing added on a rerun: nothing announced.
+    let (_, again) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(again, "nothing to change\n");
+    assert_eq!(sys.announced.len(), 1);
+    go(&mut sys, &Desired::default(), Action::Undo, &state);
+    sys.announced.clear();
+    assert_eq!(sys, before);
+}
+
+#[test]
+fn a_failed_announcement_is_a_note_not_an_error() {
+    let mut sys = director_machine();
+    sys.announce_fails = Some("not available in this build".into());
+    let d = director_desired(&mut sys, false);
+    let state = StateDir::new("director-announce-fails");
+    let (outcome, text) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert_eq!(
+        text,
+        "added 192.168.0.101/32 to eth0\nnote: 192.168.0.101 not announced on eth0 (not \
+         available in this build); neighbours learn it as their caches expire\n"
+    );
+}
+
+#[test]
+fn a_realserver_never_announces_its_vip() {
+    let mut sys = Fake::realserver();
+    let state = StateDir::new("realserver-no-announce");
+    go(&mut sys, &vip("192.168.0.101"), Action::Apply, &state);
+    assert!(sys.announced.is_empty());
 }
