@@ -533,10 +533,7 @@ fn through_vip(
         Err(e) => {
             out.push(Finding::warn(
                 format!("{count} checks not run through the VIP: {e}"),
-                match e {
-                    Unable::NotInThisBuild => "the daemon runs them (see `lvs-hc status`)",
-                    Unable::Error(_) => "run doctor as root (it adds the probe services)",
-                },
+                "run doctor as root (it adds the probe services)",
             ));
             return;
         }

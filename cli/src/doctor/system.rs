@@ -18,8 +18,6 @@ use crate::setup::{IpCommand, System};
 /// Why something could not be looked at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unable {
-    /// This build of lvs-hc cannot do it yet (see [`seams`]).
-    NotInThisBuild,
     /// It was tried and failed: why.
     Error(String),
 }
@@ -27,7 +25,6 @@ pub enum Unable {
 impl fmt::Display for Unable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unable::NotInThisBuild => f.write_str("not available in this build"),
             Unable::Error(e) => f.write_str(e),
         }
     }
@@ -214,9 +211,6 @@ impl DoctorSystem for Host {
     }
 
     fn add_probe_services(&mut self, wanted: &[ProbeService]) -> Result<Vec<ServiceKey>, Unable> {
-        if !seams::through_vip_available() {
-            return Err(Unable::NotInThisBuild);
-        }
         let backend = self
             .backend
             .as_mut()

@@ -309,11 +309,11 @@ fn an_arp_conflict_fails_naming_the_mac_and_the_ip() {
 #[test]
 fn arp_that_cannot_be_checked_is_a_warning_never_a_pass() {
     let mut sys = Fake::healthy();
-    sys.arp = Err(Unable::NotInThisBuild);
+    sys.arp = Err(Unable::Error("Operation not permitted (os error 1)".into()));
     let (text, code) = report(DR, &mut sys);
     assert_eq!(code, ExitCode::SUCCESS);
     assert!(text.contains(
-        "warn  ARP for VIP 192.168.0.101 on eth0 not checked: not available in this build"
+        "warn  ARP for VIP 192.168.0.101 on eth0 not checked: Operation not permitted (os error 1)"
     ));
     assert!(!text.contains("no other machine answers ARP"));
 }
@@ -430,7 +430,7 @@ fn probes_through_the_vip_this_build_cannot_run_are_a_warning() {
             unreachable!("no probe services, no probes through the VIP")
         }
         fn add_probe_services(&mut self, _: &[ProbeService]) -> Result<Vec<ServiceKey>, Unable> {
-            Err(Unable::NotInThisBuild)
+            Err(Unable::Error("Operation not permitted (os error 1)".into()))
         }
         fn remove_probe_services(&mut self, _: &[ServiceKey]) -> Result<(), String> {
             unreachable!("nothing was added")
@@ -440,8 +440,8 @@ fn probes_through_the_vip_this_build_cannot_run_are_a_warning() {
     let findings = diagnose(&cfg, &mut NoVia(sys));
     assert_eq!(exit_code(&findings), ExitCode::SUCCESS);
     assert!(render(&findings).contains(
-        "warn  2 checks not run through the VIP: not available in this build: the daemon runs \
-         them (see `lvs-hc status`)\n"
+        "warn  2 checks not run through the VIP: Operation not permitted (os error 1): run \
+         doctor as root (it adds the probe services)\n"
     ));
 }
 

@@ -625,15 +625,15 @@ fn director_announces_each_vip_it_adds_and_undo_restores_the_settings() {
 #[test]
 fn a_failed_announcement_is_a_note_not_an_error() {
     let mut sys = director_machine();
-    sys.announce_fails = Some("not available in this build".into());
+    sys.announce_fails = Some("Network is down (os error 100)".into());
     let d = director_desired(&mut sys, false);
     let state = StateDir::new("director-announce-fails");
     let (outcome, text) = go(&mut sys, &d, Action::Apply, &state);
     assert_eq!(outcome, Outcome::Changed);
     assert_eq!(
         text,
-        "added 192.168.0.101/32 to eth0\nnote: 192.168.0.101 not announced on eth0 (not \
-         available in this build); neighbours learn it as their caches expire\n"
+        "added 192.168.0.101/32 to eth0\nnote: 192.168.0.101 not announced on eth0 (Network \
+         is down (os error 100)); neighbours learn it as their caches expire\n"
     );
 }
 
