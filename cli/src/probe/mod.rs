@@ -74,6 +74,15 @@ pub trait Connect: Clone + Send + 'static {
         target: SocketAddr,
         origin: Origin,
     ) -> impl Future<Output = io::Result<Self::Datagram>>;
+
+    /// Whether this director takes in the replies to probes through the virtual address sent
+    /// from `origin` to the VIP `target`; `Err` says why not (its settings drop them). Asked
+    /// only after such a probe failed while the server's own address answered: the fault is
+    /// then the director's, not every server's.
+    fn accepts_via_replies(&self, target: SocketAddr, origin: Origin) -> Result<(), String> {
+        let _ = (target, origin);
+        Ok(())
+    }
 }
 
 /// Where a probe's packets leave from: the check's `source`, and for a probe through the
@@ -131,6 +140,17 @@ pub struct TokioConnect;
 impl Connect for TokioConnect {
     type Stream = tokio::net::TcpStream;
     type Datagram = tokio::net::UdpSocket;
+
+    fn accepts_via_replies(&self, target: SocketAddr, origin: Origin) -> Result<(), String> {
+        let Ok(Some(own)) = local_address(target, origin) else {
+            return Ok(());
+        };
+        via_replies_accepted(own, |key| {
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{key}"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
 
     async fn connect(&self, target: SocketAddr, origin: Origin) -> io::Result<Self::Stream> {
         // Everything before the connect itself is the director's business: its errors are
@@ -213,6 +233,41 @@ fn local_address(target: SocketAddr, origin: Origin) -> io::Result<Option<IpAddr
         ));
     }
     Ok(Some(own))
+}
+
+/// Whether replies from the VIP to this director's address `own` get in: the reply's source
+/// is the VIP, one of this director's own addresses, which the kernel takes only with
+/// `accept_local` (on `all` or the interface holding `own`) and without reverse-path
+/// filtering (the larger of `all` and the interface). `sysctl` reads
+/// `net.ipv4.conf.<key>` (`eth0/accept_local`). IPv6 has neither check.
+fn via_replies_accepted(own: IpAddr, sysctl: impl Fn(&str) -> Option<u32>) -> Result<(), String> {
+    if own.is_ipv6() {
+        return Ok(());
+    }
+    let Ok(Some(interface)) = crate::arp::interface_holding(own) else {
+        return Ok(());
+    };
+    let value = |c: &str, key: &str| sysctl(&format!("{c}/{key}"));
+    let accept_local = value("all", "accept_local").unwrap_or(0) != 0
+        || value(&interface, "accept_local").unwrap_or(0) != 0;
+    let rp_filter = value("all", "rp_filter")
+        .unwrap_or(0)
+        .max(value(&interface, "rp_filter").unwrap_or(0));
+    if accept_local && rp_filter == 0 {
+        return Ok(());
+    }
+    let mut wrong = Vec::new();
+    if !accept_local {
+        wrong.push(format!("accept_local is 0 on {interface}"));
+    }
+    if rp_filter != 0 {
+        wrong.push(format!("rp_filter is {rp_filter} on {interface} (or all)"));
+    }
+    Err(format!(
+        "this director drops the replies to probes through the VIP ({}): run `lvs-hc setup \
+         director`, or set net.ipv4.conf.{interface}.accept_local=1 and rp_filter=0",
+        wrong.join(", ")
+    ))
 }
 
 /// How long [`director_address`] trusts an address it found: a changed route or address is
@@ -448,15 +503,21 @@ impl<C: Connect> Prober<C> {
         };
         let direct = req.direct();
         match direct_prober.probe_once(&direct, named).await {
-            ProbeOutcome::Pass { .. } => fail(format!(
-                "{} answers on its own address but not for VIP {named} ({})",
-                req.server.ip(),
-                match via.forward {
-                    Forward::Dr => "is the VIP on its lo?",
-                    Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
-                    Forward::Nat => "is the director its default gateway?",
+            ProbeOutcome::Pass { .. } => {
+                match self.connect.accepts_via_replies(named, Origin::of(req)) {
+                    // Every server would fail so: the director's fault, no verdict on any.
+                    Err(why) => ProbeOutcome::DirectorFault { reason: why },
+                    Ok(()) => fail(format!(
+                        "{} answers on its own address but not for VIP {named} ({})",
+                        req.server.ip(),
+                        match via.forward {
+                            Forward::Dr => "is the VIP on its lo?",
+                            Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
+                            Forward::Nat => "is the director its default gateway?",
+                        }
+                    )),
                 }
-            )),
+            }
             ProbeOutcome::Fail { reason } => {
                 fail(format!("through VIP and on its own address: {reason}"))
             }
@@ -628,7 +689,7 @@ mod tests {
     /// A [`Connect`] whose connections are in-memory pipes, made or refused as its [`Dial`]
     /// says.
     #[derive(Clone)]
-    struct Fake(Arc<MockDial>);
+    struct Fake(Arc<MockDial>, Option<&'static str>);
 
     impl Connect for Fake {
         type Stream = tokio::io::DuplexStream;
@@ -641,6 +702,10 @@ mod tests {
 
         async fn open_datagram(&self, _: SocketAddr, _: Origin) -> io::Result<NoDatagram> {
             unreachable!("tcp checks only")
+        }
+
+        fn accepts_via_replies(&self, _: SocketAddr, _: Origin) -> Result<(), String> {
+            self.1.map_or(Ok(()), |why| Err(why.to_string()))
         }
     }
 
@@ -708,7 +773,53 @@ mod tests {
     }
 
     async fn probe(dial: MockDial, req: &ProbeRequest) -> ProbeOutcome {
-        Prober::new(Fake(Arc::new(dial))).probe(req).await
+        Prober::new(Fake(Arc::new(dial), None)).probe(req).await
+    }
+
+    #[tokio::test]
+    async fn a_director_that_drops_the_replies_from_the_vip_is_a_fault_of_the_director() {
+        let mut dial = MockDial::new();
+        expect_through(&mut dial, 1, || {
+            Err(io::Error::from(io::ErrorKind::TimedOut))
+        });
+        expect_direct(&mut dial, 1, || Ok(()));
+        let why =
+            "this director drops the replies to probes through the VIP (accept_local is 0 on eth0)";
+        let outcome = Prober::new(Fake(Arc::new(dial), Some(why)))
+            .probe(&via_request("dr"))
+            .await;
+        assert_eq!(outcome, ProbeOutcome::DirectorFault { reason: why.into() });
+    }
+
+    #[test]
+    fn replies_from_the_vip_need_accept_local_and_no_reverse_path_filter() {
+        let own: IpAddr = "127.0.0.1".parse().unwrap();
+        let with = |values: &'static [(&'static str, u32)]| {
+            via_replies_accepted(own, move |key| {
+                values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+            })
+        };
+        assert_eq!(with(&[("lo/accept_local", 1)]), Ok(()));
+        assert_eq!(
+            with(&[("all/accept_local", 1), ("lo/rp_filter", 0)]),
+            Ok(())
+        );
+        let e = with(&[]).unwrap_err();
+        assert!(
+            e.contains("(accept_local is 0 on lo): run `lvs-hc setup director`"),
+            "{e}"
+        );
+        let e = with(&[("lo/accept_local", 1), ("all/rp_filter", 2)]).unwrap_err();
+        assert!(e.contains("(rp_filter is 2 on lo (or all))"), "{e}");
+        let e = with(&[("lo/rp_filter", 1)]).unwrap_err();
+        assert!(
+            e.contains("accept_local is 0 on lo, rp_filter is 1 on lo (or all)"),
+            "{e}"
+        );
+        assert_eq!(
+            via_replies_accepted("::1".parse().unwrap(), |_| None),
+            Ok(())
+        );
     }
 
     #[tokio::test]
