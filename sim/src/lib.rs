@@ -46,6 +46,10 @@ pub struct Knobs {
     pub reuse_connection: bool,
     /// What the check speaks.
     pub scheme: Scheme,
+    /// Whether the check goes through the virtual address (`via_vip`): lvs-hc's probe
+    /// services join the table, and the probes wait for theirs (the simulated network
+    /// delivers them to the server: see the simulator's stand-ins).
+    pub via_vip: bool,
 }
 
 /// What a check speaks.
@@ -99,7 +103,10 @@ impl Knobs {
             } else {
                 Scheme::Http
             },
+            via_vip: false,
         };
+        // Drawn last, so that every other knob of a seed stays what it was.
+        knobs.via_vip = rng.up_to(3) == 0;
         if knobs.scheme == Scheme::Https {
             // Room for the timeout (see `config`) to outlast the longest https exchange.
             knobs.interval_ms = knobs.interval_ms.max(800);
@@ -125,6 +132,7 @@ on_failure = "{on_failure}"
 
 [[service.check]]
 type = "{scheme}"{kind_keys}
+via_vip = {via_vip}
 interval = "{interval}ms"
 failing_interval = "{fast}ms"
 timeout = "{timeout}ms"
@@ -146,6 +154,7 @@ weight = 5
 "#,
             quorum = self.quorum,
             on_failure = self.on_failure,
+            via_vip = self.via_vip,
             interval = self.interval_ms,
             fast = self.interval_ms / 2,
             timeout = self.timeout().as_millis(),
@@ -499,12 +508,7 @@ impl Checker {
                 if now < out_by {
                     continue;
                 }
-                let in_rotation = world
-                    .kernel
-                    .state
-                    .table
-                    .services
-                    .values()
+                let in_rotation = configured_entries(world)
                     .any(|s| s.dests.get(server).is_some_and(|d| d.weight > 0));
                 if in_rotation {
                     return Err(format!(
@@ -532,13 +536,8 @@ impl Checker {
                 .filter(|s| !s.fallback && s.health == Health::Up)
                 .count();
             let fallback: SocketAddr = "127.0.0.1:80".parse().expect("address");
-            let in_table = world
-                .kernel
-                .state
-                .table
-                .services
-                .values()
-                .any(|s| s.dests.contains_key(&fallback));
+            let in_table =
+                configured_entries(world).any(|s| s.dests.contains_key(&fallback));
             // The quorum in force: a reload may have changed it.
             let quorum = world
                 .config
@@ -555,6 +554,21 @@ impl Checker {
     }
 
     fn at_end(&self, schedule: &FaultSchedule, world: &World) -> Result<(), String> {
+        // lvs-hc's probe services (via_vip) hold each server at weight 1 whatever its health:
+        // they must be there, as the configuration says.
+        if let Some(config) = world.config.as_ref() {
+            for p in &config.probe_services {
+                if world.kernel.state.table.services.get(&p.key) != Some(&p.entry()) {
+                    return Err(format!(
+                        "liveness ({}): after healing, probe service {} for {} is {:?}",
+                        self.scenario.name(),
+                        p.key,
+                        p.server,
+                        world.kernel.state.table.services.get(&p.key)
+                    ));
+                }
+            }
+        }
         // Liveness: faults ended long enough ago; the table must be what the configuration says.
         let config = world
             .config
@@ -733,4 +747,18 @@ fn sweep_with(scenario: Scenario, checks: Checks, test_file: &str, test_name: &s
         }
     }
     println!("scenario {}: {} seeds passed", scenario.name(), list.len());
+}
+
+/// The kernel's entries of the configured services: lvs-hc's probe services (via_vip) hold
+/// each server whatever its health, and carry no clients.
+fn configured_entries(world: &World) -> impl Iterator<Item = &lvs_hc_core::ServiceEntry> {
+    let config = world.config.as_ref();
+    world
+        .kernel
+        .state
+        .table
+        .services
+        .iter()
+        .filter(move |(k, _)| config.is_none_or(|c| c.services.iter().any(|s| s.key == **k)))
+        .map(|(_, e)| e)
 }
