@@ -536,8 +536,7 @@ impl Checker {
                 .filter(|s| !s.fallback && s.health == Health::Up)
                 .count();
             let fallback: SocketAddr = "127.0.0.1:80".parse().expect("address");
-            let in_table =
-                configured_entries(world).any(|s| s.dests.contains_key(&fallback));
+            let in_table = configured_entries(world).any(|s| s.dests.contains_key(&fallback));
             // The quorum in force: a reload may have changed it.
             let quorum = world
                 .config

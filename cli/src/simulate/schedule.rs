@@ -608,6 +608,8 @@ fn reloaded(config: &Config, rng: &mut SplitMix64) -> Config {
     });
     added.weight = 3;
     svc.servers.push(added);
+    next.refresh_probe_services()
+        .expect("as many probe services as before: one server out, one in");
     next
 }
 

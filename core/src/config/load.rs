@@ -85,7 +85,7 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
 /// in `range` that depends only on the service and the server, so that it stays the same
 /// across reloads and restarts, and on every director with the same configuration (on a
 /// collision, the next free mark, in configuration order). Sets the mark in those checks.
-fn assign_probe_marks(
+pub(super) fn assign_probe_marks(
     services: &mut [VirtualService],
     range: MarkRange,
 ) -> std::result::Result<Vec<ProbeService>, String> {

@@ -46,6 +46,15 @@ impl Config {
         self.services.iter().map(|s| s.key).collect()
     }
 
+    /// Gives every server probed through its virtual address its probe service again, as the
+    /// loader does: for a configuration edited as a value (the simulator's reloads) rather
+    /// than read from a file. Fails when `[daemon] via_vip_marks` holds too few marks.
+    pub fn refresh_probe_services(&mut self) -> Result<(), String> {
+        self.probe_services =
+            load::assign_probe_marks(&mut self.services, self.daemon.via_vip_marks)?;
+        Ok(())
+    }
+
     /// Every real server address over all services (fallbacks excluded).
     pub fn real_server_addrs(&self) -> BTreeSet<SocketAddr> {
         self.services
