@@ -1223,28 +1223,6 @@ async fn a_director_whose_own_address_toward_the_server_is_the_vip_is_told_to_se
 }
 
 #[tokio::test]
-async fn a_server_answering_on_its_own_address_but_not_through_the_vip_fails_with_a_hint() {
-    // The server listens on its own address; nothing answers on the "VIP" 127.0.0.3.
-    let listener = TcpListener::bind("127.0.0.5:0").await.unwrap();
-    let server = listener.local_addr().unwrap();
-    let vip = SocketAddr::new([127, 0, 0, 3].into(), server.port());
-    let out = Prober::new(TokioConnect)
-        .probe(&via_request(vip, server, "type = \"tcp\""))
-        .await;
-    if may_mark() {
-        assert_eq!(
-            out,
-            fail(&format!(
-                "127.0.0.5 answers on its own address but not for VIP {vip} (is the VIP on \
-                 its lo?)"
-            ))
-        );
-    } else {
-        assert!(matches!(out, ProbeOutcome::DirectorFault { .. }), "{out:?}");
-    }
-}
-
-#[tokio::test]
 async fn exec_through_the_vip_is_given_the_vip_and_the_mark_and_keeps_the_server_s_address() {
     let vip: SocketAddr = "10.0.0.1:80".parse().unwrap();
     let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();

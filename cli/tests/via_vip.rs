@@ -88,3 +88,78 @@ fn the_kernel_routes_a_probe_through_the_vip_by_its_mark() {
         });
     });
 }
+
+/// Writes `value` to /proc/sys/net/ipv4/conf/`key` (this thread's namespace).
+fn sysctl(key: &str, value: &str) {
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{key}"), value)
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+}
+
+/// A tcp check of `server` through `vip` (direct routing).
+fn via_request(vip: SocketAddr, server: SocketAddr) -> lvs_hc_core::ProbeRequest {
+    let text = format!(
+        "[[service]]\naddress = \"{vip}\"\n[[service.check]]\ntype = \"tcp\"\nvia_vip = true\n\
+         [[service.server]]\naddress = \"{server}\"\n"
+    );
+    let cfg = lvs_hc_core::Config::from_toml(&text, "via-test").unwrap_or_else(|e| panic!("{e}"));
+    lvs_hc_core::ProbeRequest {
+        id: lvs_hc_core::ProbeId(1),
+        server,
+        check: cfg.services[0].servers[0].checks[0].clone(),
+    }
+}
+
+#[test]
+fn a_failure_through_the_vip_is_the_server_s_or_the_director_s_as_the_director_s_settings_say() {
+    in_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The server listens on its own address 127.0.0.5; nothing answers on the "VIP"
+            // 127.0.0.3 (as a DR server without the VIP on its lo drops the director's
+            // packets). Toward the server this namespace's own address is 127.0.0.1, on lo.
+            let listener = tokio::net::TcpListener::bind("127.0.0.5:0").await.unwrap();
+            let server = listener.local_addr().unwrap();
+            let vip = SocketAddr::new([127, 0, 0, 3].into(), server.port());
+            let req = via_request(vip, server);
+            let prober = lvs_hc::probe::Prober::new(TokioConnect);
+
+            // The director takes replies from the VIP: the server is told what to look at.
+            sysctl("lo/accept_local", "1");
+            sysctl("all/rp_filter", "0");
+            sysctl("lo/rp_filter", "0");
+            assert_eq!(
+                prober.probe(&req).await,
+                lvs_hc_core::ProbeOutcome::Fail {
+                    reason: format!(
+                        "127.0.0.5 answers on its own address but not for VIP {vip} (is the \
+                         VIP on its lo?)"
+                    )
+                }
+            );
+
+            // It does not: the director's fault, no verdict on the server.
+            sysctl("lo/accept_local", "0");
+            assert_eq!(
+                prober.probe(&req).await,
+                lvs_hc_core::ProbeOutcome::DirectorFault {
+                    reason: "this director drops the replies to probes through the VIP \
+                             (accept_local is 0 on lo): run `lvs-hc setup director`, or set \
+                             net.ipv4.conf.lo.accept_local=1 and rp_filter=0"
+                        .into()
+                }
+            );
+            // Reverse-path filtering drops them too, whichever of all and lo has it.
+            sysctl("lo/accept_local", "1");
+            sysctl("all/rp_filter", "2");
+            let out = prober.probe(&req).await;
+            assert!(
+                matches!(&out, lvs_hc_core::ProbeOutcome::DirectorFault { reason }
+                    if reason.contains("(rp_filter is 2 on lo (or all))")),
+                "{out:?}"
+            );
+        });
+    });
+}
