@@ -463,6 +463,21 @@ fn neighbour_ip(table: &str, mac: Mac, vip: Ipv4Addr, interface: &str) -> Option
 /// sent on an interface without ARP. IPv6: an unsolicited neighbour advertisement (override
 /// flag, our MAC) to all nodes.
 pub async fn announce(interface: &str, vip: IpAddr) -> io::Result<()> {
+    // Three times, 100 ms apart (as keepalived repeats its own): one lost frame would leave
+    // the stale caches this is for.
+    for round in 0..ANNOUNCEMENTS {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        announce_once(interface, vip)?;
+    }
+    Ok(())
+}
+
+/// How many times [`announce`] says it.
+const ANNOUNCEMENTS: usize = 3;
+
+fn announce_once(interface: &str, vip: IpAddr) -> io::Result<()> {
     let vip4 = match vip {
         IpAddr::V4(v) => v,
         IpAddr::V6(v) => return advertise(interface, v),
@@ -714,7 +729,12 @@ async fn who_advertises(
             Err(_would_block) => continue,
         }
     }
-    Ok(answers(macs, Ipv4Addr::UNSPECIFIED, interface))
+    // The IP of an IPv6 answer would be the IPv6 neighbour table's (netlink); the IPv4 ARP
+    // table's could name an address of another family: the MAC alone is said.
+    Ok(macs
+        .into_iter()
+        .map(|mac| Answer { mac, ip: None })
+        .collect())
 }
 
 /// [`announce`] for IPv6: an unsolicited neighbour advertisement to all nodes.

@@ -248,3 +248,41 @@ fn dry_run_logs_each_operation_once_and_applies_none() {
         "a dry run applies nothing: {messages:#?}"
     );
 }
+
+#[test]
+fn probes_through_the_vip_with_the_memory_backend_are_no_verdict_and_said_so() {
+    // The memory backend puts the probe services in no kernel: a marked probe would meet
+    // whatever the kernel has for the VIP instead. No verdict, a fault of the director.
+    let dir = TempDir::new("via-memory");
+    let web = Web::start();
+    let text = config(&[(web.addr, 3)], "")
+        .replace("type = \"http\"\n", "type = \"http\"\nvia_vip = true\n");
+    std::fs::write(dir.path("lvs-hc.toml"), text).unwrap();
+    let d = Daemon::start(&dir, &[], &[]);
+    d.wait_for("the probe fault", Duration::from_secs(5), |d| {
+        d.status().is_some_and(|s| {
+            s["probe_faults"][0]["reason"].as_str()
+                == Some(
+                    "the memory backend puts no probe services in the kernel, so probes \
+                     through the VIP (via_vip) cannot run: no verdict",
+                )
+        })
+    });
+    let status = d.status().unwrap();
+    assert_eq!(
+        kernel_weight(&status, web.addr),
+        None,
+        "a new server waits for a verdict it cannot get"
+    );
+    assert_eq!(status["probe_services"][0]["server"], web.addr.to_string());
+    assert_eq!(
+        status["probe_services"][0]["in_table"], true,
+        "in the backend's table"
+    );
+    let text = d.lvs_hc(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("-> {} for TCP 10.0.0.1:80", web.addr)),
+        "{text}"
+    );
+}

@@ -1242,6 +1242,17 @@ async fn exec_through_the_vip_is_given_the_vip_and_the_mark_and_keeps_the_server
         Prober::new(TokioConnect).probe(&req).await,
         ProbeOutcome::Pass { weight: None }
     );
+    // A program that fails through the VIP is not run again on the server's own address
+    // (it would have no VIP and no mark there): its own failure stands.
+    let failing = via_request(vip, server, "type = \"exec\"\ncommand = [\"/bin/false\"]");
+    let out = Prober::new(TokioConnect).probe(&failing).await;
+    let ProbeOutcome::Fail { reason } = &out else {
+        panic!("{out:?}")
+    };
+    assert!(
+        !reason.contains("own address"),
+        "no comparison with the server's own address: {reason}"
+    );
     // Without via_vip, the three are empty.
     let script =
         "test -z \\\"$0$1$2\\\" && test -z \\\"$LVS_HC_VIP$LVS_HC_VIP_PORT$LVS_HC_MARK\\\"";

@@ -689,8 +689,15 @@ address = "10.0.0.5:80"
         "net.ipv4.conf.all.rp_filter: 1 -> 0\n\
          net.ipv4.conf.eth1.accept_local: 0 -> 1\n\
          net.ipv4.conf.eth1.rp_filter: 1 -> 0\n\
+         net.ipv4.conf.default.rp_filter: 0 -> 1\n\
+         net.ipv4.conf.eth0-peer.rp_filter: 0 -> 1\n\
+         net.ipv4.conf.eth1-peer.rp_filter: 0 -> 1\n\
          added 192.168.0.101/32 to eth0\n"
     );
+    // The devices that had their filtering from `all` keep it (the peers and `default`
+    // relied on it; eth0 has its own).
+    assert_eq!(ns.sysctl("net/ipv4/conf/eth0-peer/rp_filter"), "1");
+    assert_eq!(ns.sysctl("net/ipv4/conf/default/rp_filter"), "1");
     // The interface toward the clients keeps its filtering.
     assert_eq!(ns.sysctl("net/ipv4/conf/eth0/rp_filter"), "1");
     assert_eq!(ns.sysctl("net/ipv4/conf/eth0/accept_local"), "0");
@@ -699,6 +706,9 @@ address = "10.0.0.5:80"
         out,
         "removed 192.168.0.101/32 from eth0\n\
          net.ipv4.conf.all.rp_filter: 0 -> 1\n\
+         net.ipv4.conf.default.rp_filter: 1 -> 0\n\
+         net.ipv4.conf.eth0-peer.rp_filter: 1 -> 0\n\
+         net.ipv4.conf.eth1-peer.rp_filter: 1 -> 0\n\
          net.ipv4.conf.eth1.accept_local: 1 -> 0\n\
          net.ipv4.conf.eth1.rp_filter: 0 -> 1\n"
     );

@@ -1200,7 +1200,15 @@ impl Engine {
                 before.insert((svc.key, server.addr), self.effective_admin(si, r));
             }
         }
+        let old_probe_keys: Vec<ServiceKey> = self.probe_index.keys().copied().collect();
         let carried = self.install(config);
+        // Probe services of the old configuration that the new one neither has nor owns (its
+        // `via_vip_marks` moved): retired like a service the reload dropped.
+        let orphans: Vec<ServiceKey> = old_probe_keys
+            .into_iter()
+            .filter(|k| !self.is_probe_service(k))
+            .collect();
+        self.retiring.extend(orphans);
         let mut changed = Vec::new();
         for (si, svc) in self.config.services.iter().enumerate() {
             for (r, server) in servers_of(svc) {

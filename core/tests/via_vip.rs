@@ -226,6 +226,29 @@ fn a_reload_keeps_the_marks_of_unchanged_servers_and_removes_probe_services_no_l
 }
 
 #[test]
+fn a_reload_that_moves_the_mark_range_removes_the_probe_services_of_the_old_one() {
+    let mut h = Harness::new(&config(true, false), Table::new());
+    h.run_until(at(3.0));
+    let before = probe_services(&h);
+    let moved = config(true, false).replace(
+        "resync_interval = \"2s\"",
+        "resync_interval = \"2s\"\nvia_vip_marks = \"0x10000-0x1ffff\"",
+    );
+    h.reload(&moved);
+    h.run_until(at(8.0));
+    let after = probe_services(&h);
+    assert_eq!(after.len(), 2);
+    for p in &before {
+        assert!(!h.kernel.services.contains_key(&p.key), "{p:?} left behind");
+    }
+    for p in &after {
+        assert!((0x10000..=0x1ffff).contains(&p.mark()));
+        assert_eq!(h.kernel.services.get(&p.key), Some(&p.entry()));
+    }
+    assert_eq!(web_dests(&h), [RS1, RS2]);
+}
+
+#[test]
 fn exit_removes_the_probe_services() {
     let mut h = Harness::new(&config(true, false), Table::new());
     h.run_until(at(3.0));

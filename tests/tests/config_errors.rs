@@ -646,3 +646,8 @@ bad_config!(
     arp_watch_is_a_duration_or_off,
     format!("[daemon]\narp_watch = \"never\"\n\n{BASE}")
 );
+bad_config!(
+    via_vip_with_nat_cannot_reach_another_port,
+    "[[service]]\naddress = \"192.168.0.101:80\"\nforward = \"nat\"\n\n[[service.check]]\n\
+     type = \"http\"\nport = 8081\nvia_vip = true\n\n[[service.server]]\naddress = \"10.0.0.5:8080\"\n"
+);

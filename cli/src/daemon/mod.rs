@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cli::{BackendKind, RunArgs, RunBackend};
 use crate::driver::{self, Query, RunOptions};
 use crate::limits::FdBudget;
-use crate::probe::TokioConnect;
+use crate::probe::{TokioConnect, ViaGate};
 
 pub use api::ApiError;
 pub use dryrun::DryRun;
@@ -735,7 +735,23 @@ async fn serve(
         probe_threads: config.daemon.probe_threads,
         observer,
     };
-    let engine = driver::run_with(config, TokioConnect, &mut backend, shutdown, options).await;
+    // Probes through the VIP need lvs-hc's probe services in the kernel, which a dry run
+    // and the memory backend never write.
+    let connect = ViaGate {
+        inner: TokioConnect,
+        blocked: match (args.dry_run, args.backend) {
+            (true, _) => Some(
+                "a dry run does not put lvs-hc's probe services in the kernel, so probes \
+                 through the VIP (via_vip) cannot run: no verdict",
+            ),
+            (false, RunBackend::Memory) => Some(
+                "the memory backend puts no probe services in the kernel, so probes through \
+                 the VIP (via_vip) cannot run: no verdict",
+            ),
+            (false, _) => None,
+        },
+    };
+    let engine = driver::run_with(config, connect, &mut backend, shutdown, options).await;
     notifier.send("STOPPING=1");
     if args.cleanup_on_exit {
         cleanup(engine, &mut backend, args.dry_run).await;

@@ -533,7 +533,7 @@ fn through_vip(
         Err(e) => {
             out.push(Finding::warn(
                 format!("{count} checks not run through the VIP: {e}"),
-                "run doctor as root (it adds the probe services)",
+                "run doctor as root (it adds the probe services), with the configuration the daemon runs",
             ));
             return;
         }
@@ -595,7 +595,7 @@ fn hint(forward: Forward) -> &'static str {
     match forward {
         Forward::Dr => "is the VIP on its lo?",
         Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
-        Forward::Nat => "is the director its default gateway?",
+        Forward::Nat => "is a firewall on it dropping what the director forwards?",
     }
 }
 
@@ -603,7 +603,7 @@ fn fix(forward: Forward, vip: IpAddr) -> String {
     match forward {
         Forward::Dr => format!("run `lvs-hc setup realserver --vip {vip}` on it"),
         Forward::Tun => format!("run `lvs-hc setup realserver --mode tun --vip {vip}` on it"),
-        Forward::Nat => "route its replies to the clients through this director".to_string(),
+        Forward::Nat => "let the director's forwarded traffic (to its port, from the director's address) through its firewall".to_string(),
     }
 }
 

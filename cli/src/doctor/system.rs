@@ -221,8 +221,22 @@ impl DoctorSystem for Host {
             .table;
         let mut missing = Table::new();
         for p in wanted {
-            if !actual.services.contains_key(&p.key) {
-                missing.services.insert(p.key, p.entry());
+            match actual.services.get(&p.key) {
+                None => {
+                    missing.services.insert(p.key, p.entry());
+                }
+                // What a daemon with the same configuration keeps there: used as it is.
+                Some(entry) if *entry == p.entry() => {}
+                // Another server behind the mark: probing through it would judge that one.
+                Some(_) => {
+                    return Err(Unable::Error(format!(
+                        "the kernel's firewall-mark service {:#x} does not hold only {} as \
+                         lvs-hc's probe service for it would (a daemon running another \
+                         configuration?)",
+                        p.mark(),
+                        p.server
+                    )))
+                }
             }
         }
         let mut added = Vec::new();

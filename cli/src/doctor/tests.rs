@@ -403,7 +403,7 @@ fn probe_services_are_removed_after_the_probes_through_the_vip_and_never_before(
 }
 
 #[test]
-fn probes_through_the_vip_this_build_cannot_run_are_a_warning() {
+fn probes_through_the_vip_that_cannot_run_are_a_warning() {
     let cfg = config(DR);
     let mut sys = Fake::healthy();
     struct NoVia(Fake);
@@ -441,7 +441,8 @@ fn probes_through_the_vip_this_build_cannot_run_are_a_warning() {
     assert_eq!(exit_code(&findings), ExitCode::SUCCESS);
     assert!(render(&findings).contains(
         "warn  2 checks not run through the VIP: Operation not permitted (os error 1): run \
-         doctor as root (it adds the probe services)\n"
+         doctor as root (it adds the probe services), with the configuration the daemon \
+         runs\n"
     ));
 }
 

@@ -206,6 +206,54 @@ impl Connect for TokioConnect {
     }
 }
 
+/// A [`Connect`] that may refuse probes through the virtual address: for a run whose probe
+/// services are not in the kernel (a dry run keeps them in its own copy of the table; the
+/// memory backend has no kernel). Sent anyway, a marked probe would meet the VIP's own
+/// service instead, which balances it to any server (or none): such a probe is a fault of
+/// the director, no verdict, with `blocked` as the reason.
+#[derive(Clone, Copy, Debug)]
+pub struct ViaGate<C> {
+    /// What probes go through.
+    pub inner: C,
+    /// Why probes through the VIP cannot run, if they cannot.
+    pub blocked: Option<&'static str>,
+}
+
+impl<C: Connect> ViaGate<C> {
+    fn check(&self, origin: Origin) -> io::Result<()> {
+        match (self.blocked, origin.via) {
+            (Some(why), Some(_)) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                DirectorError(why.to_string()),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<C: Connect> Connect for ViaGate<C> {
+    type Stream = C::Stream;
+    type Datagram = C::Datagram;
+
+    async fn connect(&self, target: SocketAddr, origin: Origin) -> io::Result<Self::Stream> {
+        self.check(origin)?;
+        self.inner.connect(target, origin).await
+    }
+
+    async fn open_datagram(
+        &self,
+        target: SocketAddr,
+        origin: Origin,
+    ) -> io::Result<Self::Datagram> {
+        self.check(origin)?;
+        self.inner.open_datagram(target, origin).await
+    }
+
+    fn accepts_via_replies(&self, target: SocketAddr, origin: Origin) -> Result<(), String> {
+        self.inner.accepts_via_replies(target, origin)
+    }
+}
+
 /// The address a probe's socket binds to: the check's `source`; for a probe through the
 /// virtual address without one, this director's own address toward the server; else none
 /// (the kernel picks).
@@ -473,6 +521,9 @@ impl<C: Connect> Prober<C> {
         let named = req.target();
         let outcome = self.probe_once(req, named).await;
         let outcome = match (&req.check.via, outcome) {
+            // A program gets the VIP and the mark only through the VIP: run on the server's
+            // own address it would have neither, so there is nothing to compare with.
+            (Some(_), outcome) if matches!(req.check.kind, CheckKind::Exec(_)) => outcome,
             (Some(via), ProbeOutcome::Fail { reason }) => {
                 self.compare_direct(req, via, named, reason).await
             }
@@ -513,7 +564,8 @@ impl<C: Connect> Prober<C> {
                         match via.forward {
                             Forward::Dr => "is the VIP on its lo?",
                             Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
-                            Forward::Nat => "is the director its default gateway?",
+                            Forward::Nat =>
+                                "is a firewall on it dropping what the director forwards?",
                         }
                     )),
                 }
@@ -827,7 +879,10 @@ mod tests {
         for (forward, hint) in [
             ("dr", "is the VIP on its lo?"),
             ("tun", "is the VIP on its tunl0, with ipip loaded?"),
-            ("nat", "is the director its default gateway?"),
+            (
+                "nat",
+                "is a firewall on it dropping what the director forwards?",
+            ),
         ] {
             let mut dial = MockDial::new();
             expect_through(&mut dial, 1, || Err(refused()));

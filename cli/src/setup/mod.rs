@@ -277,8 +277,9 @@ fn setup(role: SetupRole) -> Result<ExitCode, SetupError> {
                     return Err(SetupError::DirectorInterfaceMissing { name: iface, from });
                 }
                 let toward_servers = toward_servers(&mut sys, &cfg, &iface)?;
-                let (desired, skipped) =
+                let (mut desired, skipped) =
                     plan::director(&cfg, &iface, &toward_servers).map_err(SetupError::Plan)?;
+                keep_reverse_path_filtering(&mut sys, &mut desired, &toward_servers)?;
                 for svc in skipped {
                     eprintln!(
                         "note: {} left out: a fwmark service matches packets by firewall mark, \
@@ -291,6 +292,37 @@ fn setup(role: SetupRole) -> Result<ExitCode, SetupError> {
         }
     };
     Ok(outcome.exit_code())
+}
+
+/// When the plan turns `net.ipv4.conf.all.rp_filter` off (for replies to probes through the
+/// VIP) while it is on, every other device would lose the reverse-path filtering it had from
+/// `all` (the kernel uses the larger of `all` and the device): each of them, `default` (what
+/// new devices start with) included, is given `all`'s value itself where its own is lower, so
+/// that only the devices toward the servers change. `--undo` restores them with the rest.
+fn keep_reverse_path_filtering(
+    sys: &mut dyn System,
+    desired: &mut Desired,
+    toward_servers: &std::collections::BTreeSet<String>,
+) -> Result<(), SetupError> {
+    let all = plan::Sysctl::ipv4_conf("all", plan::ConfSetting::RpFilter);
+    if !desired.sysctls.iter().any(|(k, v)| *k == all && v == "0") {
+        return Ok(());
+    }
+    let level = |v: Option<String>| v.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    let now = level(sys.sysctl(&all)?);
+    if now == 0 {
+        return Ok(());
+    }
+    for dev in sys.conf_devices()? {
+        if toward_servers.contains(&dev) || dev == plan::LOOPBACK {
+            continue;
+        }
+        let key = plan::Sysctl::ipv4_conf(&dev, plan::ConfSetting::RpFilter);
+        if level(sys.sysctl(&key)?) < now {
+            desired.sysctls.push((key, now.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// The interfaces the replies of the servers probed through their VIP come in by: the route

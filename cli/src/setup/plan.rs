@@ -773,7 +773,8 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Result<Desired, Plan
 /// 0) and accept_local, the kernel accepts such a source without a route lookup; with it on,
 /// the packet takes the full reverse-path lookup, whose result depends on which device holds
 /// the VIP: so both must be 0, and `all` is written only when it is not 0 already (a plan
-/// writes only what differs). Other interfaces keep their own `rp_filter`. IPv6 needs
+/// writes only what differs). The other devices keep their filtering: see
+/// `keep_reverse_path_filtering` in `setup/mod.rs`. IPv6 needs
 /// nothing: it has neither setting, and its input path does not drop a packet for coming
 /// from one of the machine's own addresses.
 ///

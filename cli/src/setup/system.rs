@@ -36,6 +36,9 @@ pub trait System {
     fn require_privileges(&mut self) -> Result<(), SetupError>;
     /// The interface the route to `to` leaves by (`ip route get`), `None` without a route.
     fn route_interface(&mut self, to: IpAddr) -> Result<Option<String>, SetupError>;
+    /// The devices with IPv4 settings (`net.ipv4.conf.<device>`), `default` included, `all`
+    /// not.
+    fn conf_devices(&mut self) -> Result<Vec<String>, SetupError>;
     /// Tells the neighbours on `dev` that `ip` is here now (gratuitous ARP; IPv6: unsolicited
     /// neighbour advertisement). A failure is reported, never fatal: the address is in place
     /// and neighbours' caches expire by themselves.
@@ -215,6 +218,20 @@ impl System for IpCommand {
 
     fn delete_link(&mut self, name: &str) -> Result<(), SetupError> {
         self.run(&["link", "del", "dev", name]).map(drop)
+    }
+
+    fn conf_devices(&mut self) -> Result<Vec<String>, SetupError> {
+        let dir = self.proc_sys.join("net/ipv4/conf");
+        let entries = std::fs::read_dir(&dir).map_err(|source| SetupError::Sysctl {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut devices: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|d| d != "all" && lvs_hc_core::config::is_interface_name(d))
+            .collect();
+        devices.sort();
+        Ok(devices)
     }
 
     fn sysctl(&mut self, key: &Sysctl) -> Result<Option<String>, SetupError> {

@@ -96,6 +96,12 @@ impl System for Fake {
     fn route_interface(&mut self, to: IpAddr) -> Result<Option<String>, SetupError> {
         Ok(self.routes.get(&to).cloned())
     }
+    fn conf_devices(&mut self) -> Result<Vec<String>, SetupError> {
+        let mut devices: Vec<String> = self.links.keys().cloned().collect();
+        devices.push("default".into());
+        devices.sort();
+        Ok(devices)
+    }
     fn announce(&mut self, dev: &str, ip: IpAddr) -> Result<(), String> {
         if let Some(e) = &self.announce_fails {
             return Err(e.clone());
@@ -553,7 +559,42 @@ fn director_config(via_vip: bool) -> lvs_hc_core::Config {
 fn director_desired(sys: &mut Fake, via_vip: bool) -> Desired {
     let cfg = director_config(via_vip);
     let toward = toward_servers(sys, &cfg, "eth0").unwrap();
-    plan::director(&cfg, "eth0", &toward).unwrap().0
+    let mut d = plan::director(&cfg, "eth0", &toward).unwrap().0;
+    keep_reverse_path_filtering(sys, &mut d, &toward).unwrap();
+    d
+}
+
+#[test]
+fn turning_all_rp_filter_off_keeps_the_other_devices_filtering() {
+    let mut sys = director_machine();
+    // A third interface (the public one, say) relied on `all` for its filtering.
+    sys.links.insert("eth2".into(), (LinkState::Up, vec![]));
+    for name in ConfSetting::ALL {
+        sys.sysctls
+            .insert(Sysctl::ipv4_conf("eth2", name), "0".into());
+    }
+    let before = sys.clone();
+    let d = director_desired(&mut sys, true);
+    let state = StateDir::new("director-keep-rp");
+    let (outcome, _) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    let rp =
+        |sys: &Fake, dev: &str| sys.sysctls[&Sysctl::ipv4_conf(dev, ConfSetting::RpFilter)].clone();
+    assert_eq!(rp(&sys, "all"), "0");
+    assert_eq!(rp(&sys, "eth0"), "0", "toward the servers");
+    assert_eq!(rp(&sys, "eth1"), "0", "toward the servers");
+    assert_eq!(rp(&sys, "eth2"), "1", "keeps what it had from all");
+    assert_eq!(rp(&sys, "default"), "1", "new devices too");
+    // Run again: in place; undo: as before.
+    let d = director_desired(&mut sys, true);
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(
+        (outcome, text.as_str()),
+        (Outcome::InPlace, "in place: nothing to change\n")
+    );
+    go(&mut sys, &Desired::default(), Action::Undo, &state);
+    sys.announced.clear();
+    assert_eq!(sys, before);
 }
 
 #[test]
@@ -569,6 +610,7 @@ fn director_with_via_vip_accepts_local_sources_on_each_interface_toward_the_serv
          net.ipv4.conf.eth0.accept_local is 0, should be 1\n\
          net.ipv4.conf.eth0.rp_filter is 2, should be 0\n\
          net.ipv4.conf.eth1.accept_local is 0, should be 1\n\
+         net.ipv4.conf.default.rp_filter is 0, should be 1\n\
          192.168.0.101/32 is not on eth0\n"
     );
 }

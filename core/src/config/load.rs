@@ -665,6 +665,16 @@ fn read_server<'a>(
                  virtual address to probe through",
             )));
         };
+        if let (Forward::Nat, Some(port)) = (forward, c.port) {
+            if port != addr.port() {
+                return Err(af.err(format!(
+                    "{addr}'s check has via_vip and port {port}, but with NAT the probe \
+                     service sends what it gets to the server's own port {}: a probe through \
+                     the VIP cannot reach another port; drop `port` or via_vip",
+                    addr.port()
+                )));
+            }
+        }
         let mut through = (**c).clone();
         through.via = Some(ViaVip {
             vip,
