@@ -683,17 +683,41 @@ via_vip = true
 address = "10.0.0.5:80"
 "#,
     );
+    // The other devices that have their filtering from `all` alone: the peers, `default`, and
+    // whatever the kernel gives every namespace (tunl0 and ip6tnl0 where the tunnel modules
+    // are loaded, as in the lab).
+    let listed = ns.exec(&["ls", "/proc/sys/net/ipv4/conf"]);
+    let mut relying: Vec<String> = text(&listed.stdout)
+        .split_whitespace()
+        .filter(|d| !["all", "lo", "eth0", "eth1"].contains(d))
+        .filter(|d| ns.sysctl(&format!("net/ipv4/conf/{d}/rp_filter")) == "0")
+        .map(str::to_string)
+        .collect();
+    relying.sort();
+    for d in ["default", "eth0-peer", "eth1-peer"] {
+        assert!(relying.iter().any(|r| r == d), "{d} in {relying:?}");
+    }
+    let kept: String = relying
+        .iter()
+        .map(|d| format!("net.ipv4.conf.{d}.rp_filter: 0 -> 1\n"))
+        .collect();
     let out = ok(ns.setup(&["director", "--config", &config]));
     assert_eq!(
         director_changes(&out),
-        "net.ipv4.conf.all.rp_filter: 1 -> 0\n\
-         net.ipv4.conf.eth1.accept_local: 0 -> 1\n\
-         net.ipv4.conf.eth1.rp_filter: 1 -> 0\n\
-         net.ipv4.conf.default.rp_filter: 0 -> 1\n\
-         net.ipv4.conf.eth0-peer.rp_filter: 0 -> 1\n\
-         net.ipv4.conf.eth1-peer.rp_filter: 0 -> 1\n\
-         added 192.168.0.101/32 to eth0\n"
+        format!(
+            "net.ipv4.conf.all.rp_filter: 1 -> 0\n\
+             net.ipv4.conf.eth1.accept_local: 0 -> 1\n\
+             net.ipv4.conf.eth1.rp_filter: 1 -> 0\n\
+             {kept}added 192.168.0.101/32 to eth0\n"
+        )
     );
+    for d in &relying {
+        assert_eq!(
+            ns.sysctl(&format!("net/ipv4/conf/{d}/rp_filter")),
+            "1",
+            "{d}"
+        );
+    }
     // The devices that had their filtering from `all` keep it (the peers and `default`
     // relied on it; eth0 has its own).
     assert_eq!(ns.sysctl("net/ipv4/conf/eth0-peer/rp_filter"), "1");
@@ -702,14 +726,27 @@ address = "10.0.0.5:80"
     assert_eq!(ns.sysctl("net/ipv4/conf/eth0/rp_filter"), "1");
     assert_eq!(ns.sysctl("net/ipv4/conf/eth0/accept_local"), "0");
     let out = ok(ns.setup(&["director", "--config", &config, "--undo"]));
+    // Undo restores in the order of the settings' names.
+    let mut restored: Vec<String> = relying
+        .iter()
+        .map(|d| format!("net.ipv4.conf.{d}.rp_filter: 1 -> 0"))
+        .collect();
+    restored.push("net.ipv4.conf.eth1.accept_local: 1 -> 0".into());
+    restored.push("net.ipv4.conf.eth1.rp_filter: 0 -> 1".into());
+    restored.sort_by_key(|l| l.replace('.', "/"));
     assert_eq!(
         out,
-        "removed 192.168.0.101/32 from eth0\n\
-         net.ipv4.conf.all.rp_filter: 0 -> 1\n\
-         net.ipv4.conf.default.rp_filter: 1 -> 0\n\
-         net.ipv4.conf.eth0-peer.rp_filter: 1 -> 0\n\
-         net.ipv4.conf.eth1-peer.rp_filter: 1 -> 0\n\
-         net.ipv4.conf.eth1.accept_local: 1 -> 0\n\
-         net.ipv4.conf.eth1.rp_filter: 0 -> 1\n"
+        format!(
+            "removed 192.168.0.101/32 from eth0\n\
+             net.ipv4.conf.all.rp_filter: 0 -> 1\n{}\n",
+            restored.join("\n")
+        )
     );
+    for d in &relying {
+        assert_eq!(
+            ns.sysctl(&format!("net/ipv4/conf/{d}/rp_filter")),
+            "0",
+            "{d} restored"
+        );
+    }
 }
