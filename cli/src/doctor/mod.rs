@@ -7,7 +7,6 @@
 //! [`diagnose`] holds every rule and reaches the machine only through a [`DoctorSystem`], so
 //! tests run it against a fake; [`render`] words the findings.
 
-pub mod seams;
 pub mod system;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -539,16 +538,9 @@ fn through_vip(
         }
     };
     let reqs: Vec<ProbeRequest> = via.iter().map(|(_, r)| (*r).clone()).collect();
-    match sys.probe_via(&reqs) {
-        Ok(outcomes) => {
-            for ((i, req), outcome) in via.iter().zip(&outcomes) {
-                out.push(via_finding(req, &own[*i], outcome));
-            }
-        }
-        Err(e) => out.push(Finding::warn(
-            format!("{count} checks not run through the VIP: {e}"),
-            "the daemon runs them (see `lvs-hc status`)",
-        )),
+    let outcomes = sys.probe_via(&reqs);
+    for ((i, req), outcome) in via.iter().zip(&outcomes) {
+        out.push(via_finding(req, &own[*i], outcome));
     }
     if !added.is_empty() {
         if let Err(e) = sys.remove_probe_services(&added) {
@@ -576,26 +568,13 @@ fn via_finding(req: &ProbeRequest, own: &ProbeOutcome, outcome: &ProbeOutcome) -
     match (own.verdict(), outcome.verdict()) {
         (_, Some(Verdict::Pass)) => Finding::ok(format!("{what} passes")),
         (Some(Verdict::Pass), Some(Verdict::Fail(_))) => Finding::fail(
-            format!(
-                "{} answers on its own address but not for VIP {vip} ({})",
-                req.server.ip(),
-                hint(forward)
-            ),
+            crate::probe::not_for_vip(req.server.ip(), vip, forward),
             fix(forward, vip.ip()),
         ),
         (_, Some(Verdict::Fail(reason))) => {
             Finding::fail(format!("{what} fails: {reason}"), fix(forward, vip.ip()))
         }
         (_, None) => no_verdict(what, outcome),
-    }
-}
-
-/// What a server that answers on its own address but not through the VIP most likely lacks.
-fn hint(forward: Forward) -> &'static str {
-    match forward {
-        Forward::Dr => "is the VIP on its lo?",
-        Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
-        Forward::Nat => "is a firewall on it dropping what the director forwards?",
     }
 }
 

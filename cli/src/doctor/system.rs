@@ -10,25 +10,26 @@ use lvs_hc_core::config::ProbeService;
 use lvs_hc_core::engine::ProbeRequest;
 use lvs_hc_core::{Op, ProbeOutcome, ServiceKey, Table};
 
-use super::seams;
 use crate::probe::{Prober, TokioConnect};
 use crate::setup::plan::Sysctl;
 use crate::setup::{IpCommand, System};
 
-/// Why something could not be looked at.
+/// Why something could not be looked at: it was tried and failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Unable {
-    /// It was tried and failed: why.
-    Error(String),
-}
+pub struct Unable(pub String);
 
 impl fmt::Display for Unable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Unable::Error(e) => f.write_str(e),
-        }
+        f.write_str(&self.0)
     }
 }
+
+/// How long `doctor` listens for ARP answers for one VIP.
+const ARP_LISTEN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Most probes `doctor` runs at once: well within a default descriptor limit (1024), however
+/// many servers the configuration has.
+const PROBES_AT_ONCE: usize = 128;
 
 /// Whether the kernel has IPVS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,10 +75,11 @@ pub trait DoctorSystem {
     fn sysctl(&mut self, key: &Sysctl) -> Option<String>;
     /// Every other machine answering ARP for `vip` on `interface`.
     fn arp_answers(&mut self, interface: &str, vip: IpAddr) -> Result<Vec<ArpAnswer>, Unable>;
-    /// Runs each probe (to the server's own address), all at once; one outcome per request.
+    /// Runs each probe (to the server's own address), [`PROBES_AT_ONCE`] at a time; one
+    /// outcome per request.
     fn probe(&mut self, reqs: &[ProbeRequest]) -> Vec<ProbeOutcome>;
     /// Runs each probe through its VIP (`check.via` set, the probe services in the kernel).
-    fn probe_via(&mut self, reqs: &[ProbeRequest]) -> Result<Vec<ProbeOutcome>, Unable>;
+    fn probe_via(&mut self, reqs: &[ProbeRequest]) -> Vec<ProbeOutcome>;
     /// Puts in the kernel those of `wanted` it lacks; returns the keys of those added, which
     /// the caller removes with [`DoctorSystem::remove_probe_services`].
     fn add_probe_services(&mut self, wanted: &[ProbeService]) -> Result<Vec<ServiceKey>, Unable>;
@@ -189,35 +191,42 @@ impl DoctorSystem for Host {
     }
 
     fn arp_answers(&mut self, interface: &str, vip: IpAddr) -> Result<Vec<ArpAnswer>, Unable> {
-        self.runtime
-            .block_on(seams::arp_who_answers(interface, vip, seams::ARP_LISTEN))
+        let answers = self
+            .runtime
+            .block_on(crate::arp::who_answers(interface, vip, ARP_LISTEN))
+            .map_err(|e| Unable(e.to_string()))?;
+        Ok(answers
+            .into_iter()
+            .map(|a| ArpAnswer {
+                mac: a.mac.to_string(),
+                ip: a.ip,
+            })
+            .collect())
     }
 
     fn probe(&mut self, reqs: &[ProbeRequest]) -> Vec<ProbeOutcome> {
+        use futures_util::StreamExt;
         let prober = &self.prober;
-        self.runtime.block_on(futures_util::future::join_all(
-            reqs.iter().map(|r| prober.probe(r)),
-        ))
+        self.runtime.block_on(
+            futures_util::stream::iter(reqs.iter().map(|r| prober.probe(r)))
+                .buffered(PROBES_AT_ONCE)
+                .collect(),
+        )
     }
 
-    fn probe_via(&mut self, reqs: &[ProbeRequest]) -> Result<Vec<ProbeOutcome>, Unable> {
-        let prober = &self.prober;
-        self.runtime
-            .block_on(futures_util::future::join_all(
-                reqs.iter().map(|r| seams::probe_through_vip(prober, r)),
-            ))
-            .into_iter()
-            .collect()
+    fn probe_via(&mut self, reqs: &[ProbeRequest]) -> Vec<ProbeOutcome> {
+        // The same probes: `check.via` sends them through the VIP, marked.
+        self.probe(reqs)
     }
 
     fn add_probe_services(&mut self, wanted: &[ProbeService]) -> Result<Vec<ServiceKey>, Unable> {
         let backend = self
             .backend
             .as_mut()
-            .ok_or_else(|| Unable::Error("IPVS is not open".to_string()))?;
+            .ok_or_else(|| Unable("IPVS is not open".to_string()))?;
         let actual = backend
             .snapshot()
-            .map_err(|e| Unable::Error(format!("reading the IPVS table: {e}")))?
+            .map_err(|e| Unable(format!("reading the IPVS table: {e}")))?
             .table;
         let mut missing = Table::new();
         for p in wanted {
@@ -229,7 +238,7 @@ impl DoctorSystem for Host {
                 Some(entry) if *entry == p.entry() => {}
                 // Another server behind the mark: probing through it would judge that one.
                 Some(_) => {
-                    return Err(Unable::Error(format!(
+                    return Err(Unable(format!(
                         "the kernel's firewall-mark service {:#x} does not hold only {} as \
                          lvs-hc's probe service for it would (a daemon running another \
                          configuration?)",
@@ -247,7 +256,7 @@ impl DoctorSystem for Host {
                 self.added.push(*key);
             }
             if let Err(e) = result {
-                return Err(Unable::Error(format!("{op}: {e}")));
+                return Err(Unable(format!("{op}: {e}")));
             }
         }
         Ok(added)

@@ -206,6 +206,17 @@ impl Connect for TokioConnect {
     }
 }
 
+/// Why a server that answers on its own address fails through `vip`, with what it most
+/// likely lacks for its forwarding method (the probe's and `doctor`'s words).
+pub fn not_for_vip(server: IpAddr, vip: SocketAddr, forward: Forward) -> String {
+    let hint = match forward {
+        Forward::Dr => "is the VIP on its lo?",
+        Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
+        Forward::Nat => "is a firewall on it dropping what the director forwards?",
+    };
+    format!("{server} answers on its own address but not for VIP {vip} ({hint})")
+}
+
 /// A [`Connect`] that may refuse probes through the virtual address: for a run whose probe
 /// services are not in the kernel (a dry run keeps them in its own copy of the table; the
 /// memory backend has no kernel). Sent anyway, a marked probe would meet the VIP's own
@@ -558,16 +569,7 @@ impl<C: Connect> Prober<C> {
                 match self.connect.accepts_via_replies(named, Origin::of(req)) {
                     // Every server would fail so: the director's fault, no verdict on any.
                     Err(why) => ProbeOutcome::DirectorFault { reason: why },
-                    Ok(()) => fail(format!(
-                        "{} answers on its own address but not for VIP {named} ({})",
-                        req.server.ip(),
-                        match via.forward {
-                            Forward::Dr => "is the VIP on its lo?",
-                            Forward::Tun => "is the VIP on its tunl0, with ipip loaded?",
-                            Forward::Nat =>
-                                "is a firewall on it dropping what the director forwards?",
-                        }
-                    )),
+                    Ok(()) => fail(not_for_vip(req.server.ip(), named, via.forward)),
                 }
             }
             ProbeOutcome::Fail { reason } => {

@@ -269,7 +269,13 @@ impl System for IpCommand {
     }
 
     fn announce(&mut self, dev: &str, ip: IpAddr) -> Result<(), String> {
-        crate::doctor::seams::announce(dev, ip)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        runtime
+            .block_on(crate::arp::announce(dev, ip))
+            .map_err(|e| e.to_string())
     }
 
     fn require_privileges(&mut self) -> Result<(), SetupError> {
