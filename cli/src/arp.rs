@@ -351,9 +351,10 @@ fn send_broadcast(fd: &OwnedFd, link: &Link, packet: &ArpPacket) -> io::Result<(
 /// without ARP (loopback, tunnel) has no answers.
 ///
 /// IPv6: a neighbour solicitation from the interface's link-local address; the answers are
-/// the neighbour advertisements for the VIP that carry a MAC other than ours, and the address
-/// given is the IPv4 address the ARP table knows for that MAC (the IPv6 neighbour table is
-/// not read).
+/// the neighbour advertisements for the VIP that carry a MAC other than ours, without an
+/// address (the IPv6 neighbour table is not read).
+///
+/// At most [`MAX_ANSWERS`] answers, whatever the link sends.
 pub async fn who_answers(
     interface: &str,
     vip: IpAddr,
@@ -399,9 +400,8 @@ pub async fn who_answers(
                 let Some(p) = parse_arp_reply(&buf[..n]) else {
                     continue;
                 };
-                if p.sender_ip == vip4 && p.sender_mac != link.mac && !macs.contains(&p.sender_mac)
-                {
-                    macs.push(p.sender_mac);
+                if p.sender_ip == vip4 && p.sender_mac != link.mac {
+                    note_answer(&mut macs, p.sender_mac);
                 }
             }
             Ok(Err(e)) => return Err(e),
@@ -409,6 +409,17 @@ pub async fn who_answers(
         }
     }
     Ok(answers(macs, vip4, interface))
+}
+
+/// Most answers kept for one VIP: anything on the link can answer with any MAC, and each
+/// answer becomes a warning, a `/status` line and a metric series.
+pub const MAX_ANSWERS: usize = 16;
+
+/// Keeps `mac` among the answers: once each, and no more than [`MAX_ANSWERS`].
+fn note_answer(macs: &mut Vec<Mac>, mac: Mac) {
+    if macs.len() < MAX_ANSWERS && !macs.contains(&mac) {
+        macs.push(mac);
+    }
 }
 
 /// One answer per MAC, with the address the ARP table gives it other than `vip`.
@@ -720,9 +731,7 @@ async fn who_advertises(
                     .mac
                     .filter(|m| advert.target == vip && *m != link.mac)
                 {
-                    if !macs.contains(&mac) {
-                        macs.push(mac);
-                    }
+                    note_answer(&mut macs, mac);
                 }
             }
             Ok(Err(e)) => return Err(e),
@@ -774,6 +783,23 @@ mod tests {
             target_mac: ME,
             target_ip: Ipv4Addr::new(192, 168, 0, 2),
         }
+    }
+
+    #[test]
+    fn answers_are_kept_once_per_mac_and_no_more_than_the_bound() {
+        let mut macs = Vec::new();
+        note_answer(&mut macs, ME);
+        note_answer(&mut macs, ME);
+        assert_eq!(macs, [ME]);
+        for i in 0..=255u8 {
+            note_answer(&mut macs, Mac([2, 0, 0, 0, 0, i]));
+        }
+        assert_eq!(
+            macs.len(),
+            MAX_ANSWERS,
+            "a flood of MACs is cut at the bound"
+        );
+        assert_eq!(macs[0], ME, "the first answers are kept");
     }
 
     #[test]

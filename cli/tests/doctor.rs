@@ -55,7 +55,9 @@ fn doctor_runs_a_bounded_number_of_probes_at_once() {
             .iter()
             .all(|o| *o == ProbeOutcome::Pass { weight: None }),
         "{:?}",
-        outcomes.iter().find(|o| **o != ProbeOutcome::Pass { weight: None })
+        outcomes
+            .iter()
+            .find(|o| **o != ProbeOutcome::Pass { weight: None })
     );
     let most = most.load(Ordering::SeqCst);
     assert!(
