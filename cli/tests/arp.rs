@@ -7,12 +7,10 @@
 mod common;
 
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::daemon::{http_get, Daemon, Options};
+use common::netns::Netns;
 use common::TempDir;
 use lvs_hc::arp;
 
@@ -21,94 +19,14 @@ const RS_IP: &str = "10.201.0.2";
 const VIP: &str = "10.201.0.100";
 const VIP6: &str = "fd00:201::100";
 
-/// A network namespace, deleted when dropped.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(role: &str) -> Netns {
-        assert!(
-            unsafe { libc::geteuid() } == 0,
-            "the ARP tests create network namespaces and need root: run them as root \
-             (sudo -E cargo test -p lvs-hc --test arp), or in the lab (tests/lab/run)"
-        );
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "lvshc-arp-{}-{}-{role}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        // No duplicate address detection: link-local addresses are usable at once, and the
-        // VIP may be on both sides.
-        ns.sysctl("net/ipv6/conf/all/accept_dad", "0");
-        ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
-        ns
-    }
-
-    /// Runs `argv` in the namespace; panics on failure; returns its output.
-    fn exec(&self, argv: &[&str]) -> String {
-        run(Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(argv))
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        run(Command::new("ip").args(["-n", &self.name]).args(args))
-    }
-
-    fn sysctl(&self, path: &str, value: &str) {
-        self.exec(&["sh", "-c", &format!("echo {value} > /proc/sys/{path}")]);
-    }
-
-    fn mac(&self, dev: &str) -> String {
-        self.exec(&["cat", &format!("/sys/class/net/{dev}/address")])
-            .trim()
-            .to_string()
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it opens live there), with a tokio
-    /// runtime of its own.
-    fn enter<T: Send>(&self, f: impl AsyncFnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let file = std::fs::File::open(&path).unwrap();
-                // SAFETY: setns(2) on this thread only, with a namespace file we hold open.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(f())
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("running a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A namespace for these tests: `lo` up, and no duplicate address detection, so link-local addresses are
+/// usable at once, and the VIP may be on both sides.
+fn namespace(role: &str) -> Netns {
+    let ns = Netns::new("arp", role);
+    ns.ip(&["link", "set", "lo", "up"]);
+    ns.set_sysctl("net/ipv6/conf/all/accept_dad", "0");
+    ns.set_sysctl("net/ipv6/conf/default/accept_dad", "0");
+    ns
 }
 
 /// The director (10.201.0.1/24 and the VIP on eth0, unless `director_addrs` says otherwise)
@@ -121,8 +39,8 @@ struct Lab {
 impl Lab {
     fn new(director_addrs: &[&str]) -> Lab {
         let lab = Lab {
-            director: Netns::new("d"),
-            rs: Netns::new("r"),
+            director: namespace("d"),
+            rs: namespace("r"),
         };
         lab.director.ip(&[
             "link",
@@ -237,13 +155,14 @@ fn the_vip_on_lo_answers_with_arp_ignore_0_and_not_with_arp_ignore_1() {
     lab.rs
         .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
     for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-        lab.rs.sysctl(&format!("net/ipv4/conf/all/{key}"), value);
-        lab.rs.sysctl(&format!("net/ipv4/conf/lo/{key}"), value);
+        lab.rs
+            .set_sysctl(&format!("net/ipv4/conf/all/{key}"), value);
+        lab.rs.set_sysctl(&format!("net/ipv4/conf/lo/{key}"), value);
     }
     assert_eq!(lab.who_answers(), vec![], "arp_ignore=1 on the real server");
 
-    lab.rs.sysctl("net/ipv4/conf/all/arp_ignore", "0");
-    lab.rs.sysctl("net/ipv4/conf/lo/arp_ignore", "0");
+    lab.rs.set_sysctl("net/ipv4/conf/all/arp_ignore", "0");
+    lab.rs.set_sysctl("net/ipv4/conf/lo/arp_ignore", "0");
     // The neighbour table does not know the real server yet: the MAC alone.
     assert_eq!(
         lab.who_answers(),

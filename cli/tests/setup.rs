@@ -4,41 +4,18 @@
 //! They need root and fail, never skip, without it: `sudo -E cargo test -p lvs-hc --test setup`.
 //! The TUN test also needs the ipip module, which the QEMU lab has (`tests/lab/run`).
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
-/// A network namespace, deleted when dropped.
-struct Netns {
-    name: String,
-    state_dir: PathBuf,
+use common::netns::Netns;
+
+/// `lvs-hc setup ...` inside a namespace, with its state directory.
+trait Setup {
+    fn setup(&self, args: &[&str]) -> Output;
 }
 
-impl Netns {
-    fn new(test: &str) -> Netns {
-        assert!(
-            unsafe { libc::geteuid() } == 0,
-            "the setup tests create network namespaces and need root: run them as root \
-             (sudo -E cargo test -p lvs-hc --test setup), or in the lab (tests/lab/run)"
-        );
-        let name = format!("lvshc-{}-{test}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        let state_dir = std::env::temp_dir().join(format!("{name}-state"));
-        let _ = std::fs::remove_dir_all(&state_dir);
-        Netns { name, state_dir }
-    }
-
-    /// Runs a program inside the namespace.
-    fn exec(&self, argv: &[&str]) -> Output {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(argv)
-            .output()
-            .expect("running ip netns exec");
-        out
-    }
-
-    /// Runs `lvs-hc setup ...` inside the namespace, with this test's state directory.
+impl Setup for Netns {
     fn setup(&self, args: &[&str]) -> Output {
         let bin = binary();
         let state = self.state_dir.display().to_string();
@@ -47,55 +24,10 @@ impl Netns {
         argv.extend_from_slice(&["--state-dir", &state]);
         self.exec(&argv)
     }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut argv = vec!["ip"];
-        argv.extend_from_slice(args);
-        let out = self.exec(&argv);
-        assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    }
-
-    fn sysctl(&self, path: &str) -> String {
-        let out = self.exec(&["cat", &format!("/proc/sys/{path}")]);
-        assert!(out.status.success(), "{path}: {}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
-    }
-
-    fn set_sysctl(&self, path: &str, value: &str) {
-        let out = self.exec(&["sh", "-c", &format!("echo {value} > /proc/sys/{path}")]);
-        assert!(out.status.success(), "{path}: {}", text(&out.stderr));
-    }
-
-    /// The addresses on `dev`, as `ADDR/PREFIX`.
-    fn addresses(&self, dev: &str) -> Vec<String> {
-        self.ip(&["-o", "addr", "show", "dev", dev])
-            .lines()
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                words.find(|w| *w == "inet" || *w == "inet6")?;
-                words.next().map(str::to_string)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.state_dir);
-    }
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().expect("running a command");
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
 }
 
 /// Asserts success and returns stdout.
@@ -144,7 +76,7 @@ const ARP: [(&str, &str); 4] = [
 
 #[test]
 fn realserver_dr_puts_the_vip_on_lo_and_suppresses_arp_and_a_rerun_changes_nothing() {
-    let ns = Netns::new("dr");
+    let ns = Netns::new("setup", "dr");
     let out = ok(ns.setup(&[
         "realserver",
         "--vip",
@@ -186,7 +118,7 @@ fn realserver_dr_puts_the_vip_on_lo_and_suppresses_arp_and_a_rerun_changes_nothi
 
 #[test]
 fn check_lists_drift_with_status_1_then_0_after_setup_and_changes_nothing() {
-    let ns = Netns::new("check");
+    let ns = Netns::new("setup", "check");
     let out = ns.setup(&["realserver", "--vip", "192.168.0.101", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let drift = text(&out.stdout);
@@ -207,7 +139,7 @@ fn check_lists_drift_with_status_1_then_0_after_setup_and_changes_nothing() {
 
 #[test]
 fn undo_restores_earlier_values_and_keeps_a_vip_that_was_there_before() {
-    let ns = Netns::new("undo");
+    let ns = Netns::new("setup", "undo");
     ns.ip(&["link", "set", "lo", "up"]);
     ns.ip(&["addr", "add", "192.168.0.102/32", "dev", "lo"]);
     ns.set_sysctl("net/ipv4/conf/lo/arp_announce", "1");
@@ -251,7 +183,7 @@ fn undo_restores_earlier_values_and_keeps_a_vip_that_was_there_before() {
 
 #[test]
 fn undo_refuses_a_state_file_naming_a_device_setup_never_creates() {
-    let ns = Netns::new("crafted");
+    let ns = Netns::new("setup", "crafted");
     ns.ip(&[
         "link",
         "add",
@@ -286,7 +218,7 @@ fn undo_refuses_a_state_file_naming_a_device_setup_never_creates() {
 
 #[test]
 fn realserver_refuses_vips_that_would_hurt_before_changing_anything() {
-    let ns = Netns::new("badvip");
+    let ns = Netns::new("setup", "badvip");
     let lo = ns.ip(&["-o", "addr", "show", "dev", "lo"]);
     let cases = [
         (
@@ -350,7 +282,7 @@ fn realserver_refuses_vips_that_would_hurt_before_changing_anything() {
 
 #[test]
 fn director_refuses_a_loopback_service_address_the_daemon_accepts() {
-    let ns = Netns::new("dirlo");
+    let ns = Netns::new("setup", "dirlo");
     ns.ip(&[
         "link",
         "add",
@@ -427,7 +359,7 @@ address = "[2001:db8::179]:80"
 
 #[test]
 fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr() {
-    let ns = Netns::new("dir");
+    let ns = Netns::new("setup", "dir");
     ns.ip(&[
         "link",
         "add",
@@ -462,7 +394,7 @@ fn director_puts_every_vip_on_the_configured_interface_without_forwarding_for_dr
 
 #[test]
 fn director_nat_turns_forwarding_on_and_undo_turns_it_off() {
-    let ns = Netns::new("nat");
+    let ns = Netns::new("setup", "nat");
     ns.ip(&[
         "link",
         "add",
@@ -513,7 +445,7 @@ address = "10.0.0.2:8080"
 
 #[test]
 fn director_errors_name_the_interface_and_the_config_key() {
-    let ns = Netns::new("err");
+    let ns = Netns::new("setup", "err");
     let config = write_config(&ns, "dr.toml", DR_CONFIG);
     let out = ns.setup(&["director", "--config", &config]);
     assert!(!out.status.success());
@@ -569,7 +501,7 @@ fn director_errors_name_the_interface_and_the_config_key() {
 #[test]
 #[ignore = "needs the ipip module: run in the QEMU lab (tests/lab/run)"]
 fn realserver_tun_brings_up_tunl0_with_the_vip_and_relaxes_rp_filter() {
-    let ns = Netns::new("tun");
+    let ns = Netns::new("setup", "tun");
     let probe = ns.exec(&["ip", "link", "show", "tunl0"]);
     let added = if probe.status.success() {
         false
@@ -655,7 +587,7 @@ fn binary() -> String {
 
 #[test]
 fn director_with_via_vip_accepts_local_sources_on_the_interface_the_route_to_the_servers_takes() {
-    let ns = Netns::new("via");
+    let ns = Netns::new("setup", "via");
     for (dev, addr) in [("eth0", "192.168.0.178/24"), ("eth1", "10.0.0.1/24")] {
         let peer = format!("{dev}-peer");
         ns.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]);
