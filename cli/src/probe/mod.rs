@@ -303,8 +303,18 @@ fn via_replies_accepted(own: IpAddr, sysctl: impl Fn(&str) -> Option<u32>) -> Re
     if own.is_ipv6() {
         return Ok(());
     }
-    let Ok(Some(interface)) = crate::arp::interface_holding(own) else {
-        return Ok(());
+    let interface = match crate::arp::interface_holding(own) {
+        Ok(Some(interface)) => interface,
+        // Not an address of this director any more (a route or address changed since the
+        // probe left): nothing here to blame.
+        Ok(None) => return Ok(()),
+        // The director cannot even tell: no verdict on the server either.
+        Err(e) => {
+            return Err(format!(
+                "cannot tell whether this director takes the replies to probes through the \
+                 VIP (listing its addresses: {e})"
+            ))
+        }
     };
     let value = |c: &str, key: &str| sysctl(&format!("{c}/{key}"));
     let accept_local = value("all", "accept_local").unwrap_or(0) != 0
