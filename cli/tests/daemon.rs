@@ -286,3 +286,23 @@ fn probes_through_the_vip_with_the_memory_backend_are_no_verdict_and_said_so() {
         "{text}"
     );
 }
+
+#[test]
+fn probes_through_the_vip_in_a_dry_run_are_no_verdict_and_said_so() {
+    // A dry run keeps the probe services in its own copy of the table, not in the kernel.
+    let dir = TempDir::new("via-dry-run");
+    let web = Web::start();
+    let text = config(&[(web.addr, 3)], "")
+        .replace("type = \"http\"\n", "type = \"http\"\nvia_vip = true\n");
+    std::fs::write(dir.path("lvs-hc.toml"), text).unwrap();
+    let d = Daemon::start(&dir, &["--dry-run"], &[]);
+    d.wait_for("the probe fault", Duration::from_secs(5), |d| {
+        d.status().is_some_and(|s| {
+            s["probe_faults"][0]["reason"].as_str()
+                == Some(
+                    "a dry run does not put lvs-hc's probe services in the kernel, so probes \
+                     through the VIP (via_vip) cannot run: no verdict",
+                )
+        })
+    });
+}
