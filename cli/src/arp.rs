@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
+use crate::socket::{recv, set_int};
+
 /// An Ethernet (MAC) address; shown as `52:54:00:12:34:56`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mac(pub [u8; 6]);
@@ -437,15 +439,6 @@ fn answers(macs: Vec<Mac>, vip: Ipv4Addr, interface: &str) -> Vec<Answer> {
         .collect()
 }
 
-fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: the buffer is valid for its length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// The address `/proc/net/arp` (`table`) gives `mac`, other than `vip`: on `interface` first,
 /// then anywhere. Incomplete entries (flags 0) do not count.
 fn neighbour_ip(table: &str, mac: Mac, vip: Ipv4Addr, interface: &str) -> Option<Ipv4Addr> {
@@ -578,28 +571,6 @@ fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
     Ipv6Addr::from([
         0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
     ])
-}
-
-fn set_int(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: the option value is a c_int of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A raw ICMPv6 socket for neighbour discovery on `interface`, non-blocking: bound to it, hop

@@ -15,6 +15,7 @@ pub mod load;
 pub mod probe;
 pub mod setup;
 pub mod simulate;
+mod socket;
 pub mod table;
 #[cfg(test)]
 mod test_dir;

@@ -377,25 +377,17 @@ pub fn director_address(server: IpAddr) -> io::Result<IpAddr> {
 /// Gives `socket`'s packets the firewall mark `mark` (`SO_MARK`). A failure (EPERM without
 /// `CAP_NET_ADMIN`) is the director's.
 fn set_mark(socket: &impl AsRawFd, mark: u32) -> io::Result<()> {
-    let value: libc::c_uint = mark;
-    // SAFETY: setsockopt(2) on a descriptor the socket owns, reading a c_uint of the size
-    // given, which lives across the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            std::ptr::addr_of!(value).cast(),
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    Err(DirectorError::wrap(
-        &format!("cannot mark the probe's socket with {mark:#x} (SO_MARK needs CAP_NET_ADMIN)"),
-        &io::Error::last_os_error(),
-    ))
+    // The kernel reads the option as an unsigned int: the same bits.
+    crate::socket::set_int(socket, libc::SOL_SOCKET, libc::SO_MARK, mark as libc::c_int).map_err(
+        |e| {
+            DirectorError::wrap(
+                &format!(
+                    "cannot mark the probe's socket with {mark:#x} (SO_MARK needs CAP_NET_ADMIN)"
+                ),
+                &e,
+            )
+        },
+    )
 }
 
 /// The firewall mark (`SO_MARK`) of `socket`, 0 for none: what [`TokioConnect`] gave a probe

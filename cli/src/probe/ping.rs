@@ -30,6 +30,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use super::{errno_text, fail, io_reason, DirectorError};
+use crate::socket::{recv, set_int};
 
 /// The kind of ICMP socket a ping uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -532,22 +533,6 @@ fn queued_error(fd: &OwnedFd, v6: bool, first_seq: u16) -> io::Result<Option<Str
     Ok(None)
 }
 
-fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for its length.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 fn send_to(fd: &OwnedFd, packet: &[u8], ip: IpAddr) -> io::Result<()> {
     let (addr, len) = sockaddr(SocketAddr::new(ip, 0));
     // SAFETY: packet and addr are valid for the lengths given.
@@ -575,23 +560,6 @@ fn bind(fd: &OwnedFd, at: SocketAddr) -> io::Result<()> {
             fd.as_raw_fd(),
             (&addr as *const libc::sockaddr_storage).cast(),
             len,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn set_int(fd: &OwnedFd, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: value is a live i32 of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
-            mem::size_of::<i32>() as u32,
         )
     };
     if r < 0 {
