@@ -73,6 +73,8 @@ daemon_stop() {
 
 case ${1:-} in
     provision)
+        # The story reads the table with ipvsadm; lvs-hc itself needs no ipvsadm.
+        need_command ipvsadm ipvsadm
         web_serve director
         install_config
         setup_director

@@ -35,6 +35,15 @@ die() { log "error: $*"; exit 1; }
 case $LVS_HC_WEB in nginx | busybox) ;; *) die "LVS_HC_WEB must be nginx or busybox, not $LVS_HC_WEB" ;; esac
 case $LVS_HC_INIT in systemd | direct) ;; *) die "LVS_HC_INIT must be systemd or direct, not $LVS_HC_INIT" ;; esac
 
+# need_command COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing (a public box;
+# the box of vagrant/box/build has them all, and the QEMU lab brings its own).
+need_command() {
+    command -v "$1" >/dev/null 2>&1 && return
+    log "installing $2 (for $1)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
 # Where the web server's pages live.
 web_root() {
     if [ "$LVS_HC_WEB" = nginx ]; then echo /var/www/html; else echo "$LVS_HC_PREFIX/srv/www"; fi
@@ -45,10 +54,7 @@ web_root() {
 # is a local real server, and IPVS delivers its packets locally still addressed to the VIP.
 web_serve() {
     root=$(web_root)
-    if [ "$LVS_HC_WEB" = nginx ] && ! command -v nginx >/dev/null 2>&1; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
-    fi
+    if [ "$LVS_HC_WEB" = nginx ]; then need_command nginx nginx; fi
     mkdir -p "$root"
     rm -f "$root"/index.nginx-debian.html
     printf '%s\n' "$1" > "$root/index.html"
