@@ -556,6 +556,9 @@ impl IpvsBackend for Watched {
     fn info(&mut self) -> Result<ipvs_sys::IpvsInfo, ipvs_sys::IpvsError> {
         self.0.borrow_mut().info()
     }
+    fn apply_sync(&mut self, op: &lvs_hc_core::SyncOp) -> Result<(), ipvs_sys::IpvsError> {
+        self.0.borrow_mut().apply_sync(op)
+    }
     fn flush(&mut self) -> Result<(), ipvs_sys::IpvsError> {
         self.0.borrow_mut().flush()
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 use lvs_hc::driver::{run_with, RunOptions};
 use lvs_hc::probe::TokioConnect;
-use lvs_hc_core::{parse_save, Config, Op};
+use lvs_hc_core::{parse_save, Config, Op, SyncOp};
 
 mockall::mock! {
     Backend {}
@@ -18,6 +18,7 @@ mockall::mock! {
         fn apply(&mut self, op: &Op) -> Result<(), IpvsError>;
         fn info(&mut self) -> Result<IpvsInfo, IpvsError>;
         fn flush(&mut self) -> Result<(), IpvsError>;
+        fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError>;
     }
 }
 

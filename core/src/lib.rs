@@ -78,6 +78,7 @@ pub mod op;
 mod reason;
 pub mod rng;
 pub mod save;
+pub mod sync;
 pub mod table;
 pub mod text;
 pub mod time;
@@ -92,6 +93,7 @@ pub use event::{Event, EventKind};
 pub use health::{Health, ProbeOutcome, Verdict};
 pub use op::{ApplyError, Op, Target};
 pub use save::{parse_save, render_save};
+pub use sync::{SyncDaemon, SyncOp, SyncRole};
 pub use table::{
     Counters, DestCounters, DestParams, Family, Forward, Persistence, Protocol, SchedFlags,
     ServiceEntry, ServiceKey, ServiceParams, SkippedService, Stats, Table,

@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::op::{ApplyError, Op};
+use crate::sync::SyncDaemon;
 
 /// The transport protocol of an address-based virtual service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -337,6 +338,10 @@ pub struct ServiceEntry {
 pub struct Table {
     /// Services in key order.
     pub services: BTreeMap<ServiceKey, ServiceEntry>,
+    /// The connection sync daemons running, master first (at most one of each role). Part of
+    /// a table as read from the kernel; [`Table::apply`] and the `ipvsadm-save` text leave it
+    /// alone, as `ipvsadm -S` does.
+    pub sync: Vec<SyncDaemon>,
 }
 
 impl Table {
@@ -360,7 +365,7 @@ impl Table {
         self.services.get(service)?.dests.get(dest)
     }
 
-    /// The services whose keys `keep` accepts, with their destinations.
+    /// The services whose keys `keep` accepts, with their destinations (and the sync daemons).
     pub fn filtered(&self, mut keep: impl FnMut(&ServiceKey) -> bool) -> Table {
         Table {
             services: self
@@ -369,6 +374,7 @@ impl Table {
                 .filter(|(k, _)| keep(k))
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
+            sync: self.sync.clone(),
         }
     }
 

@@ -90,6 +90,7 @@ fn table() -> impl Strategy<Value = Table> {
                 (key, ServiceEntry { params, dests })
             })
             .collect(),
+        sync: Vec::new(),
     })
 }
 

@@ -384,6 +384,10 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
 }
 
 impl IpvsBackend for IpvsadmBackend {
+    fn apply_sync(&mut self, op: &lvs_hc_core::SyncOp) -> Result<(), IpvsError> {
+        unimplemented!("sync daemons over this backend: {op}")
+    }
+
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
         let save = self.run(&["-S", "-n"], None)?;
         let (mut table, skipped) = parse_save_by_service(&save);

@@ -14,7 +14,7 @@ pub mod netlink;
 
 use std::time::Duration;
 
-use lvs_hc_core::{ApplyError, Counters, Op, Table};
+use lvs_hc_core::{ApplyError, Counters, Op, SyncOp, SyncRole, Table};
 
 /// How long a backend waits for the kernel to answer (each receive on the netlink socket), or
 /// for one `ipvsadm` run to finish, before giving up with [`IpvsError::Timeout`] or
@@ -140,6 +140,15 @@ pub enum IpvsError {
     /// ipvsadm printed something this backend cannot read.
     #[error("cannot read ipvsadm output: {0}")]
     IpvsadmOutput(String),
+    /// Starting a sync daemon of a role that already runs (`EEXIST`).
+    #[error("a {0} sync daemon already runs (ipvsadm -L --daemon shows it; stop it with ipvsadm --stop-daemon {0})")]
+    SyncDaemonRunning(SyncRole),
+    /// Stopping a sync daemon that does not run (`ESRCH`).
+    #[error("no {0} sync daemon runs")]
+    NoSuchSyncDaemon(SyncRole),
+    /// A sync daemon's interface does not exist (`ENODEV`).
+    #[error("no such interface `{0}` for the sync daemon")]
+    NoSuchInterface(String),
 }
 
 /// `5s`, `1.5s`, `50ms`: a timeout as an operator would write it.
@@ -225,8 +234,12 @@ pub trait IpvsBackend {
     /// IPVS version and connection table size.
     fn info(&mut self) -> Result<IpvsInfo, IpvsError>;
 
-    /// Deletes every service (`ipvsadm -C`).
+    /// Deletes every service (`ipvsadm -C`). The sync daemons are left running.
     fn flush(&mut self) -> Result<(), IpvsError>;
+
+    /// Starts or stops a connection sync daemon. [`IpvsBackend::snapshot`] reports the
+    /// daemons running in [`Table::sync`].
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError>;
 }
 
 impl<B: IpvsBackend + ?Sized> IpvsBackend for Box<B> {
@@ -245,6 +258,9 @@ impl<B: IpvsBackend + ?Sized> IpvsBackend for Box<B> {
     fn flush(&mut self) -> Result<(), IpvsError> {
         (**self).flush()
     }
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        (**self).apply_sync(op)
+    }
 }
 
 impl<B: IpvsBackend + ?Sized> IpvsBackend for &mut B {
@@ -262,5 +278,8 @@ impl<B: IpvsBackend + ?Sized> IpvsBackend for &mut B {
     }
     fn flush(&mut self) -> Result<(), IpvsError> {
         (**self).flush()
+    }
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        (**self).apply_sync(op)
     }
 }

@@ -1,6 +1,6 @@
 //! An in-memory IPVS table with the kernel's strict semantics, for tests and simulations.
 
-use lvs_hc_core::Op;
+use lvs_hc_core::{Op, SyncOp};
 
 use crate::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 
@@ -13,6 +13,8 @@ pub struct MemoryBackend {
     pub state: Snapshot,
     /// Operations applied successfully, in order.
     pub log: Vec<Op>,
+    /// Sync daemon operations applied successfully, in order.
+    pub sync_log: Vec<SyncOp>,
 }
 
 impl MemoryBackend {
@@ -48,7 +50,29 @@ impl IpvsBackend for MemoryBackend {
     }
 
     fn flush(&mut self) -> Result<(), IpvsError> {
+        let sync = std::mem::take(&mut self.state.table.sync);
         self.state = Snapshot::default();
+        self.state.table.sync = sync;
+        Ok(())
+    }
+
+    /// As the kernel: one daemon per role, starting a running role fails, stopping one that
+    /// is not running fails.
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        let sync = &mut self.state.table.sync;
+        let running = sync.iter().position(|d| d.role == op.role());
+        match (op, running) {
+            (SyncOp::Start(_), Some(_)) => return Err(IpvsError::SyncDaemonRunning(op.role())),
+            (SyncOp::Start(d), None) => {
+                sync.push(d.clone());
+                sync.sort_by_key(|d| d.role);
+            }
+            (SyncOp::Stop(role), None) => return Err(IpvsError::NoSuchSyncDaemon(*role)),
+            (SyncOp::Stop(_), Some(i)) => {
+                sync.remove(i);
+            }
+        }
+        self.sync_log.push(op.clone());
         Ok(())
     }
 }

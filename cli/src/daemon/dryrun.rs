@@ -1,7 +1,7 @@
 //! `--dry-run`: read the real table, apply nothing.
 
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
-use lvs_hc_core::{Op, Table};
+use lvs_hc_core::{Op, SyncOp, Table};
 
 /// A backend that reads the real table once, then applies operations to its own copy only.
 ///
@@ -48,8 +48,33 @@ impl<B: IpvsBackend> IpvsBackend for DryRun<B> {
     }
 
     fn flush(&mut self) -> Result<(), IpvsError> {
-        self.table = Some(Table::new());
+        let sync = self.table.take().map(|t| t.sync).unwrap_or_default();
+        self.table = Some(Table {
+            sync,
+            ..Table::new()
+        });
         Ok(())
+    }
+
+    /// Changes the copy's sync daemons only, with the kernel's rules (one per role).
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        let Some(table) = &mut self.table else {
+            return Err(IpvsError::Invalid("dry run: no table read yet".to_string()));
+        };
+        let running = table.sync.iter().position(|d| d.role == op.role());
+        match (op, running) {
+            (SyncOp::Start(_), Some(_)) => Err(IpvsError::SyncDaemonRunning(op.role())),
+            (SyncOp::Start(d), None) => {
+                table.sync.push(d.clone());
+                table.sync.sort_by_key(|d| d.role);
+                Ok(())
+            }
+            (SyncOp::Stop(role), None) => Err(IpvsError::NoSuchSyncDaemon(*role)),
+            (SyncOp::Stop(_), Some(i)) => {
+                table.sync.remove(i);
+                Ok(())
+            }
+        }
     }
 }
 

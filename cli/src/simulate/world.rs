@@ -11,7 +11,8 @@ use ipvs_sys::memory::MemoryBackend;
 use ipvs_sys::{IpvsBackend, IpvsError, IpvsInfo, Snapshot};
 use lvs_hc_core::admin::{AdminChange, AdminSource, AdminState};
 use lvs_hc_core::{
-    Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus, ServiceKey, Verdict,
+    Config, Engine, Event, Op, ProbeOutcome, ProbeRequest, ServerStatus, ServiceKey, SyncOp,
+    Verdict,
 };
 
 use super::servers::{AgentReply, Behaviour};
@@ -167,6 +168,13 @@ impl IpvsBackend for SimBackend {
     }
     fn flush(&mut self) -> Result<(), IpvsError> {
         self.0.borrow_mut().kernel.flush()
+    }
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        let mut w = self.0.borrow_mut();
+        if w.kernel_ops == KernelOps::Failing {
+            return Err(IpvsError::Invalid("simulated kernel failure".into()));
+        }
+        w.kernel.apply_sync(op)
     }
 }
 

@@ -539,6 +539,10 @@ fn decode_dests(
 }
 
 impl IpvsBackend for NetlinkBackend {
+    fn apply_sync(&mut self, op: &lvs_hc_core::SyncOp) -> Result<(), IpvsError> {
+        unimplemented!("sync daemons over this backend: {op}")
+    }
+
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
         for _ in 0..DUMP_RETRIES {
             if let Some(s) = self.try_snapshot()? {
