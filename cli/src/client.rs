@@ -429,6 +429,8 @@ pub fn render_status(v: &Value) -> String {
     for w in v["warnings"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "warning: {}", w.as_str().unwrap_or("?"));
     }
+    render_director(&v["director"], &mut out);
+    render_sync(&v["sync"], &mut out);
     if let Some(n) = v["probe_fault_count"].as_u64().filter(|n| *n > 0) {
         let _ =
             writeln!(
@@ -518,6 +520,82 @@ pub fn render_status(v: &Value) -> String {
         }
     }
     out
+}
+
+/// `director: active (holds 192.168.0.101 on eth0)`: whether this director holds its virtual
+/// addresses, so that a standby, an active director and a split brain are told apart.
+fn render_director(d: &Value, out: &mut String) {
+    let Some(vips) = d["vips"].as_array().filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let words: Vec<String> = vips
+        .iter()
+        .map(|vip| {
+            let address = vip["address"].as_str().unwrap_or("?");
+            match (vip["held"].as_bool(), vip["interface"].as_str()) {
+                (Some(true), Some(on)) => format!("holds {address} on {on}"),
+                (Some(false), _) => format!("does not hold {address}"),
+                _ => format!(
+                    "cannot tell whether it holds {address} ({})",
+                    vip["error"].as_str().unwrap_or("?")
+                ),
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "director: {} ({})",
+        d["role"].as_str().unwrap_or("?"),
+        words.join(", ")
+    );
+}
+
+/// The sync daemons `[sync]` asks for, each with its state (and the failure that keeps one
+/// from running), then those running that lvs-hc leaves alone.
+fn render_sync(s: &Value, out: &mut String) {
+    let daemons = s["daemons"].as_array().map_or(&[][..], |a| a.as_slice());
+    if !daemons.is_empty() {
+        out.push_str("sync daemons ([sync]):\n");
+    }
+    for d in daemons {
+        let state = d["state"].as_str().unwrap_or("?");
+        let settings = match (state, d["running"].as_str()) {
+            ("running", Some(running)) => running.to_string(),
+            (_, Some(running)) => format!(
+                "runs with {running}; [sync] asks for {}",
+                d["wanted"].as_str().unwrap_or("?")
+            ),
+            (_, None) => format!("[sync] asks for {}", d["wanted"].as_str().unwrap_or("?")),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<15} {settings}",
+            d["role"].as_str().unwrap_or("?"),
+            if state == "running" {
+                state.to_string()
+            } else {
+                state.to_uppercase()
+            }
+        );
+        if let Some(e) = d["error"].as_object() {
+            let _ = writeln!(
+                out,
+                "          `{}` failed: {} (attempt {}, again in {})",
+                e["command"].as_str().unwrap_or("?"),
+                e["error"].as_str().unwrap_or("?"),
+                e["attempts"],
+                ago(&e["retry_in_seconds"])
+            );
+        }
+    }
+    for d in s["unmanaged"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "sync daemon not lvs-hc's: {} ({})",
+            d["role"].as_str().unwrap_or("?"),
+            d["running"].as_str().unwrap_or("?")
+        );
+    }
 }
 
 /// A server's Health and Reason columns: its health (or, when an administrative state holds,

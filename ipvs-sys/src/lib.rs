@@ -14,7 +14,7 @@ pub mod netlink;
 
 use std::time::Duration;
 
-use lvs_hc_core::{ApplyError, Counters, Op, SyncOp, SyncRole, Table};
+use lvs_hc_core::{ApplyError, Counters, Op, SyncOp, SyncRefusal, SyncRole, Table};
 
 /// How long a backend waits for the kernel to answer (each receive on the netlink socket), or
 /// for one `ipvsadm` run to finish, before giving up with [`IpvsError::Timeout`] or
@@ -171,6 +171,16 @@ impl From<ApplyError> for IpvsError {
             ApplyError::DestExists => IpvsError::DestExists,
             ApplyError::NoSuchDest => IpvsError::NoSuchDest,
             other => IpvsError::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<SyncRefusal> for IpvsError {
+    /// The kernel's refusals of sync daemon operations as a table in memory reports them.
+    fn from(e: SyncRefusal) -> IpvsError {
+        match e {
+            SyncRefusal::Running(role) => IpvsError::SyncDaemonRunning(role),
+            SyncRefusal::NotRunning(role) => IpvsError::NoSuchSyncDaemon(role),
         }
     }
 }
