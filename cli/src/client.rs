@@ -721,4 +721,69 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn status_text_shows_the_directors_role_and_the_sync_daemons_with_their_failure() {
+        let v = serde_json::json!({
+            "version": "1", "pid": 1, "config": "/etc/lvs-hc/lvs-hc.toml", "uptime_seconds": 5.0,
+            "backend": "netlink", "last_resync_seconds_ago": 0.5, "services": [],
+            "director": {"role": "standby", "vips": [
+                {"address": "192.168.0.101", "held": false, "interface": null}
+            ]},
+            "sync": {"configured": true, "daemons": [
+                {"role": "master", "state": "running", "wanted": "interface eth0, sync id 1",
+                 "running": "interface eth0, sync id 1, port 8848", "error": null},
+                {"role": "backup", "state": "not running", "wanted": "interface eth9, sync id 1",
+                 "running": null, "error": {
+                    "command": "ipvsadm --start-daemon backup --mcast-interface eth9 --syncid 1",
+                    "error": "no such interface `eth9` for the sync daemon",
+                    "attempts": 3, "retry_in_seconds": 2.0}}
+            ], "unmanaged": []},
+        });
+        let text = render_status(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&"director: standby (does not hold 192.168.0.101)"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"  master  running         interface eth0, sync id 1, port 8848"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"  backup  NOT RUNNING     [sync] asks for interface eth9, sync id 1"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(
+                &"          `ipvsadm --start-daemon backup --mcast-interface eth9 --syncid 1` \
+                  failed: no such interface `eth9` for the sync daemon (attempt 3, again in 2s)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_text_says_when_a_director_holds_its_vip_and_names_daemons_it_leaves_alone() {
+        let v = serde_json::json!({
+            "version": "1", "pid": 1, "config": "c", "uptime_seconds": 5.0,
+            "backend": "netlink", "last_resync_seconds_ago": 0.5, "services": [],
+            "director": {"role": "active", "vips": [
+                {"address": "192.168.0.101", "held": true, "interface": "eth0"}
+            ]},
+            "sync": {"configured": false, "daemons": [], "unmanaged": [
+                {"role": "master", "running": "interface eth1, sync id 3"}
+            ]},
+        });
+        let text = render_status(&v);
+        assert!(
+            text.contains("director: active (holds 192.168.0.101 on eth0)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sync daemon not lvs-hc's: master (interface eth1, sync id 3)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("sync daemons ([sync])"), "{text}");
+    }
 }
