@@ -464,7 +464,10 @@ fn metrics_of_a_running_daemon() -> Exported {
     // One of a pair ([sync]): its metrics are exported too.
     std::fs::write(
         dir.path("lvs-hc.toml"),
-        config(&[(web.addr, 3)], "\n[sync]\ninterface = \"eth0\"\nsync_id = 1\n"),
+        config(
+            &[(web.addr, 3)],
+            "\n[sync]\ninterface = \"eth0\"\nsync_id = 1\n",
+        ),
     )
     .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
