@@ -351,11 +351,16 @@ pub enum SetupRole {
     /// The director: the configured VIPs on `[director] interface` (announced by gratuitous
     /// ARP as they are added); IP forwarding for NAT; with `via_vip` checks, `accept_local=1`
     /// and `rp_filter=0` on the interfaces toward those servers (and `all.rp_filter=0`).
+    ///
+    /// One of a pair of directors (`[sync]`) gets no VIPs, which VRRP holds on the active
+    /// director, but the IPVS settings connection sync and failover need (`net.ipv4.vs.*`,
+    /// each printed with its reason; ip_vs must be loaded).
     Director {
         /// The configuration file (TOML).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
-        /// Put the VIPs on this interface (overrides `[director] interface`).
+        /// Put the VIPs on this interface (overrides `[director] interface`; refused with
+        /// `[sync]`).
         #[arg(long, value_name = "IFACE")]
         interface: Option<String>,
         /// Report what differs and exit 1 if anything does (2 on errors); change nothing.

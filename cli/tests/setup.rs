@@ -682,3 +682,152 @@ address = "10.0.0.5:80"
         );
     }
 }
+
+/// One of a pair: `[sync]` over `sync0`, the seed's service, `director` (lines of the
+/// `[director]` table) added.
+fn pair_config(ns: &Netns, director: &str) -> String {
+    write_config(
+        ns,
+        "ha.toml",
+        &format!(
+            "[director]\n{director}\n[sync]\ninterface = \"sync0\"\nsync_id = 51\n\n\
+             [[service]]\naddress = \"192.168.0.101:80\"\n\
+             [[service.server]]\naddress = \"192.168.0.179:80\"\n"
+        ),
+    )
+}
+
+/// A namespace with `sync0` (up, with an address: what the sync daemons need) and `vip0`.
+fn pair_namespace(role: &str) -> Netns {
+    let ns = Netns::new("setup", role);
+    for dev in ["sync0", "vip0"] {
+        let peer = format!("{dev}-peer");
+        ns.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    ns.ip(&["addr", "add", "10.1.0.1/24", "dev", "sync0"]);
+    ns
+}
+
+#[test]
+fn director_of_a_pair_refuses_to_put_the_vips_on_an_interface_and_changes_nothing() {
+    let ns = pair_namespace("pairvip");
+    let config = pair_config(&ns, "interface = \"vip0\"");
+    let split_brain = |interface: &str, from: &str, fix: &str| {
+        format!(
+            "error: {config}: with `[sync]` this director is one of a pair, whose VIPs belong \
+             to VRRP (keepalived's `virtual_ipaddress`), which holds them on the active \
+             director only; putting them on `{interface}` (from {from}) as well would hold \
+             them on both directors at once, a split brain. {fix} (nothing was changed)\n"
+        )
+    };
+    for (extra, status) in [(None, 1), (Some("--check"), 2)] {
+        let mut args = vec!["director", "--config", &config];
+        args.extend(extra);
+        let out = ns.setup(&args);
+        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        assert_eq!(text(&out.stdout), "", "{args:?}");
+        assert_eq!(
+            text(&out.stderr),
+            split_brain(
+                "vip0",
+                &format!("`[director] interface` in {config}"),
+                "Remove `interface` from the `[director]` table."
+            ),
+            "{args:?}"
+        );
+    }
+    let config = pair_config(&ns, "");
+    let out = ns.setup(&["director", "--config", &config, "--interface", "vip0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        split_brain("vip0", "--interface", "Leave out --interface.")
+    );
+    assert_eq!(ns.addresses("vip0"), Vec::<String>::new());
+    assert!(!ns.state_dir.join("setup-director.json").exists());
+}
+
+/// The IPVS settings of a pair, as a fresh namespace has them (the kernel's defaults) and as
+/// setup leaves them.
+const PAIR_SETTINGS: [(&str, &str, &str); 5] = [
+    ("net/ipv4/vs/sync_version", "1", "1"),
+    ("net/ipv4/vs/sync_refresh_period", "0", "10"),
+    ("net/ipv4/vs/sync_threshold", "3\t50", "3\t0"),
+    ("net/ipv4/vs/backup_only", "0", "0"),
+    ("net/ipv4/vs/expire_nodest_conn", "0", "1"),
+];
+
+#[test]
+#[ignore = "needs ip_vs (its settings are per namespace, but the module is the host's): run in \
+            the QEMU lab (tests/lab/run)"]
+fn director_of_a_pair_sets_ipvs_up_for_sync_and_failover_and_undo_restores_it() {
+    let ns = pair_namespace("pair");
+    let loaded = ns.exec(&["test", "-d", "/proc/sys/net/ipv4/vs"]);
+    assert!(
+        loaded.status.success(),
+        "/proc/sys/net/ipv4/vs does not exist: ip_vs is not loaded; run in the QEMU lab \
+         (tests/lab/run), which loads it"
+    );
+    for (path, before, _) in PAIR_SETTINGS {
+        assert_eq!(ns.sysctl(path), before, "{path} in a fresh namespace");
+    }
+    let config = pair_config(&ns, "");
+    let refresh = "(a connection is synced again at its first packet 10 s after the last sync, \
+                   however seldom it sends, so the standby's copy never expires under a live \
+                   connection)";
+    let threshold = "(sync_period 0: sync by time, not at every 50th packet, which a connection \
+                     sending less than every 18 s reaches after the standby's copy (900 s) \
+                     expired)";
+    let nodest = "(a connection to a server lvs-hc removed ends at its next packet, so the \
+                  client reconnects instead of hanging; a drained server keeps its connections)";
+
+    let out = ns.setup(&["director", "--config", &config, "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "net.ipv4.vs.sync_refresh_period is 0, should be 10 {refresh}\n\
+             net.ipv4.vs.sync_threshold is 3 50, should be 3 0 {threshold}\n\
+             net.ipv4.vs.expire_nodest_conn is 0, should be 1 {nodest}\n"
+        )
+    );
+    assert_eq!(text(&out.stderr), "");
+    assert!(
+        !ns.state_dir.join("setup-director.json").exists(),
+        "--check wrote state"
+    );
+
+    let out = ok(ns.setup(&["director", "--config", &config]));
+    assert_eq!(
+        out,
+        format!(
+            "net.ipv4.vs.sync_refresh_period: 0 -> 10 {refresh}\n\
+             net.ipv4.vs.sync_threshold: 3 50 -> 3 0 {threshold}\n\
+             net.ipv4.vs.expire_nodest_conn: 0 -> 1 {nodest}\n"
+        )
+    );
+    for (path, _, after) in PAIR_SETTINGS {
+        assert_eq!(ns.sysctl(path), after, "{path}");
+    }
+    // No VIP: VRRP holds it.
+    assert_eq!(ns.addresses("vip0"), Vec::<String>::new());
+    assert_eq!(
+        ok(ns.setup(&["director", "--config", &config])),
+        "nothing to change\n"
+    );
+    let out = ns.setup(&["director", "--config", &config, "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    let out = ok(ns.setup(&["director", "--config", &config, "--undo"]));
+    assert_eq!(
+        out,
+        "net.ipv4.vs.expire_nodest_conn: 1 -> 0\n\
+         net.ipv4.vs.sync_refresh_period: 10 -> 0\n\
+         net.ipv4.vs.sync_threshold: 3 0 -> 3 50\n"
+    );
+    for (path, before, _) in PAIR_SETTINGS {
+        assert_eq!(ns.sysctl(path), before, "{path} restored");
+    }
+    assert!(!ns.state_dir.join("setup-director.json").exists());
+}

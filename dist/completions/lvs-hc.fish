@@ -101,11 +101,11 @@ complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_sub
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -l undo -d 'Revert what `setup realserver` changed (as the state file records it)'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from realserver" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -s c -l config -d 'The configuration file (TOML)' -r -F
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l interface -d 'Put the VIPs on this interface (overrides `[director] interface`)' -r
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l interface -d 'Put the VIPs on this interface (overrides `[director] interface`; refused with `[sync]`)' -r
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l state-dir -d 'Where earlier settings are remembered so --undo can restore them' -r -F
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l check -d 'Report what differs and exit 1 if anything does (2 on errors); change nothing'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -l undo -d 'Revert what `setup director` changed (as the state file records it; the configuration is not read)'
-complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -s h -l help -d 'Print help'
+complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from director" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from help" -f -a "realserver" -d 'A real server: the VIP on lo (DR) or on a tunnel device (TUN), ARP settings'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from help" -f -a "director" -d 'The director: the configured VIPs on `[director] interface` (announced by gratuitous ARP as they are added); IP forwarding for NAT; with `via_vip` checks, `accept_local=1` and `rp_filter=0` on the interfaces toward those servers (and `all.rp_filter=0`)'
 complete -c lvs-hc -n "__fish_lvs_hc_using_subcommand setup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -5,7 +5,9 @@
 //! look like, [`observe`] reads what it looks like through a [`System`], [`plan::plan`] lists
 //! the changes, and [`run`] prints them (`--check`) or makes them, remembering in a state file
 //! what it changed so `--undo` ([`plan::plan_undo`]) reverts exactly that. The director's
-//! VIPs are announced (gratuitous ARP) as they are added.
+//! VIPs are announced (gratuitous ARP) as they are added. One of a pair of directors (`[sync]`)
+//! holds no VIPs of setup's making (VRRP moves them) and gets IPVS's sync and failover
+//! settings instead ([`plan::pair_settings`]).
 
 pub mod plan;
 pub mod state;
@@ -15,7 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use lvs_hc_core::config::{is_interface_name, INTERFACE_NAME_RULE};
+use lvs_hc_core::config::{is_interface_name, SyncSettings, INTERFACE_NAME_RULE};
+use lvs_hc_core::Config;
 
 use crate::cli::{SetupMode, SetupRole};
 pub use plan::{Change, Desired, Observed, Record};
@@ -82,6 +85,24 @@ pub enum SetupError {
     /// A name given as an interface is not one.
     #[error("--interface: `{0}` is not an interface name ({INTERFACE_NAME_RULE})")]
     BadInterfaceName(String),
+    /// One of a pair of directors (`[sync]`) was given an interface to hold the VIPs on: VRRP
+    /// holds them on the active director only, so both would hold them. Remove the interface.
+    #[error(
+        "{config}: with `[sync]` this director is one of a pair, whose VIPs belong to VRRP \
+         (keepalived's `virtual_ipaddress`), which holds them on the active director only; \
+         putting them on `{interface}` (from {from}) as well would hold them on both directors \
+         at once, a split brain. {fix} (nothing was changed)"
+    )]
+    PairVips {
+        /// The configuration file.
+        config: PathBuf,
+        /// The interface named.
+        interface: String,
+        /// Where the name came from.
+        from: String,
+        /// What to do.
+        fix: &'static str,
+    },
     /// The director has no interface to put the VIPs on.
     #[error(
         "{config}: no interface for the virtual IPs: set `interface` in the `[director]` table \
@@ -98,8 +119,9 @@ pub enum SetupError {
     /// and key.
     #[error(transparent)]
     Config(#[from] crate::LoadError),
-    /// Standard output could not be written (a reader that stopped reading): what was
-    /// changed is in the state file, and `--check` shows where the machine stands.
+    /// Standard output (or standard error, for a note) could not be written (a reader that
+    /// stopped reading): what was changed is in the state file, and `--check` shows where the
+    /// machine stands.
     #[error(transparent)]
     Output(std::io::Error),
     /// A setting under /proc/sys could not be read or written.
@@ -262,36 +284,152 @@ fn setup(role: SetupRole) -> Result<ExitCode, SetupError> {
                 run(&mut sys, &Desired::default(), action, &state, &mut out)?
             } else {
                 let cfg = crate::load_config(&config)?;
-                let (iface, from) = match (interface, &cfg.director.interface) {
-                    (Some(i), _) if !is_interface_name(&i) => {
-                        return Err(SetupError::BadInterfaceName(i))
-                    }
-                    (Some(i), _) => (i, "--interface".to_string()),
-                    (None, Some(i)) => (
-                        i.clone(),
-                        format!("`[director] interface` in {}", config.display()),
-                    ),
-                    (None, None) => return Err(SetupError::NoInterface { config }),
-                };
-                if sys.link(&iface)?.is_none() {
-                    return Err(SetupError::DirectorInterfaceMissing { name: iface, from });
-                }
-                let toward_servers = toward_servers(&mut sys, &cfg, &iface)?;
-                let (mut desired, skipped) =
-                    plan::director(&cfg, &iface, &toward_servers).map_err(SetupError::Plan)?;
-                keep_reverse_path_filtering(&mut sys, &mut desired, &toward_servers)?;
-                for svc in skipped {
-                    eprintln!(
-                        "note: {} left out: a fwmark service matches packets by firewall mark, \
-                         not by one address, so its addresses are not put on {iface}",
-                        svc.label()
-                    );
-                }
+                let notes = &mut std::io::stderr().lock();
+                let desired = director(&mut sys, &cfg, &config, interface, notes)?;
                 run(&mut sys, &desired, action, &state, &mut out)?
             }
         }
     };
     Ok(outcome.exit_code())
+}
+
+/// The settings `setup director` wants for `config` (read from `path`), checked against the
+/// machine: the VIPs on `--interface` (`interface`) or `[director] interface`, or on no
+/// interface for one of a pair; the interfaces named must exist. What setup leaves alone but
+/// the operator should know of is written to `notes` (standard error), one `note:` a line.
+pub fn director(
+    sys: &mut dyn System,
+    config: &Config,
+    path: &Path,
+    interface: Option<String>,
+    notes: &mut dyn Write,
+) -> Result<Desired, SetupError> {
+    let vips_on = vip_interface(config, path, interface)?;
+    if let Some((iface, from)) = &vips_on {
+        if sys.link(iface)?.is_none() {
+            return Err(SetupError::DirectorInterfaceMissing {
+                name: iface.clone(),
+                from: from.clone(),
+            });
+        }
+    }
+    if let Some(sync) = &config.sync {
+        sync_interface(sys, sync, path, notes)?;
+    }
+    let iface = vips_on.as_ref().map(|(i, _)| i.as_str());
+    let toward_servers = toward_servers(sys, config, iface)?;
+    let (mut desired, skipped) =
+        plan::director(config, iface, &toward_servers).map_err(SetupError::Plan)?;
+    keep_reverse_path_filtering(sys, &mut desired, &toward_servers)?;
+    // Only a director that holds its VIPs leaves services out.
+    for svc in skipped {
+        note(
+            notes,
+            format_args!(
+                "{} left out: a fwmark service matches packets by firewall mark, not by one \
+                 address, so its addresses are not put on {}",
+                svc.label(),
+                iface.unwrap_or("an interface")
+            ),
+        )?;
+    }
+    Ok(desired)
+}
+
+/// Where the director's VIPs go, and where that name came from: `--interface`, else
+/// `[director] interface`. One of a pair (`[sync]`) puts them nowhere, and refuses either:
+/// VRRP holds them on the active director only.
+fn vip_interface(
+    config: &Config,
+    path: &Path,
+    interface: Option<String>,
+) -> Result<Option<(String, String)>, SetupError> {
+    let from_config = || format!("`[director] interface` in {}", path.display());
+    if config.sync.is_some() {
+        let pair_vips = |interface: String, from: String, fix| SetupError::PairVips {
+            config: path.to_path_buf(),
+            interface,
+            from,
+            fix,
+        };
+        return match (interface, &config.director.interface) {
+            (Some(i), _) => Err(pair_vips(
+                i,
+                "--interface".to_string(),
+                "Leave out --interface.",
+            )),
+            (None, Some(i)) => Err(pair_vips(
+                i.clone(),
+                from_config(),
+                "Remove `interface` from the `[director]` table.",
+            )),
+            (None, None) => Ok(None),
+        };
+    }
+    match (interface, &config.director.interface) {
+        (Some(i), _) if !is_interface_name(&i) => Err(SetupError::BadInterfaceName(i)),
+        (Some(i), _) => Ok(Some((i, "--interface".to_string()))),
+        (None, Some(i)) => Ok(Some((i.clone(), from_config()))),
+        (None, None) => Err(SetupError::NoInterface {
+            config: path.to_path_buf(),
+        }),
+    }
+}
+
+/// The interface of `[sync]` must exist. Setup does not change it (it may carry the
+/// director's own traffic), so what keeps the sync daemons from working over it is a note:
+/// down; multicast off (the messages are multicast); for an IPv4 group, no IPv4 address (the
+/// kernel's master daemon then sends from another interface's address, which the other
+/// director's reverse-path filter may drop).
+fn sync_interface(
+    sys: &mut dyn System,
+    sync: &SyncSettings,
+    path: &Path,
+    notes: &mut dyn Write,
+) -> Result<(), SetupError> {
+    let dev = &sync.interface;
+    let Some(state) = sys.link(dev)? else {
+        return Err(SetupError::DirectorInterfaceMissing {
+            name: dev.clone(),
+            from: format!("`[sync] interface` in {}", path.display()),
+        });
+    };
+    if state == plan::LinkState::Down {
+        note(
+            notes,
+            format_args!(
+                "{dev} ([sync] interface) is down: the sync daemons send and receive nothing \
+                 over it until it is up (`ip link set {dev} up`)"
+            ),
+        )?;
+    }
+    if !sys.multicast(dev)? {
+        note(
+            notes,
+            format_args!(
+                "{dev} ([sync] interface) has multicast off, and the sync messages are \
+                 multicast: `ip link set {dev} multicast on`"
+            ),
+        )?;
+    }
+    let ipv6_group = sync.group.is_some_and(|g| g.is_ipv6());
+    if !ipv6_group && !sys.addresses(dev)?.iter().any(|a| a.ip.is_ipv4()) {
+        note(
+            notes,
+            format_args!(
+                "{dev} ([sync] interface) has no IPv4 address: the master sync daemon then \
+                 sends from another interface's address, which the other director's \
+                 reverse-path filter may drop; give {dev} an address on the link the \
+                 directors share"
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes `note: TEXT` on `notes`.
+fn note(notes: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), SetupError> {
+    writeln!(notes, "note: {text}").map_err(SetupError::Output)
 }
 
 /// When the plan turns `net.ipv4.conf.all.rp_filter` off (for replies to probes through the
@@ -326,12 +464,12 @@ fn keep_reverse_path_filtering(
 }
 
 /// The interfaces the replies of the servers probed through their VIP come in by: the route
-/// to each (`interface`, the VIPs' own, for one without a route; never `lo`, for a server on
-/// this very machine).
+/// to each (`interface`, the VIPs' own, for one without a route, if setup puts them on one;
+/// never `lo`, for a server on this very machine).
 pub fn toward_servers(
     sys: &mut dyn System,
-    config: &lvs_hc_core::Config,
-    interface: &str,
+    config: &Config,
+    interface: Option<&str>,
 ) -> Result<std::collections::BTreeSet<String>, SetupError> {
     let mut devs = std::collections::BTreeSet::new();
     for ip in plan::via_vip_servers(config) {
@@ -341,7 +479,7 @@ pub fn toward_servers(
                 devs.insert(dev);
             }
             _ => {
-                devs.insert(interface.to_string());
+                devs.extend(interface.map(str::to_string));
             }
         }
     }
@@ -466,6 +604,17 @@ pub fn run(
                 return Ok(Outcome::InPlace);
             };
             let obs = observe(sys, &Desired::default(), &record)?;
+            for (key, earlier) in &record.sysctls {
+                if key.ipvs_setting().is_some() && !obs.sysctls.contains_key(key) {
+                    line(
+                        out,
+                        format_args!(
+                            "note: {key} not restored to {earlier}: ip_vs is not loaded, and \
+                             its settings start from the kernel's defaults when it loads"
+                        ),
+                    )?;
+                }
+            }
             let changes = plan::plan_undo(&record, &obs);
             if changes.is_empty() {
                 line(out, "nothing to undo")?;

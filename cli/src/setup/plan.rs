@@ -7,7 +7,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
-use lvs_hc_core::config::{is_interface_name, VirtualService, INTERFACE_NAME_RULE};
+use lvs_hc_core::config::{is_interface_name, SyncSettings, VirtualService, INTERFACE_NAME_RULE};
+use lvs_hc_core::sync::SyncRole;
 use lvs_hc_core::table::{Family, Forward, ServiceKey};
 use lvs_hc_core::Config;
 
@@ -112,10 +113,11 @@ impl VipProblem {
 /// (`net/ipv4/conf/all/arp_ignore`) and shown the way sysctl(8) names it
 /// (`net.ipv4.conf.all.arp_ignore`).
 ///
-/// Only the settings setup writes can be made: a [`ConfSetting`] of a device, or a
-/// [`GlobalSetting`]; [`Sysctl::from_dotted`] accepts exactly those. A device in the path is
-/// always an interface name, so the path is relative and never holds `..`, an empty component
-/// or a NUL: joined to /proc/sys it stays there, whatever a state file says.
+/// Only the settings setup writes can be made: a [`ConfSetting`] of a device, a
+/// [`GlobalSetting`] or an [`IpvsSetting`]; [`Sysctl::from_dotted`] accepts exactly those. A
+/// device in the path is always an interface name, so the path is relative and never holds
+/// `..`, an empty component or a NUL: joined to /proc/sys it stays there, whatever a state file
+/// says.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sysctl(String);
 
@@ -175,6 +177,67 @@ impl GlobalSetting {
     }
 }
 
+/// A setting of the kernel's IPVS that setup writes for one of a pair of directors
+/// (`net.ipv4.vs.<name>`; [`pair_settings`] says why each). They exist once the ip_vs module
+/// is loaded, in every network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpvsSetting {
+    /// `backup_only`: whether a director running the backup sync daemon stops balancing.
+    BackupOnly,
+    /// `expire_nodest_conn`: whether a connection to a removed server ends at its next packet.
+    ExpireNodestConn,
+    /// `expire_quiescent_template`: whether a persistence template to a server at weight 0
+    /// expires when it would be used.
+    ExpireQuiescentTemplate,
+    /// `sync_persist_mode`: whether the connections of persistent services are synced (0) or
+    /// only their templates (1).
+    SyncPersistMode,
+    /// `sync_refresh_period`: seconds after which a connection is synced again.
+    SyncRefreshPeriod,
+    /// `sync_threshold`: two integers, `threshold period`: a connection is synced when its
+    /// incoming packets modulo `period` equal `threshold` (`period` 0: not by packets).
+    SyncThreshold,
+    /// `sync_version`: the sync protocol version sent.
+    SyncVersion,
+}
+
+impl IpvsSetting {
+    /// Every IPVS setting setup writes, and so every one a state file may name.
+    pub const ALL: [IpvsSetting; 7] = [
+        IpvsSetting::BackupOnly,
+        IpvsSetting::ExpireNodestConn,
+        IpvsSetting::ExpireQuiescentTemplate,
+        IpvsSetting::SyncPersistMode,
+        IpvsSetting::SyncRefreshPeriod,
+        IpvsSetting::SyncThreshold,
+        IpvsSetting::SyncVersion,
+    ];
+
+    /// The file name under `net/ipv4/vs/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IpvsSetting::BackupOnly => "backup_only",
+            IpvsSetting::ExpireNodestConn => "expire_nodest_conn",
+            IpvsSetting::ExpireQuiescentTemplate => "expire_quiescent_template",
+            IpvsSetting::SyncPersistMode => "sync_persist_mode",
+            IpvsSetting::SyncRefreshPeriod => "sync_refresh_period",
+            IpvsSetting::SyncThreshold => "sync_threshold",
+            IpvsSetting::SyncVersion => "sync_version",
+        }
+    }
+
+    /// How many integers its value holds: 2 for `sync_threshold`, 1 for the others.
+    pub fn arity(self) -> usize {
+        match self {
+            IpvsSetting::SyncThreshold => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The directory of the IPVS settings under /proc/sys, which the ip_vs module creates.
+pub const IPVS_SYSCTL_DIR: &str = "net/ipv4/vs";
+
 impl Sysctl {
     /// `net/ipv4/conf/<dev>/<setting>`.
     ///
@@ -193,6 +256,24 @@ impl Sysctl {
     /// A machine-wide setting.
     pub fn global(setting: GlobalSetting) -> Sysctl {
         Sysctl(setting.path().to_string())
+    }
+
+    /// `net/ipv4/vs/<setting>`.
+    pub fn ipvs(setting: IpvsSetting) -> Sysctl {
+        Sysctl(format!("{IPVS_SYSCTL_DIR}/{}", setting.name()))
+    }
+
+    /// The IPVS setting this is, if it is one (it exists only while ip_vs is loaded).
+    pub fn ipvs_setting(&self) -> Option<IpvsSetting> {
+        IpvsSetting::ALL
+            .into_iter()
+            .find(|s| Sysctl::ipvs(*s) == *self)
+    }
+
+    /// How many integers its value holds, separated by one space (as `observe` reads it): 2
+    /// for `net.ipv4.vs.sync_threshold`, 1 for the others.
+    pub fn arity(&self) -> usize {
+        self.ipvs_setting().map_or(1, IpvsSetting::arity)
     }
 
     /// The path under /proc/sys: relative, without `..` (see [`Sysctl`]).
@@ -227,17 +308,24 @@ impl Sysctl {
             .find(|g| Sysctl::global(*g).to_string() == name)
         {
             Sysctl::global(g)
+        } else if let Some(s) = IpvsSetting::ALL
+            .into_iter()
+            .find(|s| Sysctl::ipvs(*s).to_string() == name)
+        {
+            Sysctl::ipvs(s)
         } else {
             let not_managed = || {
                 let conf: Vec<&str> = ConfSetting::ALL.iter().map(|c| c.name()).collect();
+                let ipvs: Vec<&str> = IpvsSetting::ALL.iter().map(|s| s.name()).collect();
                 let global: Vec<String> = GlobalSetting::ALL
                     .iter()
                     .map(|g| Sysctl::global(*g).to_string())
                     .collect();
                 format!(
                     "`{name}` is not a setting setup writes (it writes \
-                     net.ipv4.conf.<device>.{{{}}}, {})",
+                     net.ipv4.conf.<device>.{{{}}}, net.ipv4.vs.{{{}}}, {})",
                     conf.join(","),
+                    ipvs.join(","),
                     global.join(" and ")
                 )
             };
@@ -357,6 +445,9 @@ pub struct Desired {
     pub addresses: Vec<(String, IfAddr)>,
     /// Settings and their values.
     pub sysctls: Vec<(Sysctl, String)>,
+    /// Why a setting is wanted, for those whose reason the plan shows (a pair's:
+    /// [`pair_settings`]).
+    pub reasons: BTreeMap<Sysctl, &'static str>,
     /// Whether an address added is announced (gratuitous ARP; IPv6: unsolicited neighbour
     /// advertisement), so that neighbours' caches move to this machine: the director's VIPs.
     pub announce: bool,
@@ -369,8 +460,10 @@ pub struct Observed {
     pub links: BTreeMap<String, LinkState>,
     /// Addresses per existing device.
     pub addresses: BTreeMap<String, Vec<IfAddr>>,
-    /// Settings' current values (trimmed). For a device that does not exist yet, the value it
-    /// will start with (that of `default`); a missing key is a setting the kernel lacks.
+    /// Settings' current values (trimmed; the integers of a vector such as
+    /// `net.ipv4.vs.sync_threshold` separated by one space). For a device that does not exist
+    /// yet, the value it will start with (that of `default`); a missing key is a setting the
+    /// kernel lacks.
     pub sysctls: BTreeMap<Sysctl, String>,
 }
 
@@ -419,6 +512,8 @@ pub enum Change {
         from: String,
         /// Its value after.
         to: String,
+        /// Why, when the plan says (the settings of one of a pair of directors).
+        why: Option<&'static str>,
     },
 }
 
@@ -433,7 +528,9 @@ impl Change {
             Change::DeleteLink { name } => format!("{name} exists"),
             Change::AddAddress { dev, addr } => format!("{addr} is not on {dev}"),
             Change::DelAddress { dev, addr } => format!("{addr} is on {dev}"),
-            Change::SetSysctl { key, from, to } => format!("{key} is {from}, should be {to}"),
+            Change::SetSysctl { key, from, to, why } => {
+                format!("{key} is {from}, should be {to}{}", Because(*why))
+            }
         }
     }
 }
@@ -446,7 +543,21 @@ impl fmt::Display for Change {
             Change::DeleteLink { name } => write!(f, "deleted {name}"),
             Change::AddAddress { dev, addr } => write!(f, "added {addr} to {dev}"),
             Change::DelAddress { dev, addr } => write!(f, "removed {addr} from {dev}"),
-            Change::SetSysctl { key, from, to } => write!(f, "{key}: {from} -> {to}"),
+            Change::SetSysctl { key, from, to, why } => {
+                write!(f, "{key}: {from} -> {to}{}", Because(*why))
+            }
+        }
+    }
+}
+
+/// A change's reason as the plan prints it after the change: ` (reason)`, or nothing.
+struct Because(Option<&'static str>);
+
+impl fmt::Display for Because {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(why) => write!(f, " ({why})"),
+            None => Ok(()),
         }
     }
 }
@@ -461,6 +572,13 @@ pub enum PlanError {
     /// The kernel has no such setting (a module is missing, or IPv6 is disabled).
     #[error("the kernel has no setting {0} (/proc/sys/{path})", path = .0.as_path())]
     NoSuchSysctl(Sysctl),
+    /// The IPVS settings are missing altogether: the ip_vs module is not loaded.
+    #[error(
+        "the kernel has no setting {0}: /proc/sys/{IPVS_SYSCTL_DIR} exists only once the ip_vs \
+         module is loaded; load ip_vs first (`modprobe ip_vs`; at boot: a line `ip_vs` in \
+         /etc/modules-load.d/ipvs.conf) and run setup again (nothing was changed)"
+    )]
+    IpvsNotLoaded(Sysctl),
     /// A `--vip` is no address a client can reach this server by: pass the VIP.
     #[error(
         "--vip {ip}: {kind} VIP cannot be set up on {dev} ({reason}); pass the address clients \
@@ -520,16 +638,22 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Change>, PlanE
         }
     }
     let mut sysctls = Vec::new();
+    // Not one IPVS setting: the module is not loaded (rather than a kernel without one).
+    let ipvs_loaded = observed.sysctls.keys().any(|k| k.ipvs_setting().is_some());
     for (key, want) in &desired.sysctls {
-        let have = observed
-            .sysctls
-            .get(key)
-            .ok_or_else(|| PlanError::NoSuchSysctl(key.clone()))?;
+        let have = observed.sysctls.get(key).ok_or_else(|| {
+            if key.ipvs_setting().is_some() && !ipvs_loaded {
+                PlanError::IpvsNotLoaded(key.clone())
+            } else {
+                PlanError::NoSuchSysctl(key.clone())
+            }
+        })?;
         if have != want {
             sysctls.push(Change::SetSysctl {
                 key: key.clone(),
                 from: have.clone(),
                 to: want.clone(),
+                why: desired.reasons.get(key).copied(),
             });
         }
     }
@@ -643,6 +767,7 @@ pub fn plan_undo(record: &Record, observed: &Observed) -> Vec<Change> {
                 key: key.clone(),
                 from: now.clone(),
                 to: original.clone(),
+                why: None,
             }),
             _ => {}
         }
@@ -759,9 +884,11 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Result<Desired, Plan
 /// The director's settings, and the services they leave out (fwmark services: netfilter marks
 /// their packets, whatever addresses those are, so there is no one VIP to hold).
 ///
-/// Every service address on `interface` as a host address; `net.ipv4.ip_forward=1` when an
-/// IPv4 service has a NAT server (replies come back through the director, which must route
-/// them), `net.ipv6.conf.all.forwarding=1` likewise for IPv6. DR and TUN need no forwarding.
+/// With `vips_on`, every service address on that interface as a host address, announced as it
+/// is added; `None` leaves the VIPs to something else (keepalived's VRRP on a pair: see below).
+/// `net.ipv4.ip_forward=1` when an IPv4 service has a NAT server (replies come back through
+/// the director, which must route them), `net.ipv6.conf.all.forwarding=1` likewise for IPv6.
+/// DR and TUN need no forwarding.
 ///
 /// With probes through the VIP (`via_vip` on any check), on each interface of
 /// `toward_servers` (where the replies of those servers come in): `accept_local=1` and
@@ -778,23 +905,21 @@ pub fn realserver(vips: &[IpAddr], mode: RealServerMode) -> Result<Desired, Plan
 /// nothing: it has neither setting, and its input path does not drop a packet for coming
 /// from one of the machine's own addresses.
 ///
+/// With `[sync]` the director is one of a pair, and IPVS's own settings matter
+/// ([`pair_settings`], each with the reason the plan shows).
+///
 /// A service address that is unspecified, loopback, multicast or the broadcast address is
-/// refused ([`VipProblem`]): the daemon can run a service on 127.0.0.1, but there is nothing to
-/// set up for it on `interface`.
+/// refused ([`VipProblem`]) when it would go on `vips_on`: the daemon can run a service on
+/// 127.0.0.1, but there is nothing to set up for it on an interface.
 pub fn director<'a>(
     config: &'a Config,
-    interface: &str,
+    vips_on: Option<&str>,
     toward_servers: &BTreeSet<String>,
 ) -> Result<(Desired, Vec<&'a VirtualService>), PlanError> {
     let mut d = Desired {
-        announce: true,
+        announce: vips_on.is_some(),
         ..Desired::default()
     };
-    d.links.push(LinkWant {
-        name: interface.to_string(),
-        create: None,
-        raise: false,
-    });
     let mut vips = BTreeSet::new();
     let mut skipped = Vec::new();
     let mut nat = BTreeSet::new();
@@ -807,6 +932,9 @@ pub fn director<'a>(
         if uses_nat {
             nat.insert(svc.key.family());
         }
+        let Some(interface) = vips_on else {
+            continue;
+        };
         match svc.key {
             ServiceKey::Fwmark { .. } => skipped.push(svc),
             ServiceKey::Tcp(a) | ServiceKey::Udp(a) | ServiceKey::Sctp(a) => {
@@ -821,8 +949,15 @@ pub fn director<'a>(
             }
         }
     }
-    for ip in vips {
-        d.addresses.push((interface.to_string(), IfAddr::host(ip)));
+    if let Some(interface) = vips_on {
+        d.links.push(LinkWant {
+            name: interface.to_string(),
+            create: None,
+            raise: false,
+        });
+        for ip in vips {
+            d.addresses.push((interface.to_string(), IfAddr::host(ip)));
+        }
     }
     if nat.contains(&Family::Ipv4) {
         d.sysctls
@@ -855,7 +990,113 @@ pub fn director<'a>(
             ));
         }
     }
+    if let Some(sync) = &config.sync {
+        for (setting, value, why) in pair_settings(config, sync) {
+            let key = Sysctl::ipvs(setting);
+            d.reasons.insert(key.clone(), why);
+            d.sysctls.push((key, value.to_string()));
+        }
+    }
     Ok((d, skipped))
+}
+
+/// What one of a pair of directors (`[sync]`) needs from IPVS, as (setting, value, reason):
+/// the reason is what the plan prints beside the change. From the kernel's
+/// Documentation/networking/ipvs-sysctl.rst and net/netfilter/ipvs/ip_vs_sync.c
+/// (`ip_vs_sync_conn_needed`):
+///
+/// - A synced connection lives on the standby for its timeout from the last message (900 s
+///   for an established TCP connection). By default (`sync_threshold` `3 50`) a connection is
+///   synced at its 3rd incoming packet and every 50th after: one that sends less often than
+///   every 18 s loses its copy on the standby, and fails over to nothing. So the master
+///   syncs by time instead: `sync_threshold` `3 0` (no packet period) and
+///   `sync_refresh_period` 10: a connection is synced at its first packet once established
+///   and again at its first packet 10 s after its last sync, however seldom it sends; a busy
+///   one costs one message each 10 s instead of one each 50 packets. State changes (closing)
+///   are synced at once either way.
+/// - `sync_version` 1: version 0 carries only IPv4, without firewall marks, persistence data
+///   or timeouts. 1 is the kernel's default; it is written only where something set 0.
+/// - `backup_only` 0 where a backup daemon runs: with 1 the kernel stops balancing on a
+///   director whose backup daemon runs, and with `role = "both"` the active one runs it too.
+/// - `expire_nodest_conn` 1: a connection to a server lvs-hc removed (its checks failed) ends
+///   at its next packet, so the client reconnects to a live server instead of retransmitting
+///   into nothing until it gives up. A drained server (weight 0) stays in the table and keeps
+///   its connections.
+/// - With persistence: `expire_quiescent_template` 1 (a client persistent to a server drained
+///   to weight 0 is scheduled afresh at its next connection, rather than held there by its
+///   template, which the standby receives too), and, where a master runs,
+///   `sync_persist_mode` 0 (1 syncs only the templates of persistent services, not their
+///   connections, which then break at failover).
+///
+/// Left alone: `conntrack` (it keeps netfilter's entries for IPVS connections for stateful
+/// firewall rules; sync copies IPVS connections, not netfilter's, and failover does not need
+/// them); `sync_retries` (a lost message is made good by the next refresh);
+/// `sync_ports`, `sync_qlen_max`, `sync_sock_size` (throughput; `sync_ports` must be equal on
+/// both directors, and is by default). The master-side settings are written only where the
+/// master daemon runs, `backup_only` only where the backup daemon does.
+pub fn pair_settings(
+    config: &Config,
+    sync: &SyncSettings,
+) -> Vec<(IpvsSetting, &'static str, &'static str)> {
+    let master = sync.roles.contains(&SyncRole::Master);
+    let backup = sync.roles.contains(&SyncRole::Backup);
+    let persistent = config
+        .services
+        .iter()
+        .any(|s| s.params.persistence.is_some());
+    let mut settings = Vec::new();
+    if master {
+        settings.push((
+            IpvsSetting::SyncVersion,
+            "1",
+            "version 1 syncs IPv6 and firewall-mark connections, persistence data and \
+             timeouts; version 0 does not",
+        ));
+        // Before the threshold: never a moment with neither a packet period nor a time.
+        settings.push((
+            IpvsSetting::SyncRefreshPeriod,
+            "10",
+            "a connection is synced again at its first packet 10 s after the last sync, however \
+             seldom it sends, so the standby's copy never expires under a live connection",
+        ));
+        settings.push((
+            IpvsSetting::SyncThreshold,
+            "3 0",
+            "sync_period 0: sync by time, not at every 50th packet, which a connection sending \
+             less than every 18 s reaches after the standby's copy (900 s) expired",
+        ));
+    }
+    if backup {
+        settings.push((
+            IpvsSetting::BackupOnly,
+            "0",
+            "with 1 a director running the backup sync daemon stops balancing, and with role \
+             both the active one runs it too",
+        ));
+    }
+    settings.push((
+        IpvsSetting::ExpireNodestConn,
+        "1",
+        "a connection to a server lvs-hc removed ends at its next packet, so the client \
+         reconnects instead of hanging; a drained server keeps its connections",
+    ));
+    if persistent {
+        settings.push((
+            IpvsSetting::ExpireQuiescentTemplate,
+            "1",
+            "a persistent client of a server drained to weight 0 goes to another server at its \
+             next connection instead of being held by its template, which the standby has too",
+        ));
+        if master {
+            settings.push((
+                IpvsSetting::SyncPersistMode,
+                "0",
+                "mode 1 syncs only the templates of persistent services, not their connections, \
+                 which would break at failover",
+            ));
+        }
+    }
+    settings
 }
 
 /// The IPv4 addresses of the servers probed through their VIP (`via_vip`), whose replies need
@@ -1093,12 +1334,14 @@ mod tests {
             key: key.clone(),
             from: "0".into(),
             to: "1".into(),
+            why: None,
         });
         // Someone set it to 2 by hand; setup sets it back to 1.
         record.remember(&Change::SetSysctl {
             key: key.clone(),
             from: "2".into(),
             to: "1".into(),
+            why: None,
         });
         assert_eq!(record.sysctls[&key], "0");
     }
@@ -1142,7 +1385,7 @@ address = "[2001:db8::101]:80"
 address = "[2001:db8::179]:80"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0", &BTreeSet::new()).unwrap();
+        let (d, skipped) = director(&cfg, Some("eth0"), &BTreeSet::new()).unwrap();
         assert!(skipped.is_empty());
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -1171,7 +1414,7 @@ port = 80
 address = "192.168.0.179"
 "#,
         );
-        let (d, skipped) = director(&cfg, "eth0", &BTreeSet::new()).unwrap();
+        let (d, skipped) = director(&cfg, Some("eth0"), &BTreeSet::new()).unwrap();
         assert_eq!(skipped.len(), 1);
         assert_eq!(
             lines(&plan(&d, &director_observed()).unwrap()),
@@ -1187,11 +1430,221 @@ address = "192.168.0.179"
         let cfg = config(
             "[[service]]\naddress = \"192.168.0.101:80\"\n[[service.server]]\naddress = \"192.168.0.179:80\"\n",
         );
-        let (d, _) = director(&cfg, "eth9", &BTreeSet::new()).unwrap();
+        let (d, _) = director(&cfg, Some("eth9"), &BTreeSet::new()).unwrap();
         assert_eq!(
             plan(&d, &director_observed()).unwrap_err().to_string(),
             "interface `eth9` does not exist (see `ip link`)"
         );
+    }
+
+    /// One of a pair: `[sync]` (both daemons unless `role` says otherwise) and the seed's
+    /// service, `extra` added to the service.
+    fn pair_config(sync: &str, extra: &str) -> Config {
+        config(&format!(
+            "[sync]\ninterface = \"eth1\"\n{sync}\n[[service]]\naddress = \"192.168.0.101:80\"\n\
+             {extra}\n[[service.server]]\naddress = \"192.168.0.179:80\"\n"
+        ))
+    }
+
+    /// `director_observed()` with ip_vs loaded: its settings at the kernel's defaults.
+    fn ipvs_defaults() -> Observed {
+        let mut o = director_observed();
+        for (setting, value) in [
+            (IpvsSetting::BackupOnly, "0"),
+            (IpvsSetting::ExpireNodestConn, "0"),
+            (IpvsSetting::ExpireQuiescentTemplate, "0"),
+            (IpvsSetting::SyncPersistMode, "0"),
+            (IpvsSetting::SyncRefreshPeriod, "0"),
+            (IpvsSetting::SyncThreshold, "3 50"),
+            (IpvsSetting::SyncVersion, "1"),
+        ] {
+            o.sysctls.insert(Sysctl::ipvs(setting), value.into());
+        }
+        o
+    }
+
+    /// The settings a pair's plan changes, without their reasons.
+    fn keys_changed(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| match c {
+                Change::SetSysctl { key, from, to, .. } => format!("{key}: {from} -> {to}"),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pair_puts_no_vip_anywhere_and_syncs_connections_by_time() {
+        let cfg = pair_config("", "");
+        let (d, skipped) = director(&cfg, None, &BTreeSet::new()).unwrap();
+        assert!(skipped.is_empty());
+        assert!(d.links.is_empty() && d.addresses.is_empty(), "{d:?}");
+        assert!(!d.announce);
+        let changes = plan(&d, &ipvs_defaults()).unwrap();
+        assert_eq!(
+            lines(&changes),
+            [
+                "net.ipv4.vs.sync_refresh_period: 0 -> 10 (a connection is synced again at its \
+                 first packet 10 s after the last sync, however seldom it sends, so the \
+                 standby's copy never expires under a live connection)",
+                "net.ipv4.vs.sync_threshold: 3 50 -> 3 0 (sync_period 0: sync by time, not at \
+                 every 50th packet, which a connection sending less than every 18 s reaches \
+                 after the standby's copy (900 s) expired)",
+                "net.ipv4.vs.expire_nodest_conn: 0 -> 1 (a connection to a server lvs-hc \
+                 removed ends at its next packet, so the client reconnects instead of \
+                 hanging; a drained server keeps its connections)",
+            ]
+        );
+        assert_eq!(
+            changes[2].drift(),
+            "net.ipv4.vs.expire_nodest_conn is 0, should be 1 (a connection to a server lvs-hc \
+             removed ends at its next packet, so the client reconnects instead of hanging; a \
+             drained server keeps its connections)"
+        );
+        // Every setting of a pair says why.
+        for (key, _) in &d.sysctls {
+            assert!(d.reasons.contains_key(key), "{key} has no reason");
+        }
+        assert_eq!(plan(&d, &after(ipvs_defaults(), &changes)).unwrap(), []);
+    }
+
+    #[test]
+    fn a_pair_repairs_settings_that_break_sync_or_failover() {
+        let cfg = pair_config("", "");
+        let (d, _) = director(&cfg, None, &BTreeSet::new()).unwrap();
+        let mut o = ipvs_defaults();
+        o.sysctls
+            .insert(Sysctl::ipvs(IpvsSetting::SyncVersion), "0".into());
+        o.sysctls
+            .insert(Sysctl::ipvs(IpvsSetting::BackupOnly), "1".into());
+        let changes = keys_changed(&plan(&d, &o).unwrap());
+        assert!(
+            changes.contains(&"net.ipv4.vs.sync_version: 0 -> 1".to_string()),
+            "{changes:?}"
+        );
+        assert!(
+            changes.contains(&"net.ipv4.vs.backup_only: 1 -> 0".to_string()),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn a_pair_with_persistence_expires_quiescent_templates_and_syncs_connections() {
+        let cfg = pair_config("", "persistence = \"300s\"");
+        let (d, _) = director(&cfg, None, &BTreeSet::new()).unwrap();
+        let mut o = ipvs_defaults();
+        o.sysctls
+            .insert(Sysctl::ipvs(IpvsSetting::SyncPersistMode), "1".into());
+        assert_eq!(
+            keys_changed(&plan(&d, &o).unwrap()),
+            [
+                "net.ipv4.vs.sync_refresh_period: 0 -> 10",
+                "net.ipv4.vs.sync_threshold: 3 50 -> 3 0",
+                "net.ipv4.vs.expire_nodest_conn: 0 -> 1",
+                "net.ipv4.vs.expire_quiescent_template: 0 -> 1",
+                "net.ipv4.vs.sync_persist_mode: 1 -> 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pair_writes_the_settings_of_the_daemons_it_runs() {
+        let written = |role: &str| -> Vec<String> {
+            let cfg = pair_config(&format!("role = \"{role}\""), "persistence = \"300s\"");
+            let (d, _) = director(&cfg, None, &BTreeSet::new()).unwrap();
+            d.sysctls.iter().map(|(k, _)| k.to_string()).collect()
+        };
+        // A backup only receives: what the master sends is not its business.
+        assert_eq!(
+            written("backup"),
+            [
+                "net.ipv4.vs.backup_only",
+                "net.ipv4.vs.expire_nodest_conn",
+                "net.ipv4.vs.expire_quiescent_template",
+            ]
+        );
+        // Without a backup daemon, backup_only has nothing to act on.
+        assert_eq!(
+            written("master"),
+            [
+                "net.ipv4.vs.sync_version",
+                "net.ipv4.vs.sync_refresh_period",
+                "net.ipv4.vs.sync_threshold",
+                "net.ipv4.vs.expire_nodest_conn",
+                "net.ipv4.vs.expire_quiescent_template",
+                "net.ipv4.vs.sync_persist_mode",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pair_without_ip_vs_loaded_is_told_to_load_it_first() {
+        let cfg = pair_config("", "");
+        let (d, _) = director(&cfg, None, &BTreeSet::new()).unwrap();
+        assert_eq!(
+            plan(&d, &director_observed()).unwrap_err().to_string(),
+            "the kernel has no setting net.ipv4.vs.sync_version: /proc/sys/net/ipv4/vs exists \
+             only once the ip_vs module is loaded; load ip_vs first (`modprobe ip_vs`; at boot: \
+             a line `ip_vs` in /etc/modules-load.d/ipvs.conf) and run setup again (nothing was \
+             changed)"
+        );
+        // With ip_vs loaded, a setting this kernel lacks is just that.
+        let mut o = ipvs_defaults();
+        o.sysctls
+            .remove(&Sysctl::ipvs(IpvsSetting::ExpireNodestConn));
+        assert_eq!(
+            plan(&d, &o).unwrap_err(),
+            PlanError::NoSuchSysctl(Sysctl::ipvs(IpvsSetting::ExpireNodestConn))
+        );
+    }
+
+    #[test]
+    fn a_pair_keeps_the_director_settings_nat_and_via_vip_need() {
+        let cfg = config(
+            r#"
+[sync]
+interface = "eth0"
+[[service]]
+address = "192.168.0.101:80"
+forward = "nat"
+[[service.check]]
+type = "tcp"
+via_vip = true
+[[service.server]]
+address = "10.0.0.2:8080"
+"#,
+        );
+        let toward: BTreeSet<String> = ["eth1".to_string()].into();
+        let (d, _) = director(&cfg, None, &toward).unwrap();
+        let keys: Vec<String> = d.sysctls.iter().map(|(k, _)| k.to_string()).collect();
+        assert_eq!(
+            keys[..4],
+            [
+                "net.ipv4.ip_forward",
+                "net.ipv4.conf.all.rp_filter",
+                "net.ipv4.conf.eth1.accept_local",
+                "net.ipv4.conf.eth1.rp_filter",
+            ]
+        );
+        assert!(d.addresses.is_empty());
+    }
+
+    #[test]
+    fn ipvs_setting_names_read_like_sysctl8_and_are_no_device_settings() {
+        for s in IpvsSetting::ALL {
+            let k = Sysctl::ipvs(s);
+            assert_eq!(k.to_string(), format!("net.ipv4.vs.{}", s.name()));
+            assert_eq!(Sysctl::from_dotted(&k.to_string()), Ok(k.clone()));
+            assert_eq!(k.device(), None);
+            assert_eq!(k.for_new_device(), None);
+            assert_eq!(k.ipvs_setting(), Some(s));
+        }
+        assert_eq!(Sysctl::ipvs(IpvsSetting::SyncThreshold).arity(), 2);
+        assert_eq!(Sysctl::ipvs(IpvsSetting::SyncVersion).arity(), 1);
+        assert_eq!(Sysctl::global(GlobalSetting::Ipv4Forward).arity(), 1);
+        assert!(Sysctl::from_dotted("net.ipv4.vs.conntrack").is_err());
+        assert!(Sysctl::from_dotted("net.ipv4.vs.sync_ports").is_err());
     }
 
     #[test]
@@ -1253,7 +1706,7 @@ address = "192.168.0.179:80"
 "#,
         );
         assert_eq!(
-            director(&cfg, "eth0", &BTreeSet::new())
+            director(&cfg, Some("eth0"), &BTreeSet::new())
                 .unwrap_err()
                 .to_string(),
             "service local (TCP 127.0.0.1:80): a loopback VIP cannot be set up on eth0 \

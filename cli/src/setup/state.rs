@@ -3,7 +3,8 @@
 //! `--undo` does as root what this file says, so a file setup did not write must not make it do
 //! anything setup would not: as the file is read, every entry is checked against what setup
 //! itself changes (the tunnels it creates, the devices it brings up, host addresses that can be
-//! virtual IPs, the settings [`Sysctl`] can name, integer earlier values). Anything else is
+//! virtual IPs, the settings [`Sysctl`] can name, integer earlier values, two for
+//! `net.ipv4.vs.sync_threshold`). Anything else is
 //! refused with the file and line, before anything changes.
 
 use std::collections::BTreeMap;
@@ -256,16 +257,25 @@ fn parse(text: &str) -> Result<Record, Bad> {
                             format!("{key}: {earlier} is not a string, as setup records values"),
                         )
                     })?;
-                    let digits = earlier.strip_prefix('-').unwrap_or(earlier);
-                    if earlier.len() > MAX_VALUE_LEN
-                        || digits.is_empty()
-                        || !digits.bytes().all(|b| b.is_ascii_digit())
-                    {
+                    let integer = |v: &str| {
+                        let digits = v.strip_prefix('-').unwrap_or(v);
+                        v.len() <= MAX_VALUE_LEN
+                            && !digits.is_empty()
+                            && digits.bytes().all(|b| b.is_ascii_digit())
+                    };
+                    let values: Vec<&str> = earlier.split(' ').collect();
+                    if values.len() != key.arity() || !values.iter().all(|v| integer(v)) {
+                        let what = match key.arity() {
+                            1 => format!("an integer of at most {MAX_VALUE_LEN} digits"),
+                            n => format!(
+                                "{n} integers of at most {MAX_VALUE_LEN} digits, one space apart"
+                            ),
+                        };
                         return Err(bad(
                             &at,
                             format!(
-                                "{key}: {} is not an earlier value setup would have recorded (an \
-                                 integer of at most {MAX_VALUE_LEN} digits)",
+                                "{key}: {} is not an earlier value setup would have recorded \
+                                 ({what})",
                                 quoted(earlier)
                             ),
                         ));
@@ -420,6 +430,41 @@ mod tests {
     }
 
     #[test]
+    fn the_sync_threshold_is_recorded_as_its_two_integers_and_nothing_else() {
+        use crate::setup::plan::IpvsSetting;
+        let key = Sysctl::ipvs(IpvsSetting::SyncThreshold);
+        let mut r = Record::default();
+        r.sysctls.insert(key.clone(), "3 50".into());
+        let text = render(&r);
+        assert!(
+            text.contains("\"net.ipv4.vs.sync_threshold\": \"3 50\""),
+            "{text}"
+        );
+        assert_eq!(parse(&text).unwrap(), r);
+        for (earlier, want) in [
+            ("3", "2 integers of at most 20 digits, one space apart"),
+            ("3 50 7", "2 integers of at most 20 digits, one space apart"),
+            ("3\\t50", "2 integers of at most 20 digits, one space apart"),
+            ("3  50", "2 integers of at most 20 digits, one space apart"),
+        ] {
+            let text =
+                format!("{{\"sysctls\": {{\"net.ipv4.vs.sync_threshold\": \"{earlier}\"}}}}");
+            let err = parse(&text).unwrap_err();
+            assert!(
+                err.message.ends_with(&format!("({want})")),
+                "{earlier}: {err:?}"
+            );
+        }
+        // A setting of one integer takes no second.
+        let text = "{\"sysctls\": {\"net.ipv4.vs.sync_version\": \"1 0\"}}";
+        assert_eq!(
+            parse(text).unwrap_err().message,
+            "net.ipv4.vs.sync_version: `1 0` is not an earlier value setup would have recorded \
+             (an integer of at most 20 digits)"
+        );
+    }
+
+    #[test]
     fn save_writes_atomically_and_an_empty_record_removes_the_file() {
         let dir = std::env::temp_dir().join(format!("lvs-hc-state-{}", std::process::id()));
         let path = dir.join("sub").join("setup-realserver.json");
@@ -444,6 +489,8 @@ mod tests {
             err.starts_with(&format!(
                 "state file {}:1: `.etc.shadow` is not a setting setup writes (it writes \
                  net.ipv4.conf.<device>.{{accept_local,arp_announce,arp_ignore,rp_filter}}, \
+                 net.ipv4.vs.{{backup_only,expire_nodest_conn,expire_quiescent_template,\
+                 sync_persist_mode,sync_refresh_period,sync_threshold,sync_version}}, \
                  net.ipv4.ip_forward and net.ipv6.conf.all.forwarding)",
                 path.display()
             )),
@@ -527,10 +574,26 @@ address = "[2001:db8::2]:8080"
             "test.toml",
         )
         .unwrap();
+        let pair = lvs_hc_core::Config::from_toml(
+            r#"
+[sync]
+interface = "eth1"
+[[service]]
+address = "192.168.0.101:80"
+persistence = "300s"
+[[service.server]]
+address = "192.168.0.179:80"
+"#,
+            "test.toml",
+        )
+        .unwrap();
         let desired = [
             realserver(&vips, RealServerMode::Dr).unwrap(),
             realserver(&vips, RealServerMode::Tun).unwrap(),
-            director(&cfg, "eth0.100", &Default::default()).unwrap().0,
+            director(&cfg, Some("eth0.100"), &Default::default())
+                .unwrap()
+                .0,
+            director(&pair, None, &Default::default()).unwrap().0,
         ];
         for d in desired {
             // All that setup would record if every setting differed and nothing existed.
@@ -545,7 +608,8 @@ address = "[2001:db8::2]:8080"
             }
             r.addresses.extend(d.addresses.iter().cloned());
             for (key, _) in &d.sysctls {
-                r.sysctls.insert(key.clone(), "-1".to_string());
+                r.sysctls
+                    .insert(key.clone(), vec!["-1"; key.arity()].join(" "));
             }
             assert!(!r.is_empty());
             assert_eq!(parse(&render(&r)).unwrap(), r, "{d:?}");

@@ -16,6 +16,8 @@ use super::SetupError;
 pub trait System {
     /// Whether a device exists, and if so whether it is up.
     fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError>;
+    /// Whether an existing device has multicast on (`MULTICAST` among its flags).
+    fn multicast(&mut self, name: &str) -> Result<bool, SetupError>;
     /// The addresses on an existing device.
     fn addresses(&mut self, dev: &str) -> Result<Vec<IfAddr>, SetupError>;
     /// Adds an address to a device.
@@ -28,7 +30,9 @@ pub trait System {
     fn create_tunnel(&mut self, name: &str, kind: TunnelKind) -> Result<(), SetupError>;
     /// Deletes a device.
     fn delete_link(&mut self, name: &str) -> Result<(), SetupError>;
-    /// A setting's value, trimmed; `None` if the kernel has no such setting.
+    /// A setting's value, trimmed, the integers of a vector (`net.ipv4.vs.sync_threshold`, which
+    /// the kernel writes tab-separated) separated by one space; `None` if the kernel has no
+    /// such setting.
     fn sysctl(&mut self, key: &Sysctl) -> Result<Option<String>, SetupError>;
     /// Writes a setting.
     fn set_sysctl(&mut self, key: &Sysctl, value: &str) -> Result<(), SetupError>;
@@ -127,6 +131,16 @@ impl IpCommand {
         })
     }
 
+    /// Whether an existing device's flags (`ip -j link show`) include `flag`; `None` when
+    /// the device does not exist.
+    fn has_flag(&self, name: &str, flag: &str) -> Result<Option<bool>, SetupError> {
+        Ok(self.show("link", name)?.map(|link| {
+            link["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == flag))
+        }))
+    }
+
     /// `ip -j ... show dev NAME` as JSON; `None` when the device does not exist.
     fn show(&self, what: &str, dev: &str) -> Result<Option<serde_json::Value>, SetupError> {
         match self.run(&["-j", what, "show", "dev", dev]) {
@@ -146,13 +160,14 @@ impl IpCommand {
 
 impl System for IpCommand {
     fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError> {
-        let Some(link) = self.show("link", name)? else {
-            return Ok(None);
-        };
-        let up = link["flags"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f == "UP"));
-        Ok(Some(if up { LinkState::Up } else { LinkState::Down }))
+        Ok(self
+            .has_flag(name, "UP")?
+            .map(|up| if up { LinkState::Up } else { LinkState::Down }))
+    }
+
+    fn multicast(&mut self, name: &str) -> Result<bool, SetupError> {
+        self.has_flag(name, "MULTICAST")?
+            .ok_or_else(|| SetupError::NoSuchInterface(name.to_string()))
     }
 
     fn addresses(&mut self, dev: &str) -> Result<Vec<IfAddr>, SetupError> {
@@ -237,7 +252,7 @@ impl System for IpCommand {
     fn sysctl(&mut self, key: &Sysctl) -> Result<Option<String>, SetupError> {
         let path = self.proc_sys.join(key.as_path());
         match std::fs::read_to_string(&path) {
-            Ok(v) => Ok(Some(v.trim().to_string())),
+            Ok(v) => Ok(Some(v.split_whitespace().collect::<Vec<_>>().join(" "))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(source) => Err(SetupError::Sysctl { path, source }),
         }

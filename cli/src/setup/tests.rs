@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use super::plan::{ConfSetting, IfAddr, LinkState, RealServerMode, Sysctl, TunnelKind};
+use super::plan::{
+    ConfSetting, IfAddr, IpvsSetting, LinkState, RealServerMode, Sysctl, TunnelKind,
+};
 use super::system::MockSystem;
 use super::*;
 
@@ -19,6 +21,8 @@ struct Fake {
     /// What was announced, in order; `Some(reason)` makes announcing fail.
     announced: Vec<(String, IpAddr)>,
     announce_fails: Option<String>,
+    /// Devices with multicast off.
+    multicast_off: Vec<String>,
 }
 
 impl Fake {
@@ -49,6 +53,10 @@ impl Fake {
 impl System for Fake {
     fn link(&mut self, name: &str) -> Result<Option<LinkState>, SetupError> {
         Ok(self.links.get(name).map(|l| l.0))
+    }
+    fn multicast(&mut self, name: &str) -> Result<bool, SetupError> {
+        self.dev(name)?;
+        Ok(!self.multicast_off.iter().any(|d| d == name))
     }
     fn addresses(&mut self, dev: &str) -> Result<Vec<IfAddr>, SetupError> {
         Ok(self.dev(dev)?.1.clone())
@@ -558,8 +566,8 @@ fn director_config(via_vip: bool) -> lvs_hc_core::Config {
 
 fn director_desired(sys: &mut Fake, via_vip: bool) -> Desired {
     let cfg = director_config(via_vip);
-    let toward = toward_servers(sys, &cfg, "eth0").unwrap();
-    let mut d = plan::director(&cfg, "eth0", &toward).unwrap().0;
+    let toward = toward_servers(sys, &cfg, Some("eth0")).unwrap();
+    let mut d = plan::director(&cfg, Some("eth0"), &toward).unwrap().0;
     keep_reverse_path_filtering(sys, &mut d, &toward).unwrap();
     d
 }
@@ -685,4 +693,317 @@ fn a_realserver_never_announces_its_vip() {
     let state = StateDir::new("realserver-no-announce");
     go(&mut sys, &vip("192.168.0.101"), Action::Apply, &state);
     assert!(sys.announced.is_empty());
+}
+
+// One of a pair of directors (`[sync]`): no VIPs of setup's making, IPVS's settings with their
+// reasons.
+
+/// `director_machine()` with ip_vs loaded, its settings at the kernel's defaults.
+fn pair_machine() -> Fake {
+    let mut f = director_machine();
+    for (setting, value) in [
+        (IpvsSetting::BackupOnly, "0"),
+        (IpvsSetting::ExpireNodestConn, "0"),
+        (IpvsSetting::ExpireQuiescentTemplate, "0"),
+        (IpvsSetting::SyncPersistMode, "0"),
+        (IpvsSetting::SyncRefreshPeriod, "0"),
+        (IpvsSetting::SyncThreshold, "3 50"),
+        (IpvsSetting::SyncVersion, "1"),
+    ] {
+        f.sysctls.insert(Sysctl::ipvs(setting), value.into());
+    }
+    f
+}
+
+/// The seed's service on one of a pair syncing over eth1, with `director` (the `[director]`
+/// table's lines) added.
+fn pair_config(director: &str) -> lvs_hc_core::Config {
+    lvs_hc_core::Config::from_toml(
+        &format!(
+            "[director]\n{director}\n[sync]\ninterface = \"eth1\"\nsync_id = 51\n\
+             [[service]]\naddress = \"192.168.0.101:80\"\n\
+             [[service.server]]\naddress = \"192.168.0.179:80\"\n"
+        ),
+        "ha.toml",
+    )
+    .unwrap()
+}
+
+/// `setup director` for `config` on `sys`: the settings it wants, and the notes it wrote.
+fn pair_desired(
+    sys: &mut dyn System,
+    config: &lvs_hc_core::Config,
+    interface: Option<&str>,
+) -> Result<(Desired, String), SetupError> {
+    let mut notes = Vec::new();
+    let d = director(
+        sys,
+        config,
+        Path::new("ha.toml"),
+        interface.map(str::to_string),
+        &mut notes,
+    )?;
+    Ok((d, String::from_utf8(notes).unwrap()))
+}
+
+const PAIR_DRIFT: &str = "\
+net.ipv4.vs.sync_refresh_period is 0, should be 10 (a connection is synced again at its first \
+packet 10 s after the last sync, however seldom it sends, so the standby's copy never expires \
+under a live connection)
+net.ipv4.vs.sync_threshold is 3 50, should be 3 0 (sync_period 0: sync by time, not at every \
+50th packet, which a connection sending less than every 18 s reaches after the standby's copy \
+(900 s) expired)
+net.ipv4.vs.expire_nodest_conn is 0, should be 1 (a connection to a server lvs-hc removed ends \
+at its next packet, so the client reconnects instead of hanging; a drained server keeps its \
+connections)
+";
+
+#[test]
+fn a_pair_is_checked_set_up_and_undone_with_the_reasons_in_the_plan() {
+    let before = pair_machine();
+    let mut sys = before.clone();
+    let cfg = pair_config("");
+    let (d, notes) = pair_desired(&mut sys, &cfg, None).unwrap();
+    assert_eq!(notes, "");
+    let state = StateDir::new("pair");
+
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!((outcome, text.as_str()), (Outcome::Drift, PAIR_DRIFT));
+    assert_eq!(sys, before, "--check changed something");
+
+    let (outcome, text) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert_eq!(
+        text,
+        PAIR_DRIFT
+            .replace(" is 0, should be 10 (", ": 0 -> 10 (")
+            .replace(" is 3 50, should be 3 0 (", ": 3 50 -> 3 0 (")
+            .replace(" is 0, should be 1 (", ": 0 -> 1 (")
+    );
+    let vs = |sys: &Fake, s: IpvsSetting| sys.sysctls[&Sysctl::ipvs(s)].clone();
+    assert_eq!(vs(&sys, IpvsSetting::SyncThreshold), "3 0");
+    assert_eq!(vs(&sys, IpvsSetting::SyncRefreshPeriod), "10");
+    assert_eq!(vs(&sys, IpvsSetting::ExpireNodestConn), "1");
+    // No VIP anywhere, nothing announced: VRRP holds them.
+    assert_eq!(sys.links, before.links);
+    assert!(sys.announced.is_empty());
+
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(
+        (outcome, text.as_str()),
+        (Outcome::InPlace, "in place: nothing to change\n")
+    );
+    let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    // Undo restores in the order of the settings' names, without reasons.
+    assert_eq!(
+        text,
+        "net.ipv4.vs.expire_nodest_conn: 1 -> 0\nnet.ipv4.vs.sync_refresh_period: 10 -> 0\n\
+         net.ipv4.vs.sync_threshold: 3 0 -> 3 50\n"
+    );
+    assert_eq!(sys, before);
+    assert!(!state.file().exists());
+}
+
+#[test]
+fn a_pair_refuses_to_hold_the_vips_itself_before_changing_anything() {
+    let mut sys = pair_machine();
+    let err = pair_desired(&mut sys, &pair_config("interface = \"eth0\""), None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "ha.toml: with `[sync]` this director is one of a pair, whose VIPs belong to VRRP \
+         (keepalived's `virtual_ipaddress`), which holds them on the active director only; \
+         putting them on `eth0` (from `[director] interface` in ha.toml) as well would hold \
+         them on both directors at once, a split brain. Remove `interface` from the \
+         `[director]` table. (nothing was changed)"
+    );
+    let err = pair_desired(&mut sys, &pair_config(""), Some("eth0"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "putting them on `eth0` (from --interface) as well would hold them on both \
+                      directors at once, a split brain. Leave out --interface."
+        ),
+        "{err}"
+    );
+    assert_eq!(sys, pair_machine());
+}
+
+#[test]
+fn a_pair_needs_its_sync_interface_and_notes_what_keeps_the_daemons_from_it() {
+    let mut sys = pair_machine();
+    sys.links.remove("eth1");
+    assert_eq!(
+        pair_desired(&mut sys, &pair_config(""), None)
+            .unwrap_err()
+            .to_string(),
+        "interface `eth1` (from `[sync] interface` in ha.toml) does not exist (see `ip link`)"
+    );
+
+    let mut sys = pair_machine();
+    sys.links.insert("eth1".into(), (LinkState::Down, vec![]));
+    sys.multicast_off.push("eth1".into());
+    let (_, notes) = pair_desired(&mut sys, &pair_config(""), None).unwrap();
+    assert_eq!(
+        notes,
+        "note: eth1 ([sync] interface) is down: the sync daemons send and receive nothing over \
+         it until it is up (`ip link set eth1 up`)\n\
+         note: eth1 ([sync] interface) has multicast off, and the sync messages are multicast: \
+         `ip link set eth1 multicast on`\n\
+         note: eth1 ([sync] interface) has no IPv4 address: the master sync daemon then sends \
+         from another interface's address, which the other director's reverse-path filter may \
+         drop; give eth1 an address on the link the directors share\n"
+    );
+}
+
+#[test]
+fn a_director_that_is_no_pair_still_needs_an_interface_for_its_vips() {
+    let mut sys = director_machine();
+    let err = pair_desired(&mut sys, &director_config(false), None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "ha.toml: no interface for the virtual IPs: set `interface` in the `[director]` table \
+         or pass --interface"
+    );
+}
+
+#[test]
+fn undo_of_a_pair_without_ip_vs_loaded_says_what_it_cannot_restore() {
+    let mut sys = pair_machine();
+    let (d, _) = pair_desired(&mut sys, &pair_config(""), None).unwrap();
+    let state = StateDir::new("pair-unloaded");
+    go(&mut sys, &d, Action::Apply, &state);
+    // `modprobe -r ip_vs`: its settings are gone, and come back at the kernel's defaults.
+    sys.sysctls.retain(|k, _| k.ipvs_setting().is_none());
+    let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
+    assert_eq!(outcome, Outcome::InPlace);
+    assert_eq!(
+        text,
+        "note: net.ipv4.vs.expire_nodest_conn not restored to 0: ip_vs is not loaded, and its \
+         settings start from the kernel's defaults when it loads\n\
+         note: net.ipv4.vs.sync_refresh_period not restored to 0: ip_vs is not loaded, and its \
+         settings start from the kernel's defaults when it loads\n\
+         note: net.ipv4.vs.sync_threshold not restored to 3 50: ip_vs is not loaded, and its \
+         settings start from the kernel's defaults when it loads\n\
+         nothing to undo\n"
+    );
+    assert!(!state.file().exists());
+}
+
+#[test]
+fn a_pair_writes_only_the_ipvs_settings_that_differ_and_undo_writes_each_back_once() {
+    // The mock machine: ip_vs at the kernel's defaults, eth1 up with an address. Setting up
+    // must write exactly the three settings that differ, in the plan's order (the refresh
+    // period before the threshold takes the packet period away), touch no address and
+    // announce nothing; undo must write each back once, in the order of their names.
+    let state = StateDir::new("pair-mock");
+    let defaults: BTreeMap<Sysctl, String> = pair_machine()
+        .sysctls
+        .into_iter()
+        .filter(|(k, _)| k.ipvs_setting().is_some())
+        .collect();
+    let cfg = pair_config("");
+    let machine = |sys: &mut MockSystem, values: BTreeMap<Sysctl, String>| {
+        sys.expect_link()
+            .returning(|name| Ok((name == "eth1").then_some(LinkState::Up)));
+        sys.expect_multicast().returning(|_| Ok(true));
+        sys.expect_addresses()
+            .returning(|_| Ok(vec!["10.1.0.1/24".parse().unwrap()]));
+        sys.expect_sysctl()
+            .returning(move |key| Ok(values.get(key).cloned()));
+        sys.expect_require_privileges().returning(|| Ok(()));
+    };
+    let writes = [
+        (IpvsSetting::SyncRefreshPeriod, "0", "10"),
+        (IpvsSetting::SyncThreshold, "3 50", "3 0"),
+        (IpvsSetting::ExpireNodestConn, "0", "1"),
+    ];
+
+    let mut setup = MockSystem::new();
+    machine(&mut setup, defaults.clone());
+    let mut seq = mockall::Sequence::new();
+    for (setting, _, to) in writes {
+        expect_setting(&mut setup, &mut seq, &Sysctl::ipvs(setting), to);
+    }
+    let (d, _) = pair_desired(&mut setup, &cfg, None).unwrap();
+    let mut out = Vec::new();
+    let outcome = run(&mut setup, &d, Action::Apply, &state.file(), &mut out).unwrap();
+    assert_eq!(outcome, Outcome::Changed);
+    setup.checkpoint();
+
+    let mut undo = MockSystem::new();
+    let mut now = defaults.clone();
+    for (setting, _, to) in writes {
+        now.insert(Sysctl::ipvs(setting), to.to_string());
+    }
+    machine(&mut undo, now);
+    let mut seq = mockall::Sequence::new();
+    let mut restored = writes.map(|(s, from, _)| (Sysctl::ipvs(s), from));
+    restored.sort();
+    for (key, from) in &restored {
+        expect_setting(&mut undo, &mut seq, key, from);
+    }
+    let outcome = run(
+        &mut undo,
+        &Desired::default(),
+        Action::Undo,
+        &state.file(),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::Changed);
+    undo.checkpoint();
+}
+
+#[test]
+fn a_pair_on_a_kernel_without_ip_vs_loaded_is_told_to_load_it_and_nothing_changes() {
+    // The real machine's reads, under a /proc/sys without net/ipv4/vs.
+    let state = StateDir::new("pair-no-ipvs");
+    let proc_sys = state.0.join("proc-sys");
+    std::fs::create_dir_all(proc_sys.join("net/ipv4/conf/all")).unwrap();
+    let mut sys = IpCommand::with_proc_sys(proc_sys);
+    let d = plan::director(&pair_config(""), None, &Default::default())
+        .unwrap()
+        .0;
+    for action in [Action::Check, Action::Apply] {
+        let mut out = Vec::new();
+        let err = run(&mut sys, &d, action, &state.file(), &mut out).unwrap_err();
+        assert!(
+            matches!(err, SetupError::Plan(plan::PlanError::IpvsNotLoaded(_))),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "the kernel has no setting net.ipv4.vs.sync_version: /proc/sys/net/ipv4/vs \
+                 exists only once the ip_vs module is loaded; load ip_vs first (`modprobe \
+                 ip_vs`"
+            ),
+            "{err}"
+        );
+        assert_eq!(out, b"");
+    }
+    assert!(!state.file().exists());
+}
+
+#[test]
+fn the_sync_threshold_is_read_as_the_kernel_writes_it_and_written_back_whole() {
+    let state = StateDir::new("threshold");
+    let proc_sys = state.0.join("proc-sys");
+    let dir = proc_sys.join("net/ipv4/vs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The kernel separates a vector's integers with a tab.
+    std::fs::write(dir.join("sync_threshold"), "3\t50\n").unwrap();
+    let mut sys = IpCommand::with_proc_sys(proc_sys);
+    let key = Sysctl::ipvs(IpvsSetting::SyncThreshold);
+    assert_eq!(sys.sysctl(&key).unwrap().as_deref(), Some("3 50"));
+    sys.set_sysctl(&key, "3 0").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sync_threshold")).unwrap(),
+        "3 0\n"
+    );
 }
