@@ -412,12 +412,46 @@ fn error_fields_locate_the_problem() {
     assert_eq!(e.message, "expected an integer from 0 to 65535, found -1");
 }
 
+/// Every `.toml` under examples/, subdirectories (examples/ha/) included.
+fn example_configurations() -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 #[test]
 fn the_examples_are_valid() {
-    for name in ["seed.toml", "full.toml"] {
-        let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let found = example_configurations();
+    let names: Vec<String> = found
+        .iter()
+        .map(|p| {
+            p.to_string_lossy()
+                .rsplit("examples/")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for name in ["seed.toml", "full.toml", "ha/lvs-hc.toml"] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    for path in found {
         let text = std::fs::read_to_string(&path).unwrap();
-        if let Err(e) = Config::from_toml(&text, &path) {
+        if let Err(e) = Config::from_toml(&text, &path.to_string_lossy()) {
             panic!("{e}");
         }
     }
