@@ -194,7 +194,10 @@ where
             biased;
             _ = &mut shutdown => break,
             Some(config) = recv(&mut reloads) => {
-                engine.handle_input(Input::Reload { now: now(), config });
+                engine.handle_input(Input::Reload {
+                    now: now(),
+                    config: Box::new(config),
+                });
                 limit = probe_slots(budget, engine.config());
             }
             Some(change) = recv(&mut admin) => {

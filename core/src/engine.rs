@@ -146,8 +146,8 @@ pub enum Input {
     Reload {
         /// When.
         now: Instant,
-        /// The new configuration.
-        config: Config,
+        /// The new configuration (boxed: it is by far the largest input, and the rarest).
+        config: Box<Config>,
     },
     /// lvs-hc is leaving and takes its services with it (`--cleanup-on-exit`): from now on the
     /// desired table holds none of the services it manages. Probing stops; the engine reads
@@ -725,7 +725,7 @@ impl Engine {
             } => self.handle_snapshot(table, counters, skipped),
             Input::SnapshotFailed { error, .. } => self.handle_snapshot_failed(error),
             Input::Applied { op, result, .. } => self.handle_applied(op, result),
-            Input::Reload { config, .. } => self.handle_reload(config),
+            Input::Reload { config, .. } => self.handle_reload(*config),
             Input::Withdraw { .. } => self.handle_withdraw(),
             Input::Admin { change, .. } => self.handle_admin(change),
             Input::SyncApplied { op, result, .. } => self.handle_sync_applied(op, result),

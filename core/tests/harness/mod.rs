@@ -334,7 +334,7 @@ impl Harness {
             Config::from_toml(config_toml, "reload.toml").unwrap_or_else(|e| panic!("{e}"));
         self.engine.handle_input(Input::Reload {
             now: self.now,
-            config,
+            config: Box::new(config),
         });
     }
 }
