@@ -429,6 +429,8 @@ pub fn render_status(v: &Value) -> String {
     for w in v["warnings"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "warning: {}", w.as_str().unwrap_or("?"));
     }
+    render_director(&v["director"], &mut out);
+    render_sync(&v["sync"], &mut out);
     if let Some(n) = v["probe_fault_count"].as_u64().filter(|n| *n > 0) {
         let _ =
             writeln!(
@@ -518,6 +520,82 @@ pub fn render_status(v: &Value) -> String {
         }
     }
     out
+}
+
+/// `director: active (holds 192.168.0.101 on eth0)`: whether this director holds its virtual
+/// addresses, so that a standby, an active director and a split brain are told apart.
+fn render_director(d: &Value, out: &mut String) {
+    let Some(vips) = d["vips"].as_array().filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let words: Vec<String> = vips
+        .iter()
+        .map(|vip| {
+            let address = vip["address"].as_str().unwrap_or("?");
+            match (vip["held"].as_bool(), vip["interface"].as_str()) {
+                (Some(true), Some(on)) => format!("holds {address} on {on}"),
+                (Some(false), _) => format!("does not hold {address}"),
+                _ => format!(
+                    "cannot tell whether it holds {address} ({})",
+                    vip["error"].as_str().unwrap_or("?")
+                ),
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "director: {} ({})",
+        d["role"].as_str().unwrap_or("?"),
+        words.join(", ")
+    );
+}
+
+/// The sync daemons `[sync]` asks for, each with its state (and the failure that keeps one
+/// from running), then those running that lvs-hc leaves alone.
+fn render_sync(s: &Value, out: &mut String) {
+    let daemons = s["daemons"].as_array().map_or(&[][..], |a| a.as_slice());
+    if !daemons.is_empty() {
+        out.push_str("sync daemons ([sync]):\n");
+    }
+    for d in daemons {
+        let state = d["state"].as_str().unwrap_or("?");
+        let settings = match (state, d["running"].as_str()) {
+            ("running", Some(running)) => running.to_string(),
+            (_, Some(running)) => format!(
+                "runs with {running}; [sync] asks for {}",
+                d["wanted"].as_str().unwrap_or("?")
+            ),
+            (_, None) => format!("[sync] asks for {}", d["wanted"].as_str().unwrap_or("?")),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<15} {settings}",
+            d["role"].as_str().unwrap_or("?"),
+            if state == "running" {
+                state.to_string()
+            } else {
+                state.to_uppercase()
+            }
+        );
+        if let Some(e) = d["error"].as_object() {
+            let _ = writeln!(
+                out,
+                "          `{}` failed: {} (attempt {}, again in {})",
+                e["command"].as_str().unwrap_or("?"),
+                e["error"].as_str().unwrap_or("?"),
+                e["attempts"],
+                ago(&e["retry_in_seconds"])
+            );
+        }
+    }
+    for d in s["unmanaged"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "sync daemon not lvs-hc's: {} ({})",
+            d["role"].as_str().unwrap_or("?"),
+            d["running"].as_str().unwrap_or("?")
+        );
+    }
 }
 
 /// A server's Health and Reason columns: its health (or, when an administrative state holds,
@@ -642,5 +720,70 @@ mod tests {
                     arp_ignore=1 and arp_announce=2 on it, or run `lvs-hc setup realserver`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_text_shows_the_directors_role_and_the_sync_daemons_with_their_failure() {
+        let v = serde_json::json!({
+            "version": "1", "pid": 1, "config": "/etc/lvs-hc/lvs-hc.toml", "uptime_seconds": 5.0,
+            "backend": "netlink", "last_resync_seconds_ago": 0.5, "services": [],
+            "director": {"role": "standby", "vips": [
+                {"address": "192.168.0.101", "held": false, "interface": null}
+            ]},
+            "sync": {"configured": true, "daemons": [
+                {"role": "master", "state": "running", "wanted": "interface eth0, sync id 1",
+                 "running": "interface eth0, sync id 1, port 8848", "error": null},
+                {"role": "backup", "state": "not running", "wanted": "interface eth9, sync id 1",
+                 "running": null, "error": {
+                    "command": "ipvsadm --start-daemon backup --mcast-interface eth9 --syncid 1",
+                    "error": "no such interface `eth9` for the sync daemon",
+                    "attempts": 3, "retry_in_seconds": 2.0}}
+            ], "unmanaged": []},
+        });
+        let text = render_status(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&"director: standby (does not hold 192.168.0.101)"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"  master  running         interface eth0, sync id 1, port 8848"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"  backup  NOT RUNNING     [sync] asks for interface eth9, sync id 1"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(
+                &"          `ipvsadm --start-daemon backup --mcast-interface eth9 --syncid 1` \
+                  failed: no such interface `eth9` for the sync daemon (attempt 3, again in 2s)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_text_says_when_a_director_holds_its_vip_and_names_daemons_it_leaves_alone() {
+        let v = serde_json::json!({
+            "version": "1", "pid": 1, "config": "c", "uptime_seconds": 5.0,
+            "backend": "netlink", "last_resync_seconds_ago": 0.5, "services": [],
+            "director": {"role": "active", "vips": [
+                {"address": "192.168.0.101", "held": true, "interface": "eth0"}
+            ]},
+            "sync": {"configured": false, "daemons": [], "unmanaged": [
+                {"role": "master", "running": "interface eth1, sync id 3"}
+            ]},
+        });
+        let text = render_status(&v);
+        assert!(
+            text.contains("director: active (holds 192.168.0.101 on eth0)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sync daemon not lvs-hc's: master (interface eth1, sync id 3)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("sync daemons ([sync])"), "{text}");
     }
 }

@@ -411,7 +411,8 @@ async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
 }
 
 /// Answers every output the engine has; returns its next deadline. Probe requests go to
-/// `queue` (the caller runs them); table reads and operations are answered with `backend`
+/// `queue` (the caller runs them); table reads, sync daemon operations and operations are
+/// answered with `backend`
 /// (operations as one batch once the engine has no other output), events go to `observer`.
 /// Public for the daemon's cleanup on exit, which drives the engine after [`run`] returns.
 pub fn answer_outputs<B: IpvsBackend, O: Observer>(
@@ -444,6 +445,14 @@ pub fn answer_outputs<B: IpvsBackend, O: Observer>(
                     }
                 };
                 engine.handle_input(input);
+            }
+            Output::Sync(op) => {
+                let result = backend.apply_sync(&op).map_err(|e| e.to_string());
+                engine.handle_input(Input::SyncApplied {
+                    now: now(),
+                    op,
+                    result,
+                });
             }
             Output::Event(e) => observer.on_event(&e),
             Output::Timeout(deadline) => {

@@ -1,4 +1,5 @@
-//! `lvs-hc table`: the live IPVS table in `ipvsadm-save`, `ipvsadm -Ln` or JSON form.
+//! `lvs-hc table`: the live IPVS table in `ipvsadm-save`, `ipvsadm -Ln` or JSON form; the
+//! last two with the connection sync daemons running (`ipvsadm-save` has no place for them).
 
 use std::fmt::Write as _;
 
@@ -97,6 +98,10 @@ pub fn format_list(info: &IpvsInfo, snap: &Snapshot) -> String {
             );
         }
     }
+    // As `ipvsadm -L --daemon` would add them.
+    for d in &snap.table.sync {
+        let _ = writeln!(out, "{d}");
+    }
     out
 }
 
@@ -158,10 +163,27 @@ pub fn format_json(info: &IpvsInfo, snap: &Snapshot) -> String {
         })
         .collect();
     let (a, b, c) = info.version;
+    let sync: Vec<Value> = snap
+        .table
+        .sync
+        .iter()
+        .map(|d| {
+            json!({
+                "role": d.role.name(),
+                "interface": d.interface,
+                "sync_id": d.sync_id,
+                "group": d.group.map(|g| g.to_string()),
+                "port": d.port,
+                "ttl": d.ttl,
+                "max_packet_len": d.max_len,
+            })
+        })
+        .collect();
     let doc = json!({
         "version": format!("{a}.{b}.{c}"),
         "conn_tab_size": info.conn_tab_size,
         "services": services,
+        "sync_daemons": sync,
     });
     let mut s = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
     s.push('\n');

@@ -306,3 +306,64 @@ fn probes_through_the_vip_in_a_dry_run_are_no_verdict_and_said_so() {
         })
     });
 }
+
+/// `[sync]` on the memory backend: both daemons run, `/status`, `lvs-hc status` and `/metrics`
+/// show them, and whether this director holds the VIP.
+#[test]
+fn sync_daemons_and_the_directors_role_in_status_and_metrics() {
+    let dir = TempDir::new("sync");
+    let a = Web::start();
+    std::fs::write(
+        dir.path("lvs-hc.toml"),
+        config(
+            &[(a.addr, 1)],
+            "\n[sync]\ninterface = \"eth0\"\nsync_id = 5\n",
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &[], &[]);
+    d.wait_for("both sync daemons running", Duration::from_secs(5), |d| {
+        d.status().is_some_and(|s| {
+            let daemons = s["sync"]["daemons"].as_array().cloned().unwrap_or_default();
+            daemons.len() == 2 && daemons.iter().all(|d| d["state"] == "running")
+        })
+    });
+    let s = d.status().unwrap();
+    assert_eq!(s["sync"]["daemons"][0]["role"], "master");
+    assert_eq!(
+        s["sync"]["daemons"][1]["running"],
+        "interface eth0, sync id 5"
+    );
+    let vip = &s["director"]["vips"][0];
+    assert_eq!(vip["address"], "10.0.0.1");
+    let held = vip["held"].as_bool().expect("whether the VIP is held");
+    let role = if held { "active" } else { "standby" };
+    assert_eq!(s["director"]["role"], role, "{s}");
+
+    let text = String::from_utf8(d.lvs_hc(&["status"]).stdout).unwrap();
+    assert!(text.contains("sync daemons ([sync]):\n"), "{text}");
+    assert!(
+        text.contains("  backup  running         interface eth0, sync id 5\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("director: {role} (")), "{text}");
+
+    let metrics = http_get(&d.api, "/metrics");
+    for needle in [
+        "lvs_hc_sync_daemon_up{role=\"master\",interface=\"eth0\",sync_id=\"5\"} 1",
+        "lvs_hc_sync_daemon_up{role=\"backup\",interface=\"eth0\",sync_id=\"5\"} 1",
+        "lvs_hc_sync_daemon_running{role=\"backup\"} 1",
+        "lvs_hc_sync_daemon_operations_total{op=\"start\",result=\"ok\"} 2",
+        &format!("lvs_hc_vip_held{{address=\"10.0.0.1\"}} {}", u8::from(held)),
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
+    assert!(
+        d.messages()
+            .iter()
+            .any(|m| m
+                == "master sync daemon (interface eth0, sync id 5) started: [sync] asks for it")
+    );
+    let (status, _) = d.stop(Duration::from_secs(3));
+    assert!(status.success());
+}

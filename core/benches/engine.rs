@@ -121,6 +121,11 @@ fn one_second(
                 counters: Counters::default(),
                 skipped: Vec::new(),
             }),
+            Output::Sync(op) => inputs.push(Input::SyncApplied {
+                now: *now,
+                op,
+                result: Ok(()),
+            }),
             Output::Event(_) => {}
             Output::Timeout(deadline) => {
                 if inputs.is_empty() {

@@ -28,6 +28,7 @@ use crate::health::{Health, Hysteresis, ProbeOutcome};
 use crate::op::{ApplyError, Op, Target};
 use crate::reason::{DestChange, OpReason, ReloadSummary};
 use crate::rng::SplitMix64;
+use crate::sync::{SyncDaemon, SyncKeeper, SyncOp, SyncStatus};
 use crate::table::{Counters, ServiceKey, SkippedService, Table};
 use crate::time::Instant;
 
@@ -157,6 +158,15 @@ pub enum Input {
         /// When.
         now: Instant,
     },
+    /// A sync daemon operation from [`Output::Sync`] was carried out, or failed.
+    SyncApplied {
+        /// When.
+        now: Instant,
+        /// The operation, as emitted.
+        op: SyncOp,
+        /// Its result: the backend's error, as text.
+        result: Result<(), String>,
+    },
     /// An operator's command or a maintenance file changes a server's administrative state
     /// (see [`crate::admin`]). A change for a server the configuration in force lacks is
     /// ignored ([`EventKind::AdminIgnored`]): check with [`crate::admin::select`] first.
@@ -179,7 +189,8 @@ impl Input {
             | Input::Applied { now, .. }
             | Input::Reload { now, .. }
             | Input::Withdraw { now }
-            | Input::Admin { now, .. } => *now,
+            | Input::Admin { now, .. }
+            | Input::SyncApplied { now, .. } => *now,
         }
     }
 }
@@ -193,6 +204,8 @@ pub enum Output {
     Apply(Op),
     /// Read the kernel table and report [`Input::Snapshot`] or [`Input::SnapshotFailed`].
     ReadTable,
+    /// Start or stop a connection sync daemon, and report [`Input::SyncApplied`].
+    Sync(SyncOp),
     /// Something happened.
     Event(Event),
     /// Nothing more to do until this instant: feed [`Input::Timeout`] then (or any input
@@ -544,6 +557,8 @@ pub struct Engine {
     resync_due: Instant,
     resync_outstanding: bool,
     snapshot_failures: u32,
+    /// The connection sync daemons (`[sync]`).
+    sync: SyncKeeper,
     outputs: VecDeque<Output>,
 }
 
@@ -556,6 +571,7 @@ impl Engine {
             config: Config {
                 daemon: config.daemon.clone(),
                 director: config.director.clone(),
+                sync: None,
                 services: Vec::new(),
                 probe_services: Vec::new(),
             },
@@ -585,6 +601,7 @@ impl Engine {
             resync_due: now,
             resync_outstanding: false,
             snapshot_failures: 0,
+            sync: SyncKeeper::default(),
             outputs: VecDeque::new(),
         };
         engine.install(config);
@@ -647,6 +664,7 @@ impl Engine {
     pub fn withdrawn(&self) -> bool {
         self.duty == Duty::Withdraw
             && self.pending.is_empty()
+            && self.sync.settled()
             && self
                 .believed
                 .as_ref()
@@ -710,6 +728,7 @@ impl Engine {
             Input::Reload { config, .. } => self.handle_reload(config),
             Input::Withdraw { .. } => self.handle_withdraw(),
             Input::Admin { change, .. } => self.handle_admin(change),
+            Input::SyncApplied { op, result, .. } => self.handle_sync_applied(op, result),
         }
         self.tick();
     }
@@ -723,6 +742,11 @@ impl Engine {
     pub fn poll_output(&mut self) -> Output {
         if self.outputs.is_empty() {
             self.reconcile();
+        }
+        if self.outputs.is_empty() {
+            if let Some((op, _)) = self.sync.next(self.now) {
+                self.outputs.push_back(Output::Sync(op));
+            }
         }
         match self.outputs.pop_front() {
             Some(o) => o,
@@ -1027,6 +1051,13 @@ impl Engine {
             .collect();
         self.probes = probes;
         self.services = services;
+        self.sync.configure(
+            config
+                .sync
+                .as_ref()
+                .map(|s| s.daemons())
+                .unwrap_or_default(),
+        );
         self.config = config;
         self.reschedule();
         self.dirty = Dirty::All;
@@ -1423,6 +1454,7 @@ impl Engine {
     /// From now on no managed service is desired (see [`Input::Withdraw`]).
     fn handle_withdraw(&mut self) {
         self.duty = Duty::Withdraw;
+        self.sync.withdraw();
         // Verdicts no longer matter: nothing more is probed, nothing drains.
         self.schedule.clear();
         for p in &mut self.probes {
@@ -1667,6 +1699,8 @@ impl Engine {
 
     fn handle_snapshot(&mut self, table: Table, counters: Counters, skipped: Vec<SkippedService>) {
         let now = self.now;
+        self.sync.observe(&table.sync);
+        self.sync.adopt();
         let unreadable: BTreeMap<Option<ServiceKey>, String> =
             skipped.into_iter().map(|s| (s.key, s.error)).collect();
         for (key, error) in &unreadable {
@@ -1749,6 +1783,40 @@ impl Engine {
         self.snapshot_failures = 0;
         self.resync_due = now + self.config.daemon.resync_interval;
         self.dirty = Dirty::All;
+    }
+
+    fn handle_sync_applied(&mut self, op: SyncOp, result: Result<(), String>) {
+        let error = result.as_ref().err().cloned();
+        let d = &self.config.daemon;
+        let (first, max) = (d.retry_backoff, d.retry_backoff_max);
+        let backoff = |attempts: u32| {
+            let factor = 1u32
+                .checked_shl(attempts.saturating_sub(1).min(20))
+                .unwrap_or(u32::MAX);
+            first.saturating_mul(factor).min(max)
+        };
+        match (self.sync.applied(self.now, &op, result, backoff), op) {
+            (Ok(why), SyncOp::Start(daemon)) => {
+                self.emit(EventKind::SyncDaemonStarted { daemon, why })
+            }
+            (Ok(why), SyncOp::Stop(role)) => self.emit(EventKind::SyncDaemonStopped { role, why }),
+            (Err(retry_in), op) => self.emit(EventKind::SyncDaemonFailed {
+                op,
+                error: error.unwrap_or_default(),
+                retry_in,
+            }),
+        }
+    }
+
+    /// Each configured sync daemon's state (`[sync]`), master first; empty without `[sync]`.
+    pub fn sync_status(&self) -> Vec<SyncStatus> {
+        self.sync.status()
+    }
+
+    /// The sync daemons running, as last read from the kernel (and changed by lvs-hc since);
+    /// `None` before the first read.
+    pub fn sync_running(&self) -> Option<&[SyncDaemon]> {
+        self.sync.seen()
     }
 
     fn handle_snapshot_failed(&mut self, error: String) {
@@ -1920,6 +1988,9 @@ impl Engine {
         }
         if !self.resync_outstanding {
             deadline = deadline.min(self.resync_due);
+        }
+        if let Some(at) = self.sync.retry_at() {
+            deadline = deadline.min(at);
         }
         deadline
     }

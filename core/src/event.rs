@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::admin::{AdminSource, AdminState, AgentAdmin, AgentHealth, AgentReport};
 use crate::health::Health;
 use crate::op::{ApplyError, Op};
+use crate::sync::{SyncDaemon, SyncOp, SyncRole, SyncWhy};
 use crate::table::ServiceKey;
 use crate::text::plural;
 use crate::time::{format_duration, Instant};
@@ -106,6 +107,30 @@ pub enum EventKind {
     ProbeServicesRepaired {
         /// What was changed, as the operations that would make such a change.
         changes: Vec<Op>,
+    },
+    /// lvs-hc started a connection sync daemon.
+    SyncDaemonStarted {
+        /// The daemon, as started.
+        daemon: SyncDaemon,
+        /// Why.
+        why: SyncWhy,
+    },
+    /// lvs-hc stopped a connection sync daemon.
+    SyncDaemonStopped {
+        /// Its role.
+        role: SyncRole,
+        /// Why.
+        why: SyncWhy,
+    },
+    /// Starting or stopping a sync daemon failed; it is tried again with backoff, and health
+    /// checking goes on regardless.
+    SyncDaemonFailed {
+        /// What was tried.
+        op: SyncOp,
+        /// The backend's error.
+        error: String,
+        /// When it is tried again.
+        retry_in: Duration,
     },
     /// Reading the kernel table failed.
     SnapshotFailed {
@@ -288,6 +313,21 @@ impl fmt::Display for EventKind {
                 }
                 Ok(())
             }
+            EventKind::SyncDaemonStarted { daemon, why } => {
+                write!(f, "{daemon} started: {why}")
+            }
+            EventKind::SyncDaemonStopped { role, why } => {
+                write!(f, "{role} sync daemon stopped: {why}")
+            }
+            EventKind::SyncDaemonFailed {
+                op,
+                error,
+                retry_in,
+            } => write!(
+                f,
+                "`{op}` failed ({error}), retrying in {}; health checking goes on",
+                format_duration(*retry_in)
+            ),
             EventKind::SnapshotFailed { error, retry_in } => write!(
                 f,
                 "reading the IPVS table failed ({error}), retrying in {}",

@@ -93,10 +93,10 @@ pub use event::{Event, EventKind};
 pub use health::{Health, ProbeOutcome, Verdict};
 pub use op::{ApplyError, Op, Target};
 pub use save::{parse_save, render_save};
-pub use sync::{SyncDaemon, SyncOp, SyncRole};
+pub use sync::{SyncDaemon, SyncOp, SyncRole, SyncStatus, SyncWhy};
 pub use table::{
     Counters, DestCounters, DestParams, Family, Forward, Persistence, Protocol, SchedFlags,
-    ServiceEntry, ServiceKey, ServiceParams, SkippedService, Stats, Table,
+    ServiceEntry, ServiceKey, ServiceParams, SkippedService, Stats, SyncRefusal, Table,
 };
 pub use time::Instant;
 pub use what_if::what_if;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::op::{ApplyError, Op};
-use crate::sync::SyncDaemon;
+use crate::sync::{SyncDaemon, SyncOp, SyncRole};
 
 /// The transport protocol of an address-based virtual service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -333,6 +333,24 @@ pub struct ServiceEntry {
     pub dests: BTreeMap<SocketAddr, DestParams>,
 }
 
+/// Why [`Table::apply_sync`] refused a sync daemon operation, as the kernel would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRefusal {
+    /// A daemon of the role runs already (`EEXIST`).
+    Running(SyncRole),
+    /// No daemon of the role runs (`ESRCH`).
+    NotRunning(SyncRole),
+}
+
+impl fmt::Display for SyncRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncRefusal::Running(role) => write!(f, "a {role} sync daemon already runs"),
+            SyncRefusal::NotRunning(role) => write!(f, "no {role} sync daemon runs"),
+        }
+    }
+}
+
 /// A whole IPVS table (or the part of one lvs-hc manages).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Table {
@@ -375,6 +393,26 @@ impl Table {
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
             sync: self.sync.clone(),
+        }
+    }
+
+    /// Starts or stops a sync daemon in [`Table::sync`] with the kernel's rules: one daemon
+    /// per role, starting a role that runs fails, stopping one that does not run fails. The
+    /// table is unchanged on error.
+    pub fn apply_sync(&mut self, op: &SyncOp) -> Result<(), SyncRefusal> {
+        let running = self.sync.iter().position(|d| d.role == op.role());
+        match (op, running) {
+            (SyncOp::Start(_), Some(_)) => Err(SyncRefusal::Running(op.role())),
+            (SyncOp::Start(d), None) => {
+                self.sync.push(d.clone());
+                self.sync.sort_by_key(|d| d.role);
+                Ok(())
+            }
+            (SyncOp::Stop(role), None) => Err(SyncRefusal::NotRunning(*role)),
+            (SyncOp::Stop(_), Some(i)) => {
+                self.sync.remove(i);
+                Ok(())
+            }
         }
     }
 

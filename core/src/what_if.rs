@@ -68,6 +68,12 @@ pub fn what_if(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) -> 
                     }
                     inputs.push(Input::Applied { now, op, result });
                 }
+                // The plan is the table's; the sync daemons are taken as started.
+                Output::Sync(op) => inputs.push(Input::SyncApplied {
+                    now,
+                    op,
+                    result: Ok(()),
+                }),
                 Output::Event(_) => {}
                 Output::Timeout(deadline) => break deadline,
             }

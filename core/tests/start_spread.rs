@@ -45,6 +45,11 @@ fn first_probes(mut engine: Engine, horizon: Duration) -> Vec<Duration> {
                     op,
                     result: Ok(()),
                 }),
+                Output::Sync(op) => engine.handle_input(Input::SyncApplied {
+                    now,
+                    op,
+                    result: Ok(()),
+                }),
                 Output::Event(_) => {}
                 Output::Timeout(deadline) => break deadline,
             }

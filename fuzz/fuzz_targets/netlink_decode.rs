@@ -1,6 +1,6 @@
 //! The IPVS generic-netlink decoder on arbitrary datagrams, as `NetlinkBackend` reads the
-//! kernel's replies: every message, and every service, destination and info reply in it,
-//! decodes or fails with an error; nothing panics. What decodes also prints (as `ipvsadm`
+//! kernel's replies: every message, and every service, destination, sync daemon and info reply
+//! in it, decodes or fails with an error; nothing panics. What decodes also prints (as `ipvsadm`
 //! lines, the way `lvs-hc table` and the logs show it), and errors word themselves.
 
 #![no_main]
@@ -9,7 +9,7 @@ use ipvs_sys::netlink::codec::{self, Attr};
 use ipvs_sys::netlink::{decode_datagram, Reply};
 use ipvs_sys::IpvsError;
 use libfuzzer_sys::fuzz_target;
-use lvs_hc_core::{Family, Op, ServiceKey};
+use lvs_hc_core::{Family, Op, ServiceKey, SyncOp};
 
 fuzz_target!(|data: &[u8]| {
     let replies = match decode_datagram(data) {
@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
                     match attr {
                         Attr::Service(attrs) => decode_service(attrs),
                         Attr::Dest(attrs) => decode_dest(attrs),
+                        Attr::Daemon(attrs) => decode_daemon(attrs),
                         _ => {}
                     }
                 }
@@ -64,5 +65,11 @@ fn decode_dest(attrs: &[codec::DestAttr]) {
             }
             .to_string();
         }
+    }
+}
+
+fn decode_daemon(attrs: &[codec::DaemonAttr]) {
+    if let Ok(d) = codec::decode_daemon(attrs) {
+        let _ = SyncOp::Start(d).to_string();
     }
 }

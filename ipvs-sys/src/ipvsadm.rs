@@ -3,8 +3,9 @@
 //! Reading runs `ipvsadm -Sn` for the rules, then `-Ln` listings for what `-S` leaves out
 //! (thresholds, connection counters, statistics and rates). The rules are read service by
 //! service: one whose lines cannot be read (an option from a newer ipvsadm, say) is left out
-//! and named in [`Snapshot::skipped`], with its counters. Changing runs the argv of each
-//! [`Op`] directly, without a shell; a batch goes through one `ipvsadm -R`.
+//! and named in [`Snapshot::skipped`], with its counters. `ipvsadm -L --daemon` gives the sync
+//! daemons. Changing runs the argv of each [`Op`] or [`SyncOp`] directly, without a shell; a
+//! batch goes through one `ipvsadm -R`.
 //!
 //! Each run is bounded ([`crate::TIMEOUT`] by default): an `ipvsadm` that has not finished by
 //! then is killed, with anything it started (it runs in its own process group), and the call
@@ -19,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lvs_hc_core::save::{parse_save, parse_socket};
-use lvs_hc_core::{Family, Op, Protocol, ServiceKey, Stats, Table};
+use lvs_hc_core::{Family, Op, Protocol, ServiceKey, Stats, SyncDaemon, SyncOp, SyncRole, Table};
 
 use crate::{IpvsBackend, IpvsError, IpvsInfo, SkippedService, Snapshot, TIMEOUT};
 
@@ -224,6 +225,88 @@ fn classify(command: &str, stderr: String) -> IpvsError {
     }
 }
 
+/// Maps what ipvsadm says when the kernel refuses a sync daemon operation (libipvs's
+/// `ipvs_strerror`: its own words for `EEXIST` on start and `ESRCH` on stop, `strerror` for
+/// `ENODEV`) to the typed error; anything else stays ipvsadm's words.
+fn classify_sync(op: &SyncOp, error: IpvsError) -> IpvsError {
+    let IpvsError::Ipvsadm { command, stderr } = error else {
+        return error;
+    };
+    let s = stderr.to_ascii_lowercase();
+    match op {
+        SyncOp::Start(d) if s.contains("daemon has already run") => {
+            IpvsError::SyncDaemonRunning(d.role)
+        }
+        SyncOp::Start(d) if s.contains("no such device") => {
+            IpvsError::NoSuchInterface(d.interface.clone())
+        }
+        SyncOp::Stop(role) if s.contains("no daemon is running") => {
+            IpvsError::NoSuchSyncDaemon(*role)
+        }
+        _ => IpvsError::Ipvsadm { command, stderr },
+    }
+}
+
+/// Reads `ipvsadm -L --daemon`: a line for each daemon running, as ipvsadm 1.29 and later print
+/// it on a kernel since 4.3,
+/// `master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)`,
+/// or with only `mcast` and `syncid` (older ipvsadm or kernels). Master first.
+fn parse_daemons(text: &str) -> Result<Vec<SyncDaemon>, IpvsError> {
+    let mut daemons: Vec<SyncDaemon> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let daemon = parse_daemon(line).ok_or_else(|| {
+            IpvsError::IpvsadmOutput(format!("unexpected line `{line}` in `ipvsadm -L --daemon`"))
+        })?;
+        if daemons.iter().any(|d| d.role == daemon.role) {
+            return Err(IpvsError::IpvsadmOutput(format!(
+                "a second {} sync daemon in `ipvsadm -L --daemon`: `{line}`",
+                daemon.role
+            )));
+        }
+        daemons.push(daemon);
+    }
+    daemons.sort_by_key(|d| d.role);
+    Ok(daemons)
+}
+
+/// One line of `ipvsadm -L --daemon`, or `None` if it is not one ipvsadm prints: an unknown
+/// field, a field twice, a value out of range, or `mcast` or `syncid` missing.
+fn parse_daemon(line: &str) -> Option<SyncDaemon> {
+    fn set<T: std::str::FromStr>(slot: &mut Option<T>, value: &str) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value.parse().ok()?);
+        Some(())
+    }
+    let (role, fields) = line.split_once(" sync daemon (")?;
+    let role = SyncRole::ALL.into_iter().find(|r| r.name() == role)?;
+    let (mut interface, mut sync_id) = (None::<String>, None);
+    let (mut max_len, mut group, mut port, mut ttl) = (None, None, None, None);
+    // An interface name holds no whitespace, so ", " only ever separates fields.
+    for field in fields.strip_suffix(')')?.split(", ") {
+        let (key, value) = field.split_once('=')?;
+        match key {
+            "mcast" => set(&mut interface, value)?,
+            "syncid" => set(&mut sync_id, value)?,
+            "maxlen" => set(&mut max_len, value)?,
+            "group" => set(&mut group, value)?,
+            "port" => set(&mut port, value)?,
+            "ttl" => set(&mut ttl, value)?,
+            _ => return None,
+        }
+    }
+    Some(SyncDaemon {
+        role,
+        interface: interface.filter(|i| !i.is_empty())?,
+        sync_id: sync_id?,
+        max_len,
+        group,
+        port,
+        ttl,
+    })
+}
+
 /// The rules of one service in `ipvsadm -Sn` output: its `-A` line and the `-a` lines naming
 /// it, with their line numbers.
 struct SaveGroup<'a> {
@@ -384,10 +467,6 @@ fn parse_listing(text: &str) -> Result<Rows, IpvsError> {
 }
 
 impl IpvsBackend for IpvsadmBackend {
-    fn apply_sync(&mut self, op: &lvs_hc_core::SyncOp) -> Result<(), IpvsError> {
-        unimplemented!("sync daemons over this backend: {op}")
-    }
-
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
         let save = self.run(&["-S", "-n"], None)?;
         let (mut table, skipped) = parse_save_by_service(&save);
@@ -449,6 +528,7 @@ impl IpvsBackend for IpvsadmBackend {
             snap.counters.services.remove(&key);
             snap.counters.dests.retain(|(svc, _), _| *svc != key);
         }
+        table.sync = parse_daemons(&self.run(&["-L", "--daemon"], None)?)?;
         snap.table = table;
         snap.skipped = skipped;
         Ok(snap)
@@ -501,6 +581,14 @@ impl IpvsBackend for IpvsadmBackend {
     fn flush(&mut self) -> Result<(), IpvsError> {
         self.run(&["-C"], None).map(|_| ())
     }
+
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        let argv = op.ipvsadm_argv();
+        let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.run(&args, None)
+            .map(|_| ())
+            .map_err(|e| classify_sync(op, e))
+    }
 }
 
 /// Reads `IP Virtual Server version 1.2.1 (size=4096)`.
@@ -548,6 +636,155 @@ FWM  7 IPv6 rr\n\
                 conn_tab_size: 4096
             })
         );
+    }
+
+    /// What ipvsadm 1.31 prints on Debian 12's kernel (6.1) for both daemons started with
+    /// interface and sync id only, then for settings of every kind (the backup with an IPv6
+    /// group; its longest message shorter by the larger header).
+    const DAEMONS: &str = "\
+master sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)
+backup sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)
+";
+    const DAEMONS_SET: &str = "\
+master sync daemon (mcast=bond0.120, syncid=255, maxlen=1400, group=239.1.2.3, port=9000, ttl=3)
+backup sync daemon (mcast=lvs-sync0, syncid=0, maxlen=1452, group=ff02::8:1, port=8848, ttl=1)
+";
+
+    fn daemon(role: SyncRole, interface: &str, sync_id: u8) -> SyncDaemon {
+        SyncDaemon {
+            role,
+            interface: interface.into(),
+            sync_id,
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        }
+    }
+
+    #[test]
+    fn daemon_listing_parses_with_the_kernels_settings() {
+        let defaults = |role| SyncDaemon {
+            max_len: Some(1472),
+            group: Some("224.0.0.81".parse().unwrap()),
+            port: Some(8848),
+            ttl: Some(1),
+            ..daemon(role, "eth0", 7)
+        };
+        assert_eq!(
+            parse_daemons(DAEMONS).unwrap(),
+            vec![defaults(SyncRole::Master), defaults(SyncRole::Backup)]
+        );
+        assert_eq!(
+            parse_daemons(DAEMONS_SET).unwrap(),
+            vec![
+                SyncDaemon {
+                    max_len: Some(1400),
+                    group: Some("239.1.2.3".parse().unwrap()),
+                    port: Some(9000),
+                    ttl: Some(3),
+                    ..daemon(SyncRole::Master, "bond0.120", 255)
+                },
+                SyncDaemon {
+                    max_len: Some(1452),
+                    group: Some("ff02::8:1".parse().unwrap()),
+                    port: Some(8848),
+                    ttl: Some(1),
+                    ..daemon(SyncRole::Backup, "lvs-sync0", 0)
+                },
+            ]
+        );
+        assert_eq!(parse_daemons("").unwrap(), Vec::new());
+    }
+
+    /// ipvsadm before 1.29, or any ipvsadm on a kernel before 4.3, names interface and sync id
+    /// only.
+    #[test]
+    fn daemon_listing_of_an_older_ipvsadm_has_interface_and_sync_id_only() {
+        let text = "backup sync daemon (mcast=eth1, syncid=3)\nmaster sync daemon (mcast=eth0, syncid=2)\n";
+        assert_eq!(
+            parse_daemons(text).unwrap(),
+            vec![
+                daemon(SyncRole::Master, "eth0", 2),
+                daemon(SyncRole::Backup, "eth1", 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn daemon_lines_this_parser_cannot_read_are_errors_naming_the_line() {
+        for line in [
+            "master sync daemon (mcast=eth0, syncid=7, flags=2)",
+            "master sync daemon (mcast=eth0, syncid=256)",
+            "master sync daemon (mcast=eth0, syncid=7, ttl=1, ttl=2)",
+            "master sync daemon (mcast=eth0, syncid=7, group=eth0)",
+            "master sync daemon (mcast=eth0, syncid=7, port=65536)",
+            "master sync daemon (mcast=eth0, syncid=7",
+            "master sync daemon (mcast=, syncid=7)",
+            "master sync daemon (syncid=7)",
+            "master sync daemon (mcast=eth0)",
+            "standby sync daemon (mcast=eth0, syncid=7)",
+            "Daemon has already run",
+        ] {
+            let e = parse_daemons(&format!("{line}\n")).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "cannot read ipvsadm output: unexpected line `{line}` in `ipvsadm -L --daemon`"
+                )
+            );
+        }
+        let twice = "master sync daemon (mcast=eth0, syncid=7)\nmaster sync daemon (mcast=eth1, syncid=7)\n";
+        assert_eq!(
+            parse_daemons(twice).unwrap_err().to_string(),
+            "cannot read ipvsadm output: a second master sync daemon in `ipvsadm -L --daemon`: \
+             `master sync daemon (mcast=eth1, syncid=7)`"
+        );
+    }
+
+    /// What ipvsadm 1.31 says, exit status 255, for each refusal of the kernel.
+    #[test]
+    fn sync_daemon_refusals_become_typed() {
+        let start = |role| SyncOp::Start(daemon(role, "eth9", 7));
+        let failed = |stderr: &str| IpvsError::Ipvsadm {
+            command: "ipvsadm --start-daemon ...".into(),
+            stderr: stderr.into(),
+        };
+        let typed = |op: &SyncOp, stderr: &str| format!("{:?}", classify_sync(op, failed(stderr)));
+        assert_eq!(
+            typed(&start(SyncRole::Backup), "Daemon has already run"),
+            "SyncDaemonRunning(Backup)"
+        );
+        assert_eq!(
+            typed(&start(SyncRole::Master), "No such device"),
+            "NoSuchInterface(\"eth9\")"
+        );
+        assert_eq!(
+            typed(&SyncOp::Stop(SyncRole::Master), "No daemon is running"),
+            "NoSuchSyncDaemon(Master)"
+        );
+        // Words that mean something else for the other operation, or nothing typed, stay
+        // ipvsadm's.
+        for (op, stderr) in [
+            (SyncOp::Stop(SyncRole::Master), "Daemon has already run"),
+            (start(SyncRole::Master), "No daemon is running"),
+            (start(SyncRole::Master), "Network is unreachable"),
+            (start(SyncRole::Master), "illegal sync-maxlen specified"),
+        ] {
+            let e = classify_sync(&op, failed(stderr));
+            assert!(
+                matches!(&e, IpvsError::Ipvsadm { stderr: s, .. } if s == stderr),
+                "{op}: {e:?}"
+            );
+        }
+        let timeout = IpvsError::IpvsadmTimeout {
+            command: "ipvsadm --stop-daemon master".into(),
+            after: Duration::from_secs(5),
+        };
+        assert!(matches!(
+            classify_sync(&SyncOp::Stop(SyncRole::Master), timeout),
+            IpvsError::IpvsadmTimeout { .. }
+        ));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! - [`netlink::NetlinkBackend`] talks to the kernel's IPVS generic netlink family directly,
 //!   with an in-house codec ([`netlink::codec`]) built on the rust-netlink packet crates.
-//! - [`ipvsadm::IpvsadmBackend`] runs the `ipvsadm` program: `ipvsadm -Sn` and `-Ln` to read,
-//!   the argv of each [`Op`] (no shell) to change, one `ipvsadm -R` for a batch.
+//! - [`ipvsadm::IpvsadmBackend`] runs the `ipvsadm` program: `ipvsadm -Sn`, `-Ln` and
+//!   `-L --daemon` to read, the argv of each [`Op`] or [`SyncOp`] (no shell) to change, one
+//!   `ipvsadm -R` for a batch.
 //! - [`memory::MemoryBackend`] keeps a table in memory with the kernel's strict semantics
 //!   (duplicate adds and missing entries fail), for tests and simulations.
 
@@ -14,7 +15,7 @@ pub mod netlink;
 
 use std::time::Duration;
 
-use lvs_hc_core::{ApplyError, Counters, Op, SyncOp, SyncRole, Table};
+use lvs_hc_core::{ApplyError, Counters, Op, SyncOp, SyncRefusal, SyncRole, Table};
 
 /// How long a backend waits for the kernel to answer (each receive on the netlink socket), or
 /// for one `ipvsadm` run to finish, before giving up with [`IpvsError::Timeout`] or
@@ -175,6 +176,16 @@ impl From<ApplyError> for IpvsError {
     }
 }
 
+impl From<SyncRefusal> for IpvsError {
+    /// The kernel's refusals of sync daemon operations as a table in memory reports them.
+    fn from(e: SyncRefusal) -> IpvsError {
+        match e {
+            SyncRefusal::Running(role) => IpvsError::SyncDaemonRunning(role),
+            SyncRefusal::NotRunning(role) => IpvsError::NoSuchSyncDaemon(role),
+        }
+    }
+}
+
 impl IpvsError {
     /// The error as the engine sees a failed operation.
     pub fn to_apply_error(&self) -> ApplyError {
@@ -215,11 +226,36 @@ impl IpvsError {
             },
         }
     }
+
+    /// Maps a kernel errno for a sync daemon operation to the typed error the kernel means by
+    /// it: `start_sync_thread` fails with `ENODEV` for an unknown interface (looked up before
+    /// the role) and `EEXIST` for a role already running; `stop_sync_thread` with `ESRCH` for a
+    /// role not running; the daemon policy and `ip_vs_genl_new_daemon` with `EINVAL` for an
+    /// interface name over 15 characters, a group that is not multicast, or while a service has
+    /// destinations of the other address family.
+    pub fn from_sync_errno(errno: i32, op: &SyncOp) -> IpvsError {
+        match (errno, op) {
+            (libc::EPERM | libc::EACCES, _) => IpvsError::PermissionDenied,
+            (libc::EEXIST, SyncOp::Start(d)) => IpvsError::SyncDaemonRunning(d.role),
+            (libc::ENODEV, SyncOp::Start(d)) => IpvsError::NoSuchInterface(d.interface.clone()),
+            (libc::ESRCH, SyncOp::Stop(role)) => IpvsError::NoSuchSyncDaemon(*role),
+            (libc::EINVAL, _) => IpvsError::Invalid(format!(
+                "{op}: the kernel refuses an interface name over 15 characters, a group that is \
+                 not multicast, and sync daemons while a service has destinations of the other \
+                 address family"
+            )),
+            _ => IpvsError::Kernel {
+                errno,
+                message: std::io::Error::from_raw_os_error(errno).to_string(),
+            },
+        }
+    }
 }
 
 /// The IPVS table, however it is reached.
 pub trait IpvsBackend {
-    /// Reads every service and destination with their settings and counters.
+    /// Reads every service and destination with their settings and counters, and the sync
+    /// daemons running ([`Table::sync`], master first).
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError>;
 
     /// Applies one operation.

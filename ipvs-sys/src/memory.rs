@@ -59,19 +59,7 @@ impl IpvsBackend for MemoryBackend {
     /// As the kernel: one daemon per role, starting a running role fails, stopping one that
     /// is not running fails.
     fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
-        let sync = &mut self.state.table.sync;
-        let running = sync.iter().position(|d| d.role == op.role());
-        match (op, running) {
-            (SyncOp::Start(_), Some(_)) => return Err(IpvsError::SyncDaemonRunning(op.role())),
-            (SyncOp::Start(d), None) => {
-                sync.push(d.clone());
-                sync.sort_by_key(|d| d.role);
-            }
-            (SyncOp::Stop(role), None) => return Err(IpvsError::NoSuchSyncDaemon(*role)),
-            (SyncOp::Stop(_), Some(i)) => {
-                sync.remove(i);
-            }
-        }
+        self.state.table.apply_sync(op)?;
         self.sync_log.push(op.clone());
         Ok(())
     }

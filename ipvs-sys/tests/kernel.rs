@@ -10,7 +10,7 @@ use ipvs_sys::netlink::NetlinkBackend;
 use ipvs_sys::{IpvsBackend, IpvsError};
 use lvs_hc_core::{
     render_save, DestParams, Family, Forward, Op, Persistence, SchedFlags, ServiceKey,
-    ServiceParams, Table,
+    ServiceParams, SyncDaemon, SyncOp, SyncRole, Table,
 };
 
 const NEEDS_KERNEL: &str = "needs root and a kernel with IPVS: run tests/lab/run";
@@ -476,4 +476,339 @@ fn plan_against_the_live_table_then_apply_converges() {
     apply(&down);
     assert_eq!(plan(&["192.168.0.179:80", "192.168.0.180:80"]), "");
     nl.flush().unwrap();
+}
+
+// ---- sync daemons ---------------------------------------------------------------------------
+
+/// One end of a veth pair the sync daemons run on, as a director's link would be: up, its peer
+/// up, with an address. A master cannot reach its group through a link that is down
+/// (`ENETUNREACH`). The kernel asks for no MULTICAST flag: `lo` takes both daemons too (its
+/// backup's longest message then 65507 bytes, from lo's MTU).
+const SYNC_LINK: &str = "lvs-sync0";
+const SYNC_PEER: &str = "lvs-sync1";
+
+/// The sync daemons of this network namespace and the veth pair, for one test: made on
+/// creation, and on drop every daemon stopped and the pair deleted, so that no test sees
+/// another's. The daemons are one per role in the whole namespace, so tests that use them
+/// take turns.
+struct SyncLab {
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl SyncLab {
+    fn new() -> SyncLab {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        stop_every_daemon();
+        let _ = Command::new("ip").args(["link", "del", SYNC_LINK]).output();
+        ip(&[
+            "link", "add", SYNC_LINK, "type", "veth", "peer", "name", SYNC_PEER,
+        ]);
+        ip(&["addr", "add", "192.0.2.1/24", "dev", SYNC_LINK]);
+        ip(&["link", "set", SYNC_LINK, "up"]);
+        ip(&["link", "set", SYNC_PEER, "up"]);
+        SyncLab { _turn: turn }
+    }
+}
+
+impl Drop for SyncLab {
+    fn drop(&mut self) {
+        stop_every_daemon();
+        let _ = Command::new("ip").args(["link", "del", SYNC_LINK]).output();
+    }
+}
+
+fn stop_every_daemon() {
+    for role in ["master", "backup"] {
+        let _ = Command::new("ipvsadm")
+            .args(["--stop-daemon", role])
+            .output();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A daemon on the lab's link with sync id 7, every setting left to the kernel.
+fn sync_daemon(role: SyncRole) -> SyncDaemon {
+    SyncDaemon {
+        role,
+        interface: SYNC_LINK.into(),
+        sync_id: 7,
+        max_len: None,
+        group: None,
+        port: None,
+        ttl: None,
+    }
+}
+
+/// What the kernel fills in for a daemon that leaves its settings out, on a link with an MTU
+/// of 1500: the longest message that fits a 1500-byte packet after the IPv4 and UDP headers,
+/// group 224.0.0.81, port 8848, TTL 1.
+fn with_kernel_defaults(d: SyncDaemon) -> SyncDaemon {
+    SyncDaemon {
+        max_len: Some(1472),
+        group: Some("224.0.0.81".parse().unwrap()),
+        port: Some(8848),
+        ttl: Some(1),
+        ..d
+    }
+}
+
+fn sync_of(b: &mut dyn IpvsBackend) -> Vec<SyncDaemon> {
+    b.snapshot().expect("snapshot").table.sync
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn master_and_backup_run_at_once_and_read_back_with_the_kernels_defaults() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        for role in SyncRole::ALL {
+            b.apply_sync(&SyncOp::Start(sync_daemon(role)))
+                .unwrap_or_else(|e| panic!("{name}: start {role}: {e}"));
+        }
+        let want: Vec<SyncDaemon> = SyncRole::ALL
+            .into_iter()
+            .map(|role| with_kernel_defaults(sync_daemon(role)))
+            .collect();
+        assert_eq!(sync_of(&mut *b), want, "{name}");
+        // The other backend reads the same.
+        for (other, mut o) in backends() {
+            assert_eq!(sync_of(&mut *o), want, "{name} started, {other} read");
+        }
+        for role in SyncRole::ALL {
+            b.apply_sync(&SyncOp::Stop(role))
+                .unwrap_or_else(|e| panic!("{name}: stop {role}: {e}"));
+        }
+        assert_eq!(sync_of(&mut *b), Vec::new(), "{name}: stopped both");
+        assert_eq!(ipvsadm(&["-L", "--daemon"]), "", "{name}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn explicit_group_port_ttl_and_max_length_round_trip() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        let master = SyncDaemon {
+            max_len: Some(1400),
+            group: Some("239.1.2.3".parse().unwrap()),
+            port: Some(9000),
+            ttl: Some(3),
+            ..sync_daemon(SyncRole::Master)
+        };
+        let backup = SyncDaemon {
+            sync_id: 200,
+            max_len: Some(1300),
+            group: Some("ff02::8:1".parse().unwrap()),
+            port: Some(9001),
+            ttl: Some(4),
+            ..sync_daemon(SyncRole::Backup)
+        };
+        for d in [&master, &backup] {
+            b.apply_sync(&SyncOp::Start(d.clone()))
+                .unwrap_or_else(|e| panic!("{name}: {d}: {e}"));
+        }
+        assert_eq!(
+            sync_of(&mut *b),
+            vec![master.clone(), backup.clone()],
+            "{name}"
+        );
+        for (other, mut o) in backends() {
+            assert_eq!(
+                sync_of(&mut *o),
+                vec![master.clone(), backup.clone()],
+                "{name} started, {other} read"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn starting_a_role_that_runs_is_sync_daemon_running_and_leaves_it_alone() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        b.apply_sync(&SyncOp::Start(sync_daemon(SyncRole::Master)))
+            .unwrap();
+        let again = SyncDaemon {
+            sync_id: 8,
+            ..sync_daemon(SyncRole::Master)
+        };
+        let e = b.apply_sync(&SyncOp::Start(again)).unwrap_err();
+        assert!(
+            matches!(e, IpvsError::SyncDaemonRunning(SyncRole::Master)),
+            "{name}: {e:?}"
+        );
+        assert_eq!(
+            sync_of(&mut *b),
+            vec![with_kernel_defaults(sync_daemon(SyncRole::Master))],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn a_daemon_on_a_missing_interface_is_no_such_interface() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        for role in SyncRole::ALL {
+            let d = SyncDaemon {
+                interface: "lvs-nosuch0".into(),
+                ..sync_daemon(role)
+            };
+            let e = b.apply_sync(&SyncOp::Start(d)).unwrap_err();
+            assert_eq!(
+                format!("{e:?}"),
+                "NoSuchInterface(\"lvs-nosuch0\")",
+                "{name}: {role}: {e}"
+            );
+        }
+        assert_eq!(sync_of(&mut *b), Vec::new(), "{name}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn stopping_a_role_that_does_not_run_is_no_such_sync_daemon() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        let e = b.apply_sync(&SyncOp::Stop(SyncRole::Backup)).unwrap_err();
+        assert!(
+            matches!(e, IpvsError::NoSuchSyncDaemon(SyncRole::Backup)),
+            "{name}: {e:?}"
+        );
+        // With the other role running.
+        b.apply_sync(&SyncOp::Start(sync_daemon(SyncRole::Backup)))
+            .unwrap();
+        let e = b.apply_sync(&SyncOp::Stop(SyncRole::Master)).unwrap_err();
+        assert!(
+            matches!(e, IpvsError::NoSuchSyncDaemon(SyncRole::Master)),
+            "{name}: {e:?}"
+        );
+        assert_eq!(
+            sync_of(&mut *b),
+            vec![with_kernel_defaults(sync_daemon(SyncRole::Backup))],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn flush_leaves_the_daemons_running() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        for role in SyncRole::ALL {
+            b.apply_sync(&SyncOp::Start(sync_daemon(role))).unwrap();
+        }
+        b.apply(&Op::AddService {
+            key: tcp(),
+            params: ServiceParams::new("rr"),
+        })
+        .unwrap();
+        b.flush().unwrap();
+        let snap = b.snapshot().unwrap();
+        assert!(
+            snap.table.services.is_empty(),
+            "{name}: flush left services"
+        );
+        assert_eq!(
+            snap.table.sync,
+            SyncRole::ALL
+                .into_iter()
+                .map(|role| with_kernel_defaults(sync_daemon(role)))
+                .collect::<Vec<_>>(),
+            "{name}: flush stopped a daemon"
+        );
+    }
+}
+
+/// Not a typed error, but one an operator meets: the master's socket cannot reach its group
+/// through a link that is down (`ENETUNREACH`); the backup's only listens, and starts.
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn a_master_on_a_link_that_is_down_is_refused_and_a_backup_is_not() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        ip(&["link", "set", SYNC_LINK, "down"]);
+        let e = b
+            .apply_sync(&SyncOp::Start(sync_daemon(SyncRole::Master)))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("Network is unreachable"),
+            "{name}: {e}"
+        );
+        b.apply_sync(&SyncOp::Start(sync_daemon(SyncRole::Backup)))
+            .unwrap();
+        assert_eq!(
+            sync_of(&mut *b),
+            vec![with_kernel_defaults(sync_daemon(SyncRole::Backup))],
+            "{name}"
+        );
+    }
+}
+
+/// The kernel refuses no longest message: it clamps it, to at least 1024 bytes for a backup
+/// and at most what fits a 65535-byte packet. A configuration outside those bounds would never
+/// read back as asked.
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn a_max_length_out_of_the_kernels_range_is_clamped_not_refused() {
+    for (name, mut b) in backends() {
+        let _lab = SyncLab::new();
+        let backup = SyncDaemon {
+            max_len: Some(100),
+            ..sync_daemon(SyncRole::Backup)
+        };
+        b.apply_sync(&SyncOp::Start(backup)).unwrap();
+        let master = SyncDaemon {
+            max_len: Some(65507),
+            ..sync_daemon(SyncRole::Master)
+        };
+        b.apply_sync(&SyncOp::Start(master)).unwrap();
+        let read: Vec<Option<u16>> = sync_of(&mut *b).iter().map(|d| d.max_len).collect();
+        assert_eq!(read, vec![Some(65507), Some(1024)], "{name}");
+    }
+    // ipvsadm refuses more than 65507 itself; the kernel takes it and clamps.
+    let _lab = SyncLab::new();
+    let mut nl = NetlinkBackend::connect().unwrap();
+    let master = SyncDaemon {
+        max_len: Some(65535),
+        ..sync_daemon(SyncRole::Master)
+    };
+    nl.apply_sync(&SyncOp::Start(master)).unwrap();
+    assert_eq!(sync_of(&mut nl)[0].max_len, Some(65507));
+}
+
+/// No interface has a name that long; the kernel's netlink policy refuses it (`EINVAL`),
+/// ipvsadm cuts it to 15 characters and asks for that interface.
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn an_interface_name_over_15_characters_is_refused() {
+    let _lab = SyncLab::new();
+    let long = SyncDaemon {
+        interface: format!("{SYNC_LINK}-and-more"),
+        ..sync_daemon(SyncRole::Master)
+    };
+    let e = NetlinkBackend::connect()
+        .unwrap()
+        .apply_sync(&SyncOp::Start(long.clone()))
+        .unwrap_err();
+    assert!(matches!(e, IpvsError::Invalid(_)), "netlink: {e:?}");
+    let e = IpvsadmBackend::default()
+        .apply_sync(&SyncOp::Start(long.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(&e, IpvsError::NoSuchInterface(i) if *i == long.interface),
+        "ipvsadm: {e:?}"
+    );
 }

@@ -34,6 +34,7 @@ fn kernel(
                 datagram([done(req.seq)]),
             ]
         }
+        cmd::GET_DAEMON => vec![datagram([done(req.seq)])],
         other => panic!("unexpected command {other}"),
     })
 }

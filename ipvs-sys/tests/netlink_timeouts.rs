@@ -71,6 +71,7 @@ fn stalled_dump_fails_and_its_late_parts_do_not_leak_into_the_next_snapshot() {
             datagram([done(req.seq)]),
         ],
         cmd::GET_DEST => vec![datagram([done(req.seq)])],
+        cmd::GET_DAEMON => vec![datagram([done(req.seq)])],
         other => panic!("unexpected command {other}"),
     });
     let mut backend = kernel.backend(TIMEOUT);

@@ -157,6 +157,70 @@ bad_config!(
     interface_alias_label_is_not_an_interface,
     format!("[director]\ninterface = \"eth0:0\"\n\n{BASE}")
 );
+bad_config!(
+    sync_needs_an_interface,
+    format!("[sync]\nsync_id = 1\n\n{BASE}")
+);
+bad_config!(
+    sync_interface_must_be_an_interface_name,
+    format!("[sync]\ninterface = \"eth0 eth1\"\n\n{BASE}")
+);
+bad_config!(
+    sync_id_is_a_byte,
+    format!("[sync]\ninterface = \"eth0\"\nsync_id = 256\n\n{BASE}")
+);
+bad_config!(
+    sync_role_is_both_master_or_backup,
+    format!("[sync]\ninterface = \"eth0\"\nrole = \"primary\"\n\n{BASE}")
+);
+bad_config!(
+    sync_group_must_be_multicast,
+    format!("[sync]\ninterface = \"eth0\"\ngroup = \"192.168.0.1\"\n\n{BASE}")
+);
+bad_config!(
+    sync_max_packet_len_too_small,
+    format!("[sync]\ninterface = \"eth0\"\nmax_packet_len = 64\n\n{BASE}")
+);
+bad_config!(
+    sync_unknown_key,
+    format!("[sync]\ninterface = \"eth0\"\nsyncid = 1\n\n{BASE}")
+);
+
+#[test]
+fn sync_reads_every_key_and_defaults_to_both_roles() {
+    let config =
+        Config::from_toml(&format!("[sync]\ninterface = \"eth0\"\n\n{BASE}"), "t").unwrap();
+    let sync = config.sync.expect("[sync]");
+    assert_eq!(sync.sync_id, 0);
+    let daemons = sync.daemons();
+    assert_eq!(daemons.len(), 2);
+    assert_eq!(daemons[0].role, lvs_hc_core::SyncRole::Master);
+    assert_eq!(daemons[1].role, lvs_hc_core::SyncRole::Backup);
+    assert_eq!(
+        (
+            daemons[0].group,
+            daemons[0].port,
+            daemons[0].ttl,
+            daemons[0].max_len
+        ),
+        (None, None, None, None)
+    );
+    let text = format!(
+        "[sync]\ninterface = \"bond0\"\nsync_id = 12\nrole = \"backup\"\ngroup = \"ff02::8848\"\n\
+         port = 9000\nttl = 2\nmax_packet_len = 1400\n\n{BASE}"
+    );
+    let daemons = Config::from_toml(&text, "t")
+        .unwrap()
+        .sync
+        .unwrap()
+        .daemons();
+    assert_eq!(
+        daemons[0].to_string(),
+        "backup sync daemon (interface bond0, sync id 12, group ff02::8848, port 9000, ttl 2, max length 1400)"
+    );
+    assert_eq!(daemons.len(), 1);
+    assert!(Config::from_toml(BASE, "t").unwrap().sync.is_none());
+}
 
 // Values that would hurt the servers, the kernel or the director itself.
 bad_config!(
@@ -651,3 +715,28 @@ bad_config!(
     "[[service]]\naddress = \"192.168.0.101:80\"\nforward = \"nat\"\n\n[[service.check]]\n\
      type = \"http\"\nport = 8081\nvia_vip = true\n\n[[service.server]]\naddress = \"10.0.0.5:8080\"\n"
 );
+
+#[test]
+fn the_commented_sync_example_is_valid_and_says_the_kernel_defaults() {
+    let path = format!("{}/../examples/full.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let block: String = text
+        .lines()
+        .skip_while(|l| *l != "# [sync]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+        .collect();
+    assert!(block.starts_with("[sync]\n"), "{block}");
+    let config = Config::from_toml(&format!("{block}\n{BASE}"), "full.toml [sync]")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = &config.sync.unwrap().daemons()[0];
+    assert_eq!(
+        (d.group, d.port, d.ttl, d.max_len),
+        (
+            Some("224.0.0.81".parse().unwrap()),
+            Some(8848),
+            Some(1),
+            Some(1472)
+        )
+    );
+}

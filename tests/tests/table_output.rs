@@ -66,3 +66,41 @@ fn save_leaves_thresholds_out_like_ipvsadm() {
         "{save}"
     );
 }
+
+#[test]
+fn the_sync_daemons_follow_the_list_and_are_in_the_json_but_not_in_the_save_format() {
+    let mut snap = snapshot();
+    snap.table.sync = vec![
+        lvs_hc_core::SyncDaemon {
+            role: lvs_hc_core::SyncRole::Master,
+            interface: "eth0".into(),
+            sync_id: 1,
+            max_len: Some(1472),
+            group: Some("224.0.0.81".parse().unwrap()),
+            port: Some(8848),
+            ttl: Some(1),
+        },
+        lvs_hc_core::SyncDaemon {
+            role: lvs_hc_core::SyncRole::Backup,
+            interface: "eth0".into(),
+            sync_id: 1,
+            max_len: None,
+            group: None,
+            port: None,
+            ttl: None,
+        },
+    ];
+    let list = format_list(&INFO, &snap);
+    assert!(
+        list.ends_with(
+            "master sync daemon (interface eth0, sync id 1, group 224.0.0.81, port 8848, ttl 1, \
+             max length 1472)\nbackup sync daemon (interface eth0, sync id 1)\n"
+        ),
+        "{list}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&format_json(&INFO, &snap)).unwrap();
+    assert_eq!(json["sync_daemons"][0]["role"], "master");
+    assert_eq!(json["sync_daemons"][0]["max_packet_len"], 1472);
+    assert_eq!(json["sync_daemons"][1]["port"], serde_json::Value::Null);
+    assert_eq!(format_save(&snap), format_save(&snapshot()));
+}

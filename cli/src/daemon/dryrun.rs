@@ -58,22 +58,9 @@ impl<B: IpvsBackend> IpvsBackend for DryRun<B> {
 
     /// Changes the copy's sync daemons only, with the kernel's rules (one per role).
     fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
-        let Some(table) = &mut self.table else {
-            return Err(IpvsError::Invalid("dry run: no table read yet".to_string()));
-        };
-        let running = table.sync.iter().position(|d| d.role == op.role());
-        match (op, running) {
-            (SyncOp::Start(_), Some(_)) => Err(IpvsError::SyncDaemonRunning(op.role())),
-            (SyncOp::Start(d), None) => {
-                table.sync.push(d.clone());
-                table.sync.sort_by_key(|d| d.role);
-                Ok(())
-            }
-            (SyncOp::Stop(role), None) => Err(IpvsError::NoSuchSyncDaemon(*role)),
-            (SyncOp::Stop(_), Some(i)) => {
-                table.sync.remove(i);
-                Ok(())
-            }
+        match &mut self.table {
+            Some(table) => Ok(table.apply_sync(op)?),
+            None => Err(IpvsError::Invalid("dry run: no table read yet".to_string())),
         }
     }
 }

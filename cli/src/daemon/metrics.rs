@@ -59,6 +59,8 @@ pub struct Metrics {
     pub api_views: u64,
     /// Administrative commands (`lvs-hc server ...`), by command and result.
     admin_commands: BTreeMap<(&'static str, &'static str), u64>,
+    /// Sync daemon starts and stops, by operation and result.
+    sync_operations: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// `pass`, `fail`, `inconclusive` or `director_fault`.
@@ -72,6 +74,12 @@ pub fn result_name(outcome: &ProbeOutcome) -> &'static str {
 }
 
 impl Metrics {
+    /// Counts a sync daemon start or stop (`op`), done or failed.
+    pub fn sync_operation(&mut self, op: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        *self.sync_operations.entry((op, result)).or_default() += 1;
+    }
+
     /// Counts a finished probe.
     pub fn probe(&mut self, outcome: &ProbeOutcome, took: Duration) {
         self.probes
@@ -195,6 +203,18 @@ impl Metrics {
                 .map(|(c, r)| {
                     let n = self.admin_commands.get(&(c, r)).copied().unwrap_or(0);
                     (format!("{{command=\"{c}\",result=\"{r}\"}}"), n)
+                })
+                .collect(),
+        );
+        counter(
+            "lvs_hc_sync_daemon_operations_total",
+            "Sync daemon starts and stops ([sync]), by operation and result (ok, failed).",
+            ["start", "stop"]
+                .iter()
+                .flat_map(|o| ["ok", "failed"].map(move |r| (*o, r)))
+                .map(|(o, r)| {
+                    let n = self.sync_operations.get(&(o, r)).copied().unwrap_or(0);
+                    (format!("{{op=\"{o}\",result=\"{r}\"}}"), n)
                 })
                 .collect(),
         );

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use lvs_hc_core::time::format_duration;
-use lvs_hc_core::{Engine, Event, EventKind, Health, ProbeOutcome, ProbeRequest};
+use lvs_hc_core::{Engine, Event, EventKind, Health, ProbeOutcome, ProbeRequest, SyncOp, SyncWhy};
 
 use super::notify::Notifier;
 use super::DaemonState;
@@ -139,6 +139,28 @@ impl Observer for DaemonObserver {
             }
             EventKind::SnapshotFailed { .. } | EventKind::ServiceUnreadable { .. } => {
                 tracing::warn!("{text}")
+            }
+            EventKind::SyncDaemonStarted { why, .. } | EventKind::SyncDaemonStopped { why, .. } => {
+                let op = if matches!(event.kind, EventKind::SyncDaemonStarted { .. }) {
+                    "start"
+                } else {
+                    "stop"
+                };
+                self.state().metrics.sync_operation(op, true);
+                match why {
+                    _ if self.dry_run => tracing::info!("dry run: {text}"),
+                    // Someone else changed them: a repair, as drift in the table is.
+                    SyncWhy::Missing | SyncWhy::OtherSettings { .. } => tracing::warn!("{text}"),
+                    _ => tracing::info!("{text}"),
+                }
+            }
+            EventKind::SyncDaemonFailed { op, .. } => {
+                let name = match op {
+                    SyncOp::Start(_) => "start",
+                    SyncOp::Stop(_) => "stop",
+                };
+                self.state().metrics.sync_operation(name, false);
+                tracing::error!("{text}")
             }
             EventKind::Fallback { active: true, .. } => tracing::warn!("{text}"),
             // An operator's state lost with its server, or a command that came too late.

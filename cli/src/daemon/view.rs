@@ -4,11 +4,11 @@
 //! a second.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use lvs_hc_core::admin::{AdminMark, AgentReport};
-use lvs_hc_core::{Engine, Health, ProbeOutcome};
+use lvs_hc_core::{Engine, Health, ProbeOutcome, SyncDaemon, SyncStatus};
 use serde_json::{json, Value};
 
 use super::metrics::result_name;
@@ -36,6 +36,15 @@ pub struct EngineView {
     pub probe_fault_count: usize,
     /// lvs-hc's own probe services (`via_vip`), apart from the configured ones.
     pub probe_services: Vec<ProbeServiceView>,
+    /// Each sync daemon `[sync]` asks for, master first; empty without `[sync]`.
+    pub sync: Vec<SyncStatus>,
+    /// The sync daemons running as last read (lvs-hc's or not); `None` before the first read.
+    pub sync_running: Option<Vec<SyncDaemon>>,
+    /// The virtual addresses of the configured services (firewall-mark services have none),
+    /// in order: whether this director holds them tells an active director from a standby.
+    pub vips: Vec<IpAddr>,
+    /// The engine's clock when the copy was taken (for the sync daemons' retry times).
+    pub engine_now: lvs_hc_core::Instant,
 }
 
 /// One of lvs-hc's probe services (`via_vip`).
@@ -231,7 +240,19 @@ impl EngineView {
                 in_table,
             })
             .collect();
+        let mut vips: Vec<IpAddr> = engine
+            .config()
+            .services
+            .iter()
+            .filter_map(|s| s.key.inet_parts().map(|(_, a)| a.ip()))
+            .collect();
+        vips.sort();
+        vips.dedup();
         EngineView {
+            sync: engine.sync_status(),
+            sync_running: engine.sync_running().map(<[SyncDaemon]>::to_vec),
+            vips,
+            engine_now: now,
             probe_services,
             taken: std::time::Instant::now(),
             has_snapshot: engine.has_snapshot(),
@@ -287,6 +308,8 @@ impl EngineView {
             })
             .collect();
         head.insert("probe_services".into(), Value::Array(probe_services));
+        head.insert("director".into(), self.director_json());
+        head.insert("sync".into(), self.sync_json(secs(Duration::ZERO)));
         let mut out = open_object(&Value::Object(head));
         out.push_str(",\"services\":[");
         for (i, svc) in self.services.iter().enumerate() {
@@ -367,6 +390,75 @@ impl EngineView {
         out
     }
 
+    /// Whether this director holds each virtual address (an active director of a pair holds
+    /// them, a standby does not; both holding one is a split brain), read from the interfaces
+    /// now. `role` sums it up: `active` (all held), `standby` (none), `partial`.
+    fn director_json(&self) -> Value {
+        let vips: Vec<Value> = self
+            .vips
+            .iter()
+            .map(|vip| match crate::arp::interface_holding(*vip) {
+                Ok(on) => {
+                    json!({"address": vip.to_string(), "held": on.is_some(), "interface": on})
+                }
+                Err(e) => json!({"address": vip.to_string(), "held": null, "error": e.to_string()}),
+            })
+            .collect();
+        let held: Vec<Option<bool>> = vips.iter().map(|v| v["held"].as_bool()).collect();
+        let role = if held.is_empty() || held.iter().any(Option::is_none) {
+            "unknown"
+        } else if held.iter().all(|h| *h == Some(true)) {
+            "active"
+        } else if held.iter().all(|h| *h == Some(false)) {
+            "standby"
+        } else {
+            "partial"
+        };
+        json!({"role": role, "vips": vips})
+    }
+
+    /// The sync daemons: those `[sync]` asks for with their state, and those running that it
+    /// does not name. `age` is the view's age in seconds, added to nothing but subtracted from
+    /// a retry's wait.
+    fn sync_json(&self, age: f64) -> Value {
+        let daemons: Vec<Value> = self
+            .sync
+            .iter()
+            .map(|s| {
+                let state = match (&s.running, s.ok) {
+                    (_, true) => "running",
+                    (None, false) if self.sync_running.is_none() => "unknown",
+                    (None, false) => "not running",
+                    (Some(_), false) => "other settings",
+                };
+                let error = s.error.as_ref().map(|f| {
+                    json!({
+                        "command": f.op.to_string(),
+                        "error": f.error,
+                        "attempts": f.attempts,
+                        "retry_in_seconds":
+                            (f.retry_at.saturating_since(self.engine_now).as_secs_f64() - age).max(0.0),
+                    })
+                });
+                json!({
+                    "role": s.wanted.role.name(),
+                    "state": state,
+                    "wanted": s.wanted.settings(),
+                    "running": s.running.as_ref().map(SyncDaemon::settings),
+                    "error": error,
+                })
+            })
+            .collect();
+        let unmanaged: Vec<Value> = self
+            .sync_running
+            .iter()
+            .flatten()
+            .filter(|d| !self.sync.iter().any(|s| s.wanted.role == d.role))
+            .map(|d| json!({"role": d.role.name(), "running": d.settings()}))
+            .collect();
+        json!({"configured": !self.sync.is_empty(), "daemons": daemons, "unmanaged": unmanaged})
+    }
+
     /// Per-server gauges: health state, administrative state, whether the server is in the
     /// kernel table, its kernel and desired weight, its slow start; per-service gauges: quorum,
     /// healthy servers, fallback; and the count of probes that cannot run.
@@ -379,6 +471,54 @@ impl EngineView {
              # TYPE lvs_hc_probe_director_faults gauge\nlvs_hc_probe_director_faults {}",
             self.probe_fault_count
         );
+        if !self.sync.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP lvs_hc_sync_daemon_up Whether each sync daemon [sync] asks for runs \
+                 with its settings (1) or not (0).\n# TYPE lvs_hc_sync_daemon_up gauge"
+            );
+            for s in &self.sync {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_sync_daemon_up{{role=\"{}\",interface=\"{}\",sync_id=\"{}\"}} {}",
+                    s.wanted.role,
+                    s.wanted.interface,
+                    s.wanted.sync_id,
+                    u8::from(s.ok)
+                );
+            }
+        }
+        if let Some(running) = &self.sync_running {
+            let _ = writeln!(
+                out,
+                "# HELP lvs_hc_sync_daemon_running Sync daemons running in the kernel, by role \
+                 (lvs-hc's or not).\n# TYPE lvs_hc_sync_daemon_running gauge"
+            );
+            for role in lvs_hc_core::SyncRole::ALL {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_sync_daemon_running{{role=\"{role}\"}} {}",
+                    u8::from(running.iter().any(|d| d.role == role))
+                );
+            }
+        }
+        if !self.vips.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP lvs_hc_vip_held Whether this director holds each virtual address (1: \
+                 active, 0: standby; a pair with both at 1 is a split brain).\n\
+                 # TYPE lvs_hc_vip_held gauge"
+            );
+            for vip in &self.vips {
+                if let Ok(on) = crate::arp::interface_holding(*vip) {
+                    let _ = writeln!(
+                        out,
+                        "lvs_hc_vip_held{{address=\"{vip}\"}} {}",
+                        u8::from(on.is_some())
+                    );
+                }
+            }
+        }
         let servers = || {
             self.services.iter().flat_map(|svc| {
                 svc.servers.iter().map(move |s| {

@@ -133,10 +133,14 @@ impl Service {
 }
 
 /// Writes a whole configuration: the header comment lines, then each service.
-pub fn document(header: &[String], services: &[Service]) -> String {
+pub fn document(header: &[String], sync: Option<&Table>, services: &[Service]) -> String {
     let mut out = String::new();
     for line in header {
         comment(&mut out, line);
+    }
+    if let Some(sync) = sync {
+        out.push('\n');
+        write_table(&mut out, "[sync]", sync);
     }
     for svc in services {
         out.push('\n');
@@ -284,7 +288,7 @@ mod tests {
             Value::Inline(vec![("timeout".into(), Value::str("300s"))]),
         );
         svc.servers.push(server);
-        let text = document(&["header".into()], &[svc]);
+        let text = document(&["header".into()], None, &[svc]);
         assert_eq!(
             text,
             "# header\n\n# from keepalived.conf:3\n[[service]]\naddress = \"192.168.0.101:80\"\n\

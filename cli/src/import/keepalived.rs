@@ -314,6 +314,7 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
         groups: BTreeMap::new(),
         services: Vec::new(),
     };
+    let mut sync = None;
     for n in &nodes {
         if n.word == "virtual_server_group" {
             cx.group(n);
@@ -327,12 +328,19 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
                 n,
                 format!("`{w}` kept in keepalived: lvs-hc only checks servers; VRRP stays with keepalived"),
             ),
-            "global_defs" => cx.note(
-                n,
-                "`global_defs` kept in keepalived (router id, notification e-mail, VRRP and \
-                 script settings); lvs-hc's daemon settings are in its [daemon] table"
-                    .into(),
-            ),
+            "global_defs" => {
+                cx.note(
+                    n,
+                    "`global_defs` kept in keepalived (router id, notification e-mail, VRRP and \
+                     script settings); lvs-hc's daemon settings are in its [daemon] table"
+                        .into(),
+                );
+                for d in n.children.iter().flatten() {
+                    if d.word == "lvs_sync_daemon" {
+                        sync = cx.sync_daemon(d, &nodes).or(sync);
+                    }
+                }
+            }
             w => cx.note(n, format!("unknown keyword `{w}`; not carried over")),
         }
     }
@@ -353,7 +361,7 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
         "Comments mark each place where lvs-hc behaves differently from keepalived.".into(),
     ];
     Ok(Imported {
-        toml: emit::document(&header, &cx.services),
+        toml: emit::document(&header, sync.as_ref(), &cx.services),
         notes: cx.notes,
     })
 }
@@ -423,6 +431,94 @@ struct Real<'a> {
 }
 
 impl Convert {
+    /// `lvs_sync_daemon IFACE INSTANCE [id N] [maxlen N] [port N] [ttl N] [group ADDR]`
+    /// (global_defs) as lvs-hc's `[sync]`. keepalived's sync id defaults to the instance's
+    /// `virtual_router_id`; it runs the master daemon while the instance is MASTER and the
+    /// backup while BACKUP, where lvs-hc runs both on each director.
+    fn sync_daemon(&mut self, d: &Node, nodes: &[Node]) -> Option<emit::Table> {
+        let (Some(interface), Some(instance)) = (d.arg(0), d.arg(1)) else {
+            self.note(
+                d,
+                "`lvs_sync_daemon` needs an interface and a vrrp_instance; not carried over".into(),
+            );
+            return None;
+        };
+        let mut t = emit::Table {
+            comments: vec![format!(
+                "From keepalived's `lvs_sync_daemon {interface} {instance}`: keepalived \
+                     runs the master sync daemon while {instance} is MASTER and the backup while \
+                     BACKUP; lvs-hc runs both on each director (role = \"both\"), so that \
+                     nothing changes at failover. Remove lvs_sync_daemon from keepalived.conf."
+            )],
+            entries: Vec::new(),
+        };
+        t.set("interface", emit::Value::str(interface));
+        let vrid = nodes
+            .iter()
+            .filter(|n| n.word == "vrrp_instance" && n.arg(0) == Some(instance))
+            .flat_map(|n| n.children.iter().flatten())
+            .find(|c| c.word == "virtual_router_id")
+            .and_then(|c| c.arg(0))
+            .and_then(|v| v.parse::<i64>().ok());
+        let mut id = None;
+        let mut rest = d.args[2..].iter();
+        while let Some(word) = rest.next() {
+            let value = rest.next();
+            let key = match word.as_str() {
+                "id" => "sync_id",
+                "maxlen" => "max_packet_len",
+                "port" => "port",
+                "ttl" => "ttl",
+                "group" => "group",
+                other => {
+                    self.note(
+                        d,
+                        format!("`lvs_sync_daemon` option `{other}` is unknown; not carried over"),
+                    );
+                    continue;
+                }
+            };
+            let Some(value) = value else {
+                self.note(
+                    d,
+                    format!("`lvs_sync_daemon {word}` has no value; not carried over"),
+                );
+                break;
+            };
+            match (key, value.parse::<i64>()) {
+                ("group", _) => t.set(key, emit::Value::str(value.as_str())),
+                ("sync_id", Ok(n)) => id = Some(n),
+                (_, Ok(n)) => t.set(key, emit::Value::Int(n)),
+                (_, Err(_)) => self.note(
+                    d,
+                    format!("`lvs_sync_daemon {word} {value}` is not a number; not carried over"),
+                ),
+            }
+        }
+        match (id, vrid) {
+            (Some(n), _) => t.set("sync_id", emit::Value::Int(n)),
+            (None, Some(n)) => t.set_noted(
+                format!("keepalived's default: {instance}'s virtual_router_id"),
+                "sync_id",
+                emit::Value::Int(n),
+            ),
+            (None, None) => self.note(
+                d,
+                format!(
+                    "`lvs_sync_daemon` without `id`, and no virtual_router_id for {instance}: \
+                     sync_id left at lvs-hc's default, 0; set it to the pair's id"
+                ),
+            ),
+        }
+        self.note(
+            d,
+            "`lvs_sync_daemon` carried over as [sync]: lvs-hc runs the sync daemons (both roles \
+             on each director); remove it from keepalived.conf"
+                .into(),
+        );
+        Some(t)
+    }
+
     fn note(&mut self, n: &Node, text: String) {
         self.notes.push(Note {
             file: n.file.to_path_buf(),
@@ -1728,5 +1824,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn lvs_sync_daemon_becomes_sync_with_both_roles_and_the_instances_router_id() {
+        let conf =
+            "global_defs {\n  router_id A\n  lvs_sync_daemon eth1 VI_1 maxlen 1400 port 8849\n}\n\
+                    vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n}\n\
+                    virtual_server 192.168.0.101 80 {\n  lb_kind DR\n  protocol TCP\n  \
+                    real_server 192.168.0.179 80 {\n    TCP_CHECK {\n    }\n  }\n}\n";
+        let fs = MemFs::new(&[("/k/keepalived.conf", conf)]);
+        let imported = import(&fs, Path::new("/k/keepalived.conf")).unwrap();
+        let config = lvs_hc_core::Config::from_toml(&imported.toml, "imported")
+            .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+        let sync = config.sync.expect("[sync]");
+        assert_eq!(sync.interface, "eth1");
+        assert_eq!(sync.sync_id, 51, "keepalived's default: the VRID");
+        assert_eq!(sync.max_len, Some(1400));
+        assert_eq!(sync.port, Some(8849));
+        assert_eq!(sync.roles.len(), 2, "both roles");
+        assert!(imported
+            .toml
+            .contains("# keepalived's default: VI_1's virtual_router_id\n"));
+        assert!(imported.notes.iter().any(|n| n.line == 3
+            && n.text
+                .starts_with("`lvs_sync_daemon` carried over as [sync]")));
+
+        let conf = conf.replace("maxlen 1400 port 8849", "id 7 group 224.0.0.90 bogus 1");
+        let fs = MemFs::new(&[("/k/keepalived.conf", conf.as_str())]);
+        let imported = import(&fs, Path::new("/k/keepalived.conf")).unwrap();
+        let sync = lvs_hc_core::Config::from_toml(&imported.toml, "imported")
+            .unwrap()
+            .sync
+            .unwrap();
+        assert_eq!(sync.sync_id, 7);
+        assert_eq!(sync.group, Some("224.0.0.90".parse().unwrap()));
+        assert!(imported
+            .notes
+            .iter()
+            .any(|n| n.text == "`lvs_sync_daemon` option `bogus` is unknown; not carried over"));
     }
 }

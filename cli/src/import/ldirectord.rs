@@ -160,7 +160,7 @@ pub fn import(fs: &dyn Fs, path: &Path) -> Result<Imported, ImportError> {
         "Comments mark each place where lvs-hc behaves differently from ldirectord.".into(),
     ];
     Ok(Imported {
-        toml: emit::document(&header, &services),
+        toml: emit::document(&header, None, &services),
         notes: cx.notes,
     })
 }

@@ -15,9 +15,10 @@ use super::{
     AgentCheck, ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
     DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
     FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage, MarkRange, NewServers,
-    ProbeService, Server, SmtpCheck, StatusSet, TcpCheck, Timing, TlsSettings, UdpCheck, ViaVip,
-    VirtualService,
+    ProbeService, Server, SmtpCheck, StatusSet, SyncSettings, TcpCheck, Timing, TlsSettings,
+    UdpCheck, ViaVip, VirtualService,
 };
+use crate::sync::SyncRole;
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
 use crate::time::format_duration;
 
@@ -43,6 +44,10 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
     let director = match root.get("director") {
         Some(f) => read_director(f.table()?)?,
         None => DirectorSettings::default(),
+    };
+    let sync = match root.get("sync") {
+        Some(f) => Some(read_sync(f.table()?)?),
+        None => None,
     };
     let service_field = root.req("service", "at least one [[service]]")?;
     let mut services = Vec::new();
@@ -76,6 +81,7 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
     Ok(Config {
         daemon,
         director,
+        sync,
         services,
         probe_services,
     })
@@ -158,6 +164,66 @@ fn read_director(mut t: Tbl<'_>) -> Result<DirectorSettings> {
     t.finish()?;
     Ok(d)
 }
+
+fn read_sync(mut t: Tbl<'_>) -> Result<SyncSettings> {
+    let f = t.req(
+        "interface",
+        "the interface the sync traffic goes over, e.g. \"eth0\"",
+    )?;
+    let interface = f.str()?;
+    if !super::is_interface_name(interface) {
+        return Err(f.err(format!(
+            "`{interface}` is not an interface name ({INTERFACE_NAME_RULE})"
+        )));
+    }
+    let mut s = SyncSettings {
+        interface: interface.to_string(),
+        sync_id: 0,
+        roles: SyncRole::ALL.to_vec(),
+        group: None,
+        port: None,
+        ttl: None,
+        max_len: None,
+    };
+    if let Some(f) = t.get("sync_id") {
+        s.sync_id = f.int(0, 255)? as u8;
+    }
+    if let Some(f) = t.get("role") {
+        s.roles = match f.choice(&["both", "master", "backup"])? {
+            "master" => vec![SyncRole::Master],
+            "backup" => vec![SyncRole::Backup],
+            _ => SyncRole::ALL.to_vec(),
+        };
+    }
+    if let Some(f) = t.get("group") {
+        let text = f.str()?;
+        let group: IpAddr = text.parse().map_err(|_| {
+            f.err(format!(
+                "`{text}` is not an IP address (a multicast group such as \"224.0.0.81\")"
+            ))
+        })?;
+        if !group.is_multicast() {
+            return Err(f.err(format!(
+                "{group} is not a multicast address (IPv4 224.0.0.0/4, IPv6 ff00::/8)"
+            )));
+        }
+        s.group = Some(group);
+    }
+    if let Some(f) = t.get("port") {
+        s.port = Some(f.int(1, 65535)? as u16);
+    }
+    if let Some(f) = t.get("ttl") {
+        s.ttl = Some(f.int(1, 255)? as u8);
+    }
+    if let Some(f) = t.get("max_packet_len") {
+        s.max_len = Some(f.int(SYNC_MAXLEN_MIN, 65535)? as u16);
+    }
+    t.finish()?;
+    Ok(s)
+}
+
+/// The shortest sync message worth asking for: the kernel's sync header and one connection.
+const SYNC_MAXLEN_MIN: i64 = 128;
 
 fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
     let mut d = DaemonSettings::default();

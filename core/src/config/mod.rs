@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use load::limits;
 pub use toml::ConfigError;
 
+use crate::sync::{SyncDaemon, SyncRole};
 use crate::table::{DestParams, Forward, ServiceEntry, ServiceKey, ServiceParams};
 use crate::time::format_duration;
 
@@ -27,6 +28,9 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// How `lvs-hc setup director` prepares this machine.
     pub director: DirectorSettings,
+    /// The kernel's connection sync daemons lvs-hc keeps running (`[sync]`), for a pair of
+    /// directors; `None` leaves them alone.
+    pub sync: Option<SyncSettings>,
     /// The virtual services lvs-hc manages, in file order.
     pub services: Vec<VirtualService>,
     /// lvs-hc's own firewall-mark services, one per server probed through its virtual address
@@ -201,6 +205,48 @@ pub fn is_interface_name(name: &str) -> bool {
         && !name
             .bytes()
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
+/// The connection sync daemons of a pair of directors (`[sync]`).
+///
+/// lvs-hc keeps the daemons of [`SyncSettings::roles`] running with these settings, as it
+/// keeps the table: started when missing, replaced when they run with other settings, and
+/// stopped when a reload takes a role away.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// The interface the sync multicast goes over (`interface`, required).
+    pub interface: String,
+    /// The pair's sync id, 0–255 (`sync_id`, default 0): a backup ignores messages of other ids.
+    pub sync_id: u8,
+    /// Which daemons run (`role`: `"both"`, the default, `"master"` or `"backup"`).
+    pub roles: Vec<SyncRole>,
+    /// Multicast group (`group`; the kernel's default is 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// UDP port (`port`; the kernel's default is 8848).
+    pub port: Option<u16>,
+    /// Multicast TTL (`ttl`; the kernel's default is 1).
+    pub ttl: Option<u8>,
+    /// Longest sync message in bytes (`max_packet_len`; the kernel's default fits the
+    /// interface's MTU).
+    pub max_len: Option<u16>,
+}
+
+impl SyncSettings {
+    /// The daemons these settings ask for, master first.
+    pub fn daemons(&self) -> Vec<SyncDaemon> {
+        self.roles
+            .iter()
+            .map(|&role| SyncDaemon {
+                role,
+                interface: self.interface.clone(),
+                sync_id: self.sync_id,
+                max_len: self.max_len,
+                group: self.group,
+                port: self.port,
+                ttl: self.ttl,
+            })
+            .collect()
+    }
 }
 
 /// How `lvs-hc setup director` prepares the director (`[director]`).

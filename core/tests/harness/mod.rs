@@ -11,7 +11,7 @@ use lvs_hc_core::admin::{parse_agent_reply, AdminChange, AdminSource, AdminState
 use lvs_hc_core::config::CheckKind;
 use lvs_hc_core::{
     ApplyError, Config, Counters, Engine, Event, EventKind, Input, Instant, Op, Output,
-    ProbeOutcome, Table,
+    ProbeOutcome, SyncOp, Table,
 };
 
 /// How a scripted server answers probes.
@@ -41,6 +41,10 @@ pub struct Harness {
     pub fail_ops: bool,
     /// Table reads fail while this is true.
     pub fail_reads: bool,
+    /// Sync daemon operations fail with this error while it is set.
+    pub fail_sync: Option<String>,
+    /// Sync daemon operations carried out, with when.
+    pub sync_applied: Vec<(Instant, SyncOp)>,
     /// Services every table read reports as unreadable.
     pub skipped: Vec<lvs_hc_core::SkippedService>,
     pub probes_sent: HashMap<SocketAddr, usize>,
@@ -79,6 +83,8 @@ impl Harness {
             applied: Vec::new(),
             fail_ops: false,
             fail_reads: false,
+            fail_sync: None,
+            sync_applied: Vec::new(),
             skipped: Vec::new(),
             probes_sent: HashMap::new(),
             agents: HashMap::new(),
@@ -239,6 +245,20 @@ impl Harness {
                     counters: self.counters.clone(),
                     skipped: self.skipped.clone(),
                 }),
+                Output::Sync(op) => {
+                    let result = match &self.fail_sync {
+                        Some(e) => Err(e.clone()),
+                        None => self.kernel.apply_sync(&op).map_err(|e| e.to_string()),
+                    };
+                    if result.is_ok() {
+                        self.sync_applied.push((self.now, op.clone()));
+                    }
+                    self.immediate.push(Input::SyncApplied {
+                        now: self.now,
+                        op,
+                        result,
+                    });
+                }
                 Output::Event(e) => self.events.push(e),
                 Output::Timeout(t) => return t,
             }

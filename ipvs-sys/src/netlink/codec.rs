@@ -6,6 +6,12 @@
 //! settings too when adding or editing), and for destination commands a nested
 //! `IPVS_CMD_ATTR_DEST`. Ports are big-endian; addresses are 16-byte `nf_inet_addr` unions; an
 //! IPv4 persistence netmask is a big-endian mask, an IPv6 one a prefix length in host order.
+//!
+//! The sync daemons have their own nested `IPVS_CMD_ATTR_DAEMON`: the state (1 master, 2
+//! backup), interface and sync id as `ip_vs_genl_new_daemon` requires them, then what kernels
+//! since 4.3 also take and report (`ip_vs_daemon_policy`): the longest message, the multicast
+//! group (IPv4 big-endian as `nla_get_in_addr` reads it, or 16 IPv6 bytes), port and TTL. Unlike
+//! a service's, a daemon's port is in host order (`nla_get_u16`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -17,7 +23,7 @@ use netlink_packet_generic::{GenlFamily, GenlHeader};
 
 use lvs_hc_core::{
     DestCounters, DestParams, Family, Forward, Op, Persistence, Protocol, SchedFlags, ServiceKey,
-    ServiceParams, Stats,
+    ServiceParams, Stats, SyncDaemon, SyncOp, SyncRole,
 };
 
 /// The family name the kernel registers.
@@ -43,6 +49,12 @@ pub mod cmd {
     pub const DEL_DEST: u8 = 7;
     /// Dump the destinations of a service.
     pub const GET_DEST: u8 = 8;
+    /// Start a sync daemon; also the command of each part of a GET_DAEMON dump.
+    pub const NEW_DAEMON: u8 = 9;
+    /// Stop a sync daemon.
+    pub const DEL_DAEMON: u8 = 10;
+    /// Dump the sync daemons running.
+    pub const GET_DAEMON: u8 = 11;
     /// The reply to GET_INFO.
     pub const SET_INFO: u8 = 14;
     /// Version and connection table size.
@@ -53,6 +65,7 @@ pub mod cmd {
 
 const CMD_ATTR_SERVICE: u16 = 1;
 const CMD_ATTR_DEST: u16 = 2;
+const CMD_ATTR_DAEMON: u16 = 3;
 
 const SVC_AF: u16 = 1;
 const SVC_PROTOCOL: u16 = 2;
@@ -79,6 +92,15 @@ const DEST_PERSIST_CONNS: u16 = 9;
 const DEST_STATS: u16 = 10;
 const DEST_ADDR_FAMILY: u16 = 11;
 const DEST_STATS64: u16 = 12;
+
+const DAEMON_STATE: u16 = 1;
+const DAEMON_MCAST_IFN: u16 = 2;
+const DAEMON_SYNC_ID: u16 = 3;
+const DAEMON_SYNC_MAXLEN: u16 = 4;
+const DAEMON_MCAST_GROUP: u16 = 5;
+const DAEMON_MCAST_GROUP6: u16 = 6;
+const DAEMON_MCAST_PORT: u16 = 7;
+const DAEMON_MCAST_TTL: u16 = 8;
 
 const INFO_VERSION: u16 = 1;
 const INFO_CONN_TAB_SIZE: u16 = 2;
@@ -116,6 +138,8 @@ pub enum Attr {
     Service(Vec<SvcAttr>),
     /// `IPVS_CMD_ATTR_DEST`.
     Dest(Vec<DestAttr>),
+    /// `IPVS_CMD_ATTR_DAEMON`.
+    Daemon(Vec<DaemonAttr>),
     /// `IPVS_INFO_ATTR_VERSION` (in a SET_INFO reply).
     InfoVersion(u32),
     /// `IPVS_INFO_ATTR_CONN_TAB_SIZE` (in a SET_INFO reply).
@@ -191,6 +215,29 @@ pub enum DestAttr {
     Other(DefaultNla),
 }
 
+/// An attribute nested in `IPVS_CMD_ATTR_DAEMON`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaemonAttr {
+    /// `IP_VS_STATE_MASTER` (1) or `IP_VS_STATE_BACKUP` (2).
+    State(u32),
+    /// The interface name.
+    McastIfn(String),
+    /// The sync id (the kernel keeps the low 8 bits).
+    SyncId(u32),
+    /// Longest sync message, in bytes.
+    SyncMaxlen(u16),
+    /// IPv4 multicast group (big-endian on the wire).
+    McastGroup(Ipv4Addr),
+    /// IPv6 multicast group.
+    McastGroup6(Ipv6Addr),
+    /// UDP port, host order here and on the wire.
+    McastPort(u16),
+    /// Multicast TTL.
+    McastTtl(u8),
+    /// Anything else (a newer kernel's attribute).
+    Other(DefaultNla),
+}
+
 /// A statistics counter: its `IPVS_STATS_ATTR_*` number and value (widened to 64 bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatsAttr {
@@ -213,6 +260,7 @@ impl Nla for Attr {
         match self {
             Attr::Service(a) => nested_len(a),
             Attr::Dest(a) => nested_len(a),
+            Attr::Daemon(a) => nested_len(a),
             Attr::InfoVersion(_) | Attr::InfoConnTabSize(_) => 4,
             Attr::Other(n) => n.value_len(),
         }
@@ -221,18 +269,20 @@ impl Nla for Attr {
         match self {
             Attr::Service(_) => CMD_ATTR_SERVICE,
             Attr::Dest(_) => CMD_ATTR_DEST,
+            Attr::Daemon(_) => CMD_ATTR_DAEMON,
             Attr::InfoVersion(_) => INFO_VERSION,
             Attr::InfoConnTabSize(_) => INFO_CONN_TAB_SIZE,
             Attr::Other(n) => n.kind(),
         }
     }
     fn is_nested(&self) -> bool {
-        matches!(self, Attr::Service(_) | Attr::Dest(_))
+        matches!(self, Attr::Service(_) | Attr::Dest(_) | Attr::Daemon(_))
     }
     fn emit_value(&self, buf: &mut [u8]) {
         match self {
             Attr::Service(a) => a.as_slice().emit(buf),
             Attr::Dest(a) => a.as_slice().emit(buf),
+            Attr::Daemon(a) => a.as_slice().emit(buf),
             Attr::InfoVersion(v) | Attr::InfoConnTabSize(v) => {
                 buf[..4].copy_from_slice(&v.to_ne_bytes())
             }
@@ -344,6 +394,47 @@ impl Nla for DestAttr {
     }
 }
 
+impl Nla for DaemonAttr {
+    fn value_len(&self) -> usize {
+        match self {
+            DaemonAttr::State(_) | DaemonAttr::SyncId(_) | DaemonAttr::McastGroup(_) => 4,
+            DaemonAttr::McastIfn(s) => s.len() + 1,
+            DaemonAttr::SyncMaxlen(_) | DaemonAttr::McastPort(_) => 2,
+            DaemonAttr::McastGroup6(_) => 16,
+            DaemonAttr::McastTtl(_) => 1,
+            DaemonAttr::Other(n) => n.value_len(),
+        }
+    }
+    fn kind(&self) -> u16 {
+        match self {
+            DaemonAttr::State(_) => DAEMON_STATE,
+            DaemonAttr::McastIfn(_) => DAEMON_MCAST_IFN,
+            DaemonAttr::SyncId(_) => DAEMON_SYNC_ID,
+            DaemonAttr::SyncMaxlen(_) => DAEMON_SYNC_MAXLEN,
+            DaemonAttr::McastGroup(_) => DAEMON_MCAST_GROUP,
+            DaemonAttr::McastGroup6(_) => DAEMON_MCAST_GROUP6,
+            DaemonAttr::McastPort(_) => DAEMON_MCAST_PORT,
+            DaemonAttr::McastTtl(_) => DAEMON_MCAST_TTL,
+            DaemonAttr::Other(n) => n.kind(),
+        }
+    }
+    fn emit_value(&self, buf: &mut [u8]) {
+        match self {
+            DaemonAttr::State(v) | DaemonAttr::SyncId(v) => {
+                buf[..4].copy_from_slice(&v.to_ne_bytes())
+            }
+            DaemonAttr::McastIfn(s) => emit_str(buf, s),
+            DaemonAttr::SyncMaxlen(v) | DaemonAttr::McastPort(v) => {
+                buf[..2].copy_from_slice(&v.to_ne_bytes())
+            }
+            DaemonAttr::McastGroup(a) => buf[..4].copy_from_slice(&a.octets()),
+            DaemonAttr::McastGroup6(a) => buf[..16].copy_from_slice(&a.octets()),
+            DaemonAttr::McastTtl(v) => buf[0] = *v,
+            DaemonAttr::Other(n) => n.emit_value(buf),
+        }
+    }
+}
+
 impl Nla for StatsAttr {
     fn value_len(&self) -> usize {
         if self.wide {
@@ -398,6 +489,9 @@ fn u16_ne(v: &[u8], what: &str) -> Result<u16, DecodeError> {
 }
 fn u32_ne(v: &[u8], what: &str) -> Result<u32, DecodeError> {
     Ok(u32::from_ne_bytes(fixed(v, what)?))
+}
+fn byte(v: &[u8], what: &str) -> Result<u8, DecodeError> {
+    Ok(fixed::<1>(v, what)?[0])
 }
 fn port_be(v: &[u8], what: &str) -> Result<u16, DecodeError> {
     Ok(u16::from_be_bytes(fixed(v, what)?))
@@ -491,6 +585,25 @@ fn parse_dest_attr(nla: &NlaBuffer<&[u8]>) -> Result<DestAttr, DecodeError> {
     })
 }
 
+fn parse_daemon_attr(nla: &NlaBuffer<&[u8]>) -> Result<DaemonAttr, DecodeError> {
+    let v = nla.value();
+    Ok(match nla.kind() {
+        DAEMON_STATE => DaemonAttr::State(u32_ne(v, "sync daemon state")?),
+        DAEMON_MCAST_IFN => DaemonAttr::McastIfn(string(v, "sync daemon interface")?),
+        DAEMON_SYNC_ID => DaemonAttr::SyncId(u32_ne(v, "sync id")?),
+        DAEMON_SYNC_MAXLEN => DaemonAttr::SyncMaxlen(u16_ne(v, "sync max length")?),
+        DAEMON_MCAST_GROUP => {
+            DaemonAttr::McastGroup(Ipv4Addr::from(fixed::<4>(v, "sync multicast group")?))
+        }
+        DAEMON_MCAST_GROUP6 => {
+            DaemonAttr::McastGroup6(Ipv6Addr::from(fixed::<16>(v, "sync multicast group")?))
+        }
+        DAEMON_MCAST_PORT => DaemonAttr::McastPort(u16_ne(v, "sync port")?),
+        DAEMON_MCAST_TTL => DaemonAttr::McastTtl(byte(v, "sync ttl")?),
+        _ => DaemonAttr::Other(DefaultNla::parse(nla)?),
+    })
+}
+
 impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
     fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
         let info = header.cmd == cmd::SET_INFO;
@@ -501,6 +614,7 @@ impl ParseableParametrized<[u8], GenlHeader> for IpvsMessage {
                 (true, INFO_CONN_TAB_SIZE) => Attr::InfoConnTabSize(u32_ne(v, "conn table size")?),
                 (false, CMD_ATTR_SERVICE) => Attr::Service(parse_nested(v, parse_svc_attr)?),
                 (false, CMD_ATTR_DEST) => Attr::Dest(parse_nested(v, parse_dest_attr)?),
+                (false, CMD_ATTR_DAEMON) => Attr::Daemon(parse_nested(v, parse_daemon_attr)?),
                 _ => Attr::Other(DefaultNla::parse(nla)?),
             })
         })?;
@@ -710,6 +824,53 @@ pub fn flush() -> IpvsMessage {
     }
 }
 
+/// The attributes of a daemon to start: state, interface and sync id, then only the settings
+/// it names (the kernel fills in the others: `start_sync_thread`).
+pub fn daemon_attrs(daemon: &SyncDaemon) -> Vec<DaemonAttr> {
+    let mut attrs = vec![
+        DaemonAttr::State(daemon.role.state()),
+        DaemonAttr::McastIfn(daemon.interface.clone()),
+        DaemonAttr::SyncId(u32::from(daemon.sync_id)),
+    ];
+    if let Some(m) = daemon.max_len {
+        attrs.push(DaemonAttr::SyncMaxlen(m));
+    }
+    match daemon.group {
+        Some(IpAddr::V4(g)) => attrs.push(DaemonAttr::McastGroup(g)),
+        Some(IpAddr::V6(g)) => attrs.push(DaemonAttr::McastGroup6(g)),
+        None => {}
+    }
+    if let Some(p) = daemon.port {
+        attrs.push(DaemonAttr::McastPort(p));
+    }
+    if let Some(t) = daemon.ttl {
+        attrs.push(DaemonAttr::McastTtl(t));
+    }
+    attrs
+}
+
+/// The request for a sync daemon operation: `IPVS_CMD_NEW_DAEMON` with the daemon's
+/// attributes, or `IPVS_CMD_DEL_DAEMON` with the state alone (all `ip_vs_genl_del_daemon`
+/// reads).
+pub fn sync_message(op: &SyncOp) -> IpvsMessage {
+    let (cmd, attrs) = match op {
+        SyncOp::Start(daemon) => (cmd::NEW_DAEMON, daemon_attrs(daemon)),
+        SyncOp::Stop(role) => (cmd::DEL_DAEMON, vec![DaemonAttr::State(role.state())]),
+    };
+    IpvsMessage {
+        cmd,
+        attrs: vec![Attr::Daemon(attrs)],
+    }
+}
+
+/// The request that dumps the sync daemons running.
+pub fn dump_daemons() -> IpvsMessage {
+    IpvsMessage {
+        cmd: cmd::GET_DAEMON,
+        attrs: Vec::new(),
+    }
+}
+
 fn stats_from(attrs: &[StatsAttr]) -> Stats {
     let mut s = Stats::default();
     for a in attrs {
@@ -906,4 +1067,40 @@ pub fn decode_info(msg: &IpvsMessage) -> Result<((u8, u8, u8), u32), DecodeError
         (v & 0xff) as u8,
     );
     Ok((version, size.ok_or("info without size")?))
+}
+
+/// Decodes the daemon attributes of a GET_DAEMON dump reply. A kernel before 4.3 reports only
+/// the state, interface and sync id: the other settings are then `None`.
+pub fn decode_daemon(attrs: &[DaemonAttr]) -> Result<SyncDaemon, DecodeError> {
+    let (mut state, mut interface, mut sync_id) = (None, None, None);
+    let (mut max_len, mut group, mut port, mut ttl) = (None, None, None, None);
+    for a in attrs {
+        match a {
+            DaemonAttr::State(v) => state = Some(*v),
+            DaemonAttr::McastIfn(v) => interface = Some(v.clone()),
+            DaemonAttr::SyncId(v) => sync_id = Some(*v),
+            DaemonAttr::SyncMaxlen(v) => max_len = Some(*v),
+            DaemonAttr::McastGroup(v) => group = Some(IpAddr::V4(*v)),
+            DaemonAttr::McastGroup6(v) => group = Some(IpAddr::V6(*v)),
+            DaemonAttr::McastPort(v) => port = Some(*v),
+            DaemonAttr::McastTtl(v) => ttl = Some(*v),
+            DaemonAttr::Other(_) => {}
+        }
+    }
+    let state = state.ok_or("sync daemon without state")?;
+    let role = SyncRole::from_state(state)
+        .ok_or_else(|| DecodeError::from(format!("sync daemon of unknown state {state}")))?;
+    let interface = interface.ok_or_else(|| format!("{role} sync daemon without interface"))?;
+    let sync_id = sync_id.ok_or_else(|| format!("{role} sync daemon without sync id"))?;
+    let sync_id = u8::try_from(sync_id)
+        .map_err(|_| format!("{role} sync daemon: sync id {sync_id} above 255"))?;
+    Ok(SyncDaemon {
+        role,
+        interface,
+        sync_id,
+        max_len,
+        group,
+        port,
+        ttl,
+    })
 }

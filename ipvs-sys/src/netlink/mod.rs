@@ -4,6 +4,9 @@
 //! answering fails with [`IpvsError::Timeout`] instead of stalling the caller. Replies are
 //! matched to requests by sequence number, so answers that arrive late, for a request that
 //! already timed out, are read and ignored; a dump counts only once its end has arrived.
+//!
+//! A snapshot reads the services, the destinations of each, then the sync daemons (one
+//! `IPVS_CMD_GET_DAEMON` dump).
 
 pub mod codec;
 
@@ -21,7 +24,7 @@ use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::GenlMessage;
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 
-use lvs_hc_core::{Op, ServiceEntry, ServiceKey};
+use lvs_hc_core::{Op, ServiceEntry, ServiceKey, SyncDaemon, SyncOp};
 
 use crate::{IpvsBackend, IpvsError, IpvsInfo, SkippedService, Snapshot, TIMEOUT};
 use codec::{Attr, IpvsMessage};
@@ -227,6 +230,8 @@ enum Reading<'a> {
     Ack(&'a Op),
     Info,
     Flush,
+    Daemons,
+    SyncAnswer(&'a SyncOp),
 }
 
 impl fmt::Display for Reading<'_> {
@@ -239,6 +244,8 @@ impl fmt::Display for Reading<'_> {
             Reading::Ack(op) => write!(f, "reading the acknowledgement of `{op}`"),
             Reading::Info => write!(f, "reading the IPVS version"),
             Reading::Flush => write!(f, "reading the answer to the flush (`ipvsadm -C`)"),
+            Reading::Daemons => write!(f, "reading the list of sync daemons"),
+            Reading::SyncAnswer(op) => write!(f, "reading the answer to `{op}`"),
         }
     }
 }
@@ -391,12 +398,13 @@ impl NetlinkBackend {
         Ok(seq)
     }
 
-    /// Sends an acknowledged request and returns its reply messages (if any). Replies to other
-    /// (earlier, timed-out) requests are skipped.
+    /// Sends an acknowledged request and returns its reply messages (if any); a refusal is the
+    /// error `refused` makes of its errno. Replies to other (earlier, timed-out) requests are
+    /// skipped.
     fn call(
         &mut self,
         msg: IpvsMessage,
-        op: Option<&Op>,
+        refused: impl Fn(i32) -> IpvsError,
         reading: &Reading<'_>,
     ) -> Result<Vec<IpvsMessage>, IpvsError> {
         let seq = self.send(msg, NLM_F_REQUEST | NLM_F_ACK)?;
@@ -413,7 +421,7 @@ impl NetlinkBackend {
                         return if errno == 0 {
                             Ok(replies)
                         } else {
-                            Err(IpvsError::from_errno(errno, op))
+                            Err(refused(errno))
                         };
                     }
                     _ => {}
@@ -518,8 +526,31 @@ impl NetlinkBackend {
                 }
             }
         }
+        let Some(parts) = self.dump(codec::dump_daemons(), &Reading::Daemons)? else {
+            return Ok(None);
+        };
+        snap.table.sync = decode_daemons(parts)?;
         Ok(Some(snap))
     }
+}
+
+/// The sync daemons of a dump, master first. A daemon that cannot be decoded fails the whole
+/// snapshot: unlike a service, it cannot be left out safely (a caller would start it again).
+fn decode_daemons(parts: Vec<Result<IpvsMessage, String>>) -> Result<Vec<SyncDaemon>, IpvsError> {
+    let bad = |e: String| IpvsError::Decode(format!("a sync daemon: {e}"));
+    let mut daemons: Vec<SyncDaemon> = Vec::new();
+    for part in parts {
+        for attr in part.map_err(bad)?.attrs {
+            let Attr::Daemon(d) = attr else { continue };
+            let daemon = codec::decode_daemon(&d).map_err(|e| bad(e.to_string()))?;
+            if daemons.iter().any(|other| other.role == daemon.role) {
+                return Err(bad(format!("two {} sync daemons", daemon.role)));
+            }
+            daemons.push(daemon);
+        }
+    }
+    daemons.sort_by_key(|d| d.role);
+    Ok(daemons)
 }
 
 /// Every destination of a dump, or what made one of them unreadable.
@@ -539,10 +570,6 @@ fn decode_dests(
 }
 
 impl IpvsBackend for NetlinkBackend {
-    fn apply_sync(&mut self, op: &lvs_hc_core::SyncOp) -> Result<(), IpvsError> {
-        unimplemented!("sync daemons over this backend: {op}")
-    }
-
     fn snapshot(&mut self) -> Result<Snapshot, IpvsError> {
         for _ in 0..DUMP_RETRIES {
             if let Some(s) = self.try_snapshot()? {
@@ -555,7 +582,8 @@ impl IpvsBackend for NetlinkBackend {
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), IpvsError> {
-        self.call(codec::op_message(op), Some(op), &Reading::Answer(op))
+        let refused = |errno| IpvsError::from_errno(errno, Some(op));
+        self.call(codec::op_message(op), refused, &Reading::Answer(op))
             .map(|_| ())
     }
 
@@ -636,7 +664,8 @@ impl IpvsBackend for NetlinkBackend {
     }
 
     fn info(&mut self) -> Result<IpvsInfo, IpvsError> {
-        let replies = self.call(codec::get_info(), None, &Reading::Info)?;
+        let refused = |errno| IpvsError::from_errno(errno, None);
+        let replies = self.call(codec::get_info(), refused, &Reading::Info)?;
         let msg = replies
             .first()
             .ok_or_else(|| IpvsError::Decode("no info reply".into()))?;
@@ -649,6 +678,14 @@ impl IpvsBackend for NetlinkBackend {
     }
 
     fn flush(&mut self) -> Result<(), IpvsError> {
-        self.call(codec::flush(), None, &Reading::Flush).map(|_| ())
+        let refused = |errno| IpvsError::from_errno(errno, None);
+        self.call(codec::flush(), refused, &Reading::Flush)
+            .map(|_| ())
+    }
+
+    fn apply_sync(&mut self, op: &SyncOp) -> Result<(), IpvsError> {
+        let refused = |errno| IpvsError::from_sync_errno(errno, op);
+        self.call(codec::sync_message(op), refused, &Reading::SyncAnswer(op))
+            .map(|_| ())
     }
 }

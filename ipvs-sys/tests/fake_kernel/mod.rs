@@ -10,7 +10,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ipvs_sys::netlink::codec::{self, Attr, DestAttr, IpvsMessage, SvcAttr};
+use ipvs_sys::netlink::codec::{self, Attr, DaemonAttr, DestAttr, IpvsMessage, SvcAttr};
 use ipvs_sys::netlink::{decode_datagram, encode_request, NetlinkBackend, Reply, Transport};
 use lvs_hc_core::{DestParams, ServiceKey, ServiceParams};
 
@@ -144,6 +144,15 @@ pub fn dest_message(seq: u32, attrs: Vec<DestAttr>) -> Vec<u8> {
     let msg = IpvsMessage {
         cmd: codec::cmd::NEW_DEST,
         attrs: vec![Attr::Dest(attrs)],
+    };
+    encode_request(msg, FAMILY, seq, NLM_F_MULTI)
+}
+
+/// A dump part carrying one sync daemon.
+pub fn daemon_message(seq: u32, attrs: Vec<DaemonAttr>) -> Vec<u8> {
+    let msg = IpvsMessage {
+        cmd: codec::cmd::NEW_DAEMON,
+        attrs: vec![Attr::Daemon(attrs)],
     };
     encode_request(msg, FAMILY, seq, NLM_F_MULTI)
 }
