@@ -461,7 +461,15 @@ impl Exported {
 fn metrics_of_a_running_daemon() -> Exported {
     let dir = TempDir::new("monitoring");
     let web = Web::start();
-    std::fs::write(dir.path("lvs-hc.toml"), config(&[(web.addr, 3)], "")).unwrap();
+    // One of a pair ([sync]): its metrics are exported too.
+    std::fs::write(
+        dir.path("lvs-hc.toml"),
+        config(
+            &[(web.addr, 3)],
+            "\n[sync]\ninterface = \"eth0\"\nsync_id = 1\n",
+        ),
+    )
+    .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -45,6 +45,9 @@
 //!                 let result = kernel.apply(&op);
 //!                 inputs.push(Input::Applied { now, op, result });
 //!             }
+//!             Output::Sync(op) => inputs.push(Input::SyncApplied {
+//!                 now, result: kernel.apply_sync(&op).map_err(|e| e.to_string()), op,
+//!             }),
 //!             Output::Event(event) => println!("{event}"),
 //!             Output::Timeout(deadline) => {
 //!                 if inputs.is_empty() {

@@ -124,6 +124,11 @@ resync_interval = "2s"
 retry_backoff = "100ms"
 retry_backoff_max = "1s"
 
+# One of a pair: lvs-hc keeps the kernel's sync daemons.
+[sync]
+interface = "eth0"
+sync_id = 1
+
 [[service]]
 address = "192.168.0.101:80"
 scheduler = "wlc"
@@ -329,6 +334,7 @@ impl Checker {
                 Action::DeleteDest(..)
                 | Action::EditWeight(..)
                 | Action::Flush
+                | Action::StopSyncDaemon(_)
                 | Action::Reload(_)
                 // An agent's word moves weights and takes servers out; connections hold drains.
                 | Action::Agent(..)
@@ -596,6 +602,12 @@ impl Checker {
         }
         if world.pending_ops != 0 {
             problems.push(format!("{} operations still pending", world.pending_ops));
+        }
+        for want in config.sync.iter().flat_map(|s| s.daemons()) {
+            let running = &world.kernel.state.table.sync;
+            if !running.iter().any(|d| d.satisfies(&want)) {
+                problems.push(format!("{want} not running (running: {running:?})"));
+            }
         }
         for svc in &config.services {
             let Some(entry) = world.kernel.state.table.services.get(&svc.key) else {

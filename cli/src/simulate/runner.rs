@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ipvs_sys::IpvsBackend;
-use lvs_hc_core::{Config, DestParams, Op, Table};
+use lvs_hc_core::{Config, DestParams, Op, SyncOp, Table};
 
 use super::fmt_t;
 use super::schedule::{Action, FaultSchedule};
@@ -227,6 +227,9 @@ pub fn run_schedule(
                 }
                 Action::Flush => {
                     let _ = w.kernel.flush();
+                }
+                Action::StopSyncDaemon(role) => {
+                    let _ = w.kernel.apply_sync(&SyncOp::Stop(*role));
                 }
                 Action::FailOps => w.kernel_ops = KernelOps::Failing,
                 Action::RestoreOps => w.kernel_ops = KernelOps::Working,

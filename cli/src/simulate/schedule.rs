@@ -10,7 +10,7 @@ use lvs_hc_core::admin::{AdminChange, AdminState};
 use lvs_hc_core::config::Server;
 use lvs_hc_core::rng::SplitMix64;
 use lvs_hc_core::time::format_duration;
-use lvs_hc_core::{Config, ServiceKey};
+use lvs_hc_core::{Config, ServiceKey, SyncRole};
 
 use super::fmt_t;
 use super::servers::{AgentReply, Behaviour};
@@ -126,6 +126,8 @@ pub enum Action {
     EditWeight(ServiceKey, SocketAddr, u32),
     /// Someone flushes the table (`ipvsadm -C`).
     Flush,
+    /// Someone stops a connection sync daemon (`ipvsadm --stop-daemon`).
+    StopSyncDaemon(SyncRole),
     /// IPVS operations start failing.
     FailOps,
     /// IPVS operations work again.
@@ -157,6 +159,7 @@ impl std::fmt::Display for Action {
                 write!(f, "by hand: ipvsadm -e {} -r {d} -w {w}", k.ipvsadm_args())
             }
             Action::Flush => write!(f, "by hand: ipvsadm -C"),
+            Action::StopSyncDaemon(role) => write!(f, "by hand: ipvsadm --stop-daemon {role}"),
             Action::FailOps => write!(f, "IPVS operations start failing"),
             Action::RestoreOps => write!(f, "IPVS operations work again"),
             Action::Restart => write!(f, "lvs-hc restarts"),
@@ -462,6 +465,11 @@ impl FaultSchedule {
                         _ => Action::Flush,
                     };
                     push(t, action);
+                    // One of a pair: now and then a sync daemon is stopped by hand too.
+                    if config.sync.is_some() && rng.up_to(2) == 0 {
+                        let role = SyncRole::ALL[rng.up_to(1) as usize];
+                        push(t, Action::StopSyncDaemon(role));
+                    }
                     t += rand_duration(&mut rng, resync * 2, resync * 4);
                 }
             }

@@ -216,7 +216,7 @@ fn read_sync(mut t: Tbl<'_>) -> Result<SyncSettings> {
         s.ttl = Some(f.int(1, 255)? as u8);
     }
     if let Some(f) = t.get("max_packet_len") {
-        s.max_len = Some(f.int(SYNC_MAXLEN_MIN, 65535)? as u16);
+        s.max_len = Some(f.int(SYNC_MAXLEN_MIN, SYNC_MAXLEN_MAX)? as u16);
     }
     t.finish()?;
     Ok(s)
@@ -224,6 +224,8 @@ fn read_sync(mut t: Tbl<'_>) -> Result<SyncSettings> {
 
 /// The shortest sync message worth asking for: the kernel's sync header and one connection.
 const SYNC_MAXLEN_MIN: i64 = 128;
+/// The longest: a UDP datagram's payload (ipvsadm refuses more; the kernel caps it there).
+const SYNC_MAXLEN_MAX: i64 = 65507;
 
 fn read_daemon(mut t: Tbl<'_>) -> Result<DaemonSettings> {
     let mut d = DaemonSettings::default();
