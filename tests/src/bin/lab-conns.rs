@@ -3,7 +3,7 @@
 //! ```text
 //! lab-conns serve --name NAME [--port 80]
 //! lab-conns hold --target ADDR:PORT [--conns 50] [--interval-ms 100] [--warmup 5]
-//!                [--broken-after-ms 30000] [--fresh-interval-ms 100] [--fresh-timeout-ms 1000]
+//!                [--broken-after-ms 30000] [--fresh-interval-ms 100] [--fresh-timeout-ms 900]
 //!                [--ports-file PATH]
 //! ```
 //!
@@ -28,7 +28,9 @@
 //! or waits for an answer longer than `--broken-after-ms`; a broken connection stays closed.
 //! Its *silence* is how long it waited for an answer: the longest in a phase is what TCP's
 //! retransmission backoff and the failover together cost it. A fresh request succeeds when it
-//! connects, and the answer to its line arrives, within `--fresh-timeout-ms`.
+//! connects, and the answer to its line arrives, within `--fresh-timeout-ms` (the default,
+//! 900 ms, is below TCP's first SYN retransmission at 1 s: a request succeeds when the path
+//! works as it begins, so the time until fresh requests succeed again is exact to an interval).
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -70,7 +72,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: lab-conns serve --name NAME [--port 80]\n       \
     lab-conns hold --target ADDR:PORT [--conns 50] [--interval-ms 100] [--warmup 5] \
-    [--broken-after-ms 30000] [--fresh-interval-ms 100] [--fresh-timeout-ms 1000] \
+    [--broken-after-ms 30000] [--fresh-interval-ms 100] [--fresh-timeout-ms 900] \
     [--ports-file PATH]";
 
 /// The command line's `--key value` pairs.
@@ -253,7 +255,7 @@ fn hold(options: &Options) -> Result<(), String> {
         interval: options.millis("interval-ms", 100)?,
         broken_after: options.millis("broken-after-ms", 30_000)?,
         fresh_interval: options.millis("fresh-interval-ms", 100)?,
-        fresh_timeout: options.millis("fresh-timeout-ms", 1000)?,
+        fresh_timeout: options.millis("fresh-timeout-ms", 900)?,
     };
     let world = Arc::new(World {
         settings,
@@ -524,15 +526,15 @@ fn report(world: &World, phase: &str, mark: Instant) {
     println!(
         "report phase={phase} conns={n} alive_at_mark={alive_at_mark} broken={} \
          broken_servers={broken_servers} stalled={stalled} silence_ms={} silence_median_ms={} \
-         fresh_back_ms={} fresh_failed={} fresh_ok={} fresh_failed_after_back={} servers={} \
+         fresh_back_ms={} fresh_first_ms={} fresh_failed={} fresh_ok={} servers={} \
          elapsed_ms={}",
         broken.len(),
         ms(longest),
         ms(median),
         fresh.back_ms.map_or(-1, |b| b as i64),
+        fresh.first_ms.map_or(-1, |b| b as i64),
         fresh.failed,
         fresh.ok,
-        fresh.failed_after_back,
         servers(world, |h| h.broken.is_none()),
         ms(asked - mark),
     );
@@ -543,22 +545,22 @@ fn report(world: &World, phase: &str, mark: Instant) {
         longest.as_secs_f64(),
         median.as_secs_f64()
     );
-    match fresh.back_ms {
-        Some(0) => println!(
+    match (fresh.back_ms, fresh.first_ms) {
+        (Some(0), _) => println!(
             "  {phase}: fresh requests: none failed ({} answered)",
             fresh.ok
         ),
-        Some(b) => println!(
-            "  {phase}: fresh requests: answered again {:.1}s after the mark ({} failed, {} \
-             answered, {} failed after that)",
-            b as f64 / 1000.0,
+        (Some(back), first) => println!(
+            "  {phase}: fresh requests: answered again from {:.1}s after the mark on (the \
+             first at {:.1}s; {} failed, {} answered)",
+            back as f64 / 1000.0,
+            first.unwrap_or(back) as f64 / 1000.0,
             fresh.failed,
-            fresh.ok,
-            fresh.failed_after_back
+            fresh.ok
         ),
-        None => println!(
-            "  {phase}: fresh requests: none answered since they began failing ({} failed)",
-            fresh.failed
+        (None, _) => println!(
+            "  {phase}: fresh requests: the last one failed ({} failed, {} answered)",
+            fresh.failed, fresh.ok
         ),
     }
     for (i, server, at, why) in broken.iter().take(10) {
@@ -575,12 +577,14 @@ fn report(world: &World, phase: &str, mark: Instant) {
 
 /// The fresh requests of a phase.
 struct FreshSummary {
-    /// From the mark until the first answered request that began after the first failed one
-    /// (0: none failed; `None`: none answered since).
+    /// From the mark until the first answered request after the last failed one: new requests
+    /// succeed again from then on (0: none failed; `None`: the last one failed).
     back_ms: Option<u128>,
+    /// From the mark until the first answered request after the first failed one (0: none
+    /// failed; `None`: none answered since).
+    first_ms: Option<u128>,
     failed: usize,
     ok: usize,
-    failed_after_back: usize,
 }
 
 impl FreshSummary {
@@ -592,24 +596,19 @@ impl FreshSummary {
         phase.sort_by_key(|f| f.start);
         let answered = |f: &&Fresh| matches!(f.outcome, FreshOutcome::Answered(_));
         let failed = phase.iter().filter(|f| !answered(f)).count();
-        let ok = phase.len() - failed;
-        let first_failure = phase.iter().position(|f| !answered(f));
-        let (back_ms, failed_after_back) = match first_failure {
-            None => (Some(0), 0),
-            Some(k) => match phase[k..].iter().position(answered) {
-                None => (None, 0),
-                Some(j) => {
-                    let back = phase[k + j];
-                    let after = phase[k + j..].iter().filter(|f| !answered(f)).count();
-                    (Some(ms(back.start - mark)), after)
-                }
-            },
+        // The first answered request after failure number `k`, in ms from the mark.
+        let answered_after = |k: Option<usize>| match k {
+            None => Some(0),
+            Some(k) => phase[k..]
+                .iter()
+                .find(|f| answered(f))
+                .map(|f| ms(f.start - mark)),
         };
         FreshSummary {
-            back_ms,
+            back_ms: answered_after(phase.iter().rposition(|f| !answered(f))),
+            first_ms: answered_after(phase.iter().position(|f| !answered(f))),
             failed,
-            ok,
-            failed_after_back,
+            ok: phase.len() - failed,
         }
     }
 }
