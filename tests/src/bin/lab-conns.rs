@@ -288,6 +288,12 @@ fn hold(options: &Options) -> Result<(), String> {
     let broken = (0..conns)
         .filter(|&i| world.held(i).broken.is_some())
         .count();
+    let flowing = (0..conns)
+        .filter(|&i| {
+            let h = world.held(i);
+            h.broken.is_none() && h.exchanges >= warmup
+        })
+        .count();
     if let Ok(path) = options.text("ports-file") {
         let ports: String = (0..conns)
             .filter_map(|i| world.held(i).local.map(|a| format!("{a} \n")))
@@ -295,8 +301,7 @@ fn hold(options: &Options) -> Result<(), String> {
         std::fs::write(path, ports).map_err(|e| format!("--ports-file {path}: {e}"))?;
     }
     println!(
-        "ready conns={conns} flowing={} broken={broken} servers={} after_ms={}",
-        conns - broken,
+        "ready conns={conns} flowing={flowing} broken={broken} servers={} after_ms={}",
         servers(&world, |h| h.broken.is_none()),
         started.elapsed().as_millis()
     );
