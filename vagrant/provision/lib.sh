@@ -5,7 +5,10 @@
 #
 #   LVS_HC_NET     first three octets of the lab subnet: 192.168.56 (Vagrant, the default) or
 #                  192.168.0 (the QEMU lab, the tutorial's own); .178 director, .101 VIP,
-#                  .179 RS1, .180 RS2
+#                  .179 RS1, .180 RS2, .177 director2 (the second director of a pair)
+#   LVS_HC_PAIR    1: director.sh provisions one of a pair of directors (keepalived's VRRP
+#                  moves the VIP, lvs-hc runs the sync daemons); empty (the default): the
+#                  only director, holding the VIP itself. Vagrant sets it with LVS_HC_DIRECTOR2=1.
 #   LVS_HC_WEB     nginx (the default) or busybox (busybox httpd, started directly)
 #   LVS_HC_INIT    systemd (the default) or direct (lvs-hc run started in the background)
 #   LVS_HC_PREFIX  prefix of every path these scripts write (empty by default); the QEMU lab
@@ -16,8 +19,10 @@ LVS_HC_NET=${LVS_HC_NET:-192.168.56}
 LVS_HC_WEB=${LVS_HC_WEB:-nginx}
 LVS_HC_INIT=${LVS_HC_INIT:-systemd}
 LVS_HC_PREFIX=${LVS_HC_PREFIX:-}
+LVS_HC_PAIR=${LVS_HC_PAIR:-}
 VIP=$LVS_HC_NET.101
 DIP=$LVS_HC_NET.178
+DIP2=$LVS_HC_NET.177
 RS1=$LVS_HC_NET.179
 RS2=$LVS_HC_NET.180
 STATE_DIR=$LVS_HC_PREFIX/var/lib/lvs-hc
