@@ -150,17 +150,25 @@ pub fn parse_arp_reply(packet: &[u8]) -> Option<ArpPacket> {
 /// interface that is not a loopback is preferred when several hold it. IPv4 labels
 /// (`eth0:vip`) are given as the interface's name (`eth0`).
 pub fn interface_holding(vip: IpAddr) -> io::Result<Option<String>> {
-    let mut found: Option<(String, bool)> = None;
-    for a in if_addrs()? {
-        if a.addr != vip {
-            continue;
-        }
-        match &found {
-            Some((_, loopback)) if !*loopback || a.loopback => {}
-            _ => found = Some((a.interface, a.loopback)),
+    Ok(holder(&if_addrs()?, vip))
+}
+
+/// [`interface_holding`] for each of `vips`, in order, from one read of the interfaces.
+pub fn interfaces_holding(vips: &[IpAddr]) -> io::Result<Vec<Option<String>>> {
+    let addrs = if_addrs()?;
+    Ok(vips.iter().map(|vip| holder(&addrs, *vip)).collect())
+}
+
+/// The interface of `addrs` that holds `vip`, one that is not a loopback first.
+fn holder(addrs: &[IfAddr], vip: IpAddr) -> Option<String> {
+    let mut found: Option<&IfAddr> = None;
+    for a in addrs.iter().filter(|a| a.addr == vip) {
+        match found {
+            Some(f) if !f.loopback || a.loopback => {}
+            _ => found = Some(a),
         }
     }
-    Ok(found.map(|(name, _)| name))
+    found.map(|a| a.interface.clone())
 }
 
 /// One address of one interface, from `getifaddrs`.
@@ -921,6 +929,12 @@ mod tests {
         assert_eq!(
             interface_holding("192.0.2.254".parse().unwrap()).unwrap(),
             None
+        );
+        assert_eq!(
+            interfaces_holding(&["192.0.2.254".parse().unwrap(), "127.0.0.1".parse().unwrap()])
+                .unwrap(),
+            [None, Some("lo".to_string())],
+            "each in order, from one read"
         );
     }
 }

@@ -1789,12 +1789,7 @@ impl Engine {
         let error = result.as_ref().err().cloned();
         let d = &self.config.daemon;
         let (first, max) = (d.retry_backoff, d.retry_backoff_max);
-        let backoff = |attempts: u32| {
-            let factor = 1u32
-                .checked_shl(attempts.saturating_sub(1).min(20))
-                .unwrap_or(u32::MAX);
-            first.saturating_mul(factor).min(max)
-        };
+        let backoff = |attempts: u32| doubling_backoff(first, max, attempts);
         match (self.sync.applied(self.now, &op, result, backoff), op) {
             (Ok(why), SyncOp::Start(daemon)) => {
                 self.emit(EventKind::SyncDaemonStarted { daemon, why })
@@ -1831,12 +1826,7 @@ impl Engine {
 
     fn backoff(&self, attempts: u32) -> Duration {
         let d = &self.config.daemon;
-        let factor = 1u32
-            .checked_shl(attempts.saturating_sub(1).min(20))
-            .unwrap_or(u32::MAX);
-        d.retry_backoff
-            .saturating_mul(factor)
-            .min(d.retry_backoff_max)
+        doubling_backoff(d.retry_backoff, d.retry_backoff_max, attempts)
     }
 
     fn handle_applied(&mut self, op: Op, result: Result<(), ApplyError>) {
@@ -2202,4 +2192,12 @@ impl Engine {
         }
         OpReason::UnknownDest
     }
+}
+
+/// The wait before attempt `attempts + 1`: `first`, doubling with each failure, at most `max`.
+fn doubling_backoff(first: Duration, max: Duration, attempts: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempts.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
+    first.saturating_mul(factor).min(max)
 }

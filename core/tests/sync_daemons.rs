@@ -264,3 +264,22 @@ fn withdrawal_stops_the_daemons_lvs_hc_ran_and_is_complete_only_then() {
         &"backup sync daemon stopped: lvs-hc is leaving (--cleanup-on-exit)".to_string()
     ));
 }
+
+#[test]
+fn a_reload_that_changes_sync_is_tried_at_once_not_after_the_backoff() {
+    let mut h = Harness::new(&config(BOTH), Table::new());
+    h.fail_sync = Some("no such interface `eth0` for the sync daemon".into());
+    h.run_until(at(3.5));
+    // Failed at about 0, 1 and 3: the next try waits until about 7.
+    h.fail_sync = None;
+    h.reload(&config("[sync]\ninterface = \"eth1\"\nsync_id = 7"));
+    h.run_until(at(3.6));
+    assert_eq!(
+        sync_lines(&h),
+        [
+            "ipvsadm --start-daemon master --mcast-interface eth1 --syncid 7",
+            "ipvsadm --start-daemon backup --mcast-interface eth1 --syncid 7",
+        ],
+        "the corrected configuration at once"
+    );
+}

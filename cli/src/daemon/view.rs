@@ -394,25 +394,36 @@ impl EngineView {
     /// them, a standby does not; both holding one is a split brain), read from the interfaces
     /// now. `role` sums it up: `active` (all held), `standby` (none), `partial`.
     fn director_json(&self) -> Value {
-        let vips: Vec<Value> = self
-            .vips
-            .iter()
-            .map(|vip| match crate::arp::interface_holding(*vip) {
-                Ok(on) => {
-                    json!({"address": vip.to_string(), "held": on.is_some(), "interface": on})
-                }
-                Err(e) => json!({"address": vip.to_string(), "held": null, "error": e.to_string()}),
-            })
-            .collect();
-        let held: Vec<Option<bool>> = vips.iter().map(|v| v["held"].as_bool()).collect();
-        let role = if held.is_empty() || held.iter().any(Option::is_none) {
-            "unknown"
-        } else if held.iter().all(|h| *h == Some(true)) {
-            "active"
-        } else if held.iter().all(|h| *h == Some(false)) {
-            "standby"
-        } else {
-            "partial"
+        let (vips, role) = match crate::arp::interfaces_holding(&self.vips) {
+            Ok(held) => {
+                let vips: Vec<Value> = self
+                    .vips
+                    .iter()
+                    .zip(&held)
+                    .map(|(vip, on)| {
+                        json!({"address": vip.to_string(), "held": on.is_some(), "interface": on})
+                    })
+                    .collect();
+                let role = if held.is_empty() {
+                    "unknown"
+                } else if held.iter().all(Option::is_some) {
+                    "active"
+                } else if held.iter().all(Option::is_none) {
+                    "standby"
+                } else {
+                    "partial"
+                };
+                (vips, role)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                let vips = self
+                    .vips
+                    .iter()
+                    .map(|vip| json!({"address": vip.to_string(), "held": null, "error": error}))
+                    .collect();
+                (vips, "unknown")
+            }
         };
         json!({"role": role, "vips": vips})
     }
@@ -509,14 +520,14 @@ impl EngineView {
                  active, 0: standby; a pair with both at 1 is a split brain).\n\
                  # TYPE lvs_hc_vip_held gauge"
             );
-            for vip in &self.vips {
-                if let Ok(on) = crate::arp::interface_holding(*vip) {
-                    let _ = writeln!(
-                        out,
-                        "lvs_hc_vip_held{{address=\"{vip}\"}} {}",
-                        u8::from(on.is_some())
-                    );
-                }
+            // Left out, rather than guessed, when the interfaces cannot be read.
+            let held = crate::arp::interfaces_holding(&self.vips).unwrap_or_default();
+            for (vip, on) in self.vips.iter().zip(held) {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_vip_held{{address=\"{vip}\"}} {}",
+                    u8::from(on.is_some())
+                );
             }
         }
         let servers = || {
