@@ -51,10 +51,7 @@ fn table(variant: bool) -> Table {
         }
         t.services.insert(
             ServiceKey::Tcp(vip(s)),
-            ServiceEntry {
-                params: ServiceParams::new("wlc"),
-                dests,
-            },
+            ServiceEntry::new(ServiceParams::new("wlc"), dests),
         );
     }
     t

@@ -1,6 +1,7 @@
 //! The table there should be: from configuration, health and policy, one service at a time.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use crate::config::{FailureAction, FallbackMode, NewServers, VirtualService};
 use crate::health::Health;
@@ -54,6 +55,11 @@ pub struct DesiredService {
     pub healthy: usize,
     /// Whether the fallback servers are in.
     pub fallback_in: bool,
+    /// The destinations of [`Self::entry`] held at weight 0 by policy (failed, draining,
+    /// drained by an operator), with their weight in service: the `last_weight` an `mh`
+    /// service must give them on every director (see [`crate::engine`]). Destinations kept at
+    /// weight 0 only because the kernel has them so (no verdict yet) are not here.
+    pub seats: BTreeMap<SocketAddr, u32>,
 }
 
 /// What `svc` should look like in the kernel.
@@ -75,6 +81,7 @@ pub fn desired_service(
     view: impl Fn(ServerRef) -> ServerView,
 ) -> DesiredService {
     let mut reals = Vec::with_capacity(svc.servers.len());
+    let mut seats = BTreeMap::new();
     let mut healthy = 0;
     let mut pending = 0;
     for (i, server) in svc.servers.iter().enumerate() {
@@ -89,6 +96,9 @@ pub fn desired_service(
                     (Health::Down, FailureAction::Drain { .. }) if !v.draining => None,
                     _ => Some(server.dest_params(0)),
                 };
+                if params.is_some() {
+                    seats.insert(server.addr, v.weight);
+                }
                 reals.push((server.addr, params));
                 continue;
             }
@@ -116,11 +126,17 @@ pub fn desired_service(
                     kept
                 }
             },
-            Health::Down => match svc.on_failure {
-                FailureAction::Remove => None,
-                FailureAction::Zero => Some(server.dest_params(0)),
-                FailureAction::Drain { .. } => v.draining.then(|| server.dest_params(0)),
-            },
+            Health::Down => {
+                let params = match svc.on_failure {
+                    FailureAction::Remove => None,
+                    FailureAction::Zero => Some(server.dest_params(0)),
+                    FailureAction::Drain { .. } => v.draining.then(|| server.dest_params(0)),
+                };
+                if params.is_some() {
+                    seats.insert(server.addr, v.weight);
+                }
+                params
+            }
         };
         if v.pending && healthy == counted_before {
             pending += 1;
@@ -145,6 +161,7 @@ pub fn desired_service(
                 // Drained: weight 0 while its connections end; no sorry page from it.
                 AdminView::Draining => {
                     dests.insert(fb.addr, fb.dest_params(0));
+                    seats.insert(fb.addr, v.weight);
                     continue;
                 }
                 AdminView::Out => continue,
@@ -169,12 +186,11 @@ pub fn desired_service(
             }
         }
     }
+    seats.retain(|addr, _| dests.get(addr).is_some_and(|p| p.weight == 0));
     DesiredService {
-        entry: ServiceEntry {
-            params: svc.params.clone(),
-            dests,
-        },
+        entry: ServiceEntry::new(svc.params.clone(), dests),
         healthy,
         fallback_in,
+        seats,
     }
 }

@@ -103,13 +103,8 @@ mod tests {
             .map(|(a, w)| (a.parse().unwrap(), DestParams::new(Forward::Dr, *w)))
             .collect();
         let mut t = Table::new();
-        t.services.insert(
-            key,
-            ServiceEntry {
-                params: ServiceParams::new("wlc"),
-                dests,
-            },
-        );
+        t.services
+            .insert(key, ServiceEntry::new(ServiceParams::new("wlc"), dests));
         t
     }
 

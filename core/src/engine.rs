@@ -7,7 +7,39 @@
 //! of inputs costs one pass per changed service. To follow a probe result to the `ipvsadm` line
 //! it causes: `handle_probe_result` → `update_server_health` (marks dirty) → `poll_output` →
 //! `reconcile_service` → [`Output::Apply`].
+//!
+//! # Identical tables for hashing schedulers
+//!
+//! Several directors behind ECMP must send a flow to the same real server, so every director's
+//! table of an `sh` or `mh` service must hash the same. The kernel's lookup table depends on
+//! more than the destinations and weights: `ip_vs_mh_populate` (`net/netfilter/ipvs/ip_vs_mh.c`)
+//! walks the service's destination list in order, each destination claiming its next preferred
+//! free slot in turn (the earlier in the list wins a contested slot), for a number of turns
+//! taken from its `last_weight`, not its weight; `ip_vs_sh.c` walks the list in order as well.
+//! The kernel adds a destination at the head of that list, and sets `last_weight` when a
+//! destination is added and when it is edited to a weight other than 0. The engine keeps both
+//! in a state that depends only on the configuration and the health verdicts:
+//!
+//! 1. Order: the list of an `sh` or `mh` service is kept ascending by destination address,
+//!    head first. When the list read from the kernel (or as the engine's own operations left
+//!    it) is otherwise, the engine deletes and re-adds, one at a time, the destinations that
+//!    come before the first one in place: the largest of them first, its re-add emitted as soon
+//!    as its delete is reported, so each is out of the table for one operation's round trip.
+//! 2. Last weights: an `mh` destination held at weight 0 by policy (failed with
+//!    `on_failure = "zero"` or `"drain"`, drained by an operator) must have its weight in
+//!    service as `last_weight`, so it keeps its slots (flows hashing there go to the
+//!    `mh-fallback` rehash, the same on every director). It is added at that weight and then
+//!    edited to 0; one whose `last_weight` the engine does not know (found at start, set to 0
+//!    by someone else, its configured weight changed) is edited to its weight and back to 0.
+//!    The engine remembers the `last_weight` of each destination from its own operations and
+//!    from weights other than 0 read from the kernel (`last_weights`).
+//!
+//! Configuration rules finish the job (see [`crate::config`]): no `slow_start` on these
+//! services (directors would ramp at different moments), and `mh` with `on_failure = "zero"`
+//! or `"drain"` needs `mh-fallback`. Servers without a verdict yet are kept as the kernel has
+//! them and not re-seated until their first verdict.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
@@ -29,7 +61,7 @@ use crate::op::{ApplyError, Op, Target};
 use crate::reason::{DestChange, OpReason, ReloadSummary};
 use crate::rng::SplitMix64;
 use crate::sync::{SyncDaemon, SyncKeeper, SyncOp, SyncStatus};
-use crate::table::{Counters, ServiceKey, SkippedService, Table};
+use crate::table::{hashes_over_order, Counters, ServiceEntry, ServiceKey, SkippedService, Table};
 use crate::time::Instant;
 
 /// Hashes [`ProbeId`]s, which the engine hands out in sequence and looks up once per probe
@@ -543,6 +575,8 @@ pub struct Engine {
     pending: HashMap<Target, String>,
     retries: HashMap<Target, Retry>,
     drains: HashMap<(ServiceKey, SocketAddr), Drain>,
+    /// The kernel's `last_weight` of destinations, where known (see the module documentation).
+    last_weights: HashMap<(ServiceKey, SocketAddr), u32>,
     /// Operators' and maintenance files' marks, by service and server.
     admin: HashMap<(ServiceKey, SocketAddr), Vec<AdminMark>>,
     /// Administrative drains, by service and server.
@@ -592,6 +626,7 @@ impl Engine {
             pending: HashMap::new(),
             retries: HashMap::new(),
             drains: HashMap::new(),
+            last_weights: HashMap::new(),
             admin: HashMap::new(),
             admin_drains: HashMap::new(),
             ramps: HashMap::new(),
@@ -1737,6 +1772,7 @@ impl Engine {
         }
         self.unverified.clear();
         self.retiring.retain(|k| scoped.services.contains_key(k));
+        self.learn_last_weights(&scoped);
         self.believed = Some(scoped);
         // Drains end when the kernel shows no connections left (or the server is gone).
         let believed = self.believed.as_ref();
@@ -1783,6 +1819,55 @@ impl Engine {
         self.snapshot_failures = 0;
         self.resync_due = now + self.config.daemon.resync_interval;
         self.dirty = Dirty::All;
+    }
+
+    /// What a table read from the kernel says of `last_weight`s: a destination at a weight
+    /// other than 0 has that weight as `last_weight`; one at weight 0 keeps what the engine
+    /// knew only if the engine saw it at 0 before too, or set it so itself (an operation on
+    /// it is on its way): otherwise someone else may have changed it, and it is not known.
+    fn learn_last_weights(&mut self, table: &Table) {
+        let old = self.believed.as_ref();
+        let pending = &self.pending;
+        self.last_weights.retain(|(key, addr), _| {
+            let now = table.dest(key, addr).map(|p| p.weight);
+            let before = old.and_then(|b| b.dest(key, addr)).map(|p| p.weight);
+            pending.contains_key(&Target::Dest(*key, *addr))
+                || (now == Some(0) && before == Some(0))
+        });
+        for (key, entry) in &table.services {
+            for (addr, p) in &entry.dests {
+                if p.weight > 0 {
+                    self.last_weights.insert((*key, *addr), p.weight);
+                }
+            }
+        }
+    }
+
+    /// What an applied operation did to `last_weight`s, by the kernel's rule.
+    fn note_last_weight(&mut self, op: &Op) {
+        match op {
+            Op::AddService { key, .. } | Op::DelService { key } => {
+                self.last_weights.retain(|(k, _), _| k != key);
+            }
+            Op::AddDest {
+                service,
+                dest,
+                params,
+            } => {
+                self.last_weights.insert((*service, *dest), params.weight);
+            }
+            Op::EditDest {
+                service,
+                dest,
+                params,
+            } if params.weight > 0 => {
+                self.last_weights.insert((*service, *dest), params.weight);
+            }
+            Op::DelDest { service, dest } => {
+                self.last_weights.remove(&(*service, *dest));
+            }
+            Op::EditService { .. } | Op::EditDest { .. } => {}
+        }
     }
 
     fn handle_sync_applied(&mut self, op: SyncOp, result: Result<(), String>) {
@@ -1838,6 +1923,7 @@ impl Engine {
                 if let Some(b) = self.believed.as_mut() {
                     b.apply_lenient(&op);
                 }
+                self.note_last_weight(&op);
                 self.retries.remove(&target);
                 self.emit(EventKind::Applied { op, reason });
             }
@@ -2045,21 +2131,95 @@ impl Engine {
             _ if self.manages(&key) => None,
             _ => return,
         };
+        // Operations whose reason is the hashing rule, not a server's state.
+        let mut hashing: HashMap<Target, String> = HashMap::new();
+        let want = desired
+            .as_ref()
+            .map(|(_, d)| self.seated(key, d, &mut hashing));
         let mut ops = Vec::new();
-        diff_service(
-            &key,
-            desired.as_ref().map(|(_, d)| &d.entry),
-            actual,
-            &mut ops,
-        );
+        diff_service(&key, want.as_deref(), actual, &mut ops);
+        if let (Some(want), Some(have)) = (&want, actual) {
+            if let Some(dest) = self.misplaced(key, want, have, &ops) {
+                let why = format!(
+                    "{dest} is out of place in the kernel's list of {key}, which {} hashes over: \
+                     deleted and added again to restore ascending address order",
+                    want.params.scheduler
+                );
+                hashing.insert(Target::Dest(key, dest), why);
+                ops.push(Op::DelDest { service: key, dest });
+            }
+        }
         let service_present = actual.is_some();
         if let Some((si, d)) = &desired {
             self.note_fallback(*si, d);
         }
         let si = desired.as_ref().map(|(si, _)| *si);
         self.push_ops(key, ops, service_present, |engine, op| {
-            engine.reason(op, si)
+            match hashing.get(&op.target()) {
+                Some(why) => why.clone(),
+                None => engine.reason(op, si),
+            }
         });
+    }
+
+    /// The entry to work towards for `d`: itself, except that in an `mh` service a destination
+    /// held at weight 0 whose `last_weight` is not (known to be) its weight in service is
+    /// wanted at that weight first (added or edited so, then back to 0 once that is applied).
+    /// The reasons for those operations go into `reasons`.
+    fn seated<'d>(
+        &self,
+        key: ServiceKey,
+        d: &'d DesiredService,
+        reasons: &mut HashMap<Target, String>,
+    ) -> Cow<'d, ServiceEntry> {
+        if d.entry.params.scheduler != "mh" {
+            return Cow::Borrowed(&d.entry);
+        }
+        let mut entry = Cow::Borrowed(&d.entry);
+        for (&addr, &seat) in &d.seats {
+            if seat == 0 || self.last_weights.get(&(key, addr)) == Some(&seat) {
+                continue;
+            }
+            if let Some(p) = entry.to_mut().dests.get_mut(&addr) {
+                p.weight = seat;
+                reasons.insert(
+                    Target::Dest(key, addr),
+                    format!(
+                        "{addr} is held at weight 0 in {key} (mh): set to its weight {seat} \
+                         first, so that it keeps its slots in the lookup table as on every \
+                         director (the kernel keeps the last weight other than 0)"
+                    ),
+                );
+            }
+        }
+        entry
+    }
+
+    /// The destination to delete (and add again) next to bring the kernel's list of a
+    /// hashing service `key` into ascending address order, if it is not; `None` too while
+    /// anything of the service is on its way or still to be added (one move at a time, each
+    /// re-add before the next delete), or when the list order is not known.
+    fn misplaced(
+        &self,
+        key: ServiceKey,
+        want: &ServiceEntry,
+        have: &ServiceEntry,
+        ops: &[Op],
+    ) -> Option<SocketAddr> {
+        if !hashes_over_order(&want.params.scheduler) {
+            return None;
+        }
+        let order = have.order()?;
+        let adding = ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::AddService { .. } | Op::DelService { .. } | Op::AddDest { .. }
+            )
+        });
+        if adding || self.pending.keys().any(|t| t.service() == key) {
+            return None;
+        }
+        first_to_move(order, &want.dests)
     }
 
     /// Sends the operations of service `key` that are not already on their way or held back
@@ -2194,10 +2354,84 @@ impl Engine {
     }
 }
 
+/// Which destination to move to the head of `order` (the kernel's list, head first) next, so
+/// that moving to the head (delete, add) only the destinations that must move, largest first,
+/// leaves `wanted` in ascending order; `None` when the wanted destinations are in that order.
+///
+/// A destination never moved keeps its place relative to the others never moved, behind all
+/// those moved: so the ones that stay are the largest `k` for the largest `k` whose members
+/// already stand in ascending order, and the others (smaller) move, largest first.
+/// Destinations in `order` that are not wanted (about to be deleted) do not count.
+fn first_to_move<V>(order: &[SocketAddr], wanted: &BTreeMap<SocketAddr, V>) -> Option<SocketAddr> {
+    let listed: Vec<SocketAddr> = order
+        .iter()
+        .filter(|a| wanted.contains_key(a))
+        .copied()
+        .collect();
+    let mut bound = usize::MAX;
+    for addr in wanted.keys().rev() {
+        let pos = listed.iter().position(|a| a == addr)?;
+        if pos > bound {
+            return Some(*addr);
+        }
+        bound = pos;
+    }
+    None
+}
+
 /// The wait before attempt `attempts + 1`: `first`, doubling with each failure, at most `max`.
 fn doubling_backoff(first: Duration, max: Duration, attempts: u32) -> Duration {
     let factor = 1u32
         .checked_shl(attempts.saturating_sub(1).min(20))
         .unwrap_or(u32::MAX);
     first.saturating_mul(factor).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[u8]) -> Vec<SocketAddr> {
+        list.iter()
+            .map(|n| SocketAddr::from(([10, 0, 0, *n], 80)))
+            .collect()
+    }
+
+    /// Moves `first_to_move` until it says none, as the engine's operations would.
+    fn moves(order: &[u8]) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+        let mut order = addrs(order);
+        let wanted: BTreeMap<SocketAddr, ()> = order.iter().map(|a| (*a, ())).collect();
+        let mut moved = Vec::new();
+        while let Some(dest) = first_to_move(&order, &wanted) {
+            order.retain(|a| *a != dest);
+            order.insert(0, dest);
+            moved.push(dest);
+            assert!(moved.len() <= wanted.len(), "no progress: {moved:?}");
+        }
+        (order, moved)
+    }
+
+    #[test]
+    fn only_destinations_before_the_misplaced_one_move_largest_first() {
+        // A server returned (added at the head) in front of two smaller ones.
+        assert_eq!(
+            moves(&[3, 1, 2, 4, 5]),
+            (addrs(&[1, 2, 3, 4, 5]), addrs(&[2, 1]))
+        );
+        assert_eq!(moves(&[1, 2, 3]), (addrs(&[1, 2, 3]), vec![]));
+        assert_eq!(moves(&[5, 1, 6]), (addrs(&[1, 5, 6]), addrs(&[1])));
+        // Added one by one in ascending order: the kernel's list is the reverse.
+        assert_eq!(
+            moves(&[4, 3, 2, 1]),
+            (addrs(&[1, 2, 3, 4]), addrs(&[3, 2, 1]))
+        );
+    }
+
+    #[test]
+    fn destinations_about_to_leave_do_not_count() {
+        let order = addrs(&[9, 1, 2]);
+        let wanted: BTreeMap<SocketAddr, ()> =
+            addrs(&[1, 2]).into_iter().map(|a| (a, ())).collect();
+        assert_eq!(first_to_move(&order, &wanted), None);
+    }
 }

@@ -7,7 +7,7 @@
 //! and `#` comments.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -50,13 +50,7 @@ pub fn parse_save(text: &str) -> Result<Table, SaveParseError> {
                 if table.services.contains_key(&key) {
                     return Err(err(format!("service {key} is defined twice")));
                 }
-                table.services.insert(
-                    key,
-                    ServiceEntry {
-                        params,
-                        dests: BTreeMap::new(),
-                    },
-                );
+                table.services.insert(key, ServiceEntry::empty(params));
             }
             Rule::Dest(key, dest, params) => {
                 let svc = table.services.get_mut(&key).ok_or_else(|| {
@@ -66,6 +60,10 @@ pub fn parse_save(text: &str) -> Result<Table, SaveParseError> {
                 })?;
                 if svc.dests.insert(dest, params).is_some() {
                     return Err(err(format!("destination {dest} of {key} is defined twice")));
+                }
+                // Listings print the kernel's list head first: keep the lines' order.
+                if let Some(order) = &mut svc.order {
+                    order.push(dest);
                 }
             }
         }

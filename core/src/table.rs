@@ -324,13 +324,87 @@ impl DestParams {
 }
 
 /// One virtual service with its destinations.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Two entries compare equal when their settings and destinations are equal: [`Self::order`]
+/// is left out, so a desired entry (which has no order) can equal an entry read from the
+/// kernel. Where the order matters (hashing schedulers, see [`hashes_over_order`]), compare
+/// it explicitly with [`Self::order_is_canonical`] or [`Self::order`].
+#[derive(Clone, Debug)]
 pub struct ServiceEntry {
     /// The service's settings.
     pub params: ServiceParams,
     /// Its destinations by address (the port is 0 under firewall-mark services only when the
     /// operator gave none).
     pub dests: BTreeMap<SocketAddr, DestParams>,
+    /// The kernel's list of the destinations, head first (the order a netlink dump and
+    /// `ipvsadm -Ln` give, and the order `sh` and `mh` hash over), when known: every key of
+    /// [`Self::dests`] once. `None` when not known (an entry built by hand or desired).
+    /// [`Table::apply`] and [`Table::apply_lenient`] keep a known order as the kernel does: an
+    /// added destination goes to the head.
+    pub order: Option<Vec<SocketAddr>>,
+}
+
+impl PartialEq for ServiceEntry {
+    fn eq(&self, other: &ServiceEntry) -> bool {
+        self.params == other.params && self.dests == other.dests
+    }
+}
+
+impl Eq for ServiceEntry {}
+
+impl ServiceEntry {
+    /// An entry with these settings and destinations, their order not known.
+    pub fn new(params: ServiceParams, dests: BTreeMap<SocketAddr, DestParams>) -> ServiceEntry {
+        ServiceEntry {
+            params,
+            dests,
+            order: None,
+        }
+    }
+
+    /// An entry with these settings and no destinations (whose order is then known: empty).
+    pub fn empty(params: ServiceParams) -> ServiceEntry {
+        ServiceEntry {
+            params,
+            dests: BTreeMap::new(),
+            order: Some(Vec::new()),
+        }
+    }
+
+    /// The kernel's list order, head first, if known.
+    pub fn order(&self) -> Option<&[SocketAddr]> {
+        self.order.as_deref()
+    }
+
+    /// Whether the list order is known and canonical: ascending by address, head first (the
+    /// order lvs-hc keeps for hashing schedulers). `false` when not known.
+    pub fn order_is_canonical(&self) -> bool {
+        self.order
+            .as_ref()
+            .is_some_and(|o| o.iter().zip(self.dests.keys()).all(|(a, b)| a == b))
+    }
+
+    /// Records that `dest` was added: the kernel puts it at the head of its list.
+    fn note_added(&mut self, dest: SocketAddr) {
+        if let Some(order) = &mut self.order {
+            order.retain(|a| *a != dest);
+            order.insert(0, dest);
+        }
+    }
+
+    /// Records that `dest` was deleted.
+    fn note_deleted(&mut self, dest: &SocketAddr) {
+        if let Some(order) = &mut self.order {
+            order.retain(|a| a != dest);
+        }
+    }
+}
+
+/// Whether `scheduler` maps flows to destinations by walking the kernel's destination list
+/// in order (`sh`, `mh`): the same destinations in another order give another mapping, so
+/// lvs-hc keeps their order canonical (see [`crate::engine`]'s module documentation).
+pub fn hashes_over_order(scheduler: &str) -> bool {
+    matches!(scheduler, "sh" | "mh")
 }
 
 /// Why [`Table::apply_sync`] refused a sync daemon operation, as the kernel would.
@@ -424,13 +498,8 @@ impl Table {
                 if self.services.contains_key(key) {
                     return Err(ApplyError::ServiceExists);
                 }
-                self.services.insert(
-                    *key,
-                    ServiceEntry {
-                        params: params.clone(),
-                        dests: BTreeMap::new(),
-                    },
-                );
+                self.services
+                    .insert(*key, ServiceEntry::empty(params.clone()));
             }
             Op::EditService { key, params } => {
                 let svc = self
@@ -455,6 +524,7 @@ impl Table {
                     return Err(ApplyError::DestExists);
                 }
                 svc.dests.insert(*dest, *params);
+                svc.note_added(*dest);
             }
             Op::EditDest {
                 service,
@@ -474,6 +544,7 @@ impl Table {
                     .get_mut(service)
                     .ok_or(ApplyError::NoSuchService)?;
                 svc.dests.remove(dest).ok_or(ApplyError::NoSuchDest)?;
+                svc.note_deleted(dest);
             }
         }
         Ok(())
@@ -490,10 +561,7 @@ impl Table {
                 self.services
                     .entry(*key)
                     .and_modify(|s| s.params = params.clone())
-                    .or_insert_with(|| ServiceEntry {
-                        params: params.clone(),
-                        dests: BTreeMap::new(),
-                    });
+                    .or_insert_with(|| ServiceEntry::empty(params.clone()));
             }
             Op::DelService { key } => {
                 self.services.remove(key);
@@ -509,12 +577,15 @@ impl Table {
                 params,
             } => {
                 if let Some(svc) = self.services.get_mut(service) {
-                    svc.dests.insert(*dest, *params);
+                    if svc.dests.insert(*dest, *params).is_none() {
+                        svc.note_added(*dest);
+                    }
                 }
             }
             Op::DelDest { service, dest } => {
                 if let Some(svc) = self.services.get_mut(service) {
                     svc.dests.remove(dest);
+                    svc.note_deleted(dest);
                 }
             }
         }

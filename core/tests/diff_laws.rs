@@ -87,7 +87,7 @@ fn table() -> impl Strategy<Value = Table> {
                         )
                     })
                     .collect();
-                (key, ServiceEntry { params, dests })
+                (key, ServiceEntry::new(params, dests))
             })
             .collect(),
         sync: Vec::new(),

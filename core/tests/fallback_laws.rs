@@ -109,7 +109,7 @@ proptest! {
         if fallback_serving {
             dests.insert(fallback, DestParams::new(Forward::Dr, 5));
         }
-        let believed = ServiceEntry { params: ServiceParams::new("wlc"), dests };
+        let believed = ServiceEntry::new(ServiceParams::new("wlc"), dests);
         let view = |r: ServerRef| match r {
             ServerRef::Real(i) => ServerView {
                 health: reals[i].health,

@@ -170,12 +170,12 @@ fn probe_services_changed_by_hand_are_repaired_and_not_reported_as_drift() {
 #[test]
 fn marks_in_the_range_the_configuration_does_not_explain_are_removed_others_are_left() {
     let mut kernel = Table::new();
-    let entry = ServiceEntry {
-        params: ServiceParams::new("rr"),
-        dests: [(addr("192.168.0.179:80"), DestParams::new(Forward::Dr, 1))]
+    let entry = ServiceEntry::new(
+        ServiceParams::new("rr"),
+        [(addr("192.168.0.179:80"), DestParams::new(Forward::Dr, 1))]
             .into_iter()
             .collect(),
-    };
+    );
     let stale = fwmark(0x4c48_abcd);
     let operators = fwmark(7);
     kernel.services.insert(stale, entry.clone());

@@ -231,7 +231,7 @@ impl Scenario {
                 .filter_map(|(a, w)| Some((addr(a), DestParams::new(Forward::Dr, (*w)?))))
                 .collect();
             let params = ServiceParams::new(k.scheduler);
-            table.services.insert(key, ServiceEntry { params, dests });
+            table.services.insert(key, ServiceEntry::new(params, dests));
         }
         table
     }

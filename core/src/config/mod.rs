@@ -448,10 +448,7 @@ impl ProbeService {
     pub fn entry(&self) -> ServiceEntry {
         let mut dests = std::collections::BTreeMap::new();
         dests.insert(self.server, DestParams::new(self.forward, 1));
-        ServiceEntry {
-            params: ServiceParams::new(ProbeService::SCHEDULER),
-            dests,
-        }
+        ServiceEntry::new(ServiceParams::new(ProbeService::SCHEDULER), dests)
     }
 
     /// The mark.

@@ -494,13 +494,9 @@ impl NetlinkBackend {
                     }
                 };
                 snap.counters.services.insert(s.key, s.stats);
-                snap.table.services.insert(
-                    s.key,
-                    ServiceEntry {
-                        params: s.params,
-                        dests: BTreeMap::new(),
-                    },
-                );
+                snap.table
+                    .services
+                    .insert(s.key, ServiceEntry::empty(s.params));
             }
         }
         let keys: Vec<ServiceKey> = snap.table.services.keys().copied().collect();
@@ -511,8 +507,12 @@ impl NetlinkBackend {
             match decode_dests(&key, parts) {
                 Ok(dests) => {
                     let entry = snap.table.services.get_mut(&key).expect("just inserted");
+                    // The dump gives the kernel's list in order, head first: `empty` keeps it.
                     for d in dests {
                         entry.dests.insert(d.addr, d.params);
+                        if let Some(order) = &mut entry.order {
+                            order.push(d.addr);
+                        }
                         snap.counters.dests.insert((key, d.addr), d.counters);
                     }
                 }
