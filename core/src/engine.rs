@@ -2138,6 +2138,12 @@ impl Engine {
             .map(|(_, d)| self.seated(key, d, &mut hashing));
         let mut ops = Vec::new();
         diff_service(&key, want.as_deref(), actual, &mut ops);
+        if want
+            .as_ref()
+            .is_some_and(|w| hashes_over_order(&w.params.scheduler))
+        {
+            add_largest_first(&mut ops);
+        }
         if let (Some(want), Some(have)) = (&want, actual) {
             if let Some(dest) = self.misplaced(key, want, have, &ops) {
                 let why = format!(
@@ -2351,6 +2357,20 @@ impl Engine {
             };
         }
         OpReason::UnknownDest
+    }
+}
+
+/// Puts the additions of destinations in `ops` in descending address order (in their
+/// places), so that destinations added together end up ascending in the kernel's list, each
+/// going to its head.
+fn add_largest_first(ops: &mut [Op]) {
+    let places: Vec<usize> = (0..ops.len())
+        .filter(|&i| matches!(ops[i], Op::AddDest { .. }))
+        .collect();
+    let mut adds: Vec<Op> = places.iter().map(|&i| ops[i].clone()).collect();
+    adds.sort_by_key(|op| std::cmp::Reverse(op.target()));
+    for (i, op) in places.into_iter().zip(adds) {
+        ops[i] = op;
     }
 }
 

@@ -774,3 +774,40 @@ fn the_commented_sync_example_is_valid_and_says_the_kernel_defaults() {
         )
     );
 }
+
+const MH: &str = "scheduler = \"mh\"\n\n[[service.check]]";
+
+bad_config!(
+    slow_start_on_a_hashing_scheduler,
+    BASE.replace(
+        "[[service.check]]",
+        "scheduler = \"sh\"\nslow_start = \"30s\"\n\n[[service.check]]"
+    )
+);
+bad_config!(
+    mh_zero_without_mh_fallback,
+    BASE.replace("[[service.check]]", &format!("on_failure = \"zero\"\n{MH}"))
+);
+bad_config!(
+    mh_drain_without_mh_fallback,
+    BASE.replace(
+        "[[service.check]]",
+        &format!("sched_flags = [\"mh-port\"]\non_failure = \"drain\"\n{MH}")
+    )
+);
+
+#[test]
+fn mh_with_mh_fallback_may_keep_failed_servers_at_weight_zero() {
+    for action in ["zero", "drain"] {
+        let text = BASE.replace(
+            "[[service.check]]",
+            &format!("sched_flags = [\"mh-fallback\"]\non_failure = \"{action}\"\n{MH}"),
+        );
+        Config::from_toml(&text, "lvs-hc.toml").unwrap();
+    }
+    let remove = BASE.replace(
+        "[[service.check]]",
+        &format!("on_failure = \"remove\"\n{MH}"),
+    );
+    Config::from_toml(&remove, "lvs-hc.toml").unwrap();
+}

@@ -426,10 +426,23 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
         },
         None => FallbackMode::Alongside,
     };
-    let action = match t.get("on_failure") {
+    let action_field = t.get("on_failure");
+    let action = match &action_field {
         Some(f) => f.choice(&["remove", "zero", "drain"])?,
         None => "remove",
     };
+    // Directors behind ECMP must hash a flow alike (see `crate::engine`): in an `mh` service
+    // a server at weight 0 keeps its slots, so flows hashing there need the rehash.
+    if let Some(f) = &action_field {
+        let rehash = params.sched_flags.bits() & SchedFlags::FLAG1.bits() != 0;
+        if params.scheduler == "mh" && action != "remove" && !rehash {
+            return Err(f.err(format!(
+                "on_failure = \"{action}\" with the mh scheduler needs sched_flags = \
+                 [\"mh-fallback\"]: a failed server at weight 0 keeps its slots in mh's lookup \
+                 table, and without mh-fallback the flows that hash to it are dropped"
+            )));
+        }
+    }
     let on_failure = match (action, t.get("drain_timeout")) {
         ("drain", None) => FailureAction::Drain {
             timeout: crate::admin::DEFAULT_DRAIN_TIMEOUT,
@@ -442,6 +455,14 @@ fn read_service<'a>(mut t: Tbl<'a>) -> Result<(VirtualService, Field<'a>)> {
         _ => FailureAction::Remove,
     };
     let slow_start = match t.get("slow_start") {
+        Some(f) if crate::table::hashes_over_order(&params.scheduler) => {
+            return Err(f.err(format!(
+                "slow_start cannot be used with the {} scheduler: each director would ramp a \
+                 returning server's weight from its own moment, so directors would hash the \
+                 same flow to different servers",
+                params.scheduler
+            )));
+        }
         Some(f) => Some(f.duration_in(Duration::from_secs(1), limits::SLOW_START_MAX)?),
         None => None,
     };
