@@ -7,7 +7,8 @@
 //! what it changed so `--undo` ([`plan::plan_undo`]) reverts exactly that. The director's
 //! VIPs are announced (gratuitous ARP) as they are added. One of a pair of directors (`[sync]`)
 //! holds no VIPs of setup's making (VRRP moves them) and gets IPVS's sync and failover
-//! settings instead ([`plan::pair_settings`]).
+//! settings instead ([`plan::pair_settings`]). A director with `sh` or `mh` services (several
+//! directors behind ECMP) gets `sloppy_tcp`/`sloppy_sctp` ([`plan::hashing_settings`]).
 
 pub mod plan;
 pub mod state;

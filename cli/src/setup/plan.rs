@@ -177,9 +177,9 @@ impl GlobalSetting {
     }
 }
 
-/// A setting of the kernel's IPVS that setup writes for one of a pair of directors
-/// (`net.ipv4.vs.<name>`; [`pair_settings`] says why each). They exist once the ip_vs module
-/// is loaded, in every network namespace.
+/// A setting of the kernel's IPVS that setup writes for one of a pair of directors, or for
+/// directors that hash (`net.ipv4.vs.<name>`; [`pair_settings`] and [`hashing_settings`] say
+/// why each). They exist once the ip_vs module is loaded, in every network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum IpvsSetting {
     /// `backup_only`: whether a director running the backup sync daemon stops balancing.
@@ -189,6 +189,10 @@ pub enum IpvsSetting {
     /// `expire_quiescent_template`: whether a persistence template to a server at weight 0
     /// expires when it would be used.
     ExpireQuiescentTemplate,
+    /// `sloppy_sctp`: whether any SCTP packet, not only an INIT, may create a connection.
+    SloppySctp,
+    /// `sloppy_tcp`: whether any TCP packet, not only a SYN, may create a connection.
+    SloppyTcp,
     /// `sync_persist_mode`: whether the connections of persistent services are synced (0) or
     /// only their templates (1).
     SyncPersistMode,
@@ -203,10 +207,12 @@ pub enum IpvsSetting {
 
 impl IpvsSetting {
     /// Every IPVS setting setup writes, and so every one a state file may name.
-    pub const ALL: [IpvsSetting; 7] = [
+    pub const ALL: [IpvsSetting; 9] = [
         IpvsSetting::BackupOnly,
         IpvsSetting::ExpireNodestConn,
         IpvsSetting::ExpireQuiescentTemplate,
+        IpvsSetting::SloppySctp,
+        IpvsSetting::SloppyTcp,
         IpvsSetting::SyncPersistMode,
         IpvsSetting::SyncRefreshPeriod,
         IpvsSetting::SyncThreshold,
@@ -219,6 +225,8 @@ impl IpvsSetting {
             IpvsSetting::BackupOnly => "backup_only",
             IpvsSetting::ExpireNodestConn => "expire_nodest_conn",
             IpvsSetting::ExpireQuiescentTemplate => "expire_quiescent_template",
+            IpvsSetting::SloppySctp => "sloppy_sctp",
+            IpvsSetting::SloppyTcp => "sloppy_tcp",
             IpvsSetting::SyncPersistMode => "sync_persist_mode",
             IpvsSetting::SyncRefreshPeriod => "sync_refresh_period",
             IpvsSetting::SyncThreshold => "sync_threshold",
@@ -990,14 +998,58 @@ pub fn director<'a>(
             ));
         }
     }
-    if let Some(sync) = &config.sync {
-        for (setting, value, why) in pair_settings(config, sync) {
-            let key = Sysctl::ipvs(setting);
-            d.reasons.insert(key.clone(), why);
-            d.sysctls.push((key, value.to_string()));
-        }
+    let mut ipvs = match &config.sync {
+        Some(sync) => pair_settings(config, sync),
+        None => Vec::new(),
+    };
+    ipvs.extend(hashing_settings(config));
+    for (setting, value, why) in ipvs {
+        let key = Sysctl::ipvs(setting);
+        d.reasons.insert(key.clone(), why);
+        d.sysctls.push((key, value.to_string()));
     }
     Ok((d, skipped))
+}
+
+/// What a director needs from IPVS when it runs a service with a hashing scheduler (`sh`,
+/// `mh`), as (setting, value, reason): such services are how several directors share traffic
+/// behind ECMP, and when the router moves a flow to another director (one left or joined),
+/// the packets that director receives are mid-stream: with `sloppy_tcp` (`sloppy_sctp`) at
+/// 0 IPVS creates a connection only for a SYN (an INIT) and the flow breaks; at 1 it
+/// schedules the packet, and the hash sends it to the same real server as before
+/// (`net/netfilter/ipvs/ip_vs_proto_tcp.c`, `tcp_conn_schedule`). TCP services set
+/// `sloppy_tcp`, SCTP services `sloppy_sctp`, firewall-mark services (which may carry
+/// either) both; UDP has no connection to start, so nothing. The settings are global: other
+/// TCP services on the director schedule mid-stream packets too (which, for a flow that is
+/// not theirs, is what a director behind ECMP wants as well).
+pub fn hashing_settings(config: &Config) -> Vec<(IpvsSetting, &'static str, &'static str)> {
+    let hashing = || {
+        config
+            .services
+            .iter()
+            .filter(|s| lvs_hc_core::table::hashes_over_order(&s.params.scheduler))
+    };
+    let tcp = hashing().any(|s| matches!(s.key, ServiceKey::Tcp(_) | ServiceKey::Fwmark { .. }));
+    let sctp = hashing().any(|s| matches!(s.key, ServiceKey::Sctp(_) | ServiceKey::Fwmark { .. }));
+    let mut settings = Vec::new();
+    if tcp {
+        settings.push((
+            IpvsSetting::SloppyTcp,
+            "1",
+            "a TCP service uses sh or mh: a flow another director carried arrives mid-stream \
+             (ECMP moved it), and is scheduled, to the same server, instead of dropped",
+        ));
+    }
+    if sctp {
+        settings.push((
+            IpvsSetting::SloppySctp,
+            "1",
+            "an SCTP service uses sh or mh: an association another director carried arrives \
+             mid-stream (ECMP moved it), and is scheduled, to the same server, instead of \
+             dropped",
+        ));
+    }
+    settings
 }
 
 /// What one of a pair of directors (`[sync]`) needs from IPVS, as (setting, value, reason):

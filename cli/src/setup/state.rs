@@ -490,7 +490,7 @@ mod tests {
                 "state file {}:1: `.etc.shadow` is not a setting setup writes (it writes \
                  net.ipv4.conf.<device>.{{accept_local,arp_announce,arp_ignore,rp_filter}}, \
                  net.ipv4.vs.{{backup_only,expire_nodest_conn,expire_quiescent_template,\
-                 sync_persist_mode,sync_refresh_period,sync_threshold,sync_version}}, \
+                 sloppy_sctp,sloppy_tcp,sync_persist_mode,sync_refresh_period,sync_threshold,sync_version}}, \
                  net.ipv4.ip_forward and net.ipv6.conf.all.forwarding)",
                 path.display()
             )),

@@ -705,6 +705,8 @@ fn pair_machine() -> Fake {
         (IpvsSetting::BackupOnly, "0"),
         (IpvsSetting::ExpireNodestConn, "0"),
         (IpvsSetting::ExpireQuiescentTemplate, "0"),
+        (IpvsSetting::SloppySctp, "0"),
+        (IpvsSetting::SloppyTcp, "0"),
         (IpvsSetting::SyncPersistMode, "0"),
         (IpvsSetting::SyncRefreshPeriod, "0"),
         (IpvsSetting::SyncThreshold, "3 50"),
@@ -1006,4 +1008,106 @@ fn the_sync_threshold_is_read_as_the_kernel_writes_it_and_written_back_whole() {
         std::fs::read_to_string(dir.join("sync_threshold")).unwrap(),
         "3 0\n"
     );
+}
+
+// Directors behind ECMP (`sh`/`mh` services): IPVS schedules mid-stream packets.
+
+/// A director (no `[sync]`, no VIPs of setup's making) with `services` (`[[service]]` tables).
+fn hashing_config(services: &str) -> lvs_hc_core::Config {
+    lvs_hc_core::Config::from_toml(services, "ecmp.toml").unwrap()
+}
+
+const MH_TCP: &str = "[[service]]\naddress = \"192.168.0.101:80\"\nscheduler = \"mh\"\n\
+                      [[service.server]]\naddress = \"192.168.0.179:80\"\n";
+
+#[test]
+fn a_director_hashing_tcp_schedules_mid_stream_packets_checked_set_up_and_undone() {
+    let before = pair_machine();
+    let mut sys = before.clone();
+    // No `--interface`: the VIPs are on lo or wherever the operator put them (what setup
+    // does with them is as for any director); here only IPVS's settings.
+    let d = plan::director(&hashing_config(MH_TCP), None, &Default::default())
+        .unwrap()
+        .0;
+    let state = StateDir::new("hashing");
+    let why = "(a TCP service uses sh or mh: a flow another director carried arrives \
+               mid-stream (ECMP moved it), and is scheduled, to the same server, instead of \
+               dropped)";
+
+    let (outcome, text) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(outcome, Outcome::Drift);
+    assert_eq!(
+        text,
+        format!("net.ipv4.vs.sloppy_tcp is 0, should be 1 {why}\n")
+    );
+    assert_eq!(sys, before, "--check changed something");
+
+    let (outcome, text) = go(&mut sys, &d, Action::Apply, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert_eq!(text, format!("net.ipv4.vs.sloppy_tcp: 0 -> 1 {why}\n"));
+    let vs = |sys: &Fake, s: IpvsSetting| sys.sysctls[&Sysctl::ipvs(s)].clone();
+    assert_eq!(vs(&sys, IpvsSetting::SloppyTcp), "1");
+    assert_eq!(vs(&sys, IpvsSetting::SloppySctp), "0");
+
+    let (outcome, _) = go(&mut sys, &d, Action::Check, &state);
+    assert_eq!(outcome, Outcome::InPlace);
+    let (outcome, text) = go(&mut sys, &Desired::default(), Action::Undo, &state);
+    assert_eq!(outcome, Outcome::Changed);
+    assert_eq!(text, "net.ipv4.vs.sloppy_tcp: 1 -> 0\n");
+    assert_eq!(sys, before);
+}
+
+#[test]
+fn sloppy_settings_follow_the_protocols_of_the_hashing_services_only() {
+    let sloppy = |services: &str| -> Vec<String> {
+        plan::hashing_settings(&hashing_config(services))
+            .into_iter()
+            .map(|(s, v, _)| format!("{}={v}", s.name()))
+            .collect()
+    };
+    let svc = |addr: &str, extra: &str| {
+        format!(
+            "[[service]]\n{addr}\n{extra}\n[[service.check]]\ntype = \"tcp\"\nport = 80\n\
+             [[service.server]]\naddress = \"10.0.0.5:80\"\n"
+        )
+    };
+    let tcp = "address = \"192.168.0.101:80\"";
+    let sctp = "address = \"192.168.0.101:80\"\nprotocol = \"sctp\"";
+    let udp = "address = \"192.168.0.101:80\"\nprotocol = \"udp\"";
+    let fwm = "fwmark = 7";
+    assert_eq!(
+        sloppy(&svc(tcp, "scheduler = \"wlc\"")),
+        Vec::<String>::new()
+    );
+    assert_eq!(sloppy(&svc(tcp, "scheduler = \"sh\"")), ["sloppy_tcp=1"]);
+    assert_eq!(sloppy(&svc(sctp, "scheduler = \"mh\"")), ["sloppy_sctp=1"]);
+    assert_eq!(
+        sloppy(&svc(udp, "scheduler = \"mh\"")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sloppy(&svc(fwm, "scheduler = \"mh\"")),
+        ["sloppy_tcp=1", "sloppy_sctp=1"]
+    );
+}
+
+#[test]
+fn a_hashing_director_without_ip_vs_loaded_is_told_to_load_it() {
+    let state = StateDir::new("hashing-no-ipvs");
+    let proc_sys = state.0.join("proc-sys");
+    std::fs::create_dir_all(proc_sys.join("net/ipv4/conf/all")).unwrap();
+    let mut sys = IpCommand::with_proc_sys(proc_sys);
+    let d = plan::director(&hashing_config(MH_TCP), None, &Default::default())
+        .unwrap()
+        .0;
+    let mut out = Vec::new();
+    let err = run(&mut sys, &d, Action::Check, &state.file(), &mut out).unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "the kernel has no setting net.ipv4.vs.sloppy_tcp: /proc/sys/net/ipv4/vs exists \
+             only once the ip_vs module is loaded; load ip_vs first"
+        ),
+        "{err}"
+    );
+    assert!(!state.file().exists());
 }
