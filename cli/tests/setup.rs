@@ -831,3 +831,57 @@ fn director_of_a_pair_sets_ipvs_up_for_sync_and_failover_and_undo_restores_it() 
     }
     assert!(!ns.state_dir.join("setup-director.json").exists());
 }
+
+#[test]
+#[ignore = "needs ip_vs (its settings are per namespace, but the module is the host's): run in \
+            the QEMU lab (tests/lab/run)"]
+fn director_hashing_with_mh_schedules_mid_stream_packets_and_undo_restores_it() {
+    let ns = pair_namespace("hashing");
+    let loaded = ns.exec(&["test", "-d", "/proc/sys/net/ipv4/vs"]);
+    assert!(
+        loaded.status.success(),
+        "/proc/sys/net/ipv4/vs does not exist: ip_vs is not loaded; run in the QEMU lab \
+         (tests/lab/run), which loads it"
+    );
+    for path in ["net/ipv4/vs/sloppy_tcp", "net/ipv4/vs/sloppy_sctp"] {
+        assert_eq!(ns.sysctl(path), "0", "{path} in a fresh namespace");
+    }
+    let config = write_config(
+        &ns,
+        "ecmp.toml",
+        "[director]\ninterface = \"vip0\"\n\n\
+         [[service]]\naddress = \"192.168.0.101:80\"\nscheduler = \"mh\"\n\
+         sched_flags = [\"mh-fallback\", \"mh-port\"]\n\
+         [[service.server]]\naddress = \"192.168.0.179:80\"\n",
+    );
+    let why = "(a TCP service uses sh or mh: a flow another director carried arrives \
+               mid-stream (ECMP moved it), and is scheduled, to the same server, instead of \
+               dropped)";
+    let out = ns.setup(&["director", "--config", &config, "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("net.ipv4.vs.sloppy_tcp is 0, should be 1 {why}\n")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        ns.sysctl("net/ipv4/vs/sloppy_tcp"),
+        "0",
+        "--check changed it"
+    );
+
+    let out = ok(ns.setup(&["director", "--config", &config]));
+    assert!(
+        out.contains(&format!("net.ipv4.vs.sloppy_tcp: 0 -> 1 {why}\n")),
+        "{out}"
+    );
+    assert_eq!(ns.sysctl("net/ipv4/vs/sloppy_tcp"), "1");
+    assert_eq!(ns.sysctl("net/ipv4/vs/sloppy_sctp"), "0", "no SCTP service");
+    let out = ns.setup(&["director", "--config", &config, "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    let out = ok(ns.setup(&["director", "--config", &config, "--undo"]));
+    assert!(out.contains("net.ipv4.vs.sloppy_tcp: 1 -> 0\n"), "{out}");
+    assert_eq!(ns.sysctl("net/ipv4/vs/sloppy_tcp"), "0", "restored");
+    assert!(!ns.state_dir.join("setup-director.json").exists());
+}

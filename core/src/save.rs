@@ -50,7 +50,11 @@ pub fn parse_save(text: &str) -> Result<Table, SaveParseError> {
                 if table.services.contains_key(&key) {
                     return Err(err(format!("service {key} is defined twice")));
                 }
-                table.services.insert(key, ServiceEntry::empty(params));
+                // ipvsadm -S sorts destinations by address: the kernel's list order is not
+                // in the text (see `ServiceEntry::order`).
+                table
+                    .services
+                    .insert(key, ServiceEntry::new(params, Default::default()));
             }
             Rule::Dest(key, dest, params) => {
                 let svc = table.services.get_mut(&key).ok_or_else(|| {
@@ -60,10 +64,6 @@ pub fn parse_save(text: &str) -> Result<Table, SaveParseError> {
                 })?;
                 if svc.dests.insert(dest, params).is_some() {
                     return Err(err(format!("destination {dest} of {key} is defined twice")));
-                }
-                // Listings print the kernel's list head first: keep the lines' order.
-                if let Some(order) = &mut svc.order {
-                    order.push(dest);
                 }
             }
         }

@@ -11,6 +11,7 @@
 //! then is killed, with anything it started (it runs in its own process group), and the call
 //! fails with [`IpvsError::IpvsadmTimeout`].
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -472,10 +473,15 @@ impl IpvsBackend for IpvsadmBackend {
         let (mut table, skipped) = parse_save_by_service(&save);
         let mut snap = Snapshot::default();
         // Thresholds and connections: "-> addr  Uthreshold Lthreshold ActiveConn InActConn".
-        for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--thresholds"], None)?)? {
+        // `--nosort`: the destinations in the kernel's list order, which `sh` and `mh` hash
+        // over (ipvsadm sorts them by address otherwise, and `-S` always does).
+        let listing = self.run(&["-L", "-n", "--thresholds", "--nosort"], None)?;
+        let mut orders: BTreeMap<ServiceKey, Vec<SocketAddr>> = BTreeMap::new();
+        for (key, dest, n) in parse_listing(&listing)? {
             let (Some(dest), [upper, lower, active, inactive]) = (dest, n.as_slice()) else {
                 continue;
             };
+            orders.entry(key).or_default().push(dest);
             if let Some(d) = table
                 .services
                 .get_mut(&key)
@@ -487,6 +493,12 @@ impl IpvsBackend for IpvsadmBackend {
             let c = snap.counters.dests.entry((key, dest)).or_default();
             c.active = *active as u32;
             c.inactive = *inactive as u32;
+        }
+        for (key, entry) in table.services.iter_mut() {
+            let order = orders.remove(key).unwrap_or_default();
+            let complete = order.len() == entry.dests.len()
+                && order.iter().all(|a| entry.dests.contains_key(a));
+            entry.order = complete.then_some(order);
         }
         // Persistence templates: "-> addr Forward Weight PersistConn ActiveConn InActConn".
         for (key, dest, n) in parse_listing(&self.run(&["-L", "-n", "--persistent-conn"], None)?)? {

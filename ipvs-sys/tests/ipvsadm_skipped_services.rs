@@ -24,7 +24,7 @@ case "$*" in
 -A --dccp-service 10.0.0.4:80 -s wlc
 -a --dccp-service 10.0.0.4:80 -r 10.0.9.1:80 -g -w 1
 ' ;;
-"-L -n --thresholds") printf "$head"'TCP  10.0.0.1:80 wlc
+"-L -n --thresholds --nosort") printf "$head"'TCP  10.0.0.1:80 wlc
   -> 10.0.9.1:80  0 0 1 1
 TCP  10.0.0.2:80 wlc
   -> 10.0.9.1:80  0 0 2 2

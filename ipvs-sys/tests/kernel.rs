@@ -812,3 +812,123 @@ fn an_interface_name_over_15_characters_is_refused() {
         "ipvsadm: {e:?}"
     );
 }
+
+// ---- hashing schedulers: the kernel's destination list order ---------------------------------
+
+/// The destinations of `key` as `ipvsadm -Ln --nosort` lists them: the kernel's list, head first.
+fn nosort_listing(key: &ServiceKey) -> Vec<SocketAddr> {
+    let out = ipvsadm(&["-L", "-n", "--nosort", "-t", &key.to_string()[4..]]);
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("-> "))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and a kernel with IPVS: run tests/lab/run"]
+fn an_mh_list_reads_back_head_first_and_the_engine_puts_it_in_ascending_order() {
+    use lvs_hc_core::{Config, Engine, Input, Instant, Output};
+    let (one, two, three) = (sa("10.0.0.1:80"), sa("10.0.0.2:80"), sa("10.0.0.3:80"));
+    let mut params = ServiceParams::new("mh");
+    params.sched_flags = SchedFlags::FLAG1;
+    for (name, mut b) in backends() {
+        b.flush().unwrap();
+        let mut ops = vec![Op::AddService {
+            key: tcp(),
+            params: params.clone(),
+        }];
+        // Added in ascending order: each goes to the head, so the list is descending.
+        for dest in [one, two, three] {
+            ops.push(Op::AddDest {
+                service: tcp(),
+                dest,
+                params: DestParams::new(Forward::Dr, 1),
+            });
+        }
+        let mut expected = Table::new();
+        for op in &ops {
+            b.apply(op).unwrap_or_else(|e| panic!("{name}: {op}: {e}"));
+            expected.apply(op).unwrap();
+        }
+        let snap = b.snapshot().unwrap();
+        assert_eq!(snap.table, expected, "{name}");
+        let read = snap.table.services[&tcp()].order().map(<[_]>::to_vec);
+        assert_eq!(
+            read,
+            Some(vec![three, two, one]),
+            "{name}: read back head first"
+        );
+        assert_eq!(nosort_listing(&tcp()), [three, two, one], "{name}");
+        assert_eq!(
+            expected.services[&tcp()].order(),
+            Some(&[three, two, one][..]),
+            "{name}: the model adds at the head as the kernel does"
+        );
+
+        // The engine, started on this table, repairs it: 2 then 1 move behind 3.
+        let config = Config::from_toml(
+            "[[service]]\naddress = \"192.168.0.101:80\"\nscheduler = \"mh\"\n\
+             sched_flags = [\"mh-fallback\"]\n\
+             [[service.server]]\naddress = \"10.0.0.1:80\"\n\
+             [[service.server]]\naddress = \"10.0.0.2:80\"\n\
+             [[service.server]]\naddress = \"10.0.0.3:80\"\n",
+            "kernel-mh.toml",
+        )
+        .unwrap();
+        let mut engine = Engine::new(config, Instant::ZERO, 1);
+        let mut applied = Vec::new();
+        let mut idle = 0;
+        while idle < 2 {
+            match engine.poll_output() {
+                Output::Apply(op) => {
+                    idle = 0;
+                    let result = b
+                        .apply(&op)
+                        .map_err(|e| lvs_hc_core::ApplyError::Other(e.to_string()));
+                    assert!(result.is_ok(), "{name}: {op}: {result:?}");
+                    applied.push(op.to_string());
+                    let now = engine.now();
+                    engine.handle_input(Input::Applied { now, op, result });
+                }
+                Output::ReadTable => {
+                    let s = b.snapshot().unwrap();
+                    let now = engine.now();
+                    engine.handle_input(Input::Snapshot {
+                        now,
+                        table: s.table,
+                        counters: s.counters,
+                        skipped: s.skipped,
+                    });
+                }
+                Output::Timeout(_) => {
+                    // Read the table again: nothing more must follow from it.
+                    idle += 1;
+                    let s = b.snapshot().unwrap();
+                    let now = engine.now();
+                    engine.handle_input(Input::Snapshot {
+                        now,
+                        table: s.table,
+                        counters: s.counters,
+                        skipped: s.skipped,
+                    });
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            applied,
+            [
+                "ipvsadm -d -t 192.168.0.101:80 -r 10.0.0.2:80",
+                "ipvsadm -a -t 192.168.0.101:80 -r 10.0.0.2:80 -g -w 1",
+                "ipvsadm -d -t 192.168.0.101:80 -r 10.0.0.1:80",
+                "ipvsadm -a -t 192.168.0.101:80 -r 10.0.0.1:80 -g -w 1",
+            ],
+            "{name}"
+        );
+        let snap = b.snapshot().unwrap();
+        let read = snap.table.services[&tcp()].order().map(<[_]>::to_vec);
+        assert_eq!(read, Some(vec![one, two, three]), "{name}: ascending now");
+        assert_eq!(nosort_listing(&tcp()), [one, two, three], "{name}");
+        b.flush().unwrap();
+    }
+}
