@@ -60,6 +60,10 @@ pub struct DesiredService {
     /// service must give them on every director (see [`crate::engine`]). Destinations kept at
     /// weight 0 only because the kernel has them so (no verdict yet) are not here.
     pub seats: BTreeMap<SocketAddr, u32>,
+    /// Whether some destination of [`Self::entry`] is there only because the kernel has it
+    /// (a server or fallback without a verdict yet): deleted, it would not come back before
+    /// its verdict, so nothing that deletes and re-adds may touch the service meanwhile.
+    pub awaiting_verdicts: bool,
 }
 
 /// What `svc` should look like in the kernel.
@@ -82,6 +86,7 @@ pub fn desired_service(
 ) -> DesiredService {
     let mut reals = Vec::with_capacity(svc.servers.len());
     let mut seats = BTreeMap::new();
+    let mut awaiting_verdicts = false;
     let mut healthy = 0;
     let mut pending = 0;
     for (i, server) in svc.servers.iter().enumerate() {
@@ -120,6 +125,7 @@ pub fn desired_service(
                 }
                 NewServers::Wait => {
                     let kept = believed.and_then(|b| b.dests.get(&server.addr)).copied();
+                    awaiting_verdicts |= kept.is_some();
                     if kept.is_some_and(|p| p.weight > 0) {
                         healthy += 1;
                     }
@@ -169,7 +175,10 @@ pub fn desired_service(
             let params = match v.health {
                 Health::Up => Some(fb.dest_params(v.weight)),
                 // No verdict yet on a fallback with checks: keep it as the kernel has it.
-                Health::Unknown => serving(&fb.addr),
+                Health::Unknown => {
+                    awaiting_verdicts |= serving(&fb.addr).is_some();
+                    serving(&fb.addr)
+                }
                 Health::Down => None,
             };
             if let Some(p) = params {
@@ -192,5 +201,6 @@ pub fn desired_service(
         healthy,
         fallback_in,
         seats,
+        awaiting_verdicts,
     }
 }

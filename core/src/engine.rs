@@ -25,6 +25,8 @@
 //!    it) is otherwise, the engine deletes and re-adds, one at a time, the destinations that
 //!    come before the first one in place: the largest of them first, its re-add emitted as soon
 //!    as its delete is reported, so each is out of the table for one operation's round trip.
+//!    Not while a destination awaits its first verdict (kept only because the kernel has it,
+//!    it would not be re-added before that verdict).
 //! 2. Last weights: an `mh` destination held at weight 0 by policy (failed with
 //!    `on_failure = "zero"` or `"drain"`, drained by an operator) must have its weight in
 //!    service as `last_weight`, so it keeps its slots (flows hashing there go to the
@@ -2144,7 +2146,8 @@ impl Engine {
         {
             add_largest_first(&mut ops);
         }
-        if let (Some(want), Some(have)) = (&want, actual) {
+        let awaiting = desired.as_ref().is_some_and(|(_, d)| d.awaiting_verdicts);
+        if let (Some(want), Some(have), false) = (&want, actual, awaiting) {
             if let Some(dest) = self.misplaced(key, want, have, &ops) {
                 let why = format!(
                     "{dest} is out of place in the kernel's list of {key}, which {} hashes over: \

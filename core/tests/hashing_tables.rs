@@ -201,3 +201,41 @@ fn a_failed_mh_server_found_at_weight_zero_on_start_is_seated_at_its_weight_then
     h.run_until(at(20.0));
     assert_eq!(h.applied.len(), before, "{:?}", h.applied_lines());
 }
+
+#[test]
+fn a_misplaced_list_found_on_start_is_repaired_only_once_its_servers_have_verdicts() {
+    // Added in ascending order by someone else: the kernel's list is descending.
+    let mut kernel = Table::new();
+    let mut params = ServiceParams::new("mh");
+    params.sched_flags = SchedFlags::FLAG1;
+    kernel
+        .apply(&Op::AddService { key: key(), params })
+        .unwrap();
+    for (a, w) in [("10.0.0.1:80", 3), ("10.0.0.2:80", 1), ("10.0.0.3:80", 2)] {
+        kernel
+            .apply(&Op::AddDest {
+                service: key(),
+                dest: a.parse().unwrap(),
+                params: DestParams::new(Forward::Dr, w),
+            })
+            .unwrap();
+    }
+    let mut h = Harness::new(&config("mh", ""), kernel);
+    h.run_until(at(0.0005));
+    // No verdict yet: deleted, a server would stay out until its verdict.
+    assert_eq!(h.applied_lines(), Vec::<String>::new());
+    h.run_until(at(0.5));
+    assert_eq!(
+        h.applied_lines(),
+        [
+            "ipvsadm -d -t 192.168.0.101:80 -r 10.0.0.2:80",
+            "ipvsadm -a -t 192.168.0.101:80 -r 10.0.0.2:80 -g -w 1",
+            "ipvsadm -d -t 192.168.0.101:80 -r 10.0.0.1:80",
+            "ipvsadm -a -t 192.168.0.101:80 -r 10.0.0.1:80 -g -w 3",
+        ]
+    );
+    assert_eq!(
+        order(&h),
+        ["10.0.0.1:80 w3", "10.0.0.2:80 w1", "10.0.0.3:80 w2"]
+    );
+}
