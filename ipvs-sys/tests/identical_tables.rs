@@ -116,6 +116,11 @@ on_failure = "zero"
     Config::from_toml(&text, "identical.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
+/// An `mh` service's list as it hashes: (address, weight, last weight), head first.
+type MhList = Vec<(SocketAddr, u32, Option<u32>)>;
+/// An `sh` service's list as it hashes: (address, weight), head first.
+type ShList = Vec<(SocketAddr, u32)>;
+
 /// One step of a director's history.
 #[derive(Clone, Debug)]
 enum Step {
@@ -260,7 +265,7 @@ impl Director {
 
     /// What the `mh` service hashes over (address, weight, last weight, in list order) and what
     /// the `sh` service does (address, weight, in list order).
-    fn hashed(&self) -> (Vec<(SocketAddr, u32, Option<u32>)>, Vec<(SocketAddr, u32)>) {
+    fn hashed(&self) -> (MhList, ShList) {
         let mh = self
             .kernel
             .dest_list(&mh())
