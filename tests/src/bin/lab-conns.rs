@@ -1,10 +1,12 @@
-//! `lab-conns`: the traffic of the lab's two-director story (`tests/lab/ha`), std only.
+//! `lab-conns`: the traffic of the lab's two-director and many-director stories
+//! (`tests/lab/ha`, `tests/lab/ecmp`), std and libc only.
 //!
 //! ```text
 //! lab-conns serve --name NAME [--port 80]
 //! lab-conns hold --target ADDR:PORT [--conns 50] [--interval-ms 100] [--warmup 5]
 //!                [--broken-after-ms 30000] [--fresh-interval-ms 100] [--fresh-timeout-ms 900]
 //!                [--ports-file PATH]
+//! lab-conns sample --target ADDR:PORT --ports FIRST-LAST [--timeout-ms 900] [--parallel 8]
 //! ```
 //!
 //! `serve` is a real server: it answers each line of a connection with a line naming itself
@@ -23,6 +25,16 @@
 //!   then prints the phase's summary as one `report key=value ...` line (the story's shell
 //!   parses it) followed by the same in words;
 //! - `quit`, or the end of its input: exits.
+//!
+//! `sample` opens one short connection from each client port of `--ports` (bound by hand, so
+//! the same ports give the same flows: the same 5-tuples, hence the same ECMP path and the
+//! same `mh` slot), sends one line, and prints `port PORT SERVER` (the server that answered,
+//! or `-` when none did within `--timeout-ms`), then one `sample ports=N answered=N
+//! servers=...` line. Each connection is closed with a reset (`SO_LINGER` 0): the client keeps
+//! no TIME_WAIT and the port is free at once, and the director's IPVS entry goes to CLOSE,
+//! whose entry a later SYN from the same port does not follow but replaces, scheduling anew
+//! (`net.ipv4.vs.conn_reuse_mode` 1, the default): a second sample sees where the tables send
+//! each flow now, not where they sent it before.
 //!
 //! A connection is broken when it is reset, ends, answers something else than its own line,
 //! or waits for an answer longer than `--broken-after-ms`; a broken connection stays closed.
@@ -59,6 +71,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => Options::parse(&args[1..]).and_then(|o| serve(&o)),
         Some("hold") => Options::parse(&args[1..]).and_then(|o| hold(&o)),
+        Some("sample") => Options::parse(&args[1..]).and_then(|o| sample(&o)),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -73,7 +86,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: lab-conns serve --name NAME [--port 80]\n       \
     lab-conns hold --target ADDR:PORT [--conns 50] [--interval-ms 100] [--warmup 5] \
     [--broken-after-ms 30000] [--fresh-interval-ms 100] [--fresh-timeout-ms 900] \
-    [--ports-file PATH]";
+    [--ports-file PATH]\n       \
+    lab-conns sample --target ADDR:PORT --ports FIRST-LAST [--timeout-ms 900] [--parallel 8]";
 
 /// The command line's `--key value` pairs.
 struct Options(BTreeMap<String, String>);
@@ -489,10 +503,19 @@ fn report(world: &World, phase: &str, mark: Instant) {
     let mut broken = Vec::new();
     let mut stalled = 0;
     let mut waits = Vec::new();
+    // The client ports of the connections that broke in the phase: the story tells by them
+    // which director a connection went through (its `ipvsadm -Lnc`).
+    let mut broken_ports = Vec::new();
     for i in 0..n {
         let h = world.held(i);
         if h.broken.as_ref().is_some_and(|b| b.at < mark) {
             continue;
+        }
+        if h.broken.is_some() {
+            broken_ports.push(
+                h.local
+                    .map_or_else(|| "?".to_string(), |a| a.port().to_string()),
+            );
         }
         alive_at_mark += 1;
         let ongoing = h.waiting_since.map_or(Duration::ZERO, |t| now - t);
@@ -527,10 +550,16 @@ fn report(world: &World, phase: &str, mark: Instant) {
             .join(",")
     };
 
+    let broken_ports = if broken_ports.is_empty() {
+        "-".to_string()
+    } else {
+        broken_ports.join(",")
+    };
+
     let fresh = FreshSummary::of(&world.fresh(), mark, asked);
     println!(
         "report phase={phase} conns={n} alive_at_mark={alive_at_mark} broken={} \
-         broken_servers={broken_servers} stalled={stalled} silence_ms={} silence_median_ms={} \
+         broken_servers={broken_servers} broken_ports={broken_ports} stalled={stalled} silence_ms={} silence_median_ms={} \
          fresh_back_ms={} fresh_first_ms={} fresh_failed={} fresh_ok={} servers={} \
          elapsed_ms={}",
         broken.len(),
@@ -639,4 +668,170 @@ fn servers(world: &World, which: impl Fn(&Held) -> bool) -> String {
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
+}
+
+// ---- sample -------------------------------------------------------------------------------
+
+fn sample(options: &Options) -> Result<(), String> {
+    let target = options.text("target")?;
+    let target: std::net::SocketAddrV4 = target
+        .parse()
+        .map_err(|_| format!("--target: not an IPv4 ADDR:PORT: {target}"))?;
+    let ports = options.text("ports")?;
+    let (first, last) = ports
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .ok_or_else(|| format!("--ports: not FIRST-LAST: {ports}"))?;
+    let timeout = options.millis("timeout-ms", 900)?;
+    let parallel = options.number("parallel", 8)?.clamp(1, 64) as usize;
+    let ports: Vec<u16> = (first..=last).collect();
+    let answers: Vec<Mutex<Option<String>>> = ports.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for _ in 0..parallel {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&port) = ports.get(k) else { break };
+                let answer = sample_one(target, port, timeout);
+                *answers[k].lock().unwrap_or_else(|e| e.into_inner()) = answer;
+            });
+        }
+    });
+    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+    let mut answered = 0;
+    for (port, answer) in ports.iter().zip(&answers) {
+        let answer = answer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match answer {
+            Some(server) => {
+                answered += 1;
+                println!("port {port} {server}");
+                *by.entry(server).or_default() += 1;
+            }
+            None => println!("port {port} -"),
+        }
+    }
+    let servers = by
+        .iter()
+        .map(|(s, n)| format!("{s}:{n}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    println!(
+        "sample ports={} answered={answered} servers={}",
+        ports.len(),
+        if servers.is_empty() { "-" } else { &servers }
+    );
+    Ok(())
+}
+
+/// One connection from client port `port`: the server that answered its line, or `None`.
+fn sample_one(target: std::net::SocketAddrV4, port: u16, timeout: Duration) -> Option<String> {
+    let stream = connect_from(target, port, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_nodelay(true).ok()?;
+    let answer = (|| {
+        (&stream).write_all(b"sample\n").ok()?;
+        let mut line = String::new();
+        read_line(&mut BufReader::new(&stream), &mut line).ok()?;
+        let (server, echoed) = line.trim_end().split_once(' ')?;
+        (echoed == "sample").then(|| server.to_string())
+    })();
+    // Closed with a reset: no TIME_WAIT here, and the director's entry ends in CLOSE.
+    let _ = reset_on_close(&stream);
+    answer
+}
+
+/// `SO_LINGER` 0: closing the socket sends a reset (std's `set_linger` is unstable).
+fn reset_on_close(stream: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket, and a pointer to a live `linger` of the length passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A TCP connection to `target` from local port `port` (std cannot bind before connecting),
+/// within `timeout` (`SO_SNDTIMEO` bounds a blocking connect on Linux).
+fn connect_from(
+    target: std::net::SocketAddrV4,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let sockaddr = |addr: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: socket(2) returns a new descriptor or -1; OwnedFd closes it on every path.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is ours alone, just created.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+    };
+    let local = sockaddr(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        port,
+    ));
+    let remote = sockaddr(target);
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: each pointer is to a live value of the length passed, on our own socket.
+    unsafe {
+        check(libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            std::ptr::addr_of!(one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ))?;
+        check(libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            std::ptr::addr_of!(tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        ))?;
+        check(libc::bind(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(local).cast(),
+            len,
+        ))?;
+        check(libc::connect(
+            fd.as_raw_fd(),
+            std::ptr::addr_of!(remote).cast(),
+            len,
+        ))?;
+    }
+    Ok(TcpStream::from(fd))
 }
