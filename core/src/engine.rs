@@ -18,6 +18,7 @@ use crate::admin::{
     self, AdminChange, AdminMark, AdminSource, AdminState, AgentAdmin, AgentReport, Ramp,
     DEFAULT_DRAIN_TIMEOUT,
 };
+use crate::announce::ServiceReadiness;
 use crate::config::{
     Check, CheckKind, Config, FailureAction, Manage, Server, Timing, VirtualService,
 };
@@ -572,6 +573,7 @@ impl Engine {
                 daemon: config.daemon.clone(),
                 director: config.director.clone(),
                 sync: None,
+                announce: None,
                 services: Vec::new(),
                 probe_services: Vec::new(),
             },
@@ -1801,6 +1803,41 @@ impl Engine {
                 retry_in,
             }),
         }
+    }
+
+    /// Whether each configured service can serve, for announcing its VIP (`[announce]`): its
+    /// real servers that are up and in service (not disabled, not draining, not at weight 0),
+    /// in configuration order. Fallbacks do not count.
+    pub fn readiness(&self) -> Vec<ServiceReadiness> {
+        self.config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(si, svc)| {
+                let healthy = (0..svc.servers.len())
+                    .filter(|&i| {
+                        let v = self.server_view(si, ServerRef::Real(i));
+                        v.health == Health::Up
+                            && v.admin == AdminView::InService
+                            && !v.draining
+                            && v.weight > 0
+                    })
+                    .count();
+                ServiceReadiness {
+                    service: svc.key,
+                    healthy,
+                    servers: svc.servers.len(),
+                    quorum: svc.quorum,
+                }
+            })
+            .collect()
+    }
+
+    /// The wait before retrying an operation that failed `attempts` times in a row: the
+    /// backoff of table operations (`retry_backoff`, doubling, at most `retry_backoff_max`),
+    /// for the driver's own operations (routes).
+    pub fn retry_backoff(&self, attempts: u32) -> Duration {
+        self.backoff(attempts)
     }
 
     /// Each configured sync daemon's state (`[sync]`), master first; empty without `[sync]`.

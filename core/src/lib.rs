@@ -71,6 +71,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod announce;
 pub mod config;
 pub mod desired;
 pub mod diff;
