@@ -517,7 +517,7 @@ mod tests {
             quorum: 1,
         };
         assert!(!fwm.ready());
-        assert!(plan(&[fwm.clone()], Require::Any).is_empty());
+        assert!(plan(std::slice::from_ref(&fwm), Require::Any).is_empty());
         assert_eq!(
             fwm.why(),
             "a firewall-mark service has no address to announce"
