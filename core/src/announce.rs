@@ -323,9 +323,18 @@ impl AnnounceKeeper {
         self.failure = None;
     }
 
-    /// Our routes as a read shows them (the caller reads only our table and protocol).
+    /// Our routes as a read shows them. Routes of another table or protocol are not ours and
+    /// are ignored, should a reader pass them on.
     pub fn observe(&mut self, routes: impl IntoIterator<Item = Route>) {
-        self.seen = Some(routes.into_iter().collect());
+        let Some(s) = self.settings else {
+            return;
+        };
+        self.seen = Some(
+            routes
+                .into_iter()
+                .filter(|r| r.table == s.table && r.protocol == s.protocol)
+                .collect(),
+        );
     }
 
     /// Whether a read is due: none since the start, a stall or a reload.

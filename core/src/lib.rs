@@ -48,6 +48,8 @@
 //!             Output::Sync(op) => inputs.push(Input::SyncApplied {
 //!                 now, result: kernel.apply_sync(&op).map_err(|e| e.to_string()), op,
 //!             }),
+//!             Output::ReadRoutes => inputs.push(Input::Routes { now, result: Ok(Vec::new()) }),
+//!             Output::Route(op) => inputs.push(Input::RouteApplied { now, op, result: Ok(()) }),
 //!             Output::Event(event) => println!("{event}"),
 //!             Output::Timeout(deadline) => {
 //!                 if inputs.is_empty() {
