@@ -165,6 +165,7 @@ pub fn run_schedule(
                     // Every probe on the simulation's one thread, whatever the configuration
                     // says: turmoil's network is the thread's, and its order is the seed's.
                     probe_threads: 1,
+                    announce: None,
                     observer: SimObserver {
                         world: world.clone(),
                         origin,
