@@ -628,7 +628,7 @@ async fn respond(
                 metrics::render_config_error(state.config_error.is_some(), &mut head);
                 arpwatch::render_metrics(&state.arp_conflicts, &mut head);
                 if let Some(dog) = &state.announce_watchdog {
-                    metrics::render_announce_stalled(dog.stalled(), &mut head);
+                    metrics::render_announce_stalled(dog.stalled(), dog.stalls(), &mut head);
                 }
             }
             let text = tokio::task::spawn_blocking(move || {

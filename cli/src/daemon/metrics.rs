@@ -273,14 +273,19 @@ impl Metrics {
     }
 }
 
-/// `lvs_hc_announce_stalled`: whether the watchdog holds the routes withdrawn because the
-/// engine is silent (only with a watchdog).
-pub fn render_announce_stalled(stalled: bool, out: &mut String) {
+/// `lvs_hc_announce_stalled` and `lvs_hc_announce_stalls_total` (only with a watchdog): whether
+/// the watchdog holds the routes withdrawn because the engine is silent, and how often it
+/// withdrew them. A stall also keeps `/metrics` from answering (it needs the engine's loop), so
+/// the counter, read once the engine runs again, is what shows it afterwards.
+pub fn render_announce_stalled(stalled: bool, stalls: u64, out: &mut String) {
     let _ = writeln!(
         out,
         "# HELP lvs_hc_announce_stalled Whether the watchdog withdrew the routes ([announce]) \
          because the engine was silent longer than stall_timeout, and it has not run since.\n\
-         # TYPE lvs_hc_announce_stalled gauge\nlvs_hc_announce_stalled {}",
+         # TYPE lvs_hc_announce_stalled gauge\nlvs_hc_announce_stalled {}\n\
+         # HELP lvs_hc_announce_stalls_total Times the watchdog withdrew every route ([announce]) \
+         because the engine was silent longer than stall_timeout.\n\
+         # TYPE lvs_hc_announce_stalls_total counter\nlvs_hc_announce_stalls_total {stalls}",
         u8::from(stalled)
     );
 }
