@@ -189,6 +189,7 @@ async fn bench(
         initial_admin: Vec::new(),
         reloads: None,
         probe_threads,
+        announce: None,
         observer,
     };
     let engine = run_with(config, TokioConnect, MemoryBackend::new(), stop, options).await;

@@ -79,6 +79,21 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
     },
+    /// Delete every route lvs-hc announces VIPs with (`[announce]`): all routes of its
+    /// protocol in its table, whoever added them; routes of other protocols are left.
+    ///
+    /// For the systemd unit's `ExecStopPost=`: when the daemon crashes or is killed without
+    /// withdrawing, the router must stop sending this director traffic. Does nothing (and says
+    /// so) when the configuration has no `[announce]`.
+    ///
+    /// Exit status: 0 when the routes are gone (or there is no `[announce]`); 1 when they could
+    /// not be read or deleted; 78 (EX_CONFIG) when the configuration cannot be read or is
+    /// invalid.
+    Withdraw {
+        /// The configuration file (TOML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Validate a configuration and print a summary; exits non-zero with the precise error.
     Check {
         /// The configuration file (TOML).

@@ -431,6 +431,7 @@ pub fn render_status(v: &Value) -> String {
     }
     render_director(&v["director"], &mut out);
     render_sync(&v["sync"], &mut out);
+    render_announce(&v["announce"], &mut out);
     if let Some(n) = v["probe_fault_count"].as_u64().filter(|n| *n > 0) {
         let _ =
             writeln!(
@@ -598,6 +599,65 @@ fn render_sync(s: &Value, out: &mut String) {
     }
 }
 
+/// `[announce]`: each VIP announced or not and why, then each service ready or not and why.
+fn render_announce(a: &Value, out: &mut String) {
+    if a["configured"].as_bool() != Some(true) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "announced ([announce], table {} proto {}){}:",
+        a["table"],
+        a["protocol"],
+        if a["stalled"].as_bool() == Some(true) {
+            ", ENGINE STALLED: routes withdrawn by the watchdog"
+        } else {
+            ""
+        }
+    );
+    let vips = a["vips"].as_array().map_or(&[][..], |v| v.as_slice());
+    let width = vips
+        .iter()
+        .filter_map(|v| v["vip"].as_str().map(str::len))
+        .max()
+        .unwrap_or(0);
+    for v in vips {
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<13}  {}",
+            v["vip"].as_str().unwrap_or("?"),
+            if v["announced"].as_bool() == Some(true) {
+                "announced"
+            } else {
+                "NOT ANNOUNCED"
+            },
+            v["why"].as_str().unwrap_or("?"),
+        );
+    }
+    let services = a["services"].as_array().map_or(&[][..], |v| v.as_slice());
+    if !services.is_empty() {
+        out.push_str("services ready to announce (max(quorum, 1) healthy real servers):\n");
+    }
+    let width = services
+        .iter()
+        .filter_map(|s| s["service"].as_str().map(str::len))
+        .max()
+        .unwrap_or(0);
+    for s in services {
+        let state = match (s["announceable"].as_bool(), s["ready"].as_bool()) {
+            (Some(false), _) => "never",
+            (_, Some(true)) => "ready",
+            _ => "NOT READY",
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {state:<9}  {}",
+            s["service"].as_str().unwrap_or("?"),
+            s["why"].as_str().unwrap_or("?"),
+        );
+    }
+}
+
 /// A server's Health and Reason columns: its health (or, when an administrative state holds,
 /// that state: `disabled`, `draining`, `drained`), and the reason: `disabled by admin: kernel
 /// patching; health: up`, with `slow start 3/10, 21s left` while it ramps up.
@@ -761,6 +821,48 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn status_text_shows_each_vip_announced_or_not_and_each_service_ready_or_not_with_why() {
+        let v = serde_json::json!({
+            "version": "1", "pid": 1, "config": "c", "uptime_seconds": 5.0,
+            "backend": "netlink", "last_resync_seconds_ago": 0.5, "services": [],
+            "announce": {"configured": true, "table": 100, "protocol": 99, "stalled": false,
+                "vips": [
+                    {"vip": "10.0.0.1", "announced": true, "why": "1 of 1 services ready"},
+                    {"vip": "10.0.0.2", "announced": false,
+                     "why": "TCP 10.0.0.2:80 has 1 healthy of 2 (quorum 2)"}
+                ],
+                "services": [
+                    {"service": "TCP 10.0.0.1:80", "ready": true, "announceable": true,
+                     "why": "2 healthy of 2 (quorum 1)"},
+                    {"service": "TCP 10.0.0.2:80", "ready": false, "announceable": true,
+                     "why": "1 healthy of 2 (quorum 2)"},
+                    {"service": "FWM 7", "ready": false, "announceable": false,
+                     "why": "a firewall-mark service has no address to announce"}
+                ]},
+        });
+        insta::assert_snapshot!(render_announce_only(&v));
+        let stalled = serde_json::json!({"configured": true, "table": 100, "protocol": 99,
+            "stalled": true, "vips": [], "services": []});
+        let mut out = String::new();
+        render_announce(&stalled, &mut out);
+        assert_eq!(
+            out,
+            "announced ([announce], table 100 proto 99), ENGINE STALLED: routes withdrawn by \
+             the watchdog:\n"
+        );
+        let mut out = String::new();
+        render_announce(&serde_json::json!({"configured": false}), &mut out);
+        assert_eq!(out, "");
+    }
+
+    fn render_announce_only(v: &Value) -> String {
+        let mut out = String::new();
+        render_announce(&v["announce"], &mut out);
+        assert!(render_status(v).contains(&out));
+        out
     }
 
     #[test]

@@ -80,6 +80,44 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
             );
         }
     }
+    if let Some(a) = &config.announce {
+        let mut vips: Vec<_> = config
+            .services
+            .iter()
+            .filter_map(|s| s.key.inet_parts().map(|(_, addr)| addr.ip()))
+            .collect();
+        vips.sort();
+        vips.dedup();
+        let _ = writeln!(
+            out,
+            "announce: a host route per VIP in table {} proto {} while {} of its services \
+             {} ready (max(quorum, 1) healthy real servers); withdrawn after {} of engine \
+             silence",
+            a.table,
+            a.protocol,
+            a.require.name(),
+            if a.require == lvs_hc_core::config::Require::Any {
+                "is"
+            } else {
+                "are"
+            },
+            format_duration(a.stall_timeout)
+        );
+        for vip in vips {
+            let prefix = if vip.is_ipv4() { 32 } else { 128 };
+            let _ = writeln!(
+                out,
+                "  ip route add {vip}/{prefix} dev lo table {} proto {}",
+                a.table, a.protocol
+            );
+        }
+        if config.services.iter().any(|s| s.key.inet_parts().is_none()) {
+            let _ = writeln!(
+                out,
+                "  (firewall-mark services have no address: never announced)"
+            );
+        }
+    }
     use lvs_hc_core::text::plural;
     let _ = writeln!(
         out,
@@ -203,4 +241,22 @@ pub fn simulate_report(
     let world = run_schedule(schedule, None, |_, _| Ok(()))?;
     let report = render(schedule, &world.borrow(), format);
     Ok(report)
+}
+
+#[cfg(test)]
+mod announce_tests {
+    use super::*;
+
+    #[test]
+    fn check_names_the_routes_announce_would_add() {
+        let text = "[announce]\ntable = 100\n\n[[service]]\naddress = \"10.0.0.1:80\"\n\
+                    [[service.server]]\naddress = \"10.0.1.1:80\"\n\
+                    [[service]]\naddress = \"10.0.0.1:443\"\n\
+                    [[service.server]]\naddress = \"10.0.1.1:443\"\n\
+                    [[service]]\naddress = \"[fd00::1]:80\"\n\
+                    [[service.server]]\naddress = \"[fd00:1::1]:80\"\n\
+                    [[service]]\nfwmark = 3\n[[service.server]]\naddress = \"10.0.1.2:80\"\n";
+        let config = Config::from_toml(text, "t.toml").unwrap();
+        insta::assert_snapshot!(check_summary(&config, "t.toml"));
+    }
 }

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use ipvs_sys::route::RouteBackend;
 use ipvs_sys::IpvsBackend;
 use lvs_hc_core::admin::AdminChange;
+use lvs_hc_core::announce::RouteOp;
 use lvs_hc_core::{Config, Engine, Event, Input, Instant, Output, ProbeOutcome, ProbeRequest};
 use tokio::sync::mpsc;
 
+use crate::announce::{withdraw_all, Announcer};
 use crate::limits::FdBudget;
 use crate::probe::{Connect, Prober};
 
@@ -31,6 +34,8 @@ pub trait Observer {
     fn on_engine(&mut self, _engine: &Engine) {}
     /// A table snapshot was read (`Ok`) or failed (`Err` with the backend's error).
     fn on_snapshot(&mut self, _result: Result<(), &str>) {}
+    /// A route operation (`[announce]`) was carried out (`Ok`) or failed.
+    fn on_route(&mut self, _op: &RouteOp, _result: Result<(), &str>) {}
 }
 
 /// A question for the running engine, answered between two rounds of the driver's loop: how
@@ -60,6 +65,9 @@ pub struct RunOptions<O: Observer> {
     /// probes of a server always run on the same one (see [`ProbeThreads`]). The engine stays
     /// on the driver's thread either way.
     pub probe_threads: usize,
+    /// Routes announcing the VIPs (`[announce]`) and their watchdog. Without it, the engine's
+    /// route reads find nothing and its route operations fail (said in status).
+    pub announce: Option<Announcer>,
     /// Who watches.
     pub observer: O,
 }
@@ -92,6 +100,7 @@ where
         admin: None,
         initial_admin: Vec::new(),
         probe_threads: 1,
+        announce: None,
         observer: (),
     };
     run_with(config, connect, backend, shutdown, options).await
@@ -147,6 +156,15 @@ where
     let mut admin = options.admin.take();
     let budget = options.fd_budget;
     let mut limit = probe_slots(budget, engine.config());
+    // Whatever way this function is left (shutdown, a panic unwinding), the routes go.
+    let mut announce = OnExit(options.announce.take(), engine.config().announce);
+    let watchdog = announce.0.as_ref().and_then(|a| a.watchdog.clone());
+    if let Some(dog) = &watchdog {
+        dog.configure(engine.config().announce);
+    }
+    // The watchdog must hear from the loop even when the engine has nothing to do.
+    let mut beat = tokio::time::interval(Duration::from_millis(250));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     // One timer for the engine's deadline, moved only when the deadline moves: a timer
     // registered afresh on every turn of the loop costs more than the probes' results it
@@ -155,9 +173,20 @@ where
     tokio::pin!(timer);
     let mut armed = Instant::FAR_FUTURE;
     loop {
+        if let Some(dog) = &watchdog {
+            dog.beat();
+            if dog.take_stall() {
+                tracing::warn!(
+                    "the engine runs again after a stall: reading the routes and announcing \
+                     afresh"
+                );
+                engine.handle_input(Input::Stalled { now: now() });
+            }
+        }
         let deadline = answer_outputs(
             &mut engine,
             backend,
+            announce.routes(),
             &mut queue,
             &now,
             &mut options.observer,
@@ -194,12 +223,18 @@ where
             biased;
             _ = &mut shutdown => break,
             Some(config) = recv(&mut reloads) => {
+                let before = engine.config().announce;
                 engine.handle_input(Input::Reload {
                     now: now(),
                     config: Box::new(config),
                 });
                 limit = probe_slots(budget, engine.config());
+                announce.reconfigure(before, engine.config().announce);
+                if let Some(dog) = &watchdog {
+                    dog.configure(engine.config().announce);
+                }
             }
+            _ = beat.tick(), if watchdog.is_some() => {}
             Some(change) = recv(&mut admin) => {
                 engine.handle_input(Input::Admin { now: now(), change });
                 // A command with `--all`, or a maintenance file, sends many at once: one
@@ -226,7 +261,54 @@ where
             }
         }
     }
+    announce.withdraw();
     engine
+}
+
+/// The driver's announcer and `[announce]` as in force, withdrawing every route when dropped:
+/// on shutdown, and on a panic that unwinds through the driver.
+struct OnExit(
+    Option<Announcer>,
+    Option<lvs_hc_core::config::AnnounceSettings>,
+);
+
+impl OnExit {
+    fn routes(&mut self) -> Option<&mut dyn RouteBackend> {
+        self.0
+            .as_mut()
+            .map(|a| &mut *a.routes as &mut dyn RouteBackend)
+    }
+
+    /// A reload moved the routes to another table or protocol (or ended `[announce]`): the
+    /// old place's routes go now, as nobody will read them again.
+    fn reconfigure(
+        &mut self,
+        before: Option<lvs_hc_core::config::AnnounceSettings>,
+        after: Option<lvs_hc_core::config::AnnounceSettings>,
+    ) {
+        let place =
+            |s: &Option<lvs_hc_core::config::AnnounceSettings>| s.map(|s| (s.table, s.protocol));
+        if place(&before) != place(&after) {
+            if let (Some(old), Some(a)) = (before, self.0.as_mut()) {
+                withdraw_all(&mut *a.routes, &old);
+            }
+        }
+        self.1 = after;
+    }
+
+    fn withdraw(&mut self) {
+        if let (Some(settings), Some(a)) = (self.1, self.0.as_mut()) {
+            withdraw_all(&mut *a.routes, &settings);
+        }
+        // Done: dropping must not do it again.
+        self.1 = None;
+    }
+}
+
+impl Drop for OnExit {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
 }
 
 /// A finished probe: the request, its verdict and how long it took.
@@ -421,6 +503,7 @@ async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
 pub fn answer_outputs<B: IpvsBackend, O: Observer>(
     engine: &mut Engine,
     backend: &mut B,
+    mut routes: Option<&mut dyn RouteBackend>,
     queue: &mut VecDeque<ProbeRequest>,
     now: &impl Fn() -> Instant,
     observer: &mut O,
@@ -452,6 +535,26 @@ pub fn answer_outputs<B: IpvsBackend, O: Observer>(
             Output::Sync(op) => {
                 let result = backend.apply_sync(&op).map_err(|e| e.to_string());
                 engine.handle_input(Input::SyncApplied {
+                    now: now(),
+                    op,
+                    result,
+                });
+            }
+            Output::ReadRoutes => {
+                let result = match (routes.as_mut(), engine.config().announce) {
+                    (Some(r), Some(a)) => r.routes(a.table, a.protocol).map_err(|e| e.to_string()),
+                    // Nothing can have been announced through no adapter.
+                    _ => Ok(Vec::new()),
+                };
+                engine.handle_input(Input::Routes { now: now(), result });
+            }
+            Output::Route(op) => {
+                let result = match routes.as_mut() {
+                    Some(r) => r.apply(&op).map_err(|e| e.to_string()),
+                    None => Err("this run of lvs-hc has no route adapter".to_string()),
+                };
+                observer.on_route(&op, result.as_ref().map(|_| ()).map_err(String::as_str));
+                engine.handle_input(Input::RouteApplied {
                     now: now(),
                     op,
                     result,

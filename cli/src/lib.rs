@@ -1,6 +1,7 @@
 //! The library behind the `lvs-hc` binary: command-line definitions, configuration loading and
 //! the commands themselves. `main.rs` only parses arguments, calls in here and prints.
 
+pub mod announce;
 pub mod arp;
 pub mod cli;
 pub mod client;

@@ -73,6 +73,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
+        Command::Withdraw { config } => {
+            let cfg = load_config(&config)?;
+            let Some(a) = cfg.announce else {
+                writeln!(
+                    stdout,
+                    "{}: no [announce]: no route to withdraw",
+                    config.display()
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let mut routes = ipvs_sys::route::NetlinkRoutes::connect()
+                .context("opening rtnetlink to withdraw the routes")?;
+            let n = ipvs_sys::route::RouteBackend::withdraw_all(&mut routes, a.table, a.protocol)
+                .with_context(|| {
+                format!(
+                    "withdrawing the routes of table {} proto {}",
+                    a.table, a.protocol
+                )
+            })?;
+            writeln!(
+                stdout,
+                "withdrew {n} route(s) of table {} proto {}",
+                a.table, a.protocol
+            )?;
+        }
         Command::Check { config } => {
             let cfg = load_config(&config)?;
             stdout.write_all(check_summary(&cfg, &config.display().to_string()).as_bytes())?;

@@ -367,3 +367,62 @@ fn sync_daemons_and_the_directors_role_in_status_and_metrics() {
     let (status, _) = d.stop(Duration::from_secs(3));
     assert!(status.success());
 }
+
+/// `[announce]` on the memory backend (routes in memory): the VIP is announced while its
+/// server passes, withdrawn when it fails, and `/status`, `lvs-hc status` and `/metrics` say so
+/// and why.
+#[test]
+fn announce_follows_the_services_readiness_in_status_and_metrics() {
+    let dir = TempDir::new("announce");
+    let a = Web::start();
+    std::fs::write(
+        dir.path("lvs-hc.toml"),
+        config(&[(a.addr, 1)], "\n[announce]\ntable = 100\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(&dir, &[], &[]);
+    d.wait_for("the VIP announced", Duration::from_secs(5), |d| {
+        d.status()
+            .is_some_and(|s| s["announce"]["vips"][0]["announced"] == true)
+    });
+    let s = d.status().unwrap();
+    assert_eq!(s["announce"]["table"], 100);
+    assert_eq!(s["announce"]["vips"][0]["why"], "1 of 1 services ready");
+    assert_eq!(
+        s["announce"]["services"][0]["why"],
+        "1 healthy of 1 (quorum 1)"
+    );
+    let text = String::from_utf8(d.lvs_hc(&["status"]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "announced ([announce], table 100 proto 99):\n  10.0.0.1  announced      1 of 1 \
+             services ready\n"
+        ),
+        "{text}"
+    );
+    let metrics = http_get(&d.api, "/metrics");
+    for needle in [
+        "lvs_hc_vip_announced{vip=\"10.0.0.1\"} 1",
+        "lvs_hc_service_ready{service=\"TCP 10.0.0.1:80\"} 1",
+        "lvs_hc_announce_operations_total{op=\"add\",result=\"ok\"} 1",
+        "lvs_hc_announce_stalled 0",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
+
+    a.kill();
+    d.wait_for("the VIP withdrawn", Duration::from_secs(5), |d| {
+        d.status()
+            .is_some_and(|s| s["announce"]["vips"][0]["announced"] == false)
+    });
+    let s = d.status().unwrap();
+    assert_eq!(
+        s["announce"]["vips"][0]["why"],
+        "TCP 10.0.0.1:80 has 0 healthy of 1 (quorum 1)"
+    );
+    assert!(d.messages().iter().any(|m| m
+        == "`ip route del 10.0.0.1/32 dev lo table 100 proto 99`: TCP 10.0.0.1:80 has 0 \
+            healthy of 1 (quorum 1)"));
+    let (status, _) = d.stop(Duration::from_secs(3));
+    assert!(status.success());
+}

@@ -384,6 +384,26 @@ fn deb_assets() -> Vec<(String, String)> {
         .collect()
 }
 
+/// After any stop, clean or a crash, the unit withdraws `[announce]`'s routes with the
+/// configuration the daemon ran on.
+#[test]
+fn the_unit_withdraws_the_routes_after_every_stop() {
+    let argv: Vec<String> = unit_setting("ExecStopPost")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let start = unit_setting("ExecStart");
+    let start: Vec<&str> = start.split_whitespace().collect();
+    assert_eq!(argv[0], start[0], "the same binary");
+    let cli = Cli::try_parse_from(&argv).expect("ExecStopPost is a valid lvs-hc command line");
+    match cli.command {
+        lvs_hc::cli::Command::Withdraw { config } => {
+            assert_eq!(config.to_str(), Some(start[3]), "the same configuration")
+        }
+        other => panic!("ExecStopPost runs {other:?}"),
+    }
+}
+
 #[test]
 fn the_unit_runs_the_installed_binary_on_the_installed_configuration() {
     let exec_start = unit_setting("ExecStart");

@@ -466,7 +466,7 @@ fn metrics_of_a_running_daemon() -> Exported {
         dir.path("lvs-hc.toml"),
         config(
             &[(web.addr, 3)],
-            "\n[sync]\ninterface = \"eth0\"\nsync_id = 1\n",
+            "\n[sync]\ninterface = \"eth0\"\nsync_id = 1\n\n[announce]\ntable = 100\n",
         ),
     )
     .unwrap();

@@ -105,6 +105,7 @@ fn options(config: &Config, passes: Passes) -> RunOptions<Passes> {
         admin: None,
         initial_admin: Vec::new(),
         probe_threads: config.daemon.probe_threads,
+        announce: None,
         observer: passes,
     }
 }

@@ -510,6 +510,7 @@ async fn the_driver_adds_a_passing_server_and_removes_it_when_it_dies() {
         initial_admin: Vec::new(),
         reloads: None,
         probe_threads: 1,
+        announce: None,
         observer: Log(log.clone()),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -663,6 +664,7 @@ async fn a_probe_that_panics_frees_its_slot_and_gives_no_verdict() {
         initial_admin: Vec::new(),
         reloads: None,
         probe_threads: 1,
+        announce: None,
         observer: Counted(counts.clone()),
     };
     let probed = |server: &SocketAddr| counts.borrow().get(server).copied().unwrap_or(0);

@@ -88,6 +88,7 @@ async fn a_failed_add_is_retried_on_the_backoff_and_nothing_else_is_called() {
         admin: None,
         initial_admin: Vec::new(),
         probe_threads: 1,
+        announce: None,
         observer: (),
     };
     let shutdown = tokio::time::sleep(Duration::from_secs(10));

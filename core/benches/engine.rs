@@ -123,6 +123,15 @@ fn one_second(
                 op,
                 result: Ok(()),
             }),
+            Output::ReadRoutes => inputs.push(Input::Routes {
+                now: *now,
+                result: Ok(Vec::new()),
+            }),
+            Output::Route(op) => inputs.push(Input::RouteApplied {
+                now: *now,
+                op,
+                result: Ok(()),
+            }),
             Output::Event(_) => {}
             Output::Timeout(deadline) => {
                 if inputs.is_empty() {

@@ -52,6 +52,8 @@ use crate::admin::{
     self, AdminChange, AdminMark, AdminSource, AdminState, AgentAdmin, AgentReport, Ramp,
     DEFAULT_DRAIN_TIMEOUT,
 };
+use crate::announce::{plan, AnnounceKeeper, Route, RouteOp, ServiceReadiness, VipStatus};
+use crate::config::Require;
 use crate::config::{
     Check, CheckKind, Config, FailureAction, Manage, Server, Timing, VirtualService,
 };
@@ -201,6 +203,29 @@ pub enum Input {
         /// Its result: the backend's error, as text.
         result: Result<(), String>,
     },
+    /// lvs-hc's routes as read (answer to [`Output::ReadRoutes`]): the host routes of
+    /// `[announce]`'s table and protocol, or the adapter's error.
+    Routes {
+        /// When they were read.
+        now: Instant,
+        /// The routes, or the error.
+        result: Result<Vec<Route>, String>,
+    },
+    /// A route operation from [`Output::Route`] was carried out, or failed.
+    RouteApplied {
+        /// When.
+        now: Instant,
+        /// The operation, as emitted.
+        op: RouteOp,
+        /// Its result: the adapter's error, as text.
+        result: Result<(), String>,
+    },
+    /// The driver's watchdog withdrew every route while the engine was silent longer than
+    /// `[announce] stall_timeout`: the engine reads the routes again and announces afresh.
+    Stalled {
+        /// When the driver noticed (the engine runs again).
+        now: Instant,
+    },
     /// An operator's command or a maintenance file changes a server's administrative state
     /// (see [`crate::admin`]). A change for a server the configuration in force lacks is
     /// ignored ([`EventKind::AdminIgnored`]): check with [`crate::admin::select`] first.
@@ -224,7 +249,10 @@ impl Input {
             | Input::Reload { now, .. }
             | Input::Withdraw { now }
             | Input::Admin { now, .. }
-            | Input::SyncApplied { now, .. } => *now,
+            | Input::SyncApplied { now, .. }
+            | Input::Routes { now, .. }
+            | Input::RouteApplied { now, .. }
+            | Input::Stalled { now } => *now,
         }
     }
 }
@@ -240,6 +268,10 @@ pub enum Output {
     ReadTable,
     /// Start or stop a connection sync daemon, and report [`Input::SyncApplied`].
     Sync(SyncOp),
+    /// Read lvs-hc's routes (`[announce]`'s table and protocol) and report [`Input::Routes`].
+    ReadRoutes,
+    /// Add or delete a route announcing a VIP, and report [`Input::RouteApplied`].
+    Route(RouteOp),
     /// Something happened.
     Event(Event),
     /// Nothing more to do until this instant: feed [`Input::Timeout`] then (or any input
@@ -595,6 +627,15 @@ pub struct Engine {
     snapshot_failures: u32,
     /// The connection sync daemons (`[sync]`).
     sync: SyncKeeper,
+    /// The routes announcing the VIPs (`[announce]`).
+    announce: AnnounceKeeper,
+    /// Inputs came since the VIPs' plans were last worked out.
+    plans_stale: bool,
+    /// A route read is asked for and not answered yet.
+    routes_outstanding: bool,
+    /// Consecutive failed route reads, and when the next may be asked for.
+    routes_failures: u32,
+    routes_due: Instant,
     outputs: VecDeque<Output>,
 }
 
@@ -608,6 +649,7 @@ impl Engine {
                 daemon: config.daemon.clone(),
                 director: config.director.clone(),
                 sync: None,
+                announce: None,
                 services: Vec::new(),
                 probe_services: Vec::new(),
             },
@@ -639,6 +681,11 @@ impl Engine {
             resync_outstanding: false,
             snapshot_failures: 0,
             sync: SyncKeeper::default(),
+            announce: AnnounceKeeper::default(),
+            plans_stale: true,
+            routes_outstanding: false,
+            routes_failures: 0,
+            routes_due: now,
             outputs: VecDeque::new(),
         };
         engine.install(config);
@@ -766,7 +813,11 @@ impl Engine {
             Input::Withdraw { .. } => self.handle_withdraw(),
             Input::Admin { change, .. } => self.handle_admin(change),
             Input::SyncApplied { op, result, .. } => self.handle_sync_applied(op, result),
+            Input::Routes { result, .. } => self.handle_routes(result),
+            Input::RouteApplied { op, result, .. } => self.handle_route_applied(op, result),
+            Input::Stalled { .. } => self.announce.stall(),
         }
+        self.plans_stale = true;
         self.tick();
     }
 
@@ -784,6 +835,9 @@ impl Engine {
             if let Some((op, _)) = self.sync.next(self.now) {
                 self.outputs.push_back(Output::Sync(op));
             }
+        }
+        if self.outputs.is_empty() && self.announce.settings().is_some() {
+            self.poll_announce();
         }
         match self.outputs.pop_front() {
             Some(o) => o,
@@ -1095,6 +1149,8 @@ impl Engine {
                 .map(|s| s.daemons())
                 .unwrap_or_default(),
         );
+        self.announce.configure(config.announce);
+        self.plans_stale = true;
         self.config = config;
         self.reschedule();
         self.dirty = Dirty::All;
@@ -1492,6 +1548,7 @@ impl Engine {
     fn handle_withdraw(&mut self) {
         self.duty = Duty::Withdraw;
         self.sync.withdraw();
+        self.announce.withdraw();
         // Verdicts no longer matter: nothing more is probed, nothing drains.
         self.schedule.clear();
         for p in &mut self.probes {
@@ -1890,6 +1947,115 @@ impl Engine {
         }
     }
 
+    /// Whether each configured service can serve, for announcing its VIP (`[announce]`): its
+    /// real servers that are up and in service (not disabled, not draining, not at weight 0),
+    /// in configuration order. Fallbacks do not count.
+    pub fn readiness(&self) -> Vec<ServiceReadiness> {
+        self.config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(si, svc)| {
+                let healthy = (0..svc.servers.len())
+                    .filter(|&i| {
+                        let v = self.server_view(si, ServerRef::Real(i));
+                        v.health == Health::Up
+                            && v.admin == AdminView::InService
+                            && !v.draining
+                            && v.weight > 0
+                    })
+                    .count();
+                ServiceReadiness {
+                    service: svc.key,
+                    healthy,
+                    servers: svc.servers.len(),
+                    quorum: svc.quorum,
+                }
+            })
+            .collect()
+    }
+
+    /// The wait before retrying an operation that failed `attempts` times in a row: the
+    /// backoff of table operations (`retry_backoff`, doubling, at most `retry_backoff_max`),
+    /// for the driver's own operations (routes).
+    pub fn retry_backoff(&self, attempts: u32) -> Duration {
+        self.backoff(attempts)
+    }
+
+    /// Per VIP of the address-based services: announced or not, and why (`[announce]`);
+    /// empty without it.
+    pub fn announce_status(&self) -> Vec<VipStatus> {
+        self.announce.status(self.now)
+    }
+
+    /// Whether the routes are held back because the engine stalled (until they are read
+    /// again).
+    pub fn announce_stalled(&self) -> bool {
+        self.announce.stalled()
+    }
+
+    /// Works out the VIPs' plans when inputs came since, then asks for a route read or the
+    /// next route operation.
+    fn poll_announce(&mut self) {
+        if self.plans_stale {
+            self.plans_stale = false;
+            let require = self.config.announce.map_or(Require::Any, |a| a.require);
+            self.announce.want(plan(&self.readiness(), require));
+        }
+        if self.announce.needs_read() {
+            if !self.routes_outstanding && self.routes_due <= self.now {
+                self.routes_outstanding = true;
+                self.outputs.push_back(Output::ReadRoutes);
+            }
+            return;
+        }
+        if let Some(op) = self.announce.next(self.now) {
+            self.outputs.push_back(Output::Route(op));
+        }
+    }
+
+    fn handle_routes(&mut self, result: Result<Vec<Route>, String>) {
+        self.routes_outstanding = false;
+        match result {
+            Ok(routes) => {
+                self.routes_failures = 0;
+                self.announce.observe(routes);
+                self.announce.resume();
+            }
+            Err(error) => {
+                self.routes_failures = self.routes_failures.saturating_add(1);
+                let retry_in = self
+                    .backoff(self.routes_failures)
+                    .min(self.config.daemon.resync_interval);
+                self.routes_due = self.now + retry_in;
+                self.emit(EventKind::RoutesReadFailed { error, retry_in });
+            }
+        }
+    }
+
+    fn handle_route_applied(&mut self, op: RouteOp, result: Result<(), String>) {
+        let error = result.as_ref().err().cloned();
+        let d = &self.config.daemon;
+        let (first, max) = (d.retry_backoff, d.retry_backoff_max);
+        let backoff = |attempts: u32| doubling_backoff(first, max, attempts);
+        match self.announce.applied(self.now, op, result, backoff) {
+            Ok(()) => {
+                let why = self
+                    .announce
+                    .status(self.now)
+                    .into_iter()
+                    .find(|v| v.vip == op.route().vip)
+                    .map_or_else(|| "no service has this address".to_string(), |v| v.why);
+                self.emit(EventKind::RouteChanged { op, why });
+            }
+            Err(retry_in) => self.emit(EventKind::RouteFailed {
+                op,
+                error: error.unwrap_or_default(),
+                retry_in,
+            }),
+        }
+    }
+
     /// Each configured sync daemon's state (`[sync]`), master first; empty without `[sync]`.
     pub fn sync_status(&self) -> Vec<SyncStatus> {
         self.sync.status()
@@ -2043,6 +2209,11 @@ impl Engine {
         if !self.resync_outstanding && self.resync_due <= now {
             self.resync_outstanding = true;
             self.outputs.push_back(Output::ReadTable);
+            // Our routes are read alongside the table: level-triggered, like it.
+            if self.announce.settings().is_some() && !self.routes_outstanding {
+                self.routes_outstanding = true;
+                self.outputs.push_back(Output::ReadRoutes);
+            }
         }
     }
 
@@ -2066,6 +2237,12 @@ impl Engine {
         }
         if !self.resync_outstanding {
             deadline = deadline.min(self.resync_due);
+        }
+        if let Some(at) = self.announce.retry_at() {
+            deadline = deadline.min(at);
+        }
+        if self.announce.needs_read() && !self.routes_outstanding {
+            deadline = deadline.min(self.routes_due);
         }
         if let Some(at) = self.sync.retry_at() {
             deadline = deadline.min(at);

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::admin::{AdminSource, AdminState, AgentAdmin, AgentHealth, AgentReport};
+use crate::announce::RouteOp;
 use crate::health::Health;
 use crate::op::{ApplyError, Op};
 use crate::sync::{SyncDaemon, SyncOp, SyncRole, SyncWhy};
@@ -128,6 +129,29 @@ pub enum EventKind {
         /// What was tried.
         op: SyncOp,
         /// The backend's error.
+        error: String,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
+    /// lvs-hc added or deleted a route announcing a VIP (`[announce]`).
+    RouteChanged {
+        /// What was done.
+        op: RouteOp,
+        /// Why: the VIP's plan (`1 of 1 services ready`, `TCP ... has 0 healthy of 2`).
+        why: String,
+    },
+    /// Adding or deleting a route failed; it is tried again with backoff.
+    RouteFailed {
+        /// What was tried.
+        op: RouteOp,
+        /// The adapter's error.
+        error: String,
+        /// When it is tried again.
+        retry_in: Duration,
+    },
+    /// Reading lvs-hc's routes failed; nothing is changed until a read succeeds.
+    RoutesReadFailed {
+        /// The adapter's error.
         error: String,
         /// When it is tried again.
         retry_in: Duration,
@@ -326,6 +350,21 @@ impl fmt::Display for EventKind {
             } => write!(
                 f,
                 "`{op}` failed ({error}), retrying in {}; health checking goes on",
+                format_duration(*retry_in)
+            ),
+            EventKind::RouteChanged { op, why } => write!(f, "`{op}`: {why}"),
+            EventKind::RouteFailed {
+                op,
+                error,
+                retry_in,
+            } => write!(
+                f,
+                "`{op}` failed ({error}), retrying in {}",
+                format_duration(*retry_in)
+            ),
+            EventKind::RoutesReadFailed { error, retry_in } => write!(
+                f,
+                "reading lvs-hc's routes failed ({error}), retrying in {}",
                 format_duration(*retry_in)
             ),
             EventKind::SnapshotFailed { error, retry_in } => write!(

@@ -48,6 +48,8 @@
 //!             Output::Sync(op) => inputs.push(Input::SyncApplied {
 //!                 now, result: kernel.apply_sync(&op).map_err(|e| e.to_string()), op,
 //!             }),
+//!             Output::ReadRoutes => inputs.push(Input::Routes { now, result: Ok(Vec::new()) }),
+//!             Output::Route(op) => inputs.push(Input::RouteApplied { now, op, result: Ok(()) }),
 //!             Output::Event(event) => println!("{event}"),
 //!             Output::Timeout(deadline) => {
 //!                 if inputs.is_empty() {
@@ -71,6 +73,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod announce;
 pub mod config;
 pub mod desired;
 pub mod diff;

@@ -74,6 +74,16 @@ pub fn what_if(config: &Config, actual: &Table, down: &BTreeSet<SocketAddr>) -> 
                     op,
                     result: Ok(()),
                 }),
+                // Nor are routes: taken as none, and changed as asked.
+                Output::ReadRoutes => inputs.push(Input::Routes {
+                    now,
+                    result: Ok(Vec::new()),
+                }),
+                Output::Route(op) => inputs.push(Input::RouteApplied {
+                    now,
+                    op,
+                    result: Ok(()),
+                }),
                 Output::Event(_) => {}
                 Output::Timeout(deadline) => break deadline,
             }

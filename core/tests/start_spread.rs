@@ -50,6 +50,15 @@ fn first_probes(mut engine: Engine, horizon: Duration) -> Vec<Duration> {
                     op,
                     result: Ok(()),
                 }),
+                Output::ReadRoutes => engine.handle_input(Input::Routes {
+                    now,
+                    result: Ok(Vec::new()),
+                }),
+                Output::Route(op) => engine.handle_input(Input::RouteApplied {
+                    now,
+                    op,
+                    result: Ok(()),
+                }),
                 Output::Event(_) => {}
                 Output::Timeout(deadline) => break deadline,
             }

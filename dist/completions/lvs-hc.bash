@@ -55,6 +55,9 @@ _lvs__hc() {
             lvs__hc,table)
                 cmd="lvs__hc__subcmd__table"
                 ;;
+            lvs__hc,withdraw)
+                cmd="lvs__hc__subcmd__withdraw"
+                ;;
             lvs__hc__subcmd__help,check)
                 cmd="lvs__hc__subcmd__help__subcmd__check"
                 ;;
@@ -93,6 +96,9 @@ _lvs__hc() {
                 ;;
             lvs__hc__subcmd__help,table)
                 cmd="lvs__hc__subcmd__help__subcmd__table"
+                ;;
+            lvs__hc__subcmd__help,withdraw)
+                cmd="lvs__hc__subcmd__help__subcmd__withdraw"
                 ;;
             lvs__hc__subcmd__help__subcmd__import,keepalived)
                 cmd="lvs__hc__subcmd__help__subcmd__import__subcmd__keepalived"
@@ -182,7 +188,7 @@ _lvs__hc() {
 
     case "${cmd}" in
         lvs__hc)
-            opts="-h -V --help --version run reload server status setup doctor check simulate table plan import completions help"
+            opts="-h -V --help --version run reload server status setup doctor withdraw check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -254,7 +260,7 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__help)
-            opts="run reload server status setup doctor check simulate table plan import completions help"
+            opts="run reload server status setup doctor withdraw check simulate table plan import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -534,6 +540,20 @@ _lvs__hc() {
             return 0
             ;;
         lvs__hc__subcmd__help__subcmd__table)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__help__subcmd__withdraw)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1160,6 +1180,28 @@ _lvs__hc() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "save list json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lvs__hc__subcmd__withdraw)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -12,6 +12,7 @@
 pub mod ipvsadm;
 pub mod memory;
 pub mod netlink;
+pub mod route;
 
 use std::time::Duration;
 

@@ -26,6 +26,7 @@ use lvs_hc::simulate::{
     latencies, run_schedule, Action, Behaviour, FaultSchedule, ProbeVerdict, Scenario, TraceLine,
     World,
 };
+use lvs_hc_core::announce::Route;
 use lvs_hc_core::rng::SplitMix64;
 use lvs_hc_core::{Config, EventKind, Health, Op};
 
@@ -128,6 +129,10 @@ retry_backoff_max = "1s"
 [sync]
 interface = "eth0"
 sync_id = 1
+
+# One of many behind ECMP: lvs-hc announces the VIP while the service is ready.
+[announce]
+table = 100
 
 [[service]]
 address = "192.168.0.101:80"
@@ -390,6 +395,7 @@ impl Checker {
     }
 
     fn after_step(&mut self, now: Duration, world: &World) -> Result<(), String> {
+        self.check_announced(now, world)?;
         // A restart wipes the engine's counts: the new process starts from no verdict.
         while self.last_restart_seen < self.restarts.len()
             && self.restarts[self.last_restart_seen] <= now
@@ -558,6 +564,48 @@ impl Checker {
         Ok(())
     }
 
+    /// Safety of `[announce]`: a VIP is never announced while, as the engine sees its servers
+    /// after its latest round, none of its services has `max(quorum, 1)` real servers up and
+    /// in service (the route operations of a round are carried out within it).
+    fn check_announced(&self, now: Duration, world: &World) -> Result<(), String> {
+        let Some(config) = world.config.as_ref() else {
+            return Ok(());
+        };
+        for route in world.routes.all() {
+            let ready = config.services.iter().any(|svc| {
+                svc.key.inet_parts().map(|(_, a)| a.ip()) == Some(route.vip) && {
+                    let up = world
+                        .status
+                        .iter()
+                        .filter(|s| {
+                            s.service == svc.key
+                                && !s.fallback
+                                && s.health == Health::Up
+                                && s.admin.is_empty()
+                                && !s.draining
+                                && s.weight > 0
+                        })
+                        .count();
+                    up >= svc.quorum.max(1)
+                }
+            });
+            if !ready {
+                return Err(format!(
+                    "safety ({}): at t+{now:?} {route} is announced, but no service of {} has \
+                     its quorum of healthy servers: {:?}",
+                    self.scenario.name(),
+                    route.vip,
+                    world
+                        .status
+                        .iter()
+                        .map(|s| format!("{} {}", s.server, s.health))
+                        .collect::<Vec<_>>()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn at_end(&self, schedule: &FaultSchedule, world: &World) -> Result<(), String> {
         // lvs-hc's probe services (via_vip) hold each server at weight 1 whatever its health:
         // they must be there, as the configuration says.
@@ -602,6 +650,22 @@ impl Checker {
         }
         if world.pending_ops != 0 {
             problems.push(format!("{} operations still pending", world.pending_ops));
+        }
+        // Healed, every real server is healthy: the VIP is announced, and only it.
+        if let Some(a) = config.announce {
+            let want: Vec<Route> = config
+                .services
+                .iter()
+                .filter_map(|s| s.key.inet_parts().map(|(_, addr)| Route::of(addr.ip(), &a)))
+                .collect();
+            let have: Vec<Route> = world.routes_running.iter().copied().collect();
+            if have != want {
+                problems.push(format!("routes {have:?}, should be {want:?}"));
+            }
+            let left = world.routes.all();
+            if !left.is_empty() {
+                problems.push(format!("routes {left:?} left after the daemon stopped"));
+            }
         }
         for want in config.sync.iter().flat_map(|s| s.daemons()) {
             let running = &world.kernel.state.table.sync;

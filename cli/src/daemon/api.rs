@@ -627,6 +627,9 @@ async fn respond(
                 state.metrics.render(&mut head);
                 metrics::render_config_error(state.config_error.is_some(), &mut head);
                 arpwatch::render_metrics(&state.arp_conflicts, &mut head);
+                if let Some(dog) = &state.announce_watchdog {
+                    metrics::render_announce_stalled(dog.stalled(), dog.stalls(), &mut head);
+                }
             }
             let text = tokio::task::spawn_blocking(move || {
                 let mut out = head;

@@ -61,6 +61,8 @@ pub struct Metrics {
     admin_commands: BTreeMap<(&'static str, &'static str), u64>,
     /// Sync daemon starts and stops, by operation and result.
     sync_operations: BTreeMap<(&'static str, &'static str), u64>,
+    /// Route adds and deletes (`[announce]`), by operation and result.
+    announce_operations: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// `pass`, `fail`, `inconclusive` or `director_fault`.
@@ -78,6 +80,12 @@ impl Metrics {
     pub fn sync_operation(&mut self, op: &'static str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         *self.sync_operations.entry((op, result)).or_default() += 1;
+    }
+
+    /// Counts a route add or delete (`op`), done or failed.
+    pub fn announce_operation(&mut self, op: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        *self.announce_operations.entry((op, result)).or_default() += 1;
     }
 
     /// Counts a finished probe.
@@ -219,6 +227,19 @@ impl Metrics {
                 .collect(),
         );
         counter(
+            "lvs_hc_announce_operations_total",
+            "Route adds and deletes announcing the VIPs ([announce]), by operation and result \
+             (ok, failed).",
+            ["add", "del"]
+                .iter()
+                .flat_map(|o| ["ok", "failed"].map(move |r| (*o, r)))
+                .map(|(o, r)| {
+                    let n = self.announce_operations.get(&(o, r)).copied().unwrap_or(0);
+                    (format!("{{op=\"{o}\",result=\"{r}\"}}"), n)
+                })
+                .collect(),
+        );
+        counter(
             "lvs_hc_api_views_total",
             "Copies of the engine taken on its loop for /status and /metrics (at most one a \
              second, however many ask).",
@@ -250,6 +271,23 @@ impl Metrics {
             format!("{last:.3}"),
         );
     }
+}
+
+/// `lvs_hc_announce_stalled` and `lvs_hc_announce_stalls_total` (only with a watchdog): whether
+/// the watchdog holds the routes withdrawn because the engine is silent, and how often it
+/// withdrew them. A stall also keeps `/metrics` from answering (it needs the engine's loop), so
+/// the counter, read once the engine runs again, is what shows it afterwards.
+pub fn render_announce_stalled(stalled: bool, stalls: u64, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP lvs_hc_announce_stalled Whether the watchdog withdrew the routes ([announce]) \
+         because the engine was silent longer than stall_timeout, and it has not run since.\n\
+         # TYPE lvs_hc_announce_stalled gauge\nlvs_hc_announce_stalled {}\n\
+         # HELP lvs_hc_announce_stalls_total Times the watchdog withdrew every route ([announce]) \
+         because the engine was silent longer than stall_timeout.\n\
+         # TYPE lvs_hc_announce_stalls_total counter\nlvs_hc_announce_stalls_total {stalls}",
+        u8::from(stalled)
+    );
 }
 
 /// `lvs_hc_config_error`: whether the last reload was refused.

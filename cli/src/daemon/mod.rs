@@ -76,6 +76,10 @@ pub enum DaemonError {
     /// the message says why.
     #[error("opening the IPVS netlink interface")]
     Netlink(#[source] IpvsError),
+    /// `[announce]` is set and lvs-hc cannot reach the kernel's routes (rtnetlink) or start
+    /// its watchdog thread: the message says which.
+    #[error("[announce]: {0}")]
+    Announce(String),
     /// The async runtime could not start: the machine is out of threads, memory or
     /// descriptors.
     #[error("starting the async runtime")]
@@ -135,6 +139,8 @@ pub struct DaemonState {
     /// Machines other than this director answering ARP for its VIPs, as the ARP watch last
     /// saw them.
     pub arp_conflicts: Vec<arpwatch::Conflict>,
+    /// The route watchdog (`[announce]`), for `lvs_hc_announce_stalled`.
+    pub announce_watchdog: Option<Arc<crate::announce::Watchdog>>,
 }
 
 /// A handle on the running driver for the API and the watchdog: ask the engine a question,
@@ -542,6 +548,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
     } else {
         backend
     };
+    let announcer = open_announcer(args.backend, args.dry_run, &config)?;
     let backend_name = match args.backend {
         RunBackend::Netlink => "netlink",
         RunBackend::Ipvsadm => "ipvsadm",
@@ -574,6 +581,7 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         last_snapshot_error: None,
         metrics: Metrics::default(),
         arp_conflicts: Vec::new(),
+        announce_watchdog: announcer.as_ref().and_then(|a| a.watchdog.clone()),
     }));
     let endpoints = Endpoints {
         api,
@@ -583,7 +591,9 @@ pub fn main(args: RunArgs) -> Result<ExitCode, DaemonError> {
         file: state_file,
         book,
     };
-    let result = runtime.block_on(serve(config, backend, state, endpoints, kept, &args));
+    let result = runtime.block_on(serve(
+        config, backend, announcer, state, endpoints, kept, &args,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
@@ -621,6 +631,7 @@ fn open_netlink() -> Result<Box<dyn IpvsBackend>, DaemonError> {
 async fn serve(
     config: Config,
     mut backend: Box<dyn IpvsBackend>,
+    announcer: Option<crate::announce::Announcer>,
     state: Arc<Mutex<DaemonState>>,
     endpoints: Endpoints,
     kept: Kept,
@@ -733,6 +744,7 @@ async fn serve(
         admin: Some(admin_rx),
         initial_admin,
         probe_threads: config.daemon.probe_threads,
+        announce: announcer,
         observer,
     };
     // Probes through the VIP need lvs-hc's probe services in the kernel, which a dry run
@@ -761,6 +773,45 @@ async fn serve(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The routes `[announce]` keeps, and their watchdog: over rtnetlink, or in memory with the
+/// memory backend or a dry run (which must not change the kernel). Without `[announce]` a
+/// failure to open them is no error (a reload that adds it will say, in status, that route
+/// operations fail).
+fn open_announcer(
+    backend: RunBackend,
+    dry_run: bool,
+    config: &Config,
+) -> Result<Option<crate::announce::Announcer>, DaemonError> {
+    use crate::announce::{Announcer, Watchdog};
+    use ipvs_sys::route::{MemoryRoutes, NetlinkRoutes, RouteBackend};
+    /// The driver's adapter and the watchdog's (each its own socket).
+    type Pair = (Box<dyn RouteBackend>, Box<dyn RouteBackend>);
+    let open = || -> Result<Pair, String> {
+        if dry_run || backend == RunBackend::Memory {
+            let m = MemoryRoutes::new();
+            return Ok((Box::new(m.clone()), Box::new(m)));
+        }
+        let a = NetlinkRoutes::connect().map_err(|e| e.to_string())?;
+        let b = NetlinkRoutes::connect().map_err(|e| e.to_string())?;
+        Ok((Box::new(a), Box::new(b)))
+    };
+    let (routes, dog_routes) = match open() {
+        Ok(r) => r,
+        Err(e) if config.announce.is_some() => return Err(DaemonError::Announce(e)),
+        Err(e) => {
+            tracing::debug!("no route adapter ({e}); [announce] is not set");
+            return Ok(None);
+        }
+    };
+    let watchdog = Watchdog::new(dog_routes, config.announce)
+        .spawn()
+        .map_err(|e| DaemonError::Announce(format!("starting the watchdog thread: {e}")))?;
+    Ok(Some(Announcer {
+        routes,
+        watchdog: Some(watchdog),
+    }))
 }
 
 /// Withdraws the services lvs-hc manages ([`Input::Withdraw`]): the engine reads the table,
@@ -797,7 +848,8 @@ async fn cleanup(mut engine: Engine, backend: &mut Box<dyn IpvsBackend>, dry_run
     let mut log = CleanupLog { dry_run };
     let mut no_probes = std::collections::VecDeque::new();
     loop {
-        let deadline = driver::answer_outputs(&mut engine, backend, &mut no_probes, &now, &mut log);
+        let deadline =
+            driver::answer_outputs(&mut engine, backend, None, &mut no_probes, &now, &mut log);
         if engine.withdrawn() && dry_run {
             tracing::info!("cleanup (dry run): the table is left as it is");
             return;

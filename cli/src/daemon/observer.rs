@@ -162,6 +162,15 @@ impl Observer for DaemonObserver {
                 self.state().metrics.sync_operation(name, false);
                 tracing::error!("{text}")
             }
+            EventKind::RouteChanged { op, .. } => {
+                self.state().metrics.announce_operation(op.name(), true);
+                tracing::warn!("{text}")
+            }
+            EventKind::RouteFailed { op, .. } => {
+                self.state().metrics.announce_operation(op.name(), false);
+                tracing::error!("{text}")
+            }
+            EventKind::RoutesReadFailed { .. } => tracing::error!("{text}"),
             EventKind::Fallback { active: true, .. } => tracing::warn!("{text}"),
             // An operator's state lost with its server, or a command that came too late.
             EventKind::AdminForgotten { .. } | EventKind::AdminIgnored { .. } => {

@@ -43,8 +43,26 @@ pub struct EngineView {
     /// The virtual addresses of the configured services (firewall-mark services have none),
     /// in order: whether this director holds them tells an active director from a standby.
     pub vips: Vec<IpAddr>,
+    /// `[announce]`: its table and protocol, per VIP announced or not and why, per service
+    /// ready or not and why; `None` without `[announce]`.
+    pub announce: Option<AnnounceView>,
     /// The engine's clock when the copy was taken (for the sync daemons' retry times).
     pub engine_now: lvs_hc_core::Instant,
+}
+
+/// What `[announce]` does, as the engine sees it.
+#[derive(Clone, Debug)]
+pub struct AnnounceView {
+    /// The routing table.
+    pub table: u32,
+    /// The routes' protocol.
+    pub protocol: u8,
+    /// Whether the routes are held back after a stall (until read again).
+    pub stalled: bool,
+    /// Per VIP: announced or not, and why.
+    pub vips: Vec<lvs_hc_core::announce::VipStatus>,
+    /// Per service: ready or not, and why.
+    pub services: Vec<lvs_hc_core::announce::ServiceReadiness>,
 }
 
 /// One of lvs-hc's probe services (`via_vip`).
@@ -248,7 +266,15 @@ impl EngineView {
             .collect();
         vips.sort();
         vips.dedup();
+        let announce = engine.config().announce.map(|a| AnnounceView {
+            table: a.table,
+            protocol: a.protocol,
+            stalled: engine.announce_stalled(),
+            vips: engine.announce_status(),
+            services: engine.readiness(),
+        });
         EngineView {
+            announce,
             sync: engine.sync_status(),
             sync_running: engine.sync_running().map(<[SyncDaemon]>::to_vec),
             vips,
@@ -310,6 +336,7 @@ impl EngineView {
         head.insert("probe_services".into(), Value::Array(probe_services));
         head.insert("director".into(), self.director_json());
         head.insert("sync".into(), self.sync_json(secs(Duration::ZERO)));
+        head.insert("announce".into(), self.announce_json());
         let mut out = open_object(&Value::Object(head));
         out.push_str(",\"services\":[");
         for (i, svc) in self.services.iter().enumerate() {
@@ -428,6 +455,38 @@ impl EngineView {
         json!({"role": role, "vips": vips})
     }
 
+    /// `[announce]`: per VIP announced or not and why, per service ready or not and why.
+    fn announce_json(&self) -> Value {
+        let Some(a) = &self.announce else {
+            return json!({"configured": false});
+        };
+        let vips: Vec<Value> = a
+            .vips
+            .iter()
+            .map(|v| json!({"vip": v.vip.to_string(), "announced": v.announced, "why": v.why}))
+            .collect();
+        let services: Vec<Value> = a
+            .services
+            .iter()
+            .map(|s| {
+                json!({
+                    "service": s.service.to_string(),
+                    "ready": s.ready(),
+                    "announceable": s.vip().is_some(),
+                    "why": s.why(),
+                })
+            })
+            .collect();
+        json!({
+            "configured": true,
+            "table": a.table,
+            "protocol": a.protocol,
+            "stalled": a.stalled,
+            "vips": vips,
+            "services": services,
+        })
+    }
+
     /// The sync daemons: those `[sync]` asks for with their state, and those running that it
     /// does not name. `age` is the view's age in seconds, added to nothing but subtracted from
     /// a retry's wait.
@@ -496,6 +555,35 @@ impl EngineView {
                     s.wanted.interface,
                     s.wanted.sync_id,
                     u8::from(s.ok)
+                );
+            }
+        }
+        if let Some(a) = &self.announce {
+            let _ = writeln!(
+                out,
+                "# HELP lvs_hc_vip_announced Whether the route announcing each VIP ([announce]) \
+                 is in the kernel (1) or not (0).\n# TYPE lvs_hc_vip_announced gauge"
+            );
+            for v in &a.vips {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_vip_announced{{vip=\"{}\"}} {}",
+                    v.vip,
+                    u8::from(v.announced)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP lvs_hc_service_ready Whether each service has max(quorum, 1) healthy \
+                 real servers (1), which announces its VIP ([announce]); firewall-mark services \
+                 are never announced.\n# TYPE lvs_hc_service_ready gauge"
+            );
+            for s in &a.services {
+                let _ = writeln!(
+                    out,
+                    "lvs_hc_service_ready{{service=\"{}\"}} {}",
+                    s.service,
+                    u8::from(s.ready())
                 );
             }
         }

@@ -165,6 +165,11 @@ pub fn run_schedule(
                     // Every probe on the simulation's one thread, whatever the configuration
                     // says: turmoil's network is the thread's, and its order is the seed's.
                     probe_threads: 1,
+                    // No watchdog: the simulation's clock is turmoil's, not the wall's.
+                    announce: Some(crate::announce::Announcer {
+                        routes: Box::new(world.borrow().routes.clone()),
+                        watchdog: None,
+                    }),
                     observer: SimObserver {
                         world: world.clone(),
                         origin,

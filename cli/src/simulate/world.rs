@@ -58,6 +58,12 @@ pub struct World {
     pub agent_replies: BTreeMap<SocketAddr, AgentReply>,
     /// What the simulated agents received from probes, connection by connection, by server.
     pub agent_received: BTreeMap<SocketAddr, Vec<Vec<u8>>>,
+    /// The kernel's routes (`[announce]`): each life of the daemon announces through them, and
+    /// withdraws them when it ends.
+    pub routes: ipvs_sys::route::MemoryRoutes,
+    /// The routes after the engine's latest round (`routes` as the daemon left it at its end
+    /// holds none: it withdraws them on its way out).
+    pub routes_running: std::collections::BTreeSet<lvs_hc_core::announce::Route>,
 }
 
 impl World {
@@ -223,5 +229,6 @@ impl Observer for SimObserver {
         w.pending_ops = engine.pending_ops();
         w.has_snapshot = engine.has_snapshot();
         w.config = Some(engine.config().clone());
+        w.routes_running = w.routes.all();
     }
 }

@@ -12,11 +12,11 @@ use toml_edit::Document;
 use super::toml::{Ctx, Field, Result, Tbl};
 use super::INTERFACE_NAME_RULE;
 use super::{
-    AgentCheck, ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen, DaemonSettings,
-    DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange, ExecCheck, Expect,
-    FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage, MarkRange, NewServers,
-    ProbeService, Server, SmtpCheck, StatusSet, SyncSettings, TcpCheck, Timing, TlsSettings,
-    UdpCheck, ViaVip, VirtualService,
+    AgentCheck, AnnounceSettings, ApiListen, BodyRegex, Check, CheckKind, Config, ControlListen,
+    DaemonSettings, DirectorSettings, DnsCheck, DnsRcode, DnsTransport, DnsType, Exchange,
+    ExecCheck, Expect, FailureAction, FallbackMode, GrpcCheck, HttpCheck, HttpMethod, Manage,
+    MarkRange, NewServers, ProbeService, Require, Server, SmtpCheck, StatusSet, SyncSettings,
+    TcpCheck, Timing, TlsSettings, UdpCheck, ViaVip, VirtualService,
 };
 use crate::sync::SyncRole;
 use crate::table::{Family, Forward, Persistence, Protocol, SchedFlags, ServiceKey, ServiceParams};
@@ -47,6 +47,10 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
     };
     let sync = match root.get("sync") {
         Some(f) => Some(read_sync(f.table()?)?),
+        None => None,
+    };
+    let announce = match root.get("announce") {
+        Some(f) => Some(read_announce(f.table()?)?),
         None => None,
     };
     let service_field = root.req("service", "at least one [[service]]")?;
@@ -82,6 +86,7 @@ pub(super) fn load(text: &str, origin: &str) -> Result<Config> {
         daemon,
         director,
         sync,
+        announce,
         services,
         probe_services,
     })
@@ -221,6 +226,57 @@ fn read_sync(mut t: Tbl<'_>) -> Result<SyncSettings> {
     t.finish()?;
     Ok(s)
 }
+
+fn read_announce(mut t: Tbl<'_>) -> Result<AnnounceSettings> {
+    let f = t.req(
+        "table",
+        "the routing table lvs-hc owns for its routes, e.g. 100 (BIRD's `kernel table`)",
+    )?;
+    let table = f.int(1, i64::from(u32::MAX))? as u32;
+    if let Some(name) = match table {
+        253 => Some("default"),
+        254 => Some("main"),
+        255 => Some("local"),
+        _ => None,
+    } {
+        return Err(f.err(format!(
+            "table {table} is the kernel's `{name}` table, which lvs-hc must not own: \
+             use a table of its own, e.g. 100"
+        )));
+    }
+    let mut s = AnnounceSettings {
+        table,
+        protocol: AnnounceSettings::DEFAULT_PROTOCOL,
+        stall_timeout: AnnounceSettings::DEFAULT_STALL_TIMEOUT,
+        require: Require::Any,
+    };
+    if let Some(f) = t.get("protocol") {
+        let p = f.int(0, 255)?;
+        if p <= 4 {
+            return Err(f.err(format!(
+                "protocol {p} is the kernel's own (0 unspec, 1 redirect, 2 kernel, 3 boot, \
+                 4 static): lvs-hc would delete routes it did not add; use 5 to 255, e.g. 99"
+            )));
+        }
+        s.protocol = p as u8;
+    }
+    if let Some(f) = t.get("stall_timeout") {
+        s.stall_timeout = f.duration_in(STALL_TIMEOUT_MIN, STALL_TIMEOUT_MAX)?;
+    }
+    if let Some(f) = t.get("require") {
+        s.require = match f.choice(&["any", "all"])? {
+            "all" => Require::All,
+            _ => Require::Any,
+        };
+    }
+    t.finish()?;
+    Ok(s)
+}
+
+/// The shortest `stall_timeout`: shorter, a busy moment of the engine would withdraw the VIP.
+const STALL_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+/// The longest: longer, a hung lvs-hc would attract traffic it cannot serve for minutes.
+const STALL_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 
 /// The shortest sync message worth asking for: the kernel's sync header and one connection.
 const SYNC_MAXLEN_MIN: i64 = 128;

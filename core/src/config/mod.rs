@@ -31,6 +31,9 @@ pub struct Config {
     /// The kernel's connection sync daemons lvs-hc keeps running (`[sync]`), for a pair of
     /// directors; `None` leaves them alone.
     pub sync: Option<SyncSettings>,
+    /// Routes announcing the virtual addresses of ready services (`[announce]`), for several
+    /// directors behind ECMP; `None` announces nothing.
+    pub announce: Option<AnnounceSettings>,
     /// The virtual services lvs-hc manages, in file order.
     pub services: Vec<VirtualService>,
     /// lvs-hc's own firewall-mark services, one per server probed through its virtual address
@@ -246,6 +249,50 @@ impl SyncSettings {
                 ttl: self.ttl,
             })
             .collect()
+    }
+}
+
+/// Announcing the virtual addresses (`[announce]`): one host route per VIP in a routing table
+/// lvs-hc owns, while the VIP's services are ready (see [`crate::announce`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnnounceSettings {
+    /// The kernel routing table lvs-hc owns (`table`, required): 1 to 4294967295 except the
+    /// kernel's own 253 (default), 254 (main) and 255 (local).
+    pub table: u32,
+    /// The `rtm_protocol` lvs-hc marks its routes with (`protocol`, default 99): 5 to 255, as
+    /// 0 to 4 are the kernel's own. Routes of other protocols in `table` are never touched.
+    pub protocol: u8,
+    /// How long the engine may be silent before a watchdog withdraws every route
+    /// (`stall_timeout`, default 5 s).
+    pub stall_timeout: Duration,
+    /// Whether a VIP is announced while any (default) or all of its services are ready
+    /// (`require`).
+    pub require: Require,
+}
+
+impl AnnounceSettings {
+    /// The default `protocol`.
+    pub const DEFAULT_PROTOCOL: u8 = 99;
+    /// The default `stall_timeout`.
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+/// How many of a VIP's services must be ready for it to be announced (`[announce] require`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Require {
+    /// At least one.
+    Any,
+    /// Every one.
+    All,
+}
+
+impl Require {
+    /// `any` or `all`, as the configuration spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Require::Any => "any",
+            Require::All => "all",
+        }
     }
 }
 

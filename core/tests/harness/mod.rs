@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lvs_hc_core::admin::{parse_agent_reply, AdminChange, AdminSource, AdminState};
+use lvs_hc_core::announce::{Route, RouteOp};
 use lvs_hc_core::config::CheckKind;
 use lvs_hc_core::{
     ApplyError, Config, Counters, Engine, Event, EventKind, Input, Instant, Op, Output,
@@ -45,6 +46,12 @@ pub struct Harness {
     pub fail_sync: Option<String>,
     /// Sync daemon operations carried out, with when.
     pub sync_applied: Vec<(Instant, SyncOp)>,
+    /// The routes in the kernel (`[announce]`), of every table and protocol.
+    pub routes: std::collections::BTreeSet<Route>,
+    /// Route reads and changes fail with this error while it is set.
+    pub fail_routes: Option<String>,
+    /// Route operations carried out, with when, as `ip route` lines.
+    pub route_ops: Vec<(Instant, String)>,
     /// Services every table read reports as unreadable.
     pub skipped: Vec<lvs_hc_core::SkippedService>,
     pub probes_sent: HashMap<SocketAddr, usize>,
@@ -84,6 +91,9 @@ impl Harness {
             fail_ops: false,
             fail_reads: false,
             fail_sync: None,
+            routes: Default::default(),
+            fail_routes: None,
+            route_ops: Vec::new(),
             sync_applied: Vec::new(),
             skipped: Vec::new(),
             probes_sent: HashMap::new(),
@@ -254,6 +264,34 @@ impl Harness {
                         self.sync_applied.push((self.now, op.clone()));
                     }
                     self.immediate.push(Input::SyncApplied {
+                        now: self.now,
+                        op,
+                        result,
+                    });
+                }
+                Output::ReadRoutes => {
+                    let result = match &self.fail_routes {
+                        Some(e) => Err(e.clone()),
+                        None => Ok(self.routes.iter().copied().collect()),
+                    };
+                    self.immediate.push(Input::Routes {
+                        now: self.now,
+                        result,
+                    })
+                }
+                Output::Route(op) => {
+                    let result = match &self.fail_routes {
+                        Some(e) => Err(e.clone()),
+                        None => {
+                            match op {
+                                RouteOp::Add(r) => self.routes.insert(r),
+                                RouteOp::Del(r) => self.routes.remove(&r),
+                            };
+                            self.route_ops.push((self.now, op.to_string()));
+                            Ok(())
+                        }
+                    };
+                    self.immediate.push(Input::RouteApplied {
                         now: self.now,
                         op,
                         result,

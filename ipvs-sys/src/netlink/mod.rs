@@ -159,7 +159,12 @@ impl std::fmt::Debug for NetlinkSocket {
 impl NetlinkSocket {
     /// Opens a generic netlink socket (this works without IPVS: the family is resolved later).
     pub fn open() -> Result<NetlinkSocket, IpvsError> {
-        let mut socket = Socket::new(NETLINK_GENERIC).map_err(io("opening a netlink socket"))?;
+        NetlinkSocket::open_protocol(NETLINK_GENERIC)
+    }
+
+    /// Opens a netlink socket of `protocol` (`NETLINK_ROUTE` for routes).
+    pub fn open_protocol(protocol: isize) -> Result<NetlinkSocket, IpvsError> {
+        let mut socket = Socket::new(protocol).map_err(io("opening a netlink socket"))?;
         socket
             .bind_auto()
             .map_err(io("binding the netlink socket"))?;
