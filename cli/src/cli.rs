@@ -370,6 +370,9 @@ pub enum SetupRole {
     /// One of a pair of directors (`[sync]`) gets no VIPs, which VRRP holds on the active
     /// director, but the IPVS settings connection sync and failover need (`net.ipv4.vs.*`,
     /// each printed with its reason; ip_vs must be loaded).
+    ///
+    /// With `sh` or `mh` services (many directors behind ECMP), `net.ipv4.vs.sloppy_tcp` and
+    /// `sloppy_sctp` = 1, so that a flow moved to this director mid-stream is scheduled.
     Director {
         /// The configuration file (TOML).
         #[arg(long, short = 'c', value_name = "FILE")]

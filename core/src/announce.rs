@@ -42,6 +42,11 @@ pub struct ServiceReadiness {
     pub servers: usize,
     /// Its configured quorum.
     pub quorum: usize,
+    /// Its real servers in service that have no verdict yet (lvs-hc just started, or just
+    /// learned of them). While any has none, the service is not ready: the table may still
+    /// lack a server the other directors have, and with `sh` or `mh` a director whose table
+    /// differs sends the flows it attracts to other servers.
+    pub awaiting: usize,
 }
 
 impl ServiceReadiness {
@@ -56,9 +61,9 @@ impl ServiceReadiness {
     }
 
     /// Whether it is ready: address-based, with at least [`ServiceReadiness::needed`] healthy
-    /// servers.
+    /// servers and a verdict on every server in service.
     pub fn ready(&self) -> bool {
-        self.vip().is_some() && self.healthy >= self.needed()
+        self.vip().is_some() && self.awaiting == 0 && self.healthy >= self.needed()
     }
 
     /// Why it is or is not ready: `2 healthy of 2 (quorum 1)`, or for a firewall-mark service
@@ -67,12 +72,16 @@ impl ServiceReadiness {
         if self.vip().is_none() {
             return "a firewall-mark service has no address to announce".to_string();
         }
-        format!(
+        let counted = format!(
             "{} healthy of {} (quorum {})",
             self.healthy,
             self.servers,
             self.needed()
-        )
+        );
+        match self.awaiting {
+            0 => counted,
+            n => format!("{counted}, {n} awaiting a first verdict"),
+        }
     }
 }
 
@@ -492,6 +501,7 @@ mod tests {
             healthy,
             servers,
             quorum,
+            awaiting: 0,
         }
     }
 
@@ -515,6 +525,19 @@ mod tests {
     }
 
     #[test]
+    fn a_service_waits_for_a_verdict_on_every_server_before_it_is_ready() {
+        let waiting = ServiceReadiness {
+            awaiting: 1,
+            ..tcp("10.0.0.1:80", 3, 4, 1)
+        };
+        assert!(!waiting.ready());
+        assert_eq!(
+            waiting.why(),
+            "3 healthy of 4 (quorum 1), 1 awaiting a first verdict"
+        );
+    }
+
+    #[test]
     fn a_firewall_mark_service_is_never_ready_and_has_no_vip() {
         let fwm = ServiceReadiness {
             service: ServiceKey::Fwmark {
@@ -524,6 +547,7 @@ mod tests {
             healthy: 3,
             servers: 3,
             quorum: 1,
+            awaiting: 0,
         };
         assert!(!fwm.ready());
         assert!(plan(std::slice::from_ref(&fwm), Require::Any).is_empty());

@@ -1949,27 +1949,32 @@ impl Engine {
 
     /// Whether each configured service can serve, for announcing its VIP (`[announce]`): its
     /// real servers that are up and in service (not disabled, not draining, not at weight 0),
-    /// in configuration order. Fallbacks do not count.
+    /// and those in service still awaiting a first verdict, in configuration order. Fallbacks
+    /// do not count.
     pub fn readiness(&self) -> Vec<ServiceReadiness> {
         self.config
             .services
             .iter()
             .enumerate()
             .map(|(si, svc)| {
-                let healthy = (0..svc.servers.len())
-                    .filter(|&i| {
-                        let v = self.server_view(si, ServerRef::Real(i));
-                        v.health == Health::Up
-                            && v.admin == AdminView::InService
-                            && !v.draining
-                            && v.weight > 0
-                    })
-                    .count();
+                let (mut healthy, mut awaiting) = (0, 0);
+                for i in 0..svc.servers.len() {
+                    let v = self.server_view(si, ServerRef::Real(i));
+                    if v.admin != AdminView::InService {
+                        continue;
+                    }
+                    if v.health == Health::Up && !v.draining && v.weight > 0 {
+                        healthy += 1;
+                    } else if v.health == Health::Unknown {
+                        awaiting += 1;
+                    }
+                }
                 ServiceReadiness {
                     service: svc.key,
                     healthy,
                     servers: svc.servers.len(),
                     quorum: svc.quorum,
+                    awaiting,
                 }
             })
             .collect()

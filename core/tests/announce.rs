@@ -9,6 +9,8 @@ use std::time::Duration;
 use harness::{Behaviour, Harness};
 use lvs_hc_core::announce::{plan, Route, VipPlan};
 use lvs_hc_core::config::Require;
+use lvs_hc_core::event::EventKind;
+use lvs_hc_core::health::Health;
 use lvs_hc_core::{Config, Table};
 
 const CHECK: &str = "interval = \"1s\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1";
@@ -150,6 +152,45 @@ fn a_vip_is_ready_while_its_service_has_its_quorum_of_healthy_servers() {
 fn nothing_is_ready_before_the_first_verdicts() {
     let h = Harness::new(&config("[announce]\ntable = 100"), Table::new());
     assert!(plans(&h).iter().all(|p| !p.ready));
+}
+
+/// A director that just started announces a VIP only once it has a verdict on every server
+/// of its service: before that its table may lack a server the other directors have, and with
+/// `mh` the flows it attracts would go elsewhere.
+#[test]
+fn a_vip_waits_for_a_verdict_on_every_server_of_its_service() {
+    let mut h = Harness::new(&config("[announce]\ntable = 100"), Table::new());
+    for s in ["192.168.0.2:80", "192.168.0.4:80", "192.168.0.5:80"] {
+        h.set(s, Behaviour::Healthy);
+    }
+    // Its first probe fails only at the check's timeout (100 ms).
+    h.set("192.168.0.3:80", Behaviour::Blackhole);
+    let verdict = |h: &Harness, server: &str, to: Health| {
+        let server = harness::addr(server);
+        h.first_event(|e| {
+            matches!(e, EventKind::ServerHealth { server: s, to: t, .. } if *s == server && *t == to)
+        })
+    };
+    let mut ready_at = None;
+    while ready_at.is_none() && h.now < harness::at(3.0) {
+        let next = h.now + Duration::from_millis(5);
+        h.run_until(next);
+        if plans(&h)[0].ready {
+            ready_at = Some(h.now);
+        }
+    }
+    let ready_at = ready_at.expect("10.0.0.1 ready within 3 s");
+    let up = verdict(&h, "192.168.0.2:80", Health::Up).expect("192.168.0.2 up");
+    let down = verdict(&h, "192.168.0.3:80", Health::Down).expect("192.168.0.3 down");
+    assert!(
+        up < down,
+        "the case this test is about: one server up while the other awaits its verdict \
+         (up at {up:?}, down at {down:?})"
+    );
+    assert!(
+        ready_at >= down,
+        "ready at {ready_at:?}, before 192.168.0.3's verdict at {down:?}"
+    );
 }
 
 fn route(vip: &str, protocol: u8) -> Route {
