@@ -636,7 +636,7 @@ fn render_announce(a: &Value, out: &mut String) {
     }
     let services = a["services"].as_array().map_or(&[][..], |v| v.as_slice());
     if !services.is_empty() {
-        out.push_str("services ready to announce (max(quorum, 1) healthy real servers):\n");
+        out.push_str("services ready to announce (a verdict on every real server, max(quorum, 1) of them healthy):\n");
     }
     let width = services
         .iter()

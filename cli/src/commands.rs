@@ -91,7 +91,7 @@ pub fn check_summary(config: &Config, origin: &str) -> String {
         let _ = writeln!(
             out,
             "announce: a host route per VIP in table {} proto {} while {} of its services \
-             {} ready (max(quorum, 1) healthy real servers); withdrawn after {} of engine \
+             {} ready (a verdict on every real server, max(quorum, 1) of them healthy); withdrawn after {} of engine \
              silence",
             a.table,
             a.protocol,

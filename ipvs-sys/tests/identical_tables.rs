@@ -241,7 +241,8 @@ impl Director {
                             },
                         ));
                     }
-                    Output::Sync(_) | Output::Event(_) => {}
+                    // No [sync] or [announce] in these configurations: nothing to answer.
+                    Output::Sync(_) | Output::Event(_) | Output::ReadRoutes | Output::Route(_) => {}
                     Output::Timeout(t) => break t,
                 }
             };
