@@ -65,7 +65,10 @@ use crate::op::{ApplyError, Op, Target};
 use crate::reason::{DestChange, OpReason, ReloadSummary};
 use crate::rng::SplitMix64;
 use crate::sync::{SyncDaemon, SyncKeeper, SyncOp, SyncStatus};
-use crate::table::{hashes_over_order, Counters, ServiceEntry, ServiceKey, SkippedService, Table};
+use crate::table::{
+    hashes_by_last_weight, hashes_over_order, Counters, ServiceEntry, ServiceKey, SkippedService,
+    Table,
+};
 use crate::time::Instant;
 
 /// Hashes [`ProbeId`]s, which the engine hands out in sequence and looks up once per probe
@@ -629,7 +632,8 @@ pub struct Engine {
     sync: SyncKeeper,
     /// The routes announcing the VIPs (`[announce]`).
     announce: AnnounceKeeper,
-    /// Inputs came since the VIPs' plans were last worked out.
+    /// A service was reconciled (or the configuration changed) since the VIPs' plans were last
+    /// worked out.
     plans_stale: bool,
     /// A route read is asked for and not answered yet.
     routes_outstanding: bool,
@@ -817,7 +821,6 @@ impl Engine {
             Input::RouteApplied { op, result, .. } => self.handle_route_applied(op, result),
             Input::Stalled { .. } => self.announce.stall(),
         }
-        self.plans_stale = true;
         self.tick();
     }
 
@@ -1893,7 +1896,12 @@ impl Engine {
             pending.contains_key(&Target::Dest(*key, *addr))
                 || (now == Some(0) && before == Some(0))
         });
-        for (key, entry) in &table.services {
+        // Only `mh` counts last weights: no entry for the destinations of other services.
+        let by_last_weight = table
+            .services
+            .iter()
+            .filter(|(_, e)| hashes_by_last_weight(&e.params.scheduler));
+        for (key, entry) in by_last_weight {
             for (addr, p) in &entry.dests {
                 if p.weight > 0 {
                     self.last_weights.insert((*key, *addr), p.weight);
@@ -2261,6 +2269,10 @@ impl Engine {
         if self.dirty.is_clean() {
             return;
         }
+        // What makes a service dirty (a verdict, a weight, a drain, an administrative state, a
+        // reload, a table read) is what its readiness to be announced depends on: the VIPs'
+        // plans are recomputed then, not at every probe result.
+        self.plans_stale = true;
         let Some(believed) = &self.believed else {
             return;
         };
@@ -2363,7 +2375,7 @@ impl Engine {
         d: &'d DesiredService,
         reasons: &mut HashMap<Target, String>,
     ) -> Cow<'d, ServiceEntry> {
-        if d.entry.params.scheduler != "mh" {
+        if !hashes_by_last_weight(&d.entry.params.scheduler) {
             return Cow::Borrowed(&d.entry);
         }
         let mut entry = Cow::Borrowed(&d.entry);

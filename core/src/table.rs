@@ -407,6 +407,13 @@ pub fn hashes_over_order(scheduler: &str) -> bool {
     matches!(scheduler, "sh" | "mh")
 }
 
+/// Whether `scheduler` counts a destination by its `last_weight` (the last weight other than 0
+/// it was given), which dumps do not show (`mh`): lvs-hc then seats a destination held at
+/// weight 0 at its weight first (see [`crate::engine`]'s module documentation).
+pub fn hashes_by_last_weight(scheduler: &str) -> bool {
+    scheduler == "mh"
+}
+
 /// Why [`Table::apply_sync`] refused a sync daemon operation, as the kernel would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncRefusal {
